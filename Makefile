@@ -1,0 +1,60 @@
+# segzero-edge developer commands. `make test` and `make demo` work on a fresh machine:
+# they create .venv, install CPU torch and everything else under constraints.txt (which pins
+# torch==2.13.0 so pip never swaps in CUDA torch), install the official SAM2 without its
+# dependencies (its metadata pulls a torchvision that cannot work with CPU torch), and build
+# the package (editable, with the C++ extension). Re-running is fast: stamps skip done work.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(PY) -m pip --disable-pip-version-check
+DEPS_STAMP := $(VENV)/.segzero-deps
+PKG_STAMP := $(VENV)/.segzero-pkg
+NATIVE_SOURCES := $(wildcard csrc/*.cpp csrc/*.hpp csrc/core/*.cpp csrc/core/*.hpp) CMakeLists.txt
+PYTEST_ARGS ?=
+
+.PHONY: help install test lint format demo fuzz bench clean distclean
+
+help:
+	@echo "make test    install into .venv (first time), run ruff and pytest"
+	@echo "make demo    install, build tiny models, export them, segment the bundled image"
+	@echo "make lint    ruff check"
+	@echo "make clean   remove build outputs (keeps .venv)"
+
+$(DEPS_STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -U pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.13"
+	$(PIP) install -q --no-build-isolation -e ".[dev]"
+	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-deps --no-build-isolation sam2==1.1.0
+	touch $(DEPS_STAMP) $(PKG_STAMP)
+
+$(PKG_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $(PKG_STAMP)
+
+install: $(PKG_STAMP)
+
+lint: install
+	$(PY) -m ruff check .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	@echo "make demo arrives with the Segmenter (issue 6): no end-to-end pipeline exists yet." >&2
+	@exit 2
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

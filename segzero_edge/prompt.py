@@ -1,0 +1,200 @@
+"""The Seg-Zero prompt contract, shared by training, export and the runtime.
+
+Everything the reasoning model sees before it starts writing is defined here, once:
+
+* the Seg-Zero user text, byte for byte as in the official code (``seg_zero_user_text``),
+* the Qwen2.5-VL chat template and its rendering for one image + one question (``render_chat``),
+* the default model input size (the image is stretched to ``size x size`` pixels, aspect ratio ignored,
+  before the vision tower sees it; Seg-Zero uses 840) and where checkpoints record another size.
+
+If any of this changes, bump ``PROMPT_VERSION``: it is written into every checkpoint and manifest, and
+the runtime refuses an engine directory whose prompt version differs from its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import CheckpointError, InputError
+
+#: Version of everything in this module. Written into manifests and checkpoints.
+PROMPT_VERSION = "seg-zero-1"
+
+#: Seg-Zero's model input size in pixels (the image is resized to 840x840, ignoring aspect ratio).
+#: This is only the default: the real size of a model comes from its checkpoint (``read_input_size``)
+#: and, after export, from the manifest.
+SEG_ZERO_INPUT_SIZE = 840
+
+#: Qwen2.5-VL geometry: 14-pixel patches merged 2x2 into one LLM token, so input sizes are multiples of 28.
+PATCH_SIZE = 14
+MERGE_SIZE = 2
+INPUT_SIZE_MULTIPLE = PATCH_SIZE * MERGE_SIZE
+
+#: The example answer inside the prompt. It is a Python dict repr (single quotes), *not* valid JSON,
+#: exactly as in Seg-Zero's source.
+SEG_ZERO_EXAMPLE_ANSWER = "{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180]}"
+
+# One Python literal in Seg-Zero built by implicit concatenation: no space after the periods.
+_SEG_ZERO_TEMPLATE = (
+    "Please find '{Question}' with bbox and points."
+    "Compare the difference between objects and find the most closely matched one."
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+    "Output the one bbox and points of two largest inscribed circles inside the interested object in JSON format."
+    "i.e., <think> thinking process here </think><answer>{Answer}</answer>"
+)
+
+#: The system turn the Qwen2.5-VL template inserts when none is given (Seg-Zero training sets the same).
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
+#: Qwen2.5-VL's chat template as shipped in the official checkpoints (chat_template.json).
+QWEN25VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+VISION_START = "<|vision_start|>"
+VISION_END = "<|vision_end|>"
+IMAGE_PAD = "<|image_pad|>"
+
+#: Name of the small JSON file a checkpoint directory carries to record its prompt contract
+#: (``{"prompt_version": ..., "input_size": ...}``). Official Seg-Zero checkpoints have none: 840 applies.
+CHECKPOINT_META_FILE = "segzero_edge.json"
+
+
+def normalize_question(question: str) -> str:
+    """Seg-Zero's query normalization: ``question.lower().strip(".")``.
+
+    Only leading and trailing periods are removed; whitespace and quotes are kept as they are.
+    """
+    if not isinstance(question, str):
+        raise InputError(
+            f"the question must be a str, got {type(question).__name__}",
+            hint="pass the instruction as text, e.g. 'the cup the robot should pick up'",
+        )
+    return question.lower().strip(".")
+
+
+def seg_zero_user_text(question: str, *, with_image_token: bool = False) -> str:
+    """The Seg-Zero user text for ``question``, byte for byte as the official code builds it.
+
+    Args:
+        question: the referring or reasoning query, e.g. ``"The unusal object in the image."``.
+            It is normalized with ``lower()`` and ``strip(".")``; nothing is escaped.
+        with_image_token: prefix the training-time ``<image>`` placeholder (Seg-Zero's training
+            dataset does this; inference passes the image as a separate content item instead).
+
+    Returns:
+        The user text, with the single-quoted example answer and no space after the periods.
+    """
+    text = _SEG_ZERO_TEMPLATE.replace("{Question}", normalize_question(question)).replace(
+        "{Answer}", SEG_ZERO_EXAMPLE_ANSWER
+    )
+    return "<image>" + text if with_image_token else text
+
+
+def seg_zero_messages(question: str) -> list[dict]:
+    """The chat messages of one Seg-Zero request: one user turn, image item first, then the text.
+
+    This is the form ``transformers``' ``apply_chat_template`` and TRL take; no system message is
+    given, so the template inserts the default one.
+    """
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": seg_zero_user_text(question)}],
+        }
+    ]
+
+
+def render_chat(question: str, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
+    """The full prompt string for one image and one question, with the generation prompt.
+
+    Identical to ``apply_chat_template(seg_zero_messages(question), add_generation_prompt=True,
+    tokenize=False)`` with ``QWEN25VL_CHAT_TEMPLATE`` (a test checks this against ``transformers``).
+    The image appears as a single ``<|image_pad|>``; the runtime expands it to one pad token per
+    image embedding (``expand_image_pads``).
+    """
+    return (
+        f"{IM_START}system\n{system_prompt}{IM_END}\n"
+        f"{IM_START}user\n{VISION_START}{IMAGE_PAD}{VISION_END}{seg_zero_user_text(question)}{IM_END}\n"
+        f"{IM_START}assistant\n"
+    )
+
+
+def expand_image_pads(prompt: str, num_image_tokens: int) -> str:
+    """Replace the single ``<|image_pad|>`` of ``prompt`` by ``num_image_tokens`` of them.
+
+    ``num_image_tokens`` is (input_size / 28) ** 2 for a square input: 900 for 840x840.
+    """
+    if prompt.count(IMAGE_PAD) != 1:
+        raise InputError(
+            f"expected exactly one {IMAGE_PAD} in the prompt, found {prompt.count(IMAGE_PAD)}",
+            hint="build the prompt with segzero_edge.prompt.render_chat",
+        )
+    if num_image_tokens < 1:
+        raise InputError(f"num_image_tokens must be >= 1, got {num_image_tokens}")
+    return prompt.replace(IMAGE_PAD, IMAGE_PAD * num_image_tokens)
+
+
+def num_image_tokens(input_size: int) -> int:
+    """LLM tokens for a square ``input_size`` image: (input_size / 28) ** 2 (900 for 840)."""
+    validate_input_size(input_size)
+    side = input_size // INPUT_SIZE_MULTIPLE
+    return side * side
+
+
+def validate_input_size(input_size: int) -> int:
+    """Check that ``input_size`` is a positive multiple of 28 (Qwen2.5-VL patch 14, merge 2)."""
+    if isinstance(input_size, bool) or not isinstance(input_size, int):
+        raise InputError(f"the model input size must be an int, got {input_size!r}")
+    if input_size < INPUT_SIZE_MULTIPLE or input_size % INPUT_SIZE_MULTIPLE:
+        raise InputError(
+            f"unsupported model input size {input_size}",
+            hint=f"use a positive multiple of {INPUT_SIZE_MULTIPLE} (Seg-Zero uses {SEG_ZERO_INPUT_SIZE})",
+        )
+    return input_size
+
+
+def write_checkpoint_meta(checkpoint_dir: str | Path, *, input_size: int = SEG_ZERO_INPUT_SIZE) -> Path:
+    """Record the prompt contract of a reasoner checkpoint (prompt version, input size) next to it."""
+    validate_input_size(input_size)
+    path = Path(checkpoint_dir) / CHECKPOINT_META_FILE
+    path.write_text(json.dumps({"prompt_version": PROMPT_VERSION, "input_size": input_size}, indent=2) + "\n")
+    return path
+
+
+def read_checkpoint_meta(checkpoint_dir: str | Path) -> dict:
+    """The prompt contract of a reasoner checkpoint.
+
+    Official Seg-Zero checkpoints carry no ``segzero_edge.json``: they get Seg-Zero's prompt version
+    and input size 840.
+
+    Returns:
+        ``{"prompt_version": str, "input_size": int}``.
+    """
+    path = Path(checkpoint_dir) / CHECKPOINT_META_FILE
+    if not path.exists():
+        return {"prompt_version": PROMPT_VERSION, "input_size": SEG_ZERO_INPUT_SIZE}
+    try:
+        meta = json.loads(path.read_text())
+        input_size = validate_input_size(int(meta.get("input_size", SEG_ZERO_INPUT_SIZE)))
+        version = str(meta.get("prompt_version", PROMPT_VERSION))
+    except (ValueError, TypeError, InputError) as exc:
+        raise CheckpointError(
+            f"{path} is not a valid checkpoint prompt record: {exc}",
+            hint=f"fix or delete {path.name} (without it, input size {SEG_ZERO_INPUT_SIZE} is used)",
+        ) from exc
+    return {"prompt_version": version, "input_size": input_size}

@@ -1,0 +1,95 @@
+"""Result types returned by the SDK (frozen dataclasses).
+
+Coordinate convention everywhere: pixels of the *original* image, x to the right, y down, origin at
+the top-left corner of the top-left pixel. Boxes are ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and
+``y1 <= y2``; points are ``(x, y)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class AnswerObject:
+    """One object of a decoded answer.
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)`` in original-image pixels, corners reordered and clipped to the image.
+        points: the object's points ``((x, y), ...)`` in original-image pixels (two for Seg-Zero,
+            one for VisionReasoner answers).
+    """
+
+    box: Box
+    points: tuple[Point, ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The reasoning model's output, decoded.
+
+    Attributes:
+        ok: True when a usable box (and points) were found; never raises on model output.
+        box: the first object's box, ``(x1, y1, x2, y2)`` in original-image pixels, or None.
+        points: the first object's points in original-image pixels (empty when not ok).
+        think: the text inside ``<think>...</think>`` (whatever it contains), or None if absent.
+        error: why decoding failed (None when ok).
+        objects: every decoded object; ``objects[0]`` is also ``box``/``points``.
+        raw_text: the text that was decoded.
+    """
+
+    ok: bool
+    box: Box | None = None
+    points: tuple[Point, ...] = ()
+    think: str | None = None
+    error: str | None = None
+    objects: tuple[AnswerObject, ...] = ()
+    raw_text: str = ""
+
+
+def _readonly_timings(timings: Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(timings))
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """The result of ``Segmenter.predict``.
+
+    Attributes:
+        mask: ``(H, W)`` bool array at the original image size; all False when nothing was found.
+        found: False when the model's answer could not be decoded (``error`` says why).
+        box: ``(x1, y1, x2, y2)`` prompt given to SAM2, original-image pixels (reordered and clipped).
+        points: the point prompts given to SAM2, original-image pixels.
+        score: SAM2's predicted IoU of the chosen mask (0.0 when nothing was found).
+        reasoning: the think text, or None.
+        raw_text: the full generated text.
+        timings_ms: milliseconds per stage, plus ``"total"``.
+        answer: the decoded answer (raw decoded values included).
+        error: why nothing was found (None when found).
+    """
+
+    mask: np.ndarray
+    found: bool
+    box: Box | None = None
+    points: tuple[Point, ...] = ()
+    score: float = 0.0
+    reasoning: str | None = None
+    raw_text: str = ""
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    answer: Answer | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        mask = np.asarray(self.mask)
+        if mask.ndim != 2 or mask.dtype != np.bool_:
+            raise ValueError(f"Segmentation.mask must be a 2-D bool array, got {mask.dtype} {mask.shape}")
+        mask.setflags(write=False)
+        object.__setattr__(self, "mask", mask)
+        object.__setattr__(self, "timings_ms", _readonly_timings(self.timings_ms))
