@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -44,7 +44,9 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """Mappings and tuples -> dicts and lists, for JSON."""
+    """Dataclasses, mappings and tuples -> dicts and lists, for JSON."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -280,9 +282,11 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "components", _frozen_mapping({k: _frozen_mapping(v) for k, v in self.components.items()}))
+        components = {k: _frozen_mapping(v) for k, v in self.components.items()}
+        object.__setattr__(self, "components", _frozen_mapping(components))
         object.__setattr__(self, "graphs", _frozen_mapping(self.graphs))
-        object.__setattr__(self, "validation", _frozen_mapping({k: _frozen_mapping(v) for k, v in self.validation.items()}))
+        validation = {k: _frozen_mapping(v) for k, v in self.validation.items()}
+        object.__setattr__(self, "validation", _frozen_mapping(validation))
         for attr in ("files", "sources", "trt_builds"):
             object.__setattr__(self, attr, tuple(getattr(self, attr)))
         listed = [f.path for f in self.files]
@@ -312,8 +316,9 @@ class Manifest:
         try:
             return self.components[name]
         except KeyError:
+            have = ", ".join(sorted(self.components)) or "none"
             raise ManifestError(
-                f"this engine directory has no {name!r} component (it has: {', '.join(sorted(self.components)) or 'none'})",
+                f"this engine directory has no {name!r} component (it has: {have})",
                 hint=f"run `segzero-edge export {name} ...` with --out pointing at this directory",
             ) from None
 
@@ -362,9 +367,8 @@ class Manifest:
 
     # -- (de)serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return _plain(asdict(self))
+        """The manifest as plain JSON-ready data."""
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
