@@ -13,6 +13,8 @@ from segzero_edge.cli.base import Command
 
 #: subcommand -> (help, module relative to this package)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "tiny-reasoner": ("write a tiny random Qwen2.5-VL checkpoint (HF format) for tests and demos",
+                      ".builders.cli_tiny_reasoner"),
     "tiny-sam2": ("write a random-weight SAM2 checkpoint (official .pt format)", ".builders.cli_tiny_sam2"),
 }
 
