@@ -68,39 +68,186 @@ PyObject* points_tuple(const double (*p)[2], int n) {
   return t;
 }
 
-// (ok, error, think, objects); objects: tuple of (box, points, raw_box, raw_points, model_box, model_points)
-py::tuple decode(const py::str& text, double image_w, double image_h, double model_w, double model_h) {
-  for (double v : {image_w, image_h, model_w, model_h}) {
-    if (!(v > 0) || !std::isfinite(v)) throw py::value_error("sizes must be positive and finite");
-  }
+// The six per-object values, in AnswerObject field order (new references).
+void object_values(const segzero::DecodedObject& o, PyObject* out[6]) {
+  out[0] = float_tuple(o.box, 4);
+  out[1] = points_tuple(o.points, o.n_points);
+  out[2] = float_tuple(o.raw_box, 4);
+  out[3] = points_tuple(o.raw_points, o.n_points);
+  out[4] = float_tuple(o.model_box, 4);
+  out[5] = points_tuple(o.model_points, o.n_points);
+}
+
+// Runs the decoder (thread-local, reused buffers); sizes are validated by the caller.
+const segzero::DecodeResult& run_decode(const Utf8& utf8, double w, double h, double mw, double mh) {
   thread_local segzero::AnswerDecoder decoder;
   thread_local segzero::DecodeResult result;
-  const Utf8 utf8(text);
-  const segzero::DecodeSizes sizes{image_w, image_h, model_w, model_h};
+  const segzero::DecodeSizes sizes{w, h, mw, mh};
   if (utf8.size > kReleaseGilBytes) {
     py::gil_scoped_release release;
     decoder.decode(utf8.data, static_cast<size_t>(utf8.size), sizes, result);
   } else {
     decoder.decode(utf8.data, static_cast<size_t>(utf8.size), sizes, result);
   }
-  PyObject* objects = PyTuple_New(static_cast<Py_ssize_t>(result.objects.size()));
-  for (size_t i = 0; i < result.objects.size(); ++i) {
-    const segzero::DecodedObject& o = result.objects[i];
+  return result;
+}
+
+py::object think_of(const segzero::DecodeResult& r, const Utf8& utf8) {
+  if (!r.has_think) return py::none();
+  return decode_utf8(utf8.data + r.think_begin, r.think_end - r.think_begin);
+}
+
+void check_sizes(double w, double h, double mw, double mh) {
+  for (double v : {w, h, mw, mh}) {
+    if (!(v > 0) || !std::isfinite(v)) throw py::value_error("sizes must be positive and finite");
+  }
+}
+
+// (ok, error, think, objects); objects: tuple of (box, points, raw_box, raw_points, model_box, model_points)
+py::tuple decode(const py::str& text, double image_w, double image_h, double model_w, double model_h) {
+  check_sizes(image_w, image_h, model_w, model_h);
+  const Utf8 utf8(text);
+  const segzero::DecodeResult& r = run_decode(utf8, image_w, image_h, model_w, model_h);
+  PyObject* objects = PyTuple_New(static_cast<Py_ssize_t>(r.objects.size()));
+  for (size_t i = 0; i < r.objects.size(); ++i) {
+    PyObject* values[6];
+    object_values(r.objects[i], values);
     PyObject* t = PyTuple_New(6);
-    PyTuple_SET_ITEM(t, 0, float_tuple(o.box, 4));
-    PyTuple_SET_ITEM(t, 1, points_tuple(o.points, o.n_points));
-    PyTuple_SET_ITEM(t, 2, float_tuple(o.raw_box, 4));
-    PyTuple_SET_ITEM(t, 3, points_tuple(o.raw_points, o.n_points));
-    PyTuple_SET_ITEM(t, 4, float_tuple(o.model_box, 4));
-    PyTuple_SET_ITEM(t, 5, points_tuple(o.model_points, o.n_points));
+    for (int k = 0; k < 6; ++k) PyTuple_SET_ITEM(t, k, values[k]);
     PyTuple_SET_ITEM(objects, static_cast<Py_ssize_t>(i), t);
   }
-  py::object error = result.ok ? py::object(py::none()) : py::object(py::str(result.error));
-  py::object think = result.has_think
-                         ? py::object(decode_utf8(utf8.data + result.think_begin, result.think_end - result.think_begin))
-                         : py::object(py::none());
-  return py::make_tuple(py::bool_(result.ok), error, think, py::reinterpret_steal<py::object>(objects));
+  py::object error = r.ok ? py::object(py::none()) : py::object(py::str(r.error));
+  return py::make_tuple(py::bool_(r.ok), error, think_of(r, utf8), py::reinterpret_steal<py::object>(objects));
 }
+
+// ---- Answer / AnswerObject construction ----
+// decode_answer builds the result dataclasses here: the frozen dataclass __init__ (one
+// object.__setattr__ per field) costs more than decoding itself. With `fast` (decided by the Python
+// side: plain dataclasses, exactly the expected fields, no __post_init__), instances are allocated
+// and their __dict__ filled directly, which is what __init__ would do; otherwise the class is called.
+struct ResultTypes {
+  PyObject* answer = nullptr;  // strong references, intentionally never released (module lifetime)
+  PyObject* object = nullptr;
+  bool fast = false;
+  PyObject* answer_keys[7] = {};
+  PyObject* object_keys[6] = {};
+};
+ResultTypes g_types;
+constexpr const char* kAnswerFields[7] = {"ok", "box", "points", "think", "error", "objects", "raw_text"};
+constexpr const char* kObjectFields[6] = {"box", "points", "raw_box", "raw_points", "model_box", "model_points"};
+
+void set_result_types(const py::object& answer_cls, const py::object& object_cls, bool fast) {
+  if (!PyType_Check(answer_cls.ptr()) || !PyType_Check(object_cls.ptr())) throw py::type_error("expected classes");
+  Py_XDECREF(g_types.answer);
+  Py_XDECREF(g_types.object);
+  g_types.answer = answer_cls.inc_ref().ptr();
+  g_types.object = object_cls.inc_ref().ptr();
+  g_types.fast = fast;
+  for (int i = 0; i < 7; ++i)
+    if (!g_types.answer_keys[i]) g_types.answer_keys[i] = PyUnicode_InternFromString(kAnswerFields[i]);
+  for (int i = 0; i < 6; ++i)
+    if (!g_types.object_keys[i]) g_types.object_keys[i] = PyUnicode_InternFromString(kObjectFields[i]);
+}
+
+// New instance of `cls` with the given field values (references stolen); nullptr with an exception set.
+PyObject* make_instance(PyObject* cls, PyObject* const* keys, PyObject** values, int n) {
+  PyObject* inst = nullptr;
+  bool ok = true;
+  for (int i = 0; i < n; ++i) ok = ok && values[i] != nullptr;
+  if (ok && g_types.fast) {
+    auto* tp = reinterpret_cast<PyTypeObject*>(cls);
+    inst = tp->tp_alloc(tp, 0);
+    PyObject* dict = inst ? PyObject_GenericGetDict(inst, nullptr) : nullptr;
+    for (int i = 0; dict && i < n; ++i) {
+      if (PyDict_SetItem(dict, keys[i], values[i]) < 0) ok = false;
+    }
+    if (!dict) ok = false;
+    Py_XDECREF(dict);
+  } else if (ok) {
+    PyObject* kwargs = PyDict_New();
+    for (int i = 0; kwargs && i < n; ++i) PyDict_SetItem(kwargs, keys[i], values[i]);
+    PyObject* empty = PyTuple_New(0);
+    inst = (kwargs && empty) ? PyObject_Call(cls, empty, kwargs) : nullptr;
+    Py_XDECREF(empty);
+    Py_XDECREF(kwargs);
+  }
+  for (int i = 0; i < n; ++i) Py_XDECREF(values[i]);
+  if (!ok) Py_CLEAR(inst);
+  if (!inst && !PyErr_Occurred()) PyErr_NoMemory();
+  return inst;
+}
+
+// decode_answer(text, image_w, image_h, model_w, model_h) -> Answer, as a METH_FASTCALL function:
+// this is the per-frame call, and pybind11's generic dispatch would cost as much as the decoding.
+PyObject* decode_answer_fast(PyObject* /*self*/, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 5) {
+    PyErr_SetString(PyExc_TypeError, "decode_answer(text, image_w, image_h, model_w, model_h) takes 5 arguments");
+    return nullptr;
+  }
+  if (!g_types.answer) {
+    PyErr_SetString(PyExc_RuntimeError, "set_result_types() was not called");
+    return nullptr;
+  }
+  if (!PyUnicode_Check(args[0])) {
+    PyErr_SetString(PyExc_TypeError, "text must be a str");
+    return nullptr;
+  }
+  double sizes[4];
+  for (int i = 0; i < 4; ++i) {
+    sizes[i] = PyFloat_AsDouble(args[i + 1]);
+    if (sizes[i] == -1.0 && PyErr_Occurred()) return nullptr;
+    if (!(sizes[i] > 0) || !std::isfinite(sizes[i])) {
+      PyErr_SetString(PyExc_ValueError, "sizes must be positive and finite");
+      return nullptr;
+    }
+  }
+  try {
+    const Utf8 utf8(py::reinterpret_borrow<py::str>(args[0]));
+    const segzero::DecodeResult& r = run_decode(utf8, sizes[0], sizes[1], sizes[2], sizes[3]);
+    const Py_ssize_t n = static_cast<Py_ssize_t>(r.objects.size());
+    PyObject* objects = PyTuple_New(n);
+    if (!objects) return nullptr;
+    PyObject* first_box = nullptr;
+    PyObject* first_points = nullptr;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject* values[6];
+      object_values(r.objects[static_cast<size_t>(i)], values);
+      if (i == 0 && values[0] && values[1]) {
+        first_box = Py_NewRef(values[0]);
+        first_points = Py_NewRef(values[1]);
+      }
+      PyObject* obj = make_instance(g_types.object, g_types.object_keys, values, 6);
+      if (!obj) {
+        Py_DECREF(objects);
+        Py_XDECREF(first_box);
+        Py_XDECREF(first_points);
+        return nullptr;
+      }
+      PyTuple_SET_ITEM(objects, i, obj);
+    }
+    PyObject* values[7] = {
+        Py_NewRef(r.ok ? Py_True : Py_False),
+        first_box ? first_box : Py_NewRef(Py_None),
+        first_points ? first_points : PyTuple_New(0),
+        think_of(r, utf8).release().ptr(),
+        r.ok ? Py_NewRef(Py_None) : PyUnicode_FromStringAndSize(r.error.data(), static_cast<Py_ssize_t>(r.error.size())),
+        objects,
+        Py_NewRef(args[0]),
+    };
+    return make_instance(g_types.answer, g_types.answer_keys, values, 7);
+  } catch (py::error_already_set& e) {
+    e.restore();
+    return nullptr;
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+}
+
+PyMethodDef kDecodeAnswerDef = {"decode_answer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(decode_answer_fast)),
+                                METH_FASTCALL,
+                                "decode_answer(text, image_w, image_h, model_w, model_h) -> Answer "
+                                "(decode() wrapped into the registered result types)."};
 
 // ---- constraint ----
 
@@ -157,6 +304,11 @@ PYBIND11_MODULE(_native, m) {
   m.def("decode", &decode, py::arg("text"), py::arg("image_w"), py::arg("image_h"), py::arg("model_w"),
         py::arg("model_h"),
         "Decode an answer: (ok, error, think, objects); see segzero_edge.answer.decode_answer.");
+
+  m.def("set_result_types", &set_result_types, py::arg("answer_cls"), py::arg("object_cls"), py::arg("fast"),
+        "Register segzero_edge.types.Answer / AnswerObject for decode_answer.");
+  m.add_object("decode_answer",
+               py::reinterpret_steal<py::object>(PyCFunction_NewEx(&kDecodeAnswerDef, nullptr, m.ptr())));
 
   py::class_<segzero::AnswerStream>(m, "AnswerStream")
       .def(py::init<bool>(), py::arg("stop_at_json_end") = false)
