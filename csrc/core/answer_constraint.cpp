@@ -173,7 +173,7 @@ std::unique_ptr<ConstraintIndex> ConstraintIndex::build(const std::vector<std::s
   idx->budget_state_ = idx->segments_[forced].base;
   idx->after_think_state_ = idx->segments_[ws].base;
   idx->after_answer_tag_state_ = idx->segments_[open].base;
-  idx->build_tables();
+  if (!idx->build_tables(error)) return nullptr;
   return idx;
 }
 
@@ -246,11 +246,13 @@ uint32_t ConstraintIndex::next(uint32_t state, int64_t token) const {
   if (flags & (kFlagBanned | kFlagEos)) return kReject;
   const std::string& bytes = tokens_[static_cast<size_t>(token)];
   if (state >= n_free_ && bytes.empty()) return kReject;  // no progress in the answer
-  return run_bytes(state, bytes);
+  const uint32_t r = run_bytes(state, bytes);
+  return (r != kReject && live_[r] == 1) ? r : kReject;  // never into a dead end
 }
 
-void ConstraintIndex::build_tables() {
+bool ConstraintIndex::build_tables(std::string& error) {
   const size_t n_tokens = tokens_.size();
+  const uint32_t n_grammar = n_states_ - n_free_;
   // Trie of the tokens that may ever appear in an answer.
   std::vector<int32_t> usable;
   usable.reserve(n_tokens);
@@ -261,32 +263,14 @@ void ConstraintIndex::build_tables() {
   Trie trie;
   trie.build(tokens_, std::move(usable));
 
-  // Think phase: bans per tag-matcher state.
-  std::vector<int32_t> always;
-  for (size_t id = 0; id < token_flags_.size(); ++id)
-    if (token_flags_[id] & (kFlagBanned | kFlagEos)) always.push_back(static_cast<int32_t>(id));
-  std::vector<int32_t> with_gt;  // only a token holding '>' can complete a tag
-  for (size_t id = 0; id < n_tokens; ++id)
-    if (!(token_flags_[id] & (kFlagBanned | kFlagEos)) && tokens_[id].find('>') != std::string::npos)
-      with_gt.push_back(static_cast<int32_t>(id));
-  free_banned_.assign(n_free_, {});
-  for (uint32_t m = 0; m < n_free_; ++m) {
-    std::vector<int32_t>& bans = free_banned_[m];
-    bans = always;
-    for (int32_t id : with_gt)
-      if (run_bytes(m, tokens_[id]) == kReject) bans.push_back(id);
-    std::sort(bans.begin(), bans.end());
-  }
-
-  // Grammar states: allowed ids by walking the trie with the automaton.
-  const uint32_t n_grammar = n_states_ - n_free_;
-  allowed_off_.assign(n_grammar + 1, 0);
-  forced_off_.assign(n_grammar + 1, 0);
+  // 1. Grammar states: the tokens that keep the text a valid prefix, with the state each one leads to,
+  //    by walking the trie with the automaton (a subtree is left as soon as the automaton rejects).
+  std::vector<uint32_t> off(n_grammar + 1, 0);
+  std::vector<std::pair<int32_t, uint32_t>> edges;  // (token, next state), grouped by state, by token
   std::vector<std::pair<uint32_t, uint32_t>> stack;
-  std::vector<int32_t> found;
   for (uint32_t g = 0; g < n_grammar; ++g) {
     const uint32_t state = n_free_ + g;
-    found.clear();
+    const size_t first = edges.size();
     if (state != done_state_) {
       stack.assign(1, {0u, state});
       while (!stack.empty()) {
@@ -295,17 +279,85 @@ void ConstraintIndex::build_tables() {
         for (uint32_t k = trie.first_child[node]; k != kReject; k = trie.next_sibling[k]) {
           const uint32_t nx = step_grammar(st, trie.byte[k]);
           if (nx == kReject) continue;
-          for (uint32_t i = 0; i < trie.ids_count[k]; ++i) found.push_back(trie.order[trie.ids_begin[k] + i]);
+          for (uint32_t i = 0; i < trie.ids_count[k]; ++i) edges.push_back({trie.order[trie.ids_begin[k] + i], nx});
           if (nx != done_state_) stack.push_back({k, nx});
         }
       }
-      std::sort(found.begin(), found.end());
+      std::sort(edges.begin() + static_cast<std::ptrdiff_t>(first), edges.end());
     }
-    allowed_.insert(allowed_.end(), found.begin(), found.end());
-    allowed_off_[g + 1] = static_cast<uint32_t>(allowed_.size());
+    off[g + 1] = static_cast<uint32_t>(edges.size());
+  }
 
-    // Forced continuation, tokenized greedily with the longest vocabulary entries.
-    const std::string text = forced_text(state);
+  // 2. Liveness: a state is live when some token sequence leads from it to done. A valid prefix is not
+  //    enough with vocabularies that lack single bytes (a token could lead where nothing can follow).
+  //    The automaton is acyclic (every byte moves forward), so one depth-first pass decides every state.
+  live_.assign(n_states_, 0);  // 0 unknown, 1 live, 2 dead
+  live_[done_state_] = 1;
+  for (uint32_t f = 0; f < n_free_; ++f) live_[f] = 1;
+  std::vector<std::pair<uint32_t, uint32_t>> dfs;  // (state, next edge to look at)
+  for (uint32_t g = 0; g < n_grammar; ++g) {
+    if (live_[n_free_ + g]) continue;
+    dfs.assign(1, {n_free_ + g, off[g]});
+    while (!dfs.empty()) {
+      auto& [st, e] = dfs.back();
+      const uint32_t gs = st - n_free_;
+      bool pushed = false;
+      for (; e < off[gs + 1]; ++e) {
+        const uint32_t nx = edges[e].second;
+        if (live_[nx] == 1) break;
+        if (live_[nx] == 0) {
+          dfs.push_back({nx, off[nx - n_free_]});
+          pushed = true;
+          break;
+        }
+      }
+      if (pushed) continue;
+      live_[st] = e < off[gs + 1] ? 1 : 2;
+      dfs.pop_back();
+    }
+  }
+  if (live_[budget_state_] != 1) {
+    error = "the vocabulary cannot spell the answer skeleton (no tokenization of "
+            "'</think><answer>{\"bbox\": [...]}</answer>'): it needs tokens covering every byte of it";
+    return false;
+  }
+  auto usable_next = [&](uint32_t nx) { return nx != kReject && live_[nx] == 1; };
+
+  // 3. Allowed ids: valid prefix and live.
+  allowed_off_.assign(n_grammar + 1, 0);
+  for (uint32_t g = 0; g < n_grammar; ++g) {
+    for (uint32_t e = off[g]; e < off[g + 1]; ++e)
+      if (live_[edges[e].second] == 1) allowed_.push_back(edges[e].first);
+    allowed_off_[g + 1] = static_cast<uint32_t>(allowed_.size());
+  }
+
+  // 4. Think phase: per tag-matcher state, the ids to ban: banned + eos + tokens that complete a tag and
+  //    continue where the grammar rejects or nothing can follow. Only a token holding '>' can end a tag.
+  std::vector<int32_t> always;
+  for (size_t id = 0; id < token_flags_.size(); ++id)
+    if (token_flags_[id] & (kFlagBanned | kFlagEos)) always.push_back(static_cast<int32_t>(id));
+  std::vector<int32_t> with_gt;
+  for (size_t id = 0; id < n_tokens; ++id)
+    if (!(token_flags_[id] & (kFlagBanned | kFlagEos)) && tokens_[id].find('>') != std::string::npos)
+      with_gt.push_back(static_cast<int32_t>(id));
+  free_banned_.assign(n_free_, {});
+  for (uint32_t m = 0; m < n_free_; ++m) {
+    std::vector<int32_t>& bans = free_banned_[m];
+    bans = always;
+    for (int32_t id : with_gt)
+      if (!usable_next(run_bytes(m, tokens_[id]))) bans.push_back(id);
+    std::sort(bans.begin(), bans.end());
+  }
+
+  // 5. Forced continuations, tokenized greedily with the longest vocabulary entry that leads to a live
+  //    state (the smallest id among entries with the same bytes).
+  forced_off_.assign(n_grammar + 1, 0);
+  std::vector<uint32_t> path;  // path[i] = state after the first i forced bytes
+  for (uint32_t g = 0; g < n_grammar; ++g) {
+    const uint32_t state = n_free_ + g;
+    const std::string text = live_[state] == 1 ? forced_text(state) : std::string();
+    path.assign(1, state);
+    for (unsigned char c : text) path.push_back(step_grammar(path.back(), c));
     size_t pos = 0;
     while (pos < text.size()) {
       uint32_t node = 0, best_node = kReject;
@@ -313,17 +365,18 @@ void ConstraintIndex::build_tables() {
       for (size_t i = pos; i < text.size(); ++i) {
         node = trie.child(node, static_cast<uint8_t>(text[i]));
         if (node == kReject) break;
-        if (trie.ids_count[node] > 0) {
+        if (trie.ids_count[node] > 0 && usable_next(path[i + 1])) {
           best_node = node;
           best_len = i + 1 - pos;
         }
       }
       if (best_node == kReject) break;
-      forced_.push_back(trie.order[trie.ids_begin[best_node]]);  // smallest id with these bytes
+      forced_.push_back(trie.order[trie.ids_begin[best_node]]);
       pos += best_len;
     }
     forced_off_[g + 1] = static_cast<uint32_t>(forced_.size());
   }
+  return true;
 }
 
 std::string ConstraintIndex::forced_text(uint32_t state) const {

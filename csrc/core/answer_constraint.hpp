@@ -22,8 +22,9 @@
 // state, the allowed token ids and the forced continuation (the bytes that are the only possible next
 // ones, tokenized greedily with the longest vocabulary entries) are precomputed when the index is built,
 // by walking a trie of the vocabulary; a generation step is then a lookup, a memset of the mask and a
-// few stores. The index is immutable after build and can be shared between threads; a Cursor is the
-// state of one generation.
+// few stores. Tokens after which the answer cannot be completed with this vocabulary are not allowed
+// either (only possible with vocabularies that lack some single bytes). The index is immutable after
+// build and can be shared between threads; a Cursor is the state of one generation.
 #pragma once
 
 #include <cstddef>
@@ -93,7 +94,7 @@ class ConstraintIndex {
   void layout_states();
   uint32_t step_grammar(uint32_t state, unsigned char c) const;
   uint32_t run_bytes(uint32_t state, const std::string& bytes) const;
-  void build_tables();
+  bool build_tables(std::string& error);
 
   std::vector<std::string> tokens_;
   int64_t vocab_size_ = 0;
@@ -107,6 +108,7 @@ class ConstraintIndex {
   // Think phase: per tag-matcher state, the ids to ban (sorted): banned + eos + tag-completing tokens
   // whose remaining bytes the grammar rejects.
   std::vector<std::vector<int32_t>> free_banned_;
+  std::vector<uint8_t> live_;  // per state: 1 when some token sequence reaches done (2: dead)
   // Grammar states: allowed ids and forced ids (CSR, indexed by state - n_free_).
   std::vector<uint32_t> allowed_off_, forced_off_;
   std::vector<int32_t> allowed_, forced_;

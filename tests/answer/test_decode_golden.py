@@ -101,7 +101,10 @@ def test_prompt_single_quoted_example_decodes(decode):
 
 def test_numbers_ints_floats_and_numeric_strings(decode):
     # Python int(): whitespace, '+', underscores and Unicode digits; decimals truncate like int(float)
-    body = '{"bbox": ["10", " 20 ", "3_0", "\u0664\u0660"], "points_1": [30.9, "+11"], "points_2": ["12.7", 1e1]}'
+    body = (
+        '{"bbox": ["10", " 20 ", "3_0", "\u0664\u0660"], '
+        + '"points_1": [30.9, "+11"], "points_2": ["12.7", 1e1]}'
+    )
     a = decode(wrap(body))
     assert a.ok
     assert a.objects[0].raw_box == (10.0, 20.0, 30.0, 40.0)
