@@ -103,7 +103,7 @@ def test_masks_equal_reference_hand_vocab(hand_constraint):
     rng = random.Random(0)
     for _ in range(60):
         budget = rng.choice([None, 0, 1, 3, 10])
-        ids, ref = _walk(hand_constraint, HAND_VOCAB, rng, budget if budget is not None else 30, eos=(EOS,))
+        _, ref = _walk(hand_constraint, HAND_VOCAB, rng, budget, eos=(EOS,))
         assert ref.done
 
 

@@ -97,7 +97,8 @@ def test_official_vision_reasoner_parity_wherever_it_returns():
     compared = 0
     for _ in range(8000):
         body = gen.vision_reasoner_json(rng)
-        text = f"<think>{gen.think_text(rng, braces=False)}</think>{rng.choice(['', chr(10)])}<answer>{body}</answer>"
+        think = gen.think_text(rng, braces=False)
+        text = f"<think>{think}</think>{rng.choice(['', chr(10)])}<answer>{body}</answer>"
         w, h, mw, mh = gen.sizes(rng)
         try:
             boxes, points = vision_reasoner_parse(text, w / mw, h / mh)

@@ -82,7 +82,9 @@ def test_stop_at_json_end():
     odd = "<answer>" + '{"a": "}", "b": 1}'
     assert feed_chars(AnswerStream(stop_at_json_end=True), odd) == len(odd) - 1
     lst = AnswerStream(stop_at_json_end=True)
-    vr = '<answer>[{"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]}, {"bbox_2d": [5, 6, 7, 8], "point_2d": [6, 7]}]'
+    item1 = '{"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]}'
+    item2 = '{"bbox_2d": [5, 6, 7, 8], "point_2d": [6, 7]}'
+    vr = f"<answer>[{item1}, {item2}]"
     assert feed_chars(lst, vr + "</answer>") == len(vr) - 1
     assert len(lst.answer().objects) == 2
     # without the option the JSON end is not enough
