@@ -1,4 +1,4 @@
-"""Public API: decode_answer arguments, backend selection (native / twin / missing extension), import rules."""
+"""Public API: decode_answer arguments, backend selection (native, twin, missing extension), imports."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import pytest
 
 from segzero_edge import answer, decode_answer
 
-GOOD = '<think>t</think><answer>{"bbox": [10, 100, 200, 210], "points_1": [30, 110], "points_2": [35, 180]}</answer>'
+GOOD = (
+    '<think>t</think><answer>{"bbox": [10, 100, 200, 210], "points_1": [30, 110], "points_2": [35, 180]}'
+    "</answer>"
+)
 
 
 def _run(code: str, **env: str) -> str:
@@ -121,7 +124,8 @@ def test_runtime_modules_do_not_import_torch():
     out = _run(
         """
         import sys
-        import segzero_edge, segzero_edge.answer, segzero_edge.answer_constraint, segzero_edge.logits_processor
+        import segzero_edge, segzero_edge.answer, segzero_edge.answer_constraint
+        import segzero_edge.logits_processor
         print(sorted(m for m in ("torch", "transformers") if m in sys.modules))
         """
     )
