@@ -57,7 +57,6 @@ demo: install
 # UndefinedBehaviorSanitizer for FUZZ_SECONDS; the corpus grows in build/fuzz/corpus. Needs clang and its
 # runtime (Debian: apt-get install clang libclang-rt-14-dev).
 FUZZ_SECONDS ?= 300
-FUZZ_JOBS ?= 1
 FUZZ_BIN := build/fuzz/fuzz_answer
 $(FUZZ_BIN): csrc/fuzz/fuzz_answer.cpp $(wildcard csrc/core/*.cpp csrc/core/*.hpp)
 	@command -v clang++ >/dev/null || { echo "make fuzz needs clang++: apt-get install clang libclang-rt-14-dev" >&2; exit 2; }
@@ -68,8 +67,8 @@ $(FUZZ_BIN): csrc/fuzz/fuzz_answer.cpp $(wildcard csrc/core/*.cpp csrc/core/*.hp
 
 fuzz: $(FUZZ_BIN)
 	mkdir -p build/fuzz/corpus
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
-	  -dict=csrc/fuzz/answer.dict -print_final_stats=1 build/fuzz/corpus csrc/fuzz/seeds
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -dict=csrc/fuzz/answer.dict -print_final_stats=1 \
+	  build/fuzz/corpus csrc/fuzz/seeds
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

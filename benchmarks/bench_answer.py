@@ -76,9 +76,9 @@ def bench_decode(texts: dict[str, list[str]], repeats: int) -> dict:
                 for name, fn in fns.items():  # interleaved: both see the same machine load
                     reps = 200 if name == "native" else 20
                     per[name].append(_per_call(fn, (text, 1280, 720, 840, 840), reps, repeats))
-            row = {
-                f"{name}_us_median": statistics.median(v) * 1e6 for name, v in per.items()
-            } | {f"{name}_us_mean": statistics.fmean(v) * 1e6 for name, v in per.items()}
+            row = {f"{name}_us_median": statistics.median(v) * 1e6 for name, v in per.items()} | {
+                f"{name}_us_mean": statistics.fmean(v) * 1e6 for name, v in per.items()
+            }
             row["ratio_mean"] = row["python_us_mean"] / row["native_us_mean"]
             row["ratio_median"] = row["python_us_median"] / row["native_us_median"]
             row["answers"] = len(items)
@@ -136,9 +136,13 @@ def padded_vocab(tokenizer, size: int, seed: int = 0) -> tuple[list[bytes | None
         if r < 0.5:
             b = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 10)))
         elif r < 0.8:
-            b = (rng.choice(["", " "]) + rng.choice(words) + rng.choice(["", "s", "ing", "_1", '":'])).encode()
+            b = (
+                rng.choice(["", " "]) + rng.choice(words) + rng.choice(["", "s", "ing", "_1", '":'])
+            ).encode()
         else:
-            b = "".join(rng.choice('{}[]":, 0123456789<>/abinoprstwx_') for _ in range(rng.randrange(1, 6))).encode()
+            b = "".join(
+                rng.choice('{}[]":, 0123456789<>/abinoprstwx_') for _ in range(rng.randrange(1, 6))
+            ).encode()
         if b not in seen:
             seen.add(b)
             base.append(b)
@@ -207,7 +211,9 @@ def bench_constraint(tokenizer, generations: int, budget: int, seed: int = 0) ->
 def markdown(report: dict) -> str:
     lines = [f"# Answer decoding benchmark ({report['machine']})", ""]
     lines += ["## Decoding, per answer (µs; native vs pure-Python twin, same run)", ""]
-    lines += ["| corpus / level | answers | ok | native median | python median | ratio (median) | ratio (mean) |"]
+    lines += [
+        "| corpus / level | answers | ok | native median | python median | ratio (median) | ratio (mean) |"
+    ]
     lines += ["|---|---|---|---|---|---|---|"]
     for key, r in report["decode"].items():
         lines.append(
@@ -215,19 +221,30 @@ def markdown(report: dict) -> str:
             f"{r['python_us_median']:.1f} | {r['ratio_median']:.1f}x | {r['ratio_mean']:.1f}x |"
         )
     s = report["stream"]
-    lines += ["", "## Streaming, per piece (µs)", "", "| native | public wrapper | python | ratio |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Streaming, per piece (µs)",
+        "",
+        "| native | public wrapper | python | ratio |",
+        "|---|---|---|---|",
+    ]
     lines.append(
-        f"| {s['native_us_per_piece']:.3f} | {s['public_us_per_piece']:.3f} | {s['python_us_per_piece']:.3f} | "
+        f"| {s['native_us_per_piece']:.3f} | {s['public_us_per_piece']:.3f} | "
+        f"{s['python_us_per_piece']:.3f} | "
         f"{s['ratio']:.1f}x |"
     )
     c = report["constraint"]
     lines += ["", f"## Constraint at {c['vocab_size']:,} tokens (µs per step, median)", ""]
     lines.append(f"Build: {c['build_s']:.2f} s ({c['states']} automaton states). ")
     lines.append(
-        f"{c['generations']} generations, thinking budget {c['thinking_budget']}: {c['sampled_steps']} sampled "
+        f"{c['generations']} generations, thinking budget {c['thinking_budget']}: "
+        f"{c['sampled_steps']} sampled "
         f"steps, {c['forced_tokens']} forced (jump-forward) tokens.\n"
     )
-    lines += ["| phase | apply (float32 logits) | mask (bool) | advance | forced_ids | step total |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| phase | apply (float32 logits) | mask (bool) | advance | forced_ids | step total |",
+        "|---|---|---|---|---|---|",
+    ]
     for phase in ("think", "answer"):
         lines.append(
             f"| {phase} | {c[f'{phase}_apply_us_median']:.1f} | {c[f'{phase}_mask_us_median']:.1f} | "

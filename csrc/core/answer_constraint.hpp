@@ -89,6 +89,9 @@ class ConstraintIndex {
     uint32_t size = 0;    // number of states
   };
 
+  static constexpr uint8_t kFlagBanned = 1;  // token_flags_ bits
+  static constexpr uint8_t kFlagEos = 2;
+
   ConstraintIndex() = default;
   int add_segment(SegKind kind, std::string literal, int max);
   void layout_states();

@@ -387,16 +387,6 @@ void utf8_to_code_points(const char* s, size_t n, std::vector<uint32_t>& out) {
   }
 }
 
-size_t utf8_length(const char* s, size_t n) {
-  // Cheap path for ASCII; otherwise decode (rare: only for string-valued coordinate lists).
-  size_t i = 0;
-  while (i < n && static_cast<unsigned char>(s[i]) < 0x80) ++i;
-  if (i == n) return n;
-  std::vector<uint32_t> cps;
-  utf8_to_code_points(s, n, cps);
-  return cps.size();
-}
-
 double decimal_to_double(const char* s, size_t n) {
   bool negative = false;
   size_t i = 0;

@@ -84,9 +84,6 @@ ParseResult parse_value(const char* text, size_t begin, size_t end, Document& do
 // not form a sequence (never the case for text coming from Python) become U+FFFD, one per byte.
 void utf8_to_code_points(const char* s, size_t n, std::vector<uint32_t>& out);
 
-// Number of code points in a UTF-8 string (same convention as utf8_to_code_points).
-size_t utf8_length(const char* s, size_t n);
-
 // Correctly rounded decimal -> double for an ASCII span matching [+-]?digits[.digits][e[+-]digits]
 // (digits may be empty on one side of '.'); overflow gives +-inf, underflow +-0 (like Python float()).
 double decimal_to_double(const char* s, size_t n);
