@@ -198,7 +198,7 @@ def gradient_accumulation(cfg: TrainConfig, world_size: int) -> int:
     return per_step // per_micro
 
 
-def build_grpo_args(
+def grpo_kwargs(
     cfg: TrainConfig,
     *,
     num_rows: int,
@@ -206,9 +206,16 @@ def build_grpo_args(
     world_size: int | None = None,
     device: str | None = None,
 ) -> Any:
-    """The ``trl.GRPOConfig`` of ``cfg``, with every algorithm option set explicitly."""
+    """The ``trl.GRPOConfig`` keyword arguments of ``cfg``: every algorithm option, explicitly.
+
+    Args:
+        cfg: the training config.
+        num_rows: usable training rows (sets ``max_steps`` when ``run.max_steps`` is null).
+        tokenizer: the policy's tokenizer (ids of the vision tokens to suppress).
+        world_size: training processes (default: accelerate's).
+        device: ``cuda`` or ``cpu`` (default: from ``run.device``).
+    """
     from accelerate import PartialState
-    from trl import GRPOConfig
 
     device = device or resolve_device(cfg)
     world_size = world_size or PartialState().num_processes
@@ -230,7 +237,7 @@ def build_grpo_args(
     generation_kwargs = (
         {"logit_bias": dict.fromkeys(suppress, -100.0)} if v.enabled else {"suppress_tokens": suppress}
     )
-    return GRPOConfig(
+    return dict(
         output_dir=r.output_dir,
         # batch geometry: one optimizer step per prompts_per_step x num_generations completions
         per_device_train_batch_size=g.per_device_batch_size,
@@ -323,6 +330,13 @@ def build_grpo_args(
         save_only_model=False,
         ignore_data_skip=False,
     )
+
+
+def build_grpo_args(cfg: TrainConfig, **kwargs: Any) -> Any:
+    """The ``trl.GRPOConfig`` of ``cfg`` (see ``grpo_kwargs``)."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(**grpo_kwargs(cfg, **kwargs))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -432,9 +446,10 @@ def train(cfg: TrainConfig, **build_kwargs: Any) -> Path | None:
     trainer.save_model(str(final))
     if trainer.args.should_save:
         args = trainer.args
+        resolved = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_size=bundle.input_size))
         write_training_meta(
             final,
-            config=cfg.to_dict(),
+            config=resolved.to_dict(),
             input_size=bundle.input_size,
             extra={
                 "base_model": str(bundle.model_path),

@@ -140,11 +140,11 @@ def grpo_loss(
             raise ValueError("beta != 0 needs ref_logp")
         kl = k3_kl(logp, ref_logp, clamp=kl_clamp)
         per_token = per_token + beta * kl
-        out["kl"] = float((kl * m).sum() / m.sum())
+        out["kl"] = float(((kl * m).sum() / m.sum()).detach())
     loss = aggregate(per_token, mask, loss_type, max_completion_length=max_completion_length)
     if entropies is not None:
         mean_entropy = (entropies * m).sum() / m.sum().clamp(min=1.0)
-        out["entropy"] = float(mean_entropy)
+        out["entropy"] = float(mean_entropy.detach())
         if entropy_coef:
             loss = loss - entropy_coef * mean_entropy
     adv = advantages.unsqueeze(1) if advantages.ndim == 1 else advantages
