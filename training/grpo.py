@@ -446,7 +446,9 @@ def train(cfg: TrainConfig, **build_kwargs: Any) -> Path | None:
     trainer.save_model(str(final))
     if trainer.args.should_save:
         args = trainer.args
-        resolved = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_size=bundle.input_size))
+        resolved = dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, input_size=bundle.input_size)
+        )
         write_training_meta(
             final,
             config=resolved.to_dict(),

@@ -31,8 +31,14 @@ def write_index_source(root: Path, n: int = 8, seed: int = 0) -> Path:
             mask = (abs(yy - cy) <= ry) & (abs(xx - cx) <= rx)
         Image.fromarray(image).save(root / f"img{i}.jpg")
         Image.fromarray(mask.astype(np.uint8) * 255).save(root / f"mask{i}.png")
-        records.append({"id": f"rec{i}", "image": f"img{i}.jpg", "mask": f"mask{i}.png",
-                        "problem": f"The {['red', 'blue', 'green', 'small'][i % 4]} object number {i}."})
+        records.append(
+            {
+                "id": f"rec{i}",
+                "image": f"img{i}.jpg",
+                "mask": f"mask{i}.png",
+                "problem": f"The {['red', 'blue', 'green', 'small'][i % 4]} object number {i}.",
+            }
+        )
     (root / "index.json").write_text(json.dumps(records))
     return root
 

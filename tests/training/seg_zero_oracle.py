@@ -54,10 +54,17 @@ def oracle(predict_str: str, ground_truth: str, strict: bool = True) -> dict[str
         m = re.search(r"{[^}]+}", predict_str)
         data = json.loads(m.group(0))  # AttributeError when there is no match -> 0
         if strict:
-            ok = ("bbox" in data and "points_1" in data and "points_2" in data
-                  and type(data["bbox"]) is list and len(data["bbox"]) == 4
-                  and type(data["points_1"]) is list and len(data["points_1"]) == 2
-                  and type(data["points_2"]) is list and len(data["points_2"]) == 2)
+            ok = (
+                "bbox" in data
+                and "points_1" in data
+                and "points_2" in data
+                and type(data["bbox"]) is list
+                and len(data["bbox"]) == 4
+                and type(data["points_1"]) is list
+                and len(data["points_1"]) == 2
+                and type(data["points_2"]) is list
+                and len(data["points_2"]) == 2
+            )
         else:
             bk = _box_key(data, False)
             pks = [k for k in data if "point" in k.lower() and k != bk]
@@ -93,8 +100,12 @@ def oracle(predict_str: str, ground_truth: str, strict: bool = True) -> dict[str
             key = _box_key(data, strict)
             if key in data and len(data[key]) == 4:
                 b = data[key]
-                l1 = (abs(b[0] - gt_bbox2[0]) + abs(b[1] - gt_bbox2[1]) + abs(b[2] - gt_bbox2[2])
-                      + abs(b[3] - gt_bbox2[3])) / 4
+                l1 = (
+                    abs(b[0] - gt_bbox2[0])
+                    + abs(b[1] - gt_bbox2[1])
+                    + abs(b[2] - gt_bbox2[2])
+                    + abs(b[3] - gt_bbox2[3])
+                ) / 4
                 if l1 < 10:
                     out["bbox_l1"] = 1.0
     except Exception:
@@ -118,8 +129,11 @@ def oracle(predict_str: str, ground_truth: str, strict: bool = True) -> dict[str
                 p1, p2 = data[keys[0]], data[keys[1]]
             q1 = [int(p1[0]), int(p1[1])]
             q2 = [int(p2[0]), int(p2[1])]
-            inside = all(pred_box[0] <= q[0] <= pred_box[2] and pred_box[1] <= q[1] <= pred_box[3] for q in (q1, q2))
+            inside = all(
+                pred_box[0] <= q[0] <= pred_box[2] and pred_box[1] <= q[1] <= pred_box[3] for q in (q1, q2)
+            )
             if inside:
+
                 def d(a, b):
                     return math.sqrt((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2)
 

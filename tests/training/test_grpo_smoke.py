@@ -42,13 +42,21 @@ class ColumnProbe:
 
 @pytest.fixture(scope="module")
 def smoke(tiny_qwen_dir, tiny_seg_data, hf_cache, tmp_path_factory):
-    from segzero_edge.training.grpo import build_trainer, train
+    from segzero_edge.training.grpo import build_trainer
 
     out = tmp_path_factory.mktemp("smoke_run")
-    cfg = tiny_config(tiny_qwen_dir, tiny_seg_data, out, {
-        "optim.learning_rate": 1e-2, "optim.weight_decay": 0.0,  # no decay: a moved weight had a gradient
-        "grpo.beta": 5e-3, "grpo.entropy_coef": 1e-3, "run.max_steps": 3,
-    })
+    cfg = tiny_config(
+        tiny_qwen_dir,
+        tiny_seg_data,
+        out,
+        {
+            "optim.learning_rate": 1e-2,
+            "optim.weight_decay": 0.0,  # no decay: a moved weight had a gradient
+            "grpo.beta": 5e-3,
+            "grpo.entropy_coef": 1e-3,
+            "run.max_steps": 3,
+        },
+    )
     probe = ColumnProbe()
     funcs = [*reward_functions("strict", input_size=TINY_INPUT_SIZE), digit_share, probe]
     bundle = build_trainer(cfg, reward_funcs=funcs, cache_dir=hf_cache)
@@ -58,16 +66,27 @@ def smoke(tiny_qwen_dir, tiny_seg_data, hf_cache, tmp_path_factory):
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    return {"trainer": trainer, "bundle": bundle, "before": before, "ref_before": ref_before, "cfg": cfg,
-            "probe": probe, "seconds": seconds, "funcs": funcs}
+    return {
+        "trainer": trainer,
+        "bundle": bundle,
+        "before": before,
+        "ref_before": ref_before,
+        "cfg": cfg,
+        "probe": probe,
+        "seconds": seconds,
+        "funcs": funcs,
+    }
 
 
 @pytest.mark.slow
 def test_every_trainable_parameter_changes_and_the_reference_is_frozen(smoke):
     trainer = smoke["trainer"]
     assert trainer.state.global_step == 3
-    unchanged = [n for n, p in trainer.model.named_parameters()
-                 if p.requires_grad and torch.equal(p.detach(), smoke["before"][n])]
+    unchanged = [
+        n
+        for n, p in trainer.model.named_parameters()
+        if p.requires_grad and torch.equal(p.detach(), smoke["before"][n])
+    ]
     assert not unchanged, f"parameters that did not move: {unchanged}"
     assert len(smoke["before"]) > 20
     for n, p in trainer.ref_model.named_parameters():
@@ -86,7 +105,9 @@ def test_every_metric_is_logged_each_step(smoke):
     assert records[0]["kl"] == 0.0  # the policy starts equal to the frozen reference
     assert records[-1]["kl"] > 0.0  # KL is on (beta 5e-3) and the policy moved away
     assert 0.0 <= records[-1]["frac_reward_zero_std"] <= 1.0
-    lines = [json.loads(x) for x in Path(smoke["cfg"].run.output_dir, "metrics.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(x) for x in Path(smoke["cfg"].run.output_dir, "metrics.jsonl").read_text().splitlines()
+    ]
     assert [x["step"] for x in lines] == [1, 2, 3]
     print(f"\nsmoke: 3 GRPO steps (8 completions each) in {smoke['seconds']:.1f} s")
 
@@ -122,9 +143,14 @@ def _crafted_inputs(trainer, seed=0):
     entropies = torch.rand(b, t, generator=g) * 5
     advantages = torch.tensor([1.3, -0.7, 0.4, -1.0])
     inputs = {
-        "prompt_ids": torch.randint(5, 200, (b, 3), generator=g), "prompt_mask": torch.ones(b, 3, dtype=torch.long),
-        "completion_ids": completion_ids, "completion_mask": mask, "advantages": advantages,
-        "old_per_token_logps": old, "ref_per_token_logps": ref, "num_items_in_batch": mask.sum(),
+        "prompt_ids": torch.randint(5, 200, (b, 3), generator=g),
+        "prompt_mask": torch.ones(b, 3, dtype=torch.long),
+        "completion_ids": completion_ids,
+        "completion_mask": mask,
+        "advantages": advantages,
+        "old_per_token_logps": old,
+        "ref_per_token_logps": ref,
+        "num_items_in_batch": mask.sum(),
     }
     return inputs, logps, entropies
 
@@ -135,7 +161,9 @@ def test_trl_loss_matches_the_reference_math(smoke, loss_type, monkeypatch):
     """Crafted log-probs through TRL's real loss code vs grpo_math: value, gradient and logged metrics."""
     trainer = smoke["trainer"]
     inputs, logps, entropies = _crafted_inputs(trainer)
-    monkeypatch.setattr(trainer, "_get_per_token_logps_and_entropies", lambda *a, **k: (logps, entropies, None))
+    monkeypatch.setattr(
+        trainer, "_get_per_token_logps_and_entropies", lambda *a, **k: (logps, entropies, None)
+    )
     monkeypatch.setattr(trainer, "loss_type", loss_type)
     # one micro-batch that is the whole generation batch (so "dapo"'s global token count is this batch's)
     monkeypatch.setattr(trainer, "current_gradient_accumulation_steps", 1, raising=False)
@@ -145,9 +173,20 @@ def test_trl_loss_matches_the_reference_math(smoke, loss_type, monkeypatch):
     loss = trainer._compute_loss(trainer.model, inputs)
     (grad,) = torch.autograd.grad(loss, logps)
 
-    ref = grpo_loss(logps, inputs["old_per_token_logps"], inputs["ref_per_token_logps"], inputs["advantages"],
-                    inputs["completion_mask"], beta=trainer.beta, eps_low=0.2, eps_high=0.2, loss_type=loss_type,
-                    entropies=entropies, entropy_coef=1e-3, max_completion_length=trainer.max_completion_length)
+    ref = grpo_loss(
+        logps,
+        inputs["old_per_token_logps"],
+        inputs["ref_per_token_logps"],
+        inputs["advantages"],
+        inputs["completion_mask"],
+        beta=trainer.beta,
+        eps_low=0.2,
+        eps_high=0.2,
+        loss_type=loss_type,
+        entropies=entropies,
+        entropy_coef=1e-3,
+        max_completion_length=trainer.max_completion_length,
+    )
     (ref_grad,) = torch.autograd.grad(ref["loss"], logps)
     torch.testing.assert_close(loss, ref["loss"], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-7)
@@ -161,9 +200,10 @@ def test_trl_loss_matches_the_reference_math(smoke, loss_type, monkeypatch):
 
 @pytest.mark.slow
 def test_final_checkpoint_has_meta_and_loads(smoke, tmp_path):
+    from segzero_edge.training.checkpoints import read_training_meta, write_training_meta
+
     from segzero_edge.backends.hf_loading import load_qwen_model, load_qwen_processor
     from segzero_edge.prompt import PROMPT_VERSION, read_checkpoint_meta
-    from segzero_edge.training.checkpoints import read_training_meta, write_training_meta
 
     trainer, bundle = smoke["trainer"], smoke["bundle"]
     final = tmp_path / "final"
@@ -177,5 +217,8 @@ def test_final_checkpoint_has_meta_and_loads(smoke, tmp_path):
     processor = load_qwen_processor(final)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p, dict(trainer.model.named_parameters())[name].detach(), rtol=0, atol=0)
-    assert processor.tokenizer.convert_tokens_to_ids("<|im_end|>") == trainer.processing_class.tokenizer.eos_token_id
+    assert (
+        processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        == trainer.processing_class.tokenizer.eos_token_id
+    )
     assert len(COMPONENTS) == 5

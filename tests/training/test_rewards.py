@@ -9,7 +9,6 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from segzero_edge.training.rewards import (
     COMPONENTS,
     RewardFunction,
@@ -41,8 +40,12 @@ GOLDEN = [
     ("exact answer", wrap(EXACT), 5, 5),
     ("prompt-style single quotes", wrap(EXACT.replace('"', "'")), 1, 1),
     ("braces (invalid JSON) in the think", wrap(EXACT, think="the {red} cup"), 1, 1),
-    ("valid wrong JSON in the think is scored instead",
-     wrap(EXACT, think='{"bbox": [0,0,10,10], "points_1": [1,1], "points_2": [2,2]}'), 2, 2),
+    (
+        "valid wrong JSON in the think is scored instead",
+        wrap(EXACT, think='{"bbox": [0,0,10,10], "points_1": [1,1], "points_2": [2,2]}'),
+        2,
+        2,
+    ),
     ("bare JSON, no tags", EXACT, 4, 4),
     ("answer only", f"<answer>{EXACT}</answer>", 4, 4),
     ("trailing newline", wrap(EXACT) + "\n", 4, 4),
@@ -53,9 +56,18 @@ GOLDEN = [
     ("points_1 with 3 numbers", wrap(EXACT.replace("[150,150]", "[150,150,7]")), 4, 4),
     ("NaN in the box", wrap(EXACT.replace("[100,100,300,300]", "[NaN,100,300,300]")), 2, 2),
     ("Infinity in the box", wrap(EXACT.replace("[100,100,300,300]", "[100,100,Infinity,300]")), 3, 3),
-    ("numeric strings in the box", wrap(EXACT.replace("[100,100,300,300]", '["100","100","300","300"]')), 2, 2),
-    ("numeric strings in the points only",
-     wrap(EXACT.replace("[150,150]", '["150","150"]').replace("[250,250]", '["250","250"]')), 5, 5),
+    (
+        "numeric strings in the box",
+        wrap(EXACT.replace("[100,100,300,300]", '["100","100","300","300"]')),
+        2,
+        2,
+    ),
+    (
+        "numeric strings in the points only",
+        wrap(EXACT.replace("[150,150]", '["150","150"]').replace("[250,250]", '["250","250"]')),
+        5,
+        5,
+    ),
     ("reversed box", wrap(EXACT.replace("[100,100,300,300]", "[300,300,100,100]")), 2, 2),
     ("truncated generation", '<think>x</think><answer>{"bbox": [100,100,300', 0, 0),
     ("duplicate bbox keys: the last wins", wrap('{"bbox": [0,0,1,1], ' + EXACT[1:]), 5, 5),
@@ -112,7 +124,9 @@ def test_box_l1_threshold_is_strict():
 
 def test_point_distance_is_euclidean_best_pairing_threshold_100():
     # swapped order: the better of the two pairings is used
-    swapped = EXACT.replace('"points_1": [150,150], "points_2": [250,250]', '"points_1": [250,250], "points_2": [150,150]')
+    swapped = EXACT.replace(
+        '"points_1": [150,150], "points_2": [250,250]', '"points_1": [250,250], "points_2": [150,150]'
+    )
     assert comps(wrap(swapped))[4] == 1
     # each point exactly 100 px from its ground truth (60-80-100 triangles; L1 would be 140) -> 0
     gt = "<box>(0,0),(800,800)</box><points>(100,100),(700,700)</points>"
@@ -157,7 +171,8 @@ def test_malformed_ground_truth_only_kills_the_geometry_rewards():
 
 def test_solution_round_trip():
     assert format_solution((0, 457, 374, 672), [(50, 592), (144, 601)]) == (
-        "<box>(0,457),(374,672)</box><points>(50,592),(144,601)</points>")
+        "<box>(0,457),(374,672)</box><points>(50,592),(144,601)</points>"
+    )
     assert parse_solution(GT) == ([100, 100, 300, 300], [[150, 150], [250, 250]])
     assert parse_solution("junk") == (None, None)
 
@@ -168,7 +183,9 @@ def test_trl_reward_functions_one_per_component():
     completions = [[{"role": "assistant", "content": wrap(EXACT)}], [{"role": "assistant", "content": EXACT}]]
     kwargs = {"prompts": [None, None], "solution": [GT, GT], "trainer_state": None, "image": [None, None]}
     assert [f(completions=completions, **kwargs) for f in funcs] == [[1, 0], [1, 1], [1, 1], [1, 1], [1, 1]]
-    plain = reward_functions("soft", input_size=840)[1](completions=[EXACT.replace("bbox", "Bbox")], solution=[GT])
+    plain = reward_functions("soft", input_size=840)[1](
+        completions=[EXACT.replace("bbox", "Bbox")], solution=[GT]
+    )
     assert plain == [1.0]
     with pytest.raises(ValueError, match="solution"):
         funcs[0](completions=completions)
@@ -181,10 +198,13 @@ def test_trl_reward_functions_one_per_component():
 # ------------------------------------------------------------------------------------------------
 
 _numbers = st.one_of(
-    st.integers(-20, 900), st.floats(-20, 900, allow_nan=False).map(lambda v: round(v, 1)),
+    st.integers(-20, 900),
+    st.floats(-20, 900, allow_nan=False).map(lambda v: round(v, 1)),
     st.sampled_from(["NaN", "Infinity", "-Infinity", '"150"', '"x"', "null", "true", "[1,2]"]),
 )
-_keys = st.sampled_from(["bbox", "Bbox", "bbox_2d", "points_1", "points_2", "point_1", "point_2", "Points_x", "label"])
+_keys = st.sampled_from(
+    ["bbox", "Bbox", "bbox_2d", "points_1", "points_2", "point_1", "point_2", "Points_x", "label"]
+)
 
 
 @st.composite
@@ -201,8 +221,12 @@ def _answer(draw):
         fields = []
         for key, base in spec:
             n = len(base) + draw(st.sampled_from([0] * 8 + [-1, 1]))
-            vals = [str(base[i % len(base)] + draw(st.sampled_from([0, 0, 3, -8, 12, 60, -110, 150]))) if draw(st.integers(0, 11))
-                    else str(draw(_numbers)) for i in range(max(n, 0))]
+            vals = [
+                str(base[i % len(base)] + draw(st.sampled_from([0, 0, 3, -8, 12, 60, -110, 150])))
+                if draw(st.integers(0, 11))
+                else str(draw(_numbers))
+                for i in range(max(n, 0))
+            ]
             fields.append(f'"{key}": [' + ",".join(vals) + "]")
         body = "{" + ", ".join(draw(st.permutations(fields))) + "}"
     else:
@@ -210,7 +234,11 @@ def _answer(draw):
         for _ in range(draw(st.integers(0, 5))):
             key = draw(_keys)
             vals = [str(draw(_numbers)) for _ in range(draw(st.integers(1, 5)))]
-            value = "[" + ",".join(vals) + "]" if draw(st.integers(0, 9)) else draw(st.sampled_from(['"abcd"', "12"]))
+            value = (
+                "[" + ",".join(vals) + "]"
+                if draw(st.integers(0, 9))
+                else draw(st.sampled_from(['"abcd"', "12"]))
+            )
             items.append(f'"{key}": {value}')
         body = "{" + ", ".join(items) + "}"
     if draw(st.integers(0, 9)) == 0:
@@ -238,7 +266,11 @@ def test_matches_oracle():
     seen: set[tuple[str, float]] = set()
 
     @settings(max_examples=600, deadline=None, derandomize=True)
-    @given(_completion(), st.booleans(), st.sampled_from([GT, "<box>(0,0),(899,899)</box><points>(1,1),(2,2)</points>", "x"]))
+    @given(
+        _completion(),
+        st.booleans(),
+        st.sampled_from([GT, "<box>(0,0),(899,899)</box><points>(1,1),(2,2)</points>", "x"]),
+    )
     def check(text, strict, gt):
         got = seg_zero_reward_components(text, gt, strict)
         assert got == oracle(text, gt, strict)
