@@ -91,11 +91,11 @@ class ResumeProbe:
 @pytest.mark.slow
 def test_resume_after_sigkill(tiny_qwen_dir, tiny_seg_data, hf_cache, tmp_path):
     import yaml
-
-    from segzero_edge.backends.hf_loading import load_qwen_model
     from segzero_edge.training.checkpoints import find_resume_checkpoint
     from segzero_edge.training.config import dump_config
     from segzero_edge.training.grpo import build_trainer, train
+
+    from segzero_edge.backends.hf_loading import load_qwen_model
 
     # 4 rows, 2 prompts per step: 2 steps per epoch. The kill comes after checkpoint-2, so the resumed run
     # starts epoch 1 (a new data permutation) and ends mid-epoch 2.
