@@ -266,28 +266,29 @@ def seg_zero_reward(completion: str, solution: str, strict: bool = True) -> floa
 def robust_reward_components(completion: str, solution: str, input_size: int) -> dict[str, float]:
     """The five components computed on ``segzero_edge.decode_answer``'s reading of the answer.
 
-    ``thinking_format`` is the official one. ``segmentation_format`` is 1 when the decoder finds a
-    box and at least two points. The geometry rewards use the official formulas and thresholds on the
-    decoded (reordered, clipped) box and points, in ``input_size`` pixels (image size == model size, so
-    the decoder does not rescale).
+    ``thinking_format`` is the official one. ``segmentation_format`` is 1 when the decoder finds a box
+    and two points. ``bbox_iou`` / ``bbox_l1`` use the official formulas and thresholds on the decoded
+    box (reordered, clipped to the image) whenever one is found; ``point_l1`` needs two decoded points
+    (int()-truncated, inside the decoded box). Coordinates are ``input_size`` pixels (image size ==
+    model size, so the decoder does not rescale).
     """
     from segzero_edge import decode_answer  # the answer decoder is part of the runtime contract
 
     size = (int(input_size), int(input_size))
-    answer = decode_answer(
-        completion if isinstance(completion, str) else "", image_size=size, model_size=size
-    )
+    text = completion if isinstance(completion, str) else ""
+    answer = decode_answer(text, image_size=size, model_size=size)
     out = dict.fromkeys(COMPONENTS, 0.0)
-    out["thinking_format"] = thinking_format(completion)
-    if not answer.ok or answer.box is None or len(answer.points) < 2:
+    out["thinking_format"] = thinking_format(text)
+    if not answer.ok or answer.box is None:
         return out
-    out["segmentation_format"] = 1.0
     box = list(answer.box)
+    two_points = len(answer.points) >= 2
+    out["segmentation_format"] = 1.0 if two_points else 0.0
     gt_box, gt_points = parse_solution(solution)
     if gt_box is not None:
         out["bbox_iou"] = _guard(lambda: 1.0 if _iou_inclusive(box, gt_box) > IOU_THRESHOLD else 0.0)
         out["bbox_l1"] = _guard(lambda: 1.0 if _box_l1(box, gt_box) < BOX_L1_THRESHOLD else 0.0)
-    if gt_points is not None:
+    if gt_points is not None and two_points:
         pred = [[int(p[0]), int(p[1])] for p in answer.points[:2]]
         out["point_l1"] = _guard(lambda: _points_reward(pred, box, gt_points))
     return out

@@ -279,3 +279,73 @@ def test_matches_oracle():
     check()
     # the generated completions reach both values of every component (the comparison is not vacuous)
     assert seen == {(name, value) for name in COMPONENTS for value in (0.0, 1.0)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Robust set: the answer decoder reads the <answer> block
+# ------------------------------------------------------------------------------------------------
+
+# (name, completion, robust components): where the decoder differs from the first-brace reading
+ROBUST = [
+    ("exact answer", wrap(EXACT), (1, 1, 1, 1, 1)),
+    ("prompt-style single quotes parse", wrap(EXACT.replace('"', "'")), (1, 1, 1, 1, 1)),
+    ("braces in the think are ignored", wrap(EXACT, think="the {red} cup"), (1, 1, 1, 1, 1)),
+    (
+        "a JSON in the think does not hijack the answer",
+        wrap(EXACT, think='{"bbox": [0,0,10,10], "points_1": [1,1], "points_2": [2,2]}'),
+        (1, 1, 1, 1, 1),
+    ),
+    (
+        "reversed box is reordered",
+        wrap(EXACT.replace("[100,100,300,300]", "[300,300,100,100]")),
+        (1, 1, 1, 1, 1),
+    ),
+    (
+        "numeric strings parse",
+        wrap(EXACT.replace("[100,100,300,300]", '["100","100","300","300"]')),
+        (1, 1, 1, 1, 1),
+    ),
+    ("NaN is rejected", wrap(EXACT.replace("[100,100,300,300]", "[NaN,100,300,300]")), (1, 0, 0, 0, 0)),
+    (
+        "Infinity is rejected",
+        wrap(EXACT.replace("[100,100,300,300]", "[100,100,Infinity,300]")),
+        (1, 0, 0, 0, 0),
+    ),
+    ("trailing newline still fails the think format", wrap(EXACT) + "\n", (0, 1, 1, 1, 1)),
+    ("truncated generation", '<think>x</think><answer>{"bbox": [100,100,300', (0, 0, 0, 0, 0)),
+    (
+        "box clipped to the image",
+        wrap(EXACT.replace("[100,100,300,300]", "[100,100,300,3000]")),
+        (1, 1, 0, 0, 1),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), ROBUST, ids=[r[0] for r in ROBUST])
+def test_robust_set(name, text, expected):
+    from segzero_edge.training.rewards import robust_reward_components
+
+    assert tuple(robust_reward_components(text, GT, input_size=840).values()) == expected
+
+
+def test_robust_set_agrees_with_strict_on_clean_answers():
+    """Where the official reading is unambiguous (one JSON object, integers, ordered in-image box),
+    the robust set scores exactly like the strict one."""
+    from segzero_edge.training.rewards import robust_reward_components
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.lists(st.integers(0, 839), min_size=8, max_size=8), st.sampled_from(["", "\n"]))
+    def check(v, gap):
+        box = [min(v[0], v[2]), min(v[1], v[3]), max(v[0], v[2]), max(v[1], v[3])]
+        text = wrap(json.dumps({"bbox": box, "points_1": v[4:6], "points_2": v[6:8]})).replace(
+            "</think>", "</think>" + gap
+        )
+        assert robust_reward_components(text, GT, 840) == seg_zero_reward_components(text, GT, True)
+
+    check()
+
+
+def test_robust_trl_functions():
+    funcs = reward_functions("robust", input_size=840)
+    out = [f(completions=[wrap(EXACT.replace('"', "'"))], solution=[GT]) for f in funcs]
+    assert out == [[1.0]] * 5
