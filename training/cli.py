@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     if target == "list":
         print(list_shipped())
         return 0
-    return run_training(run_parser().parse_args([target, *rest]))
+    return run_training(run_parser().parse_intermixed_args([target, *rest]))
 
 
 COMMAND = Command(
