@@ -68,7 +68,10 @@ def checkpoint_problem(path: str | Path) -> str | None:
     if not any((path / w).exists() for w in _WEIGHTS) and not any(path.glob("pytorch_model_fsdp_*")):
         return "no model weights"
     has_optimizer = (
-        (path / "optimizer.pt").is_file() or any(path.glob("optimizer_*")) or any(path.glob("global_step*"))
+        (path / "optimizer.pt").is_file()  # plain / DDP
+        or (path / "optimizer.bin").is_file()  # FSDP, full state dict
+        or any(path.glob("optimizer_*"))  # FSDP, sharded state dict
+        or any(path.glob("global_step*"))  # DeepSpeed
     )
     if not has_optimizer:
         return "no optimizer state"

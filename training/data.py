@@ -35,6 +35,18 @@ from .rewards import format_solution, parse_solution
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "COLUMNS",
+    "DataReport",
+    "format_solution",
+    "load_seg_zero_dataset",
+    "mask_box",
+    "mask_points",
+    "record_geometry",
+    "solution_to_answer",
+    "training_prompt",
+]
+
 #: The columns of the Seg-Zero layout, in order.
 COLUMNS: tuple[str, ...] = ("id", "problem", "solution", "image", "img_height", "img_width")
 REQUIRED_COLUMNS: tuple[str, ...] = ("problem", "solution", "image")
@@ -195,19 +207,6 @@ def solution_to_answer(solution: str) -> str:
     )
 
 
-__all__ = [
-    "COLUMNS",
-    "DataReport",
-    "format_solution",
-    "load_seg_zero_dataset",
-    "mask_box",
-    "mask_points",
-    "record_geometry",
-    "solution_to_answer",
-    "training_prompt",
-]
-
-
 # --------------------------------------------------------------------------------------------------
 # Loader
 # --------------------------------------------------------------------------------------------------
@@ -298,16 +297,13 @@ def load_seg_zero_dataset(
     if max_rows is not None and max_rows < len(ds):
         ds = ds.select(range(max_rows))
     report = DataReport(total=len(ds))
-    ids = ds["id"] if "id" in ds.column_names else [str(i) for i in range(len(ds))]
-    raw = (
-        ds.cast_column("image", datasets.Image(decode=False))
-        if isinstance(ds.features.get("image"), datasets.Image)
-        else ds
-    )
+    ids = list(ds["id"]) if "id" in ds.column_names else [str(i) for i in range(len(ds))]
+    raw = ds.select_columns(["problem", "solution", "image"])
+    if isinstance(raw.features.get("image"), datasets.Image):
+        raw = raw.cast_column("image", datasets.Image(decode=False))  # read image headers, not pixels
+    rows = (row for batch in raw.iter(batch_size=64) for row in zip(*batch.values(), strict=True))
     good: list[int] = []
-    for i, (problem, solution, image) in enumerate(
-        zip(ds["problem"], ds["solution"], raw["image"], strict=True)
-    ):
+    for i, (problem, solution, image) in enumerate(rows):
         reason = None
         if not isinstance(problem, str) or not problem.strip():
             reason = "empty problem"
