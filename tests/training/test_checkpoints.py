@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from segzero_edge.errors import CheckpointError
-from segzero_edge.prompt import PROMPT_VERSION, read_checkpoint_meta
 from segzero_edge.training.checkpoints import (
     checkpoint_problem,
     find_resume_checkpoint,
@@ -15,6 +12,9 @@ from segzero_edge.training.checkpoints import (
     read_training_meta,
     write_training_meta,
 )
+
+from segzero_edge.errors import CheckpointError
+from segzero_edge.prompt import PROMPT_VERSION, read_checkpoint_meta
 
 
 def _ckpt(root, step, *, state="{}", weights=True, optimizer="optimizer.pt"):
@@ -42,7 +42,7 @@ def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
     assert find_resume_checkpoint(tmp_path / "empty", "auto") is None
     assert "truncated" in checkpoint_problem(tmp_path / "checkpoint-12")
     assert "no optimizer" in checkpoint_problem(tmp_path / "checkpoint-16")
-    with pytest.raises(CheckpointError, match="no trainer_state.json"):
+    with pytest.raises(CheckpointError, match=r"no trainer_state\.json"):
         find_resume_checkpoint(tmp_path, str(tmp_path / "checkpoint-14"))
 
 
