@@ -373,7 +373,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", choices=SOURCES, help="layout of the source data (see above)")
     p.add_argument("source_dir", help="folder with the source data")
     p.add_argument("out_dir", help="output folder (parquet shards under data/, prepare_report.json)")
-    p.add_argument("--input-size", type=int, default=840, help="model input size S: images become SxS (840)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--input-size", type=int, default=None, help="model input size S: images become SxS (840)"
+    )
+    size.add_argument(
+        "--checkpoint",
+        default=None,
+        help="take S from this reasoner checkpoint's segzero_edge.json (840 when it has none)",
+    )
     p.add_argument(
         "--resample",
         choices=list(RESAMPLE),
@@ -391,11 +399,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from segzero_edge.prompt import SEG_ZERO_INPUT_SIZE, read_checkpoint_meta
+
+    if args.checkpoint is not None:
+        input_size = read_checkpoint_meta(args.checkpoint)["input_size"]
+    else:
+        input_size = SEG_ZERO_INPUT_SIZE if args.input_size is None else args.input_size
     report = prepare_dataset(
         args.source,
         args.source_dir,
         args.out_dir,
-        input_size=args.input_size,
+        input_size=input_size,
         resample=args.resample,
         shard_rows=args.shard_rows,
         index=args.index,

@@ -314,9 +314,11 @@ def test_dry_run(capsys, tiny_qwen_dir, tiny_seg_data):
 
 
 def test_accelerate_configs_are_shipped_and_valid():
+    from importlib import resources
+
     import yaml
 
-    folder = REPO / "training" / "accelerate"
+    folder = resources.files("segzero_edge.training") / "accelerate"  # as installed
     fsdp = yaml.safe_load((folder / "fsdp.yaml").read_text())
     assert fsdp["distributed_type"] == "FSDP" and fsdp["mixed_precision"] == "bf16"
     assert fsdp["fsdp_config"]["fsdp_version"] == 2 and fsdp["num_processes"] == 8

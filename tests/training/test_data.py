@@ -306,7 +306,7 @@ def test_prepare_reasonseg_layout_ignores_ignore_regions(tmp_path, hf_cache):
     ]
 
 
-def test_prepare_data_cli(tmp_path, capsys):
+def test_prepare_data_cli(tmp_path, capsys, tiny_qwen_dir):
     from segzero_edge.cli import main
 
     src = write_index_source(tmp_path / "src", n=2)
@@ -314,5 +314,23 @@ def test_prepare_data_cli(tmp_path, capsys):
         main(["train", "prepare-data", "index", str(src), str(tmp_path / "out"), "--input-size", "56"]) == 0
     )
     assert "2/2 rows kept" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "train",
+                "prepare-data",
+                "index",
+                str(src),
+                str(tmp_path / "o3"),
+                "--checkpoint",
+                str(tiny_qwen_dir),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert (
+        load_seg_zero_dataset(str(tmp_path / "o3"), input_size=TINY_INPUT_SIZE)[1].kept == 2
+    )  # 112 from the checkpoint
     assert main(["train", "prepare-data", "index", str(tmp_path / "nope"), str(tmp_path / "o2")]) == 1
     assert "does not exist" in capsys.readouterr().err
