@@ -222,3 +222,28 @@ def test_final_checkpoint_has_meta_and_loads(smoke, tmp_path):
         == trainer.processing_class.tokenizer.eos_token_id
     )
     assert len(COMPONENTS) == 5
+
+
+@pytest.mark.slow
+def test_sampling_settings_override_the_checkpoints_generation_config(
+    tiny_qwen_dir, tiny_seg_data, hf_cache, tmp_path
+):
+    """Real Qwen2.5-VL checkpoints ship near-greedy defaults (temperature 0.1, top_p 0.001, top_k 1,
+    repetition penalty 1.05); the rollouts must sample with the recipe's settings instead."""
+    import shutil
+
+    from segzero_edge.training.grpo import VISION_SPECIAL_TOKENS, build_trainer
+
+    ckpt = tmp_path / "qwen_like"
+    shutil.copytree(tiny_qwen_dir, ckpt)
+    gen = json.loads((ckpt / "generation_config.json").read_text())
+    gen.update(do_sample=True, temperature=0.1, top_p=0.001, top_k=1, repetition_penalty=1.05)
+    (ckpt / "generation_config.json").write_text(json.dumps(gen))
+    cfg = tiny_config(ckpt, tiny_seg_data, tmp_path / "run")
+    trainer = build_trainer(cfg, cache_dir=hf_cache).trainer
+    effective, _ = trainer.model._prepare_generation_config(trainer.generation_config)
+    assert (effective.do_sample, effective.temperature, effective.top_p) == (True, 1.0, 1.0)
+    assert effective.top_k in (0, None) and effective.repetition_penalty == 1.0
+    tok = trainer.processing_class.tokenizer
+    assert sorted(effective.suppress_tokens) == sorted(tok.convert_tokens_to_ids(list(VISION_SPECIAL_TOKENS)))
+    assert effective.max_new_tokens == 12
