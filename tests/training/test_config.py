@@ -345,3 +345,29 @@ def test_layering():
     for path in (REPO / "segzero_edge").rglob("*.py"):
         bad = {m for m in _imports(path) if m.startswith(("segzero_edge.training", "training"))}
         assert not bad, f"{path} imports {bad}: the runtime must not import training/"
+
+
+def test_processor_is_pinned_to_the_input_size_and_renders_the_prompt_contract(tiny_qwen_dir, caplog):
+    import numpy as np
+    from PIL import Image
+    from segzero_edge.training.data import training_prompt
+    from segzero_edge.training.grpo import check_prompt_contract, load_processor
+    from trl.data_utils import prepare_multimodal_messages
+
+    from segzero_edge.prompt import IMAGE_PAD, QWEN25VL_CHAT_TEMPLATE, expand_image_pads, render_chat
+
+    proc = load_processor(tiny_qwen_dir, 112)
+    image = Image.fromarray(np.zeros((112, 112, 3), np.uint8))
+    messages = prepare_multimodal_messages(training_prompt("The cup."), images=[image])
+    out = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+    text = proc.tokenizer.decode(out["input_ids"][0])
+    assert text == expand_image_pads(render_chat("The cup."), 16)  # 112 px -> 4x4 merged patches
+    assert list(out["image_grid_thw"][0]) == [1, 8, 8]
+    big = proc(
+        images=[Image.fromarray(np.zeros((56, 56, 3), np.uint8))], text=[IMAGE_PAD], return_tensors="pt"
+    )
+    assert list(big["image_grid_thw"][0]) == [1, 8, 8]  # any image is brought to exactly 112x112 pixels
+    # a checkpoint whose template renders something else is switched to Qwen2.5-VL's, with a warning
+    proc.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    check_prompt_contract(proc)
+    assert proc.chat_template == QWEN25VL_CHAT_TEMPLATE and "chat template" in caplog.text
