@@ -113,18 +113,28 @@ def run_training(args: argparse.Namespace) -> int:
 
 
 def dry_run(cfg) -> int:
+    """Print the resolved config, load the processor of a local checkpoint and check the data."""
+    from pathlib import Path
+
+    from segzero_edge.prompt import SEG_ZERO_INPUT_SIZE
+
     from .config import dump_config
     from .data import load_seg_zero_dataset
-    from .grpo import load_processor, resolve_input_size, resolve_model_path
+    from .grpo import load_processor, resolve_input_size
 
     print(dump_config(cfg), end="")
-    path = resolve_model_path(cfg.model.name_or_path)
-    size = resolve_input_size(cfg, path)
-    load_processor(path, size)
+    path = Path(cfg.model.name_or_path)
+    if path.is_dir():
+        size = resolve_input_size(cfg, path)
+        load_processor(path, size)
+        model_note = f"model {path}: processor and prompt contract OK, input size {size}"
+    else:  # a Hub id: not downloaded by a dry run
+        size = cfg.model.input_size or SEG_ZERO_INPUT_SIZE
+        model_note = f"model {cfg.model.name_or_path}: Hub id, not downloaded in a dry run; input size {size}"
     _, report = load_seg_zero_dataset(
         cfg.data.train, input_size=size, max_rows=cfg.data.max_rows, skip_bad_rows=cfg.data.skip_bad_rows
     )
-    print(f"# model {path}: input size {size}; data: {report.summary()}")
+    print(f"# {model_note}\n# data {cfg.data.train}: {report.summary()}")
     return 0
 
 
