@@ -1,9 +1,10 @@
 """The Seg-Zero recipe on TRL's ``GRPOTrainer`` (trl pinned to 1.16.0: its defaults move between releases).
 
-``build_grpo_args`` maps a ``TrainConfig`` to a ``GRPOConfig`` with every option that affects the
-algorithm set explicitly (none is left to TRL's or transformers' defaults); ``build_trainer`` loads the
-processor and data and returns the trainer; ``train`` runs it, resumes from the newest complete
-checkpoint, and writes the final checkpoint with ``training_meta.json`` and ``segzero_edge.json``.
+``grpo_kwargs`` / ``build_grpo_args`` map a ``TrainConfig`` to a ``GRPOConfig`` with every option that
+affects the algorithm set explicitly (none is left to TRL's or transformers' defaults);
+``build_trainer`` loads the processor and data and returns the trainer; ``train`` runs it, resumes from
+the newest complete checkpoint, and writes the final checkpoint with ``training_meta.json`` and
+``segzero_edge.json``.
 
 Seg-Zero (veRL) -> TRL, and the differences we accept (docs/training.md has the full table):
 
@@ -29,7 +30,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from segzero_edge.errors import CheckpointError, ConfigError, TrainingError
+from segzero_edge.errors import ConfigError, TrainingError
 from segzero_edge.prompt import (
     QWEN25VL_CHAT_TEMPLATE,
     num_image_tokens,
@@ -41,6 +42,7 @@ from segzero_edge.prompt import (
 from .config import TrainConfig
 from .data import DataReport, load_seg_zero_dataset
 from .rewards import reward_functions
+from .trainer import trainer_class
 
 logger = logging.getLogger(__name__)
 
@@ -344,76 +346,6 @@ def build_grpo_args(cfg: TrainConfig, **kwargs: Any) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
-def _trainer_class() -> type:
-    from trl import GRPOTrainer
-    from trl.trainer.utils import RepeatSampler
-
-    class EpochRepeatSampler(RepeatSampler):
-        """TRL's ``RepeatSampler`` with one permutation per epoch, seeded by ``seed + epoch``.
-
-        TRL's sampler draws every epoch's permutation from one generator, so a run resumed in epoch
-        ``e > 0`` would replay epoch 0's order. Seeding per epoch (``set_epoch`` is called by the
-        Trainer) makes a resumed run see exactly the data an uninterrupted run sees.
-        """
-
-        epoch = 0
-
-        def set_epoch(self, epoch: int) -> None:
-            self.epoch = int(epoch)
-
-        def __iter__(self):
-            if self.shuffle:
-                self.generator.manual_seed((self.seed or 0) + self.epoch)
-            return super().__iter__()
-
-    class SegZeroGRPOTrainer(GRPOTrainer):
-        """``GRPOTrainer`` with exact resumption and the image-only processor saved with every checkpoint."""
-
-        def _get_train_sampler(self, dataset: Any = None) -> Any:
-            dataset = self.train_dataset if dataset is None else dataset
-            return EpochRepeatSampler(
-                data_source=dataset,
-                mini_repeat_count=self.num_generations,
-                batch_size=self.args.generation_batch_size // self.num_generations,
-                repeat_count=self.num_iterations * self.args.steps_per_generation,
-                shuffle=self.shuffle_dataset,
-                seed=self.args.seed,
-            )
-
-        def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
-            processor, self.processing_class = self.processing_class, None
-            try:
-                super()._save(output_dir, state_dict)
-            finally:
-                self.processing_class = processor
-            if self.args.should_save and processor is not None:
-                processor.save_pretrained(output_dir if output_dir is not None else self.args.output_dir)
-
-        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-            # transformers 5.23's Trainer loads checkpoint weights with a raw, non-strict
-            # load_state_dict. save_pretrained writes Qwen2.5-VL in the original key layout
-            # ("model.layers.*", "visual.*") while the module uses the new one ("model.language_model.*"),
-            # so every key is missing and the resumed run silently restarts from the base weights.
-            # Load through from_pretrained (which converts the keys) and copy strictly instead.
-            # FSDP and DeepSpeed checkpoints have their own formats: leave those to the Trainer.
-            if self.is_fsdp_enabled or self.is_deepspeed_enabled:
-                return super()._load_from_checkpoint(resume_from_checkpoint, model)
-            target = self.accelerator.unwrap_model(model if model is not None else self.model)
-            dtype = next(target.parameters()).dtype
-            fresh = type(target).from_pretrained(resume_from_checkpoint, dtype=dtype, device_map=None)
-            try:
-                target.load_state_dict(fresh.state_dict(), strict=True)
-            except RuntimeError as exc:
-                raise CheckpointError(
-                    f"{resume_from_checkpoint} does not hold the weights of this model: {exc}",
-                    hint="resume with the same model.name_or_path the run started with",
-                ) from exc
-            logger.info("loaded the policy weights of %s", resume_from_checkpoint)
-            return None
-
-    return SegZeroGRPOTrainer
-
-
 @dataclasses.dataclass
 class TrainerBundle:
     """What ``build_trainer`` made: the trainer and the facts ``train`` records in the final checkpoint."""
@@ -464,7 +396,7 @@ def build_trainer(
     )
     args = build_grpo_args(cfg, num_rows=len(dataset), tokenizer=processor.tokenizer)
     args.reward_weights = [1.0] * len(funcs)
-    trainer = _trainer_class()(
+    trainer = trainer_class()(
         model=str(model_path),
         reward_funcs=funcs,
         args=args,
