@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -44,7 +44,10 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """Mappings and tuples -> dicts and lists, for JSON."""
+    """Dataclasses, mappings and tuples -> dicts and lists, for JSON."""
+    if is_dataclass(value) and not isinstance(value, type):
+        # Not dataclasses.asdict: it deep-copies the read-only MappingProxyType fields, which fails.
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -362,9 +365,7 @@ class Manifest:
 
     # -- (de)serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return _plain(asdict(self))
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
