@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    # `kill` (SIGTERM) cleans up like Ctrl-C: the temporary folder is removed, --out stays as it was.
+    signal.signal(signal.SIGTERM, _interrupt)
 
     from .config import Sam2ExportConfig
     from .export import export_sam2

@@ -93,7 +93,7 @@ class OfficialPredictor:
             )
         masks = None
         if mask_input is not None:
-            masks = torch.as_tensor(mask_input, dtype=torch.float)
+            masks = torch.tensor(np.asarray(mask_input), dtype=torch.float)
             if masks.ndim == 3:
                 masks = masks[None]
         return concat, masks
