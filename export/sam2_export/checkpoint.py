@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,6 +33,16 @@ def guess_config(state_dict: Mapping[str, object]) -> str | None:
     return f"configs/{family}/{family}_hiera_{size}.yaml"
 
 
+def _load_error(exc: Exception) -> str:
+    """The informative part of a ``torch.load`` error (its messages run to several paragraphs)."""
+    text = str(exc)
+    if "WeightsUnpickler error" in text:
+        after = text.split("WeightsUnpickler error", 1)[1].lstrip(": \n").split("\n")[0].strip()
+        return f"the weights-only unpickler refused it ({after or 'unsupported content'})"
+    first = text.strip().split("\n")[0] if text.strip() else type(exc).__name__
+    return first.split(". ")[0].rstrip(".")
+
+
 def read_state_dict(path: str | Path) -> Mapping[str, object]:
     """The ``"model"`` state dict of an official SAM2 ``.pt`` file, read with ``weights_only=True``.
 
@@ -51,11 +59,11 @@ def read_state_dict(path: str | Path) -> Mapping[str, object]:
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # on damaged bytes the unpickler raises many types (IndexError, EOFError, ...)
         raise CheckpointError(
-            f"cannot read SAM2 checkpoint {path}: {first}",
-            hint="the file is corrupt, truncated or not a torch checkpoint: download it again",
+            f"cannot read SAM2 checkpoint {path}: {_load_error(exc)}",
+            hint="the file is corrupt, truncated, not a torch checkpoint, or holds Python objects besides "
+            "tensors (refused by weights_only=True): download the official checkpoint again",
         ) from exc
     if not isinstance(obj, Mapping) or not isinstance(obj.get("model"), Mapping):
         keys = sorted(obj)[:5] if isinstance(obj, Mapping) else type(obj).__name__

@@ -57,9 +57,6 @@ def _interrupt(signum, frame):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    # `kill` (SIGTERM) cleans up like Ctrl-C: the temporary folder is removed, --out stays as it was.
-    signal.signal(signal.SIGTERM, _interrupt)
-
     from .config import Sam2ExportConfig
     from .export import export_sam2
 
@@ -73,23 +70,21 @@ def run(args: argparse.Namespace) -> int:
         validation_images=args.validation_images,
         default_mask_mode=args.mask_mode,
     )
-    manifest = export_sam2(args.checkpoint, args.out, cfg, progress=True)
+    # `kill` (SIGTERM) cleans up like Ctrl-C: the temporary folder is removed, --out stays as it was.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        manifest = export_sam2(args.checkpoint, args.out, cfg, progress=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     v = manifest.validation["sam2"]
+    keys = (
+        "max_abs_diff",
+        "mask_iou_min",
+        "mask_choice_agreement",
+        "runtime_preprocess_max_abs_diff",
+        "runtime_mask_iou_min",
+    )
     print(f"wrote {args.out} (sam2: {cfg.config})")
     print("validation vs the official model:")
-    print(
-        json.dumps(
-            {
-                k: v[k]
-                for k in (
-                    "max_abs_diff",
-                    "mask_iou_min",
-                    "mask_choice_agreement",
-                    "runtime_preprocess_max_abs_diff",
-                    "runtime_mask_iou_min",
-                )
-            },
-            indent=2,
-        )
-    )
+    print(json.dumps({k: v[k] for k in keys}, indent=2))
     return 0

@@ -21,11 +21,26 @@ def sam2_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def engine_dir(tmp_path_factory, sam2_checkpoint) -> Path:
-    """An engine directory with a stand-in reasoner component, then `export sam2` into it."""
-    from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
+    """An engine directory with a stand-in reasoner component, then `segzero-edge export sam2` into it
+    (through the subcommand's own argument parser and run function)."""
+    import argparse
+
+    from segzero_edge.export.sam2_export import cli
 
     out = make_reasoner_dir(tmp_path_factory.mktemp("engines") / "engine")
-    export_sam2(sam2_checkpoint, out, Sam2ExportConfig(config=CONFIG, validation_images=1))
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    argv = [
+        "--checkpoint",
+        str(sam2_checkpoint),
+        "--config",
+        CONFIG,
+        "--out",
+        str(out),
+        "--validation-images",
+        "1",
+    ]
+    assert cli.run(parser.parse_args(argv)) == 0
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import argparse
 import shutil
 import signal
 import subprocess
@@ -44,7 +44,7 @@ def test_unknown_config_lists_valid_names(tmp_path, sam2_checkpoint):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "wrong format", "missing"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "python object", "wrong format", "missing"])
 def test_unreadable_checkpoint(tmp_path, sam2_checkpoint, damage):
     torch = need_export_stack()
     from segzero_edge.export.sam2_export import export_sam2
@@ -53,13 +53,16 @@ def test_unreadable_checkpoint(tmp_path, sam2_checkpoint, damage):
     if damage == "truncated":
         bad.write_bytes(sam2_checkpoint.read_bytes()[: 1 << 20])
     elif damage == "garbage":
-        bad.write_bytes(os.urandom(4096))
+        bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif damage == "python object":  # refused by weights_only=True (could run code on load)
+        torch.save({"model": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=1.0)}, bad)
     elif damage == "wrong format":
         torch.save({"state_dict": {"w": torch.zeros(2)}}, bad)
     expected = {
         "truncated": "cannot read",
         "garbage": "cannot read",
         "wrong format": "not an official SAM2",
+        "python object": "weights-only unpickler refused it",
         "missing": "does not exist",
     }[damage]
     with pytest.raises(CheckpointError, match=expected):
