@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tiny-reasoner": ("write a tiny random Qwen2.5-VL checkpoint (HF format) for tests and demos",
                       ".builders.cli_tiny_reasoner"),
     "tiny-sam2": ("write a random-weight SAM2 checkpoint (official .pt format)", ".builders.cli_tiny_sam2"),
+    "sam2": ("official SAM2 checkpoint -> sam2/ ONNX graphs + manifest, validated", ".sam2_export.cli"),
 }
 
 
