@@ -261,8 +261,10 @@ class WeightReader:
         try:
             i, key = self._where[name]
         except KeyError:
-            raise CheckpointError(f"the checkpoint has no weight {name!r}",
-                                  hint="is it a complete Qwen2.5-VL checkpoint (all safetensors shards present)?") from None
+            raise CheckpointError(
+                f"the checkpoint has no weight {name!r}",
+                hint="is it a complete Qwen2.5-VL checkpoint (all safetensors shards present)?",
+            ) from None
         t = self._handles[i].get_tensor(key)
         return t.float().numpy()
 

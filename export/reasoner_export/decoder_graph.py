@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ class DecoderPrecision:
 
     body: str = "fp32"
     lm_head: str = "fp32"
-    quant: QuantSpec = QuantSpec()
+    quant: QuantSpec = field(default_factory=QuantSpec)
 
     def __post_init__(self) -> None:
         for which in ("body", "lm_head"):

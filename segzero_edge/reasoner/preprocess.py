@@ -38,7 +38,7 @@ QWEN_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 QWEN_MIN_PIXELS = 56 * 56
 QWEN_MAX_PIXELS = 12845056
 
-ImageInput = Union[str, Path, Image.Image, np.ndarray]
+ImageInput = Union[str, Path, Image.Image, np.ndarray]  # noqa: UP007 (a runtime alias on Python 3.10)
 
 
 def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS,
