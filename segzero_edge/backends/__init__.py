@@ -1,0 +1,1 @@
+"""Inference backends and checkpoint loaders; each imports its heavy dependencies lazily."""
