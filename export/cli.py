@@ -14,6 +14,7 @@ from segzero_edge.cli.base import Command
 #: subcommand -> (help, module relative to this package)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tiny-sam2": ("write a random-weight SAM2 checkpoint (official .pt format)", ".builders.cli_tiny_sam2"),
+    "reasoner": ("Qwen2.5-VL checkpoint -> reasoner ONNX graphs (INT4/INT8/fp16/fp32)", ".reasoner_export.cli"),
 }
 
 

@@ -10,6 +10,9 @@ Graph I/O (batch 1; ``seq`` new tokens, ``past`` cached tokens, ``total = past +
     logits                      float32 [1, vocab]           of the last input position only
     present.{i}.key             float32 [1, kv_heads, total, head_dim]  (also .value)
 
+The runtime starts every cache with one placeholder slot hidden by ``attention_mask`` (0), so ``past`` is
+never 0 (TensorRT profiles need dims >= 1); the graph itself also accepts ``past = 0``.
+
 It computes exactly what ``transformers``' ``Qwen2_5_VLTextModel`` + ``lm_head`` compute (RMSNorm in
 float32, M-RoPE with ``mrope_section``, grouped-query attention with a causal + padding mask, SwiGLU MLP),
 with standard ONNX ops (opset 17) that ONNX Runtime fuses and TensorRT parses. Linear layers are

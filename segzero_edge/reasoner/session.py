@@ -88,8 +88,10 @@ def make_session(path: str | Path, device: DeviceChoice, *, threads: int | None 
     except Exception as exc:  # onnxruntime raises its own exception classes
         from ..errors import EngineIncompatibleError
 
-        raise EngineIncompatibleError(f"ONNX Runtime cannot load {path}: {exc}",
-                                      hint="re-export the engine with this segzero-edge, or upgrade onnxruntime") from exc
+        raise EngineIncompatibleError(
+            f"ONNX Runtime cannot load {path}: {exc}",
+            hint="re-export the engine with this segzero-edge, or upgrade onnxruntime",
+        ) from exc
     if device.kind == "cuda" and "CUDAExecutionProvider" not in sess.get_providers():
         log.warning("%s: CUDA provider could not be created; running on CPU", Path(path).name)
     return sess
@@ -115,7 +117,7 @@ class DecoderRunner:
                  io_binding: bool | None = None, device_index: int = 0):
         self.session = session
         self.num_layers = num_layers
-        self.kv_shape = (1, num_kv_heads, 0, head_dim)
+        self.kv_shape = (1, num_kv_heads, 1, head_dim)
         self.device = session_device(session)
         self.device_index = device_index
         self.io_binding = (self.device == "cuda") if io_binding is None else bool(io_binding)
@@ -125,15 +127,20 @@ class DecoderRunner:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the cache (a new prompt follows)."""
+        """Forget the cache (a new prompt follows).
+
+        The cache starts with one zero slot that ``attention_mask`` hides (0), so that no graph dimension is
+        ever empty (TensorRT optimisation profiles need ``past >= 1``); position ids do not count it.
+        """
         self._past: list[Any] = [np.zeros(self.kv_shape, np.float32) for _ in self.past_names]
-        self.length = 0
+        self.length = 1
 
     def __call__(self, inputs_embeds: np.ndarray, position_ids: np.ndarray) -> np.ndarray:
         """Feed ``inputs_embeds [1, n, hidden]`` at ``position_ids [3, 1, n]``; returns last logits ``[vocab]``."""
         n = inputs_embeds.shape[1]
         total = self.length + n
         mask = np.ones((1, total), np.int64)
+        mask[0, 0] = 0  # the placeholder slot of reset()
         embeds = np.ascontiguousarray(inputs_embeds, dtype=np.float32)
         positions = np.ascontiguousarray(position_ids, dtype=np.int64)
         if self.io_binding:

@@ -1,0 +1,200 @@
+"""Validation of an exported reasoner against ``transformers`` (run at export, and by the tests).
+
+Three phases, one model in memory at a time:
+
+1. **transformers fp32 reference** (``TorchReasoner``): for each image/question pair, the processor's
+   prompt ids and pixel values, the vision tower's embeddings, and greedy ``generate`` tokens + logits.
+2. **the engine on ONNX Runtime** (``Reasoner``, CPU): prompt ids, pixel values and image embeddings are
+   compared; fp32 engines must generate token-identical greedy text; int8/int4 engines are scored by
+   teacher forcing along the reference tokens: top-1 agreement with fp32 and the logit error.
+3. **int8/int4 only: transformers with the engine's dequantized weights** (the very bytes of
+   ``decoder.onnx.data`` unpacked into the fp32 model, embeddings from ``embed_tokens.npy``): its greedy
+   tokens must equal the engine's, so the only difference from fp32 is the quantization itself.
+
+Numbers go to ``manifest.validation["reasoner"]``; a failed check raises ``ExportValidationError`` and
+nothing is written.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_edge.errors import ExportValidationError
+from segzero_edge.manifest import Manifest
+
+from .checkpoint import QwenCheckpoint
+from .quantize import dequantize_blockwise
+
+log = logging.getLogger(__name__)
+
+QUESTIONS = (
+    "the cup the robot should pick up",
+    "the object that is different from the others.",
+    "something a person could sit on",
+    "the left-most red thing",
+    "what would you use to cut paper",
+    "the largest object in the image",
+    "the item closest to the camera",
+)
+
+
+def validation_samples(n: int, seed: int = 0) -> list[tuple[np.ndarray, str]]:
+    """``n`` deterministic (HxWx3 uint8 image, question) pairs of varied sizes: gradients, blocks and noise."""
+    rng = np.random.default_rng(seed)
+    sizes = [(480, 640), (300, 500), (512, 512), (720, 405), (256, 320), (600, 800), (333, 444)]
+    out = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)),
+                        np.full_like(xx, 40 * i % 256)], axis=-1).astype(np.int32)
+        for _ in range(4):
+            y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+            img[y0:y0 + rng.integers(10, h // 2), x0:x0 + rng.integers(10, w // 2)] = rng.integers(0, 256, 3)
+        img = np.clip(img + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
+        out.append((img, QUESTIONS[i % len(QUESTIONS)]))
+    return out
+
+
+def _free() -> None:
+    gc.collect()
+
+
+def dequantized_linears(engine_root: Path, graph_file: str) -> dict[str, tuple[np.ndarray, str]]:
+    """Linear name (``layers.3.mlp.up_proj``, ``lm_head``) -> (``W [N, K]`` float32 as the graph uses it,
+    precision), read from the exported decoder's initializers (external data included)."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = engine_root / graph_file
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+
+    def array(name: str) -> np.ndarray:
+        t = inits[name]
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
+        return numpy_helper.to_array(t)
+
+    out: dict[str, tuple[np.ndarray, str]] = {}
+    for node in model.graph.node:
+        base = node.name.rsplit("/", 1)[0]
+        if node.op_type == "MatMulNBits":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            packed = array(node.input[1]).reshape(attrs["N"], -1, attrs["block_size"] * attrs["bits"] // 8)
+            w = dequantize_blockwise(packed, array(node.input[2]).reshape(attrs["N"], -1), attrs["K"], attrs["bits"])
+            out[base] = (w.T.copy(), f"int{attrs['bits']}")
+        elif node.op_type == "MatMul" and node.input[1] in inits:
+            out[base] = (array(node.input[1]).T.astype(np.float32), "fp32")
+        elif node.op_type == "Cast" and node.input[0] in inits:
+            out[base] = (array(node.input[0]).T.astype(np.float32), "fp16")
+    return out
+
+
+def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) -> int:
+    """Overwrite a transformers Qwen2.5-VL model's LM linears and embeddings with the engine's values
+    (dequantized). Returns the number of tensors replaced."""
+    import torch
+
+    s = manifest.component("reasoner")
+    lm = model.model.language_model
+    count = 0
+    with torch.no_grad():
+        for name, (w, _) in dequantized_linears(engine_root, manifest.graph("reasoner.decoder").file).items():
+            if name == "lm_head":
+                model.lm_head.weight = torch.nn.Parameter(torch.from_numpy(w))  # unties from the embeddings
+            else:
+                _, i, block, proj = name.split(".")
+                getattr(getattr(lm.layers[int(i)], block), proj).weight.copy_(torch.from_numpy(w))
+            count += 1
+        table = np.load(engine_root / s["embeddings"]["file"]).astype(np.float32)
+        lm.embed_tokens.weight = torch.nn.Parameter(torch.from_numpy(table))
+    return count + 1
+
+
+def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Path, cfg: Any) -> dict[str, Any]:
+    """Run the three phases (module docstring) on the staged engine; returns the numbers, raises on failure."""
+    from segzero_edge.backends.hf_loading import load_qwen_model
+    from segzero_edge.backends.torch_reasoner import TorchReasoner
+    from segzero_edge.reasoner import GenerationOptions, Reasoner
+    from segzero_edge.reasoner.preprocess import preprocess_image
+
+    n_pairs = cfg.validation_pairs if cfg.validate == "full" else min(2, cfg.validation_pairs)
+    samples = validation_samples(n_pairs)
+    opts = GenerationOptions(max_new_tokens=cfg.validation_tokens, stop_at_answer=False)
+    weights = manifest.component("reasoner")["weights"]
+
+    # phase 1: transformers fp32
+    import torch
+
+    ref = TorchReasoner(ckpt.path, dtype="float32")
+    refs = []
+    for image, question in samples:
+        inputs = ref.inputs(image, question)
+        with torch.inference_mode():
+            vis = ref.model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
+        res = ref.generate(image, question, opts, output_logits=True)
+        refs.append({"ids": inputs["input_ids"][0].numpy(), "pixels": inputs["pixel_values"].numpy(),
+                     "vision": torch.cat(list(vis)).numpy(), "tokens": list(res.token_ids), "logits": ref.last_logits})
+    del ref
+    _free()
+
+    # phase 2: ONNX Runtime
+    engine = Reasoner(manifest, engine_dir=engine_root, device="cpu", threads=cfg.threads, verify="none")
+    numbers: dict[str, Any] = {"pairs": n_pairs, "max_new_tokens": cfg.validation_tokens, "weights": weights}
+    ids_equal = pix = vis = 0.0
+    identical, top1, errs, rel = 0, [], [], []
+    engine_tokens = []
+    for (image, question), r in zip(samples, refs):
+        ids = engine.tokenizer.encode_prompt(question, engine.num_image_tokens)
+        ids_equal += float(np.array_equal(ids, r["ids"]))
+        pre = preprocess_image(image, engine.preprocess_config)
+        pix = max(pix, float(np.abs(pre.pixel_values - r["pixels"]).max()))
+        emb, _, _ = engine.image_embeddings(image)
+        vis = max(vis, float(np.abs(emb - r["vision"]).max() / (np.abs(r["vision"]).max() + 1e-12)))
+        out = engine.generate(image, question, opts)
+        engine_tokens.append(list(out.token_ids))
+        identical += int(list(out.token_ids) == r["tokens"])
+        if weights != "fp32":
+            logits = engine.teacher_forced_logits(image, question, r["tokens"])
+            top1.append(float(np.mean(logits.argmax(-1) == r["logits"].argmax(-1))))
+            errs.append(float(np.abs(logits - r["logits"]).max()))
+            rel.append(float(np.sqrt(np.mean((logits - r["logits"]) ** 2)) / np.sqrt(np.mean(r["logits"] ** 2))))
+    del engine
+    _free()
+    numbers.update(prompt_ids_identical=int(ids_equal), pixel_values_max_abs_diff=pix,
+                   vision_max_rel_diff=round(vis, 8), greedy_identical_to_transformers_fp32=identical)
+    problems = []
+    if ids_equal < n_pairs:
+        problems.append("prompt ids differ from the transformers processor")
+    if pix > 1e-6:
+        problems.append("pixel values differ from the transformers image processor")
+    if vis > 1e-3:
+        problems.append("vision embeddings differ from transformers")
+    if weights == "fp32" and identical < n_pairs:
+        problems.append("fp32 greedy tokens differ from transformers generate")
+    if weights != "fp32":
+        numbers.update(top1_agreement_vs_fp32=round(float(np.mean(top1)), 4), logits_max_abs_err=max(errs),
+                       logits_rel_rms_err=round(float(np.mean(rel)), 6))
+
+        # phase 3: transformers carrying the engine's dequantized weights
+        model = load_qwen_model(ckpt.path, "float32")
+        replaced = load_engine_weights_into(model, engine_root, manifest)
+        deq = TorchReasoner(ckpt.path, model=model)
+        same = sum(int(list(deq.generate(image, q, opts).token_ids) == t)
+                   for (image, q), t in zip(samples, engine_tokens))
+        del deq, model
+        _free()
+        numbers.update(greedy_identical_to_dequantized_torch=same, dequantized_tensors=replaced)
+        if same < n_pairs:
+            problems.append("greedy tokens differ from transformers carrying the same dequantized weights")
+    log.info("reasoner validation: %s", numbers)
+    if problems:
+        raise ExportValidationError("; ".join(problems), numbers=numbers,
+                                    hint="nothing was written; report this with the checkpoint's config.json")
+    return numbers
