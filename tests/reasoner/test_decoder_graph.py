@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-ort = pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+import onnx
+import onnxruntime as ort
+import torch
 
 from segzero_edge.errors import ConfigError
 from segzero_edge.export.reasoner_export.checkpoint import WeightReader, inspect_checkpoint

@@ -129,7 +129,8 @@ def test_seeded_sampling_is_reproducible_and_covers_the_distribution():
     assert np.allclose(freq[:3], [0.5, 0.3, 0.2], atol=0.04) and freq[3] == 0
 
 
-@pytest.mark.parametrize(("top_k", "top_p", "temperature"), [(0, 0.7, 1.0), (3, 1.0, 1.0), (5, 0.5, 0.7), (0, 0.05, 2.0)])
+@pytest.mark.parametrize(("top_k", "top_p", "temperature"),
+                         [(0, 0.7, 1.0), (3, 1.0, 1.0), (5, 0.5, 0.7), (0, 0.05, 2.0)])
 def test_warpers_keep_the_same_tokens_as_transformers(top_k, top_p, temperature):
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")

@@ -70,13 +70,13 @@ def test_bad_images_are_refused(bad):
 
 
 def test_missing_image_file_is_named(tmp_path):
-    with pytest.raises(InputError, match="nope.png"):
+    with pytest.raises(InputError, match=r"nope\.png"):
         load_image(tmp_path / "nope.png")
 
 
 @pytest.mark.parametrize("size", [100, 0, 27, 3612])
 def test_unsupported_image_sizes_are_named(size):
-    with pytest.raises(InputError, match=f"unsupported image size {size}"):
+    with pytest.raises(InputError, match=rf"unsupported image size {size}\b"):
         PreprocessConfig(input_size=size)
 
 

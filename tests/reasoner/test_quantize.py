@@ -9,7 +9,8 @@ import pytest
 from segzero_edge.errors import ConfigError
 
 pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnx")
+
 
 from segzero_edge.export.reasoner_export.quantize import (
     QuantSpec,

@@ -11,7 +11,8 @@ from segzero_edge.errors import BackendUnavailableError, InputError, ManifestErr
 from segzero_edge.manifest import load_manifest
 from segzero_edge.reasoner import GenerationOptions, Reasoner
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
+
 
 from segzero_edge.backends.torch_reasoner import TorchReasoner
 from segzero_edge.export.reasoner_export.validate import load_engine_weights_into, validation_samples
