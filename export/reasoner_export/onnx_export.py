@@ -233,11 +233,13 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path,
     with EngineDirWriter(out_dir, "reasoner") as w:
         comp = w.path("reasoner/reasoner.json").parent
         files = _copy_files(ckpt, comp)
+        log.info("writing the token embeddings")
         emb_dtype = cfg.embedding_dtype()
         table = reader.get("lm.embed_tokens.weight")
         emb_shape = table.shape
         np.save(comp / "embed_tokens.npy", table.astype(emb_dtype))
         del table
+        log.info("writing the decoder graph (%s)", precision.body)
         bar = _progress(ckpt.text.num_layers, "decoder")
         try:
             decoder = build_decoder(ckpt.text, reader.get, rotary_inv_freq(ckpt.config), precision, comp,
@@ -246,6 +248,7 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path,
             if bar:
                 bar.close()
         log.info("decoder written (%s)", ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in decoder["weight_bytes"].items()))
+        log.info("exporting the vision tower (%dx%d grid)", *ckpt.preprocess.grid_thw[1:])
         vision = export_vision(ckpt, reader, comp / "vision.onnx")
         log.info("vision tower written (%.1f MB)", vision["bytes"] / 1e6)
         settings = _settings(ckpt, cfg, files, emb_shape, emb_dtype, precision)

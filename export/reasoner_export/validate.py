@@ -132,6 +132,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     # phase 1: transformers fp32
     import torch
 
+    log.info("validation phase 1/3: transformers fp32 reference on %d pairs", n_pairs)
     ref = TorchReasoner(ckpt.path, dtype="float32")
     refs = []
     for image, question in samples:
@@ -145,6 +146,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     _free()
 
     # phase 2: ONNX Runtime
+    log.info("validation phase 2/3: the engine on ONNX Runtime")
     engine = Reasoner(manifest, engine_dir=engine_root, device="cpu", threads=cfg.threads, verify="none")
     numbers: dict[str, Any] = {"pairs": n_pairs, "max_new_tokens": cfg.validation_tokens, "weights": weights}
     ids_equal = pix = vis = 0.0
@@ -183,6 +185,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
                        logits_rel_rms_err=round(float(np.mean(rel)), 6))
 
         # phase 3: transformers carrying the engine's dequantized weights
+        log.info("validation phase 3/3: transformers with the engine's dequantized weights")
         model = load_qwen_model(ckpt.path, "float32")
         replaced = load_engine_weights_into(model, engine_root, manifest)
         deq = TorchReasoner(ckpt.path, model=model)
