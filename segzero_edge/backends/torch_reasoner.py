@@ -114,8 +114,7 @@ class TorchReasoner:
         except ImportError as exc:
             raise missing_extra("quantized torch weights", "quant", cause=exc) from exc
         qtype = qint8 if weights == "int8" else qint4
-        quantize(self.model.model.language_model, weights=qtype)
-        quantize(self.model.lm_head, weights=qtype)
+        quantize(self.model, weights=qtype, exclude=["model.visual", "model.visual.*"])  # the LM and its head
         freeze(self.model)
 
     @property
@@ -156,7 +155,7 @@ class TorchReasoner:
                 torch.manual_seed(options.seed)
         streamer = _CallbackStreamer(self.tokenizer, on_text) if on_text else None
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.no_grad():  # (quanto int4 fails under inference_mode)
             out = self.model.generate(**inputs, logits_processor=processors, stopping_criteria=stops,
                                       streamer=streamer, return_dict_in_generate=True, output_logits=output_logits,
                                       **kwargs)
@@ -184,7 +183,7 @@ class TorchReasoner:
         inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
         inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
         inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(extra)], dim=1)
-        with torch.inference_mode():
+        with torch.no_grad():  # (quanto int4 fails under inference_mode)
             logits = self.model(**inputs).logits[0, prompt_len - 1:]
         return logits.float().cpu().numpy()
 
@@ -209,4 +208,8 @@ class _CallbackStreamer:
             self.text = text
 
     def end(self) -> None:
-        pass
+        """Flush what was held back (a trailing partial UTF-8 character decodes to U+FFFD)."""
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if len(text) > len(self.text) and text.startswith(self.text):
+            self.callback(text[len(self.text):])
+            self.text = text

@@ -207,8 +207,11 @@ class Reasoner:
         t3 = time.perf_counter()
         timings.update(prefill=(t2 - t1) * 1e3, decode=(t3 - t2) * 1e3, total=(t3 - start) * 1e3)
         n = len(trace.token_ids)
+        text = self.tokenizer.decode(trace.token_ids)
+        if on_text is not None and len(text) > len(trace.text) and text.startswith(trace.text):
+            on_text(text[len(trace.text):])  # a trailing partial UTF-8 character the stream held back
         return ReasonerResult(
-            text=self.tokenizer.decode(trace.token_ids), token_ids=trace.token_ids, prompt_tokens=int(ids.size),
+            text=text, token_ids=trace.token_ids, prompt_tokens=int(ids.size),
             stop_reason=trace.stop_reason, timings_ms=timings,
             decode_tokens_per_s=n / (t3 - t2) if t3 > t2 else 0.0, forward_calls=1 + trace.decoder_calls,
             forced_tokens=trace.forced_tokens, jump_forward_steps_saved=trace.steps_saved, image_size=original,
