@@ -20,6 +20,7 @@ help:
 	@echo "make test    install into .venv (first time), run ruff and pytest"
 	@echo "make demo    install, build tiny models, export them, segment the bundled image"
 	@echo "make lint    ruff check"
+	@echo "make fuzz    fuzz the native answer code (libFuzzer + ASan/UBSan, FUZZ_SECONDS=300)"
 	@echo "make clean   remove build outputs (keeps .venv)"
 
 $(DEPS_STAMP): pyproject.toml constraints.txt
@@ -51,6 +52,23 @@ test: install
 demo: install
 	@echo "make demo arrives with the Segmenter (issue 6): no end-to-end pipeline exists yet." >&2
 	@exit 2
+
+# Fuzz the native answer code (decoder, stream, constraint) with libFuzzer under AddressSanitizer and
+# UndefinedBehaviorSanitizer for FUZZ_SECONDS; the corpus grows in build/fuzz/corpus. Needs clang and its
+# runtime (Debian: apt-get install clang libclang-rt-14-dev).
+FUZZ_SECONDS ?= 300
+FUZZ_BIN := build/fuzz/fuzz_answer
+$(FUZZ_BIN): csrc/fuzz/fuzz_answer.cpp $(wildcard csrc/core/*.cpp csrc/core/*.hpp)
+	@command -v clang++ >/dev/null || { echo "make fuzz needs clang++: apt-get install clang libclang-rt-14-dev" >&2; exit 2; }
+	mkdir -p $(dir $@)
+	clang++ -std=c++17 -O1 -g -fno-omit-frame-pointer -ffp-contract=off \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Icsrc csrc/fuzz/fuzz_answer.cpp $(wildcard csrc/core/*.cpp) -o $@
+
+fuzz: $(FUZZ_BIN)
+	mkdir -p build/fuzz/corpus
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -dict=csrc/fuzz/answer.dict -print_final_stats=1 \
+	  build/fuzz/corpus csrc/fuzz/seeds
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,12 +1,21 @@
 """segzero-edge: run Seg-Zero reasoning segmentation on robots.
 
 The runtime package is torch-free: importing it loads numpy and the contract modules only.
-``Segmenter`` and ``decode_answer`` arrive with their own modules.
+``Segmenter`` arrives with its own module; ``decode_answer`` lives in ``segzero_edge.answer``.
 """
 
 from ._version import __version__
+from .answer import decode_answer
 from .errors import SegZeroError
 from .prompt import PROMPT_VERSION
 from .types import Answer, AnswerObject, Segmentation
 
-__all__ = ["PROMPT_VERSION", "Answer", "AnswerObject", "SegZeroError", "Segmentation", "__version__"]
+__all__ = [
+    "PROMPT_VERSION",
+    "Answer",
+    "AnswerObject",
+    "SegZeroError",
+    "Segmentation",
+    "__version__",
+    "decode_answer",
+]

@@ -24,11 +24,21 @@ class AnswerObject:
     Attributes:
         box: ``(x1, y1, x2, y2)`` in original-image pixels, corners reordered and clipped to the image.
         points: the object's points ``((x, y), ...)`` in original-image pixels (two for Seg-Zero,
-            one for VisionReasoner answers).
+            one for VisionReasoner answers), clipped to the image.
+        raw_box: the box as the official parser of the answer's format computes it: rescaled to the
+            original image and rounded (Seg-Zero ``round(int(v) * W / model_w)``, VisionReasoner
+            ``int(v * W / model_w + 0.5)``), before reordering and clipping (which come after).
+        raw_points: the points the same way, before clipping.
+        model_box: the box exactly as the model wrote it, in model-input pixels.
+        model_points: the points as written, in model-input pixels.
     """
 
     box: Box
     points: tuple[Point, ...] = ()
+    raw_box: Box | None = None
+    raw_points: tuple[Point, ...] = ()
+    model_box: Box | None = None
+    model_points: tuple[Point, ...] = ()
 
 
 @dataclass(frozen=True)
