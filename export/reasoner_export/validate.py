@@ -3,7 +3,8 @@
 Three phases, one model in memory at a time:
 
 1. **transformers fp32 reference** (``TorchReasoner``): for each image/question pair, the processor's
-   prompt ids and pixel values, the vision tower's embeddings, and greedy ``generate`` tokens + logits.
+   prompt ids and pixel values, the vision tower's embeddings, and greedy ``generate`` tokens + logits,
+   without and with the answer constraint (thinking budget = ``validation_tokens``).
 2. **the engine on ONNX Runtime** (``Reasoner``, CPU): prompt ids, pixel values and image embeddings are
    compared; fp32 engines must generate token-identical greedy text; int8/int4 engines are scored by
    teacher forcing along the reference tokens: top-1 agreement with fp32 and the logit error.
@@ -127,7 +128,15 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     n_pairs = cfg.validation_pairs if cfg.validate == "full" else min(2, cfg.validation_pairs)
     samples = validation_samples(n_pairs)
     opts = GenerationOptions(max_new_tokens=cfg.validation_tokens, stop_at_answer=False)
+    constrained = GenerationOptions(max_new_tokens=cfg.validation_tokens + 128, constrained=True,
+                                    thinking_budget=cfg.validation_tokens)
     weights = manifest.component("reasoner")["weights"]
+    try:  # the answer constraint needs the native extension
+        from segzero_edge import _native  # noqa: F401
+        from segzero_edge.answer_constraint import AnswerConstraint  # noqa: F401
+    except ImportError as exc:
+        constrained = None
+        log.warning("answer constraint unavailable (%s): validating unconstrained generation only", exc)
 
     # phase 1: transformers fp32
     import torch
@@ -140,8 +149,10 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
         with torch.inference_mode():
             vis = ref.model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
         res = ref.generate(image, question, opts, output_logits=True)
+        c_ref = list(ref.generate(image, question, constrained).token_ids) if constrained else None
         refs.append({"ids": inputs["input_ids"][0].numpy(), "pixels": inputs["pixel_values"].numpy(),
-                     "vision": torch.cat(list(vis)).numpy(), "tokens": list(res.token_ids), "logits": ref.last_logits})
+                     "vision": torch.cat(list(vis)).numpy(), "tokens": list(res.token_ids), "logits": ref.last_logits,
+                     "constrained": c_ref})
     del ref
     _free()
 
@@ -150,8 +161,8 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     engine = Reasoner(manifest, engine_dir=engine_root, device="cpu", threads=cfg.threads, verify="none")
     numbers: dict[str, Any] = {"pairs": n_pairs, "max_new_tokens": cfg.validation_tokens, "weights": weights}
     ids_equal = pix = vis = 0.0
-    identical, top1, errs, rel = 0, [], [], []
-    engine_tokens = []
+    identical, c_identical, top1, errs, rel = 0, 0, [], [], []
+    engine_tokens, engine_constrained = [], []
     for (image, question), r in zip(samples, refs):
         ids = engine.tokenizer.encode_prompt(question, engine.num_image_tokens)
         ids_equal += float(np.array_equal(ids, r["ids"]))
@@ -162,6 +173,10 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
         out = engine.generate(image, question, opts)
         engine_tokens.append(list(out.token_ids))
         identical += int(list(out.token_ids) == r["tokens"])
+        if constrained:
+            c_out = engine.generate(image, question, constrained)
+            engine_constrained.append(list(c_out.token_ids))
+            c_identical += int(list(c_out.token_ids) == r["constrained"])
         if weights != "fp32":
             logits = engine.teacher_forced_logits(image, question, r["tokens"])
             top1.append(float(np.mean(logits.argmax(-1) == r["logits"].argmax(-1))))
@@ -171,6 +186,9 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     _free()
     numbers.update(prompt_ids_identical=int(ids_equal), pixel_values_max_abs_diff=pix,
                    vision_max_rel_diff=round(vis, 8), greedy_identical_to_transformers_fp32=identical)
+    if constrained:
+        numbers.update(constrained_identical_to_transformers_fp32=c_identical,
+                       constrained_thinking_budget=constrained.thinking_budget)
     problems = []
     if ids_equal < n_pairs:
         problems.append("prompt ids differ from the transformers processor")
@@ -180,6 +198,8 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
         problems.append("vision embeddings differ from transformers")
     if weights == "fp32" and identical < n_pairs:
         problems.append("fp32 greedy tokens differ from transformers generate")
+    if weights == "fp32" and constrained and c_identical < n_pairs:
+        problems.append("fp32 constrained greedy tokens differ from transformers generate")
     if weights != "fp32":
         numbers.update(top1_agreement_vs_fp32=round(float(np.mean(top1)), 4), logits_max_abs_err=max(errs),
                        logits_rel_rms_err=round(float(np.mean(rel)), 6))
@@ -191,11 +211,17 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
         deq = TorchReasoner(ckpt.path, model=model)
         same = sum(int(list(deq.generate(image, q, opts).token_ids) == t)
                    for (image, q), t in zip(samples, engine_tokens))
+        c_same = sum(int(list(deq.generate(image, q, constrained).token_ids) == t)
+                     for (image, q), t in zip(samples, engine_constrained)) if constrained else None
         del deq, model
         _free()
         numbers.update(greedy_identical_to_dequantized_torch=same, dequantized_tensors=replaced)
         if same < n_pairs:
             problems.append("greedy tokens differ from transformers carrying the same dequantized weights")
+        if constrained:
+            numbers["constrained_identical_to_dequantized_torch"] = c_same
+            if c_same < n_pairs:
+                problems.append("constrained tokens differ from transformers carrying the same dequantized weights")
     log.info("reasoner validation: %s", numbers)
     if problems:
         raise ExportValidationError("; ".join(problems), numbers=numbers,

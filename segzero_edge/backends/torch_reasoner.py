@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from ..answer import AnswerStream
 from ..errors import InputError, missing_extra
 from ..prompt import read_checkpoint_meta, render_chat
+from ..reasoner.constraint import AnswerConstraintFactory
 from ..reasoner.engine import ReasonerResult
-from ..reasoner.generate import ANSWER_END, GenerationOptions, TokenConstraint
+from ..reasoner.generate import GenerationOptions, TokenConstraint
 from ..reasoner.preprocess import ImageInput, load_image, resize_for_model
 from .hf_loading import load_qwen_model, load_qwen_processor
 
@@ -69,15 +71,17 @@ def constraint_logits_processor(constraint: TokenConstraint, prompt_len: int):
     return ConstraintProcessor()
 
 
-def answer_stopping_criteria(tokenizer, prompt_len: int, stop: str = ANSWER_END):
-    """A transformers ``StoppingCriteria`` that stops once the generated text contains ``</answer>``."""
+def answer_stopping_criteria(tokenizer, prompt_len: int):
+    """A transformers ``StoppingCriteria`` that stops once the streaming answer decoder
+    (``segzero_edge.answer.AnswerStream``, the rule the ONNX Runtime loop uses) sees the answer closed."""
     torch = _torch()
     from transformers import StoppingCriteria
 
     class AnswerStop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
             text = tokenizer.decode(input_ids[0, prompt_len:], skip_special_tokens=True)
-            return torch.full((input_ids.shape[0],), stop in text, dtype=torch.bool, device=input_ids.device)
+            done = AnswerStream().feed(text)
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
     return AnswerStop()
 
@@ -92,7 +96,8 @@ class TorchReasoner:
         weights: ``"fp32"`` (as loaded), ``"int8"`` or ``"int4"`` (optimum-quanto weight-only quantization of
             the language model; the vision tower stays float).
         model: an already loaded ``Qwen2_5_VLForConditionalGeneration`` to use instead of loading one.
-        constraint_factory: builds the answer constraint for ``constrained=True`` options.
+        constraint_factory: builds the constraint for ``constrained=True`` options (default: the answer
+            constraint for this tokenizer, the model's logits width and input size).
     """
 
     def __init__(self, model_dir: str | Path, *, device: str = "cpu", dtype: str = "float32", weights: str = "fp32",
@@ -106,7 +111,8 @@ class TorchReasoner:
         self.weights = weights
         if weights != "fp32":
             self._quantize(weights)
-        self._constraint_factory = constraint_factory
+        self._constraint_factory = constraint_factory or AnswerConstraintFactory(
+            self.tokenizer, vocab_size=self.model.config.text_config.vocab_size, input_size=self.input_size)
 
     def _quantize(self, weights: str) -> None:
         try:
@@ -140,12 +146,7 @@ class TorchReasoner:
         prompt_len = int(inputs["input_ids"].shape[1])
         processors, stops = LogitsProcessorList(), StoppingCriteriaList()
         if options.constrained:
-            if self._constraint_factory is None:
-                from ..errors import BackendUnavailableError
-
-                raise BackendUnavailableError("no answer constraint available",
-                                              hint="pass constraint_factory= to TorchReasoner")
-            processors.append(constraint_logits_processor(self._constraint_factory(options, self), prompt_len))
+            processors.append(constraint_logits_processor(self._constraint_factory(options), prompt_len))
         if options.stop_at_answer:
             stops.append(answer_stopping_criteria(self.tokenizer, prompt_len))
         kwargs: dict[str, Any] = {"max_new_tokens": options.max_new_tokens, "do_sample": options.do_sample}
@@ -167,7 +168,7 @@ class TorchReasoner:
         eos = set(eos if isinstance(eos, list) else [eos])
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         reason = "eos" if tokens and tokens[-1] in eos else (
-            "answer" if options.stop_at_answer and ANSWER_END in text else "max_new_tokens")
+            "answer" if options.stop_at_answer and AnswerStream().feed(text) else "max_new_tokens")
         return ReasonerResult(text=text, token_ids=tuple(tokens), prompt_tokens=prompt_len, stop_reason=reason,
                               timings_ms={"generate": (t1 - t0) * 1e3, "total": (t1 - start) * 1e3},
                               decode_tokens_per_s=len(tokens) / (t1 - t0) if t1 > t0 else 0.0,

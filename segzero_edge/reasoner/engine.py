@@ -21,12 +21,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, EngineIncompatibleError, InputError, ManifestError
+from ..errors import EngineIncompatibleError, InputError, ManifestError
 from ..manifest import MANIFEST_NAME, Manifest, Verify, load_manifest
+from .constraint import AnswerConstraintFactory
 from .generate import GenerationOptions, TokenConstraint, generate_loop
 from .preprocess import ImageInput, PreprocessConfig, preprocess_image
 from .rope import decode_position_ids, mrope_position_ids
@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 #: Version of the ``components["reasoner"]`` settings this runtime reads.
 REASONER_FORMAT = 1
 
-ConstraintFactory = Callable[[GenerationOptions, PromptTokenizer, Mapping[str, Any]], TokenConstraint]
+#: builds a fresh constraint for one generation from its options
+ConstraintFactory = Callable[[GenerationOptions], TokenConstraint]
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,9 @@ class Reasoner:
         threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
         io_binding: force I/O binding on or off (default: on for CUDA; keeps the KV cache on the GPU).
         verify: how ``load_manifest`` checks the files (``"size"`` by default; ``"full"`` hashes them).
-        constraint_factory: builds the answer constraint for ``GenerationOptions(constrained=True)``;
-            default: the native answer constraint when installed.
+        constraint_factory: builds the constraint for ``GenerationOptions(constrained=True)``; default: the
+            answer constraint (``segzero_edge.answer_constraint``, needs the native extension) for this
+            tokenizer, logits width and input size.
 
     Raises:
         ManifestError: no reasoner in the engine, or files missing.
@@ -132,7 +134,8 @@ class Reasoner:
         decoder = make_session(root / self.manifest.graph("reasoner.decoder").file, self.device, threads=threads)
         self.decoder = DecoderRunner(decoder, int(text["num_layers"]), int(text["num_kv_heads"]),
                                      int(text["head_dim"]), io_binding=io_binding, device_index=self.device.index)
-        self._constraint_factory = constraint_factory
+        self._constraint_factory = constraint_factory or AnswerConstraintFactory(
+            self.tokenizer.tokenizer, vocab_size=int(text["vocab_size"]), input_size=self.preprocess_config.input_size)
 
     # -- stages ----------------------------------------------------------------------------------
     def image_embeddings(self, image: ImageInput) -> tuple[np.ndarray, tuple[int, int], dict[str, float]]:
@@ -174,8 +177,7 @@ class Reasoner:
     def make_constraint(self, options: GenerationOptions) -> TokenConstraint | None:
         if not options.constrained:
             return None
-        factory = self._constraint_factory or _default_constraint_factory()
-        return factory(options, self.tokenizer, self.settings)
+        return self._constraint_factory(options)
 
     # -- public ----------------------------------------------------------------------------------
     def generate(self, image: ImageInput, question: str, options: GenerationOptions | None = None, *,
@@ -230,9 +232,3 @@ class Reasoner:
             rows.append(step([int(token)]))
         return np.stack(rows)
 
-
-def _default_constraint_factory() -> ConstraintFactory:
-    raise BackendUnavailableError(
-        "the answer constraint is not available in this build",
-        hint="pass constraint_factory= to Reasoner, or generate without constrained=True",
-    )

@@ -6,7 +6,8 @@ after feeding tokens, so the ONNX Runtime decoder and tests plug in the same way
 * **Sampling**: greedy (``do_sample=False``) or seeded sampling with ``temperature``, ``top_k`` and
   ``top_p`` applied in that order, like ``transformers``' logits warpers.
 * **Stopping**: at an end-of-sequence id (the id is kept in the output, as ``transformers`` does), when the
-  streamed text completes ``</answer>`` (``stop_at_answer``), or after ``max_new_tokens``.
+  streaming answer decoder (``segzero_edge.answer.AnswerStream``) sees the answer completed by
+  ``</answer>`` (``stop_at_answer``), or after ``max_new_tokens``.
 * **Constraint** (``TokenConstraint``): before each sampled token it may give a mask of allowed ids; it
   may also *force* a run of tokens (JSON keys, brackets, ``</think><answer>`` once the thinking budget is
   spent). Forced tokens are appended together and fed to the model in **one** decoder call
@@ -22,6 +23,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..answer import AnswerStream
 from ..errors import ConfigError
 
 ANSWER_END = "</answer>"
@@ -36,7 +38,7 @@ class GenerationOptions:
         do_sample: sample instead of greedy decoding.
         temperature, top_k, top_p: sampling warpers (``top_k=0`` and ``top_p=1.0`` disable them).
         seed: seed of the sampler's random generator (sampling is reproducible for a fixed seed).
-        stop_at_answer: stop as soon as the text completes ``</answer>``.
+        stop_at_answer: stop as soon as the streaming answer decoder sees ``</answer>`` close the answer.
         constrained: apply the answer constraint (needs the native extension, see ``constraint_factory``).
         thinking_budget: with ``constrained``, the most tokens inside ``<think>`` before ``</think><answer>``
             is forced; None = unlimited.
@@ -90,18 +92,6 @@ class TokenConstraint(Protocol):
     def forced(self) -> Sequence[int]: ...
 
     def advance(self, token_id: int) -> None: ...
-
-
-class StopOnText:
-    """Stops when the streamed text contains ``stop`` (``</answer>`` by default); only the tail is scanned."""
-
-    def __init__(self, stop: str = ANSWER_END):
-        self.stop = stop
-        self._tail = ""
-
-    def feed(self, text: str) -> bool:
-        self._tail = (self._tail + text)[-(len(self.stop) + len(text)):]
-        return self.stop in self._tail
 
 
 class Sampler:
@@ -182,7 +172,7 @@ def generate_loop(
         on_text: called with each new piece of text as it is generated.
     """
     sampler = Sampler(options)
-    stopper = StopOnText() if options.stop_at_answer else None
+    stopper = AnswerStream() if options.stop_at_answer else None
     eos = {int(e) for e in eos_ids}
     tokens: list[int] = []
     pieces: list[str] = []

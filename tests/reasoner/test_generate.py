@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segzero_edge.errors import ConfigError
-from segzero_edge.reasoner.generate import GenerationOptions, Sampler, StopOnText, TokenConstraint, generate_loop
+from segzero_edge.reasoner.generate import GenerationOptions, Sampler, TokenConstraint, generate_loop
 
 V = 50
 
@@ -68,23 +68,39 @@ def test_eos_stops_and_is_kept():
     assert trace.token_ids == greedy.token_ids[: greedy.token_ids.index(eos) + 1]
 
 
-def test_stop_on_streamed_answer_end():
-    words = {i: f"w{i} " for i in range(V)}
-    m = TableModel()
-    probe = generate_loop(m.table[1], TableModel().step, GenerationOptions(max_new_tokens=12, stop_at_answer=False))
-    words[probe.token_ids[5]] = "</ans"
-    words[probe.token_ids[6]] = "wer> tail"
+class ScriptModel:
+    """Logits whose argmax is ``script[number of tokens fed]``: greedy decoding replays the script."""
+
+    def __init__(self, script):
+        self.script, self.fed = list(script), 0
+
+    def logits(self):
+        out = np.zeros(V, np.float32)
+        out[self.script[min(self.fed, len(self.script) - 1)]] = 1.0
+        return out
+
+    def step(self, batch):
+        self.fed += len(batch)
+        return self.logits()
+
+
+WORDS = {1: "I think", 2: "<think>", 3: "</think>", 4: "<answer>", 5: '{"bbox": [1, 2, 3, 4]}', 6: "</ans",
+         7: "wer> tail", 8: "</answer>", 9: " more"}
+
+
+def test_stop_when_the_streaming_decoder_sees_the_answer_closed():
+    m = ScriptModel([2, 1, 3, 4, 5, 6, 7, 9, 9, 9])
     pieces = []
-    trace = generate_loop(m.table[1], m.step, GenerationOptions(max_new_tokens=12), text_step=words.__getitem__,
+    trace = generate_loop(m.logits(), m.step, GenerationOptions(max_new_tokens=10), text_step=WORDS.__getitem__,
                           on_text=pieces.append)
-    if "</answer>" not in "".join(words[t] for t in probe.token_ids[:5]):
-        assert trace.stop_reason == "answer" and len(trace.token_ids) == 7
+    assert trace.stop_reason == "answer" and trace.token_ids == (2, 1, 3, 4, 5, 6, 7)  # "</answer>" split in two
     assert "".join(pieces) == trace.text and trace.text.endswith("wer> tail")
 
 
-def test_stop_detector_handles_split_strings():
-    s = StopOnText()
-    assert not any(s.feed(p) for p in ["<answer>{}", "</", "answ"]) and s.feed("er>")
+def test_answer_end_inside_the_think_does_not_stop():
+    m = ScriptModel([2, 8, 1, 9, 9, 9])
+    trace = generate_loop(m.logits(), m.step, GenerationOptions(max_new_tokens=6), text_step=WORDS.__getitem__)
+    assert trace.stop_reason == "max_new_tokens" and 8 in trace.token_ids
 
 
 def test_constraint_mask_and_jump_forward_counts():

@@ -185,6 +185,38 @@ def test_engine_without_reasoner_is_refused(tmp_path):
         Reasoner(tmp_path, device="cpu")
 
 
-def test_constrained_without_a_constraint_says_so(fp32):
-    with pytest.raises(BackendUnavailableError):
-        fp32.generate(PAIRS[0][0], "x", GenerationOptions(constrained=True))
+CONSTRAINED = GenerationOptions(max_new_tokens=160, constrained=True, thinking_budget=10)
+
+
+def test_constrained_answers_decode_and_match_transformers(fp32, torch_ref):
+    from segzero_edge import decode_answer
+
+    for image, question in PAIRS:
+        ours = fp32.generate(image, question, CONSTRAINED)
+        ref = torch_ref.generate(image, question, CONSTRAINED)
+        assert ours.token_ids == ref.token_ids, question  # same constraint, same stop, same tokens
+        assert ours.stop_reason == "answer" and ours.text.endswith("</answer>")
+        answer = decode_answer(ours.text, image_size=ours.image_size, model_size=ours.input_size)
+        assert answer.ok and len(answer.points) == 2
+        # thinking budget: at most 10 tokens of free text before "</think><answer>" was forced
+        think_end = fp32.tokenizer.decode(list(ours.token_ids)).index("</think>")
+        assert think_end > 0
+        assert ours.forced_tokens > 0 and ours.jump_forward_steps_saved > 0
+        # every call feeds 1 + (its saved steps) tokens; the final forced run is never fed
+        assert ours.forward_calls + ours.jump_forward_steps_saved <= len(ours.token_ids)
+        assert ours.forward_calls < len(ours.token_ids) - 10
+
+
+def test_thinking_budget_bounds_the_free_tokens(fp32):
+    from segzero_edge.answer_constraint import AnswerConstraint
+
+    image, question = PAIRS[3]
+    for budget in (0, 4, 16):
+        res = fp32.generate(image, question, GenerationOptions(max_new_tokens=200, constrained=True,
+                                                               thinking_budget=budget))
+        constraint = AnswerConstraint.from_tokenizer(fp32.tokenizer.tokenizer, model_size=112,
+                                                     vocab_size=fp32.embeddings.shape[0])
+        state = constraint.new_state(budget)
+        for t in res.token_ids:
+            state.advance(t)
+        assert state.think_tokens <= budget and state.done
