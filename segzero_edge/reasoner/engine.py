@@ -15,8 +15,10 @@ positions -> M-RoPE position ids (``rope.py``) -> decoder prefill -> the generat
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +101,8 @@ class Reasoner:
         threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
         io_binding: force I/O binding on or off (default: on for CUDA; keeps the KV cache on the GPU).
         verify: how ``load_manifest`` checks the files (``"size"`` by default; ``"full"`` hashes them).
+        image_cache_size: image embeddings kept for reuse, keyed by the preprocessed pixels (several questions
+            about the same image skip the vision tower); 0 disables the cache.
         constraint_factory: builds the constraint for ``GenerationOptions(constrained=True)``; default: the
             answer constraint (``segzero_edge.answer_constraint``, needs the native extension) for this
             tokenizer, logits width and input size.
@@ -110,7 +114,7 @@ class Reasoner:
 
     def __init__(self, engine: str | Path | Manifest, *, engine_dir: str | Path | None = None, device: str = "auto",
                  threads: int | None = None, io_binding: bool | None = None, verify: Verify = "size",
-                 constraint_factory: ConstraintFactory | None = None):
+                 constraint_factory: ConstraintFactory | None = None, image_cache_size: int = 1):
         self.manifest, self.engine_dir = _open(engine, engine_dir, verify)
         s = self.manifest.component("reasoner")
         if s.get("format") != REASONER_FORMAT:
@@ -134,6 +138,10 @@ class Reasoner:
         decoder = make_session(root / self.manifest.graph("reasoner.decoder").file, self.device, threads=threads)
         self.decoder = DecoderRunner(decoder, int(text["num_layers"]), int(text["num_kv_heads"]),
                                      int(text["head_dim"]), io_binding=io_binding, device_index=self.device.index)
+        if isinstance(image_cache_size, bool) or not isinstance(image_cache_size, int) or image_cache_size < 0:
+            raise InputError(f"image_cache_size must be an int >= 0, got {image_cache_size!r}")
+        self._cache_size = image_cache_size
+        self._image_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._constraint_factory = constraint_factory or AnswerConstraintFactory(
             self.tokenizer.tokenizer, vocab_size=int(text["vocab_size"]), input_size=self.preprocess_config.input_size)
 
@@ -142,12 +150,22 @@ class Reasoner:
         """``(image_embeds [num_image_tokens, hidden], original (W, H), timings_ms)``."""
         t0 = time.perf_counter()
         pre = preprocess_image(image, self.preprocess_config)
+        key = hashlib.blake2b(pre.pixel_values.tobytes(), digest_size=16).digest() if self._cache_size else None
         t1 = time.perf_counter()
-        embeds = self.vision_session.run(None, {"pixel_values": pre.pixel_values})[0]
+        embeds = self._image_cache.get(key) if key is not None else None
+        if embeds is None:
+            embeds = self.vision_session.run(None, {"pixel_values": pre.pixel_values})[0]
+            if embeds.shape[0] != self.num_image_tokens:
+                raise EngineIncompatibleError(f"the vision graph returned {embeds.shape[0]} embeddings, the "
+                                              f"manifest says {self.num_image_tokens}")
+            if key is not None:
+                embeds.setflags(write=False)
+                self._image_cache[key] = embeds
+                while len(self._image_cache) > self._cache_size:
+                    self._image_cache.popitem(last=False)
+        else:
+            self._image_cache.move_to_end(key)
         t2 = time.perf_counter()
-        if embeds.shape[0] != self.num_image_tokens:
-            raise EngineIncompatibleError(f"the vision graph returned {embeds.shape[0]} embeddings, the manifest "
-                                          f"says {self.num_image_tokens}")
         return embeds, pre.original_size, {"preprocess": (t1 - t0) * 1e3, "vision": (t2 - t1) * 1e3}
 
     def prompt(self, question: str, image_embeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

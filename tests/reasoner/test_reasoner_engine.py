@@ -220,3 +220,19 @@ def test_thinking_budget_bounds_the_free_tokens(fp32):
         for t in res.token_ids:
             state.advance(t)
         assert state.think_tokens <= budget and state.done
+
+
+def test_image_embedding_cache(engine_fp32):
+    r = Reasoner(engine_fp32, device="cpu", threads=1, image_cache_size=1)
+    (a, qa), (b, _) = PAIRS[0], PAIRS[1]
+    first = r.generate(a, qa, GREEDY)
+    assert len(r._image_cache) == 1
+    again = r.generate(a, "another question about the same image", GREEDY)
+    assert len(r._image_cache) == 1 and again.timings_ms["vision"] < first.timings_ms["vision"]
+    r.generate(b, qa, GREEDY)
+    assert len(r._image_cache) == 1  # LRU of one: b replaced a
+    assert r.generate(a, qa, GREEDY).token_ids == first.token_ids
+    off = Reasoner(engine_fp32, device="cpu", threads=1, image_cache_size=0)
+    assert off.generate(a, qa, GREEDY).token_ids == first.token_ids and len(off._image_cache) == 0
+    with pytest.raises(InputError):
+        Reasoner(engine_fp32, device="cpu", image_cache_size=-1)
