@@ -120,6 +120,23 @@ def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) 
     return count + 1
 
 
+def _chat_template_matches(ckpt: QwenCheckpoint) -> bool:
+    """Whether the checkpoint's own chat template renders the Seg-Zero request exactly like the prompt contract
+    (``render_chat``), which is what the runtime uses. A mismatch is logged, not fatal: Seg-Zero prompts are
+    defined by the contract, whatever template a fine-tune shipped."""
+    from segzero_edge.backends.hf_loading import load_qwen_processor
+    from segzero_edge.prompt import render_chat, seg_zero_messages
+
+    proc = load_qwen_processor(ckpt.path)
+    question = "the cup the robot should pick up"
+    rendered = proc.apply_chat_template(seg_zero_messages(question), add_generation_prompt=True, tokenize=False)
+    if rendered != render_chat(question):
+        log.warning("the checkpoint's chat template renders the Seg-Zero prompt differently from the prompt "
+                    "contract; the runtime uses the contract (segzero_edge.prompt.render_chat)")
+        return False
+    return True
+
+
 def _fp32_activation_twin(engine_root: Path, graph_file: str) -> Path | None:
     """A copy of the decoder graph (sharing its external data) without MatMulNBits ``accuracy_level``, or None
     when no node sets one."""
@@ -162,6 +179,8 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
         constrained = None
         log.warning("answer constraint unavailable (%s): validating unconstrained generation only", exc)
 
+    template_ok = _chat_template_matches(ckpt)
+
     # phase 1: transformers fp32
     import torch
 
@@ -183,7 +202,8 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     # phase 2: ONNX Runtime
     log.info("validation phase 2/3: the engine on ONNX Runtime")
     engine = Reasoner(manifest, engine_dir=engine_root, device="cpu", threads=cfg.threads, verify="none")
-    numbers: dict[str, Any] = {"pairs": n_pairs, "max_new_tokens": cfg.validation_tokens, "weights": weights}
+    numbers: dict[str, Any] = {"pairs": n_pairs, "max_new_tokens": cfg.validation_tokens, "weights": weights,
+                               "checkpoint_chat_template_matches_prompt_contract": template_ok}
     ids_equal = pix = vis = 0.0
     identical, c_identical, top1, errs, rel = 0, 0, [], [], []
     engine_tokens, engine_constrained = [], []
