@@ -41,8 +41,8 @@ CHILD = """
 import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
-export_reasoner(sys.argv[1], sys.argv[2], ReasonerExportConfig(weights=sys.argv[3], validate="quick",
-                validation_tokens=4, threads=2))
+cfg = ReasonerExportConfig(weights=sys.argv[3], validate="quick", validation_pairs=1, validation_tokens=4, threads=2)
+export_reasoner(sys.argv[1], sys.argv[2], cfg)
 """
 
 

@@ -52,6 +52,24 @@ class ExternalData:
         self.bytes_written += len(data)
         return t
 
+    def move(self, tensor, data: bytes) -> None:
+        """Point an existing TensorProto at ``data`` appended to this file (its inline bytes are dropped)."""
+        from onnx import TensorProto
+
+        pad = (-self.offset) % ALIGN
+        if pad:
+            self._f.write(b"\0" * pad)
+            self.offset += pad
+        self._f.write(data)
+        tensor.ClearField("raw_data")
+        del tensor.external_data[:]
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", self.path.name), ("offset", str(self.offset)), ("length", str(len(data)))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        self.offset += len(data)
+        self.bytes_written += len(data)
+
     def close(self) -> None:
         if not self._f.closed:
             self._f.flush()

@@ -19,7 +19,6 @@ loads the full fp32 ``transformers`` model once per phase (phases run one after 
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import shutil
@@ -39,6 +38,8 @@ from segzero_edge.prompt import PROMPT_VERSION
 from ..engine_dir import EngineDirWriter
 from .checkpoint import QwenCheckpoint, WeightReader, inspect_checkpoint
 from .decoder_graph import DecoderPrecision, build_decoder
+from .memory import release_memory
+from .onnx_builder import ExternalData
 from .quantize import QuantSpec
 from .wrappers import load_vision_tower, make_vision_wrapper, rotary_inv_freq
 
@@ -121,7 +122,6 @@ def _progress(total: int, desc: str):
 
 def export_vision(ckpt: QwenCheckpoint, reader: WeightReader, path: Path) -> dict[str, Any]:
     """Export the vision tower for the checkpoint's fixed grid to ``path`` (TorchScript exporter)."""
-    import onnx
     import torch
 
     pre = ckpt.preprocess
@@ -135,13 +135,43 @@ def export_vision(ckpt: QwenCheckpoint, reader: WeightReader, path: Path) -> dic
             torch.onnx.export(wrapper, (dummy,), str(raw), dynamo=False, input_names=["pixel_values"],
                               output_names=["image_embeds"], opset_version=17)
         del wrapper, visual
-        gc.collect()
-        model = onnx.load(str(raw))  # pulls in any external tensors the exporter wrote
-        size = sum(t.ByteSize() for t in model.graph.initializer)
-        external = size > (1 << 30)
-        onnx.save_model(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
-    return {"file": path.name, "external_data": [path.name + ".data"] if external else [], "bytes": size}
+        release_memory()
+        return _consolidate(raw, path)
+
+
+def _consolidate(raw: Path, path: Path, threshold: int = 1 << 30) -> dict[str, Any]:
+    """Rewrite the exporter's graph as ``path`` with, for graphs over ``threshold`` bytes, all weights in one
+    page-aligned ``path.data`` file, streamed one tensor at a time (the exporter writes one file per tensor
+    for graphs over 2 GB)."""
+    import onnx
+
+    model = onnx.load(str(raw), load_external_data=False)
+
+    def size(t) -> int:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            return int({e.key: e.value for e in t.external_data}.get("length", 0))
+        return len(t.raw_data)
+
+    total = sum(size(t) for t in model.graph.initializer)
+    external = total > threshold
+    if not external:
+        onnx.save_model(onnx.load(str(raw)), str(path))
+        return {"file": path.name, "external_data": [], "bytes": total}
+    data = ExternalData(path.with_name(path.name + ".data"))
+    try:
+        for t in model.graph.initializer:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                info = {e.key: e.value for e in t.external_data}
+                with open(raw.parent / info["location"], "rb") as f:
+                    f.seek(int(info.get("offset", 0)))
+                    blob = f.read(int(info["length"])) if "length" in info else f.read()
+                data.move(t, blob)
+            elif len(t.raw_data) >= 1024:
+                data.move(t, t.raw_data)
+    finally:
+        data.close()
+    path.write_bytes(model.SerializeToString())
+    return {"file": path.name, "external_data": [data.path.name], "bytes": total}
 
 
 def _copy_files(ckpt: QwenCheckpoint, dest: Path) -> dict[str, str]:
@@ -239,6 +269,7 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path,
         emb_shape = table.shape
         np.save(comp / "embed_tokens.npy", table.astype(emb_dtype))
         del table
+        release_memory()
         log.info("writing the decoder graph (%s)", precision.body)
         bar = _progress(ckpt.text.num_layers, "decoder")
         try:
@@ -247,6 +278,7 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path,
         finally:
             if bar:
                 bar.close()
+        release_memory()
         log.info("decoder written (%s)", ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in decoder["weight_bytes"].items()))
         log.info("exporting the vision tower (%dx%d grid)", *ckpt.preprocess.grid_thw[1:])
         vision = export_vision(ckpt, reader, comp / "vision.onnx")

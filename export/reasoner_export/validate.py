@@ -20,8 +20,8 @@ nothing is written.
 
 from __future__ import annotations
 
-import gc
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from segzero_edge.errors import ExportValidationError
 from segzero_edge.manifest import Manifest
 
 from .checkpoint import QwenCheckpoint
+from .memory import release_memory
 from .quantize import dequantize_blockwise
 
 log = logging.getLogger(__name__)
@@ -65,12 +66,12 @@ def validation_samples(n: int, seed: int = 0) -> list[tuple[np.ndarray, str]]:
 
 
 def _free() -> None:
-    gc.collect()
+    release_memory()
 
 
-def dequantized_linears(engine_root: Path, graph_file: str) -> dict[str, tuple[np.ndarray, str]]:
-    """Linear name (``layers.3.mlp.up_proj``, ``lm_head``) -> (``W [N, K]`` float32 as the graph uses it,
-    precision), read from the exported decoder's initializers (external data included)."""
+def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[str, np.ndarray, str]]:
+    """``(linear name, W [N, K] float32 as the graph uses it, precision)`` for each linear layer of the exported
+    decoder (``layers.3.mlp.up_proj``, ..., ``lm_head``), read from its initializers one at a time."""
     import onnx
     from onnx import numpy_helper
 
@@ -84,19 +85,21 @@ def dequantized_linears(engine_root: Path, graph_file: str) -> dict[str, tuple[n
             onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
         return numpy_helper.to_array(t)
 
-    out: dict[str, tuple[np.ndarray, str]] = {}
     for node in model.graph.node:
         base = node.name.rsplit("/", 1)[0]
         if node.op_type == "MatMulNBits":
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             packed = array(node.input[1]).reshape(attrs["N"], -1, attrs["block_size"] * attrs["bits"] // 8)
             w = dequantize_blockwise(packed, array(node.input[2]).reshape(attrs["N"], -1), attrs["K"], attrs["bits"])
-            out[base] = (w.T.copy(), f"int{attrs['bits']}")
+            yield base, np.ascontiguousarray(w.T), f"int{attrs['bits']}"
         elif node.op_type == "MatMul" and node.input[1] in inits:
-            out[base] = (array(node.input[1]).T.astype(np.float32), "fp32")
+            yield base, np.ascontiguousarray(array(node.input[1]).T, dtype=np.float32), "fp32"
         elif node.op_type == "Cast" and node.input[0] in inits:
-            out[base] = (array(node.input[0]).T.astype(np.float32), "fp16")
-    return out
+            yield base, np.ascontiguousarray(array(node.input[0]).T, dtype=np.float32), "fp16"
+        for name in node.input:  # drop the bytes just read: one weight in memory at a time
+            t = inits.get(name)
+            if t is not None and t.data_location == onnx.TensorProto.EXTERNAL:
+                t.ClearField("raw_data")
 
 
 def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) -> int:
@@ -108,13 +111,14 @@ def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) 
     lm = model.model.language_model
     count = 0
     with torch.no_grad():
-        for name, (w, _) in dequantized_linears(engine_root, manifest.graph("reasoner.decoder").file).items():
+        for name, w, _ in dequantized_linears(engine_root, manifest.graph("reasoner.decoder").file):
             if name == "lm_head":
                 model.lm_head.weight = torch.nn.Parameter(torch.from_numpy(w))  # unties from the embeddings
             else:
                 _, i, block, proj = name.split(".")
                 getattr(getattr(lm.layers[int(i)], block), proj).weight.copy_(torch.from_numpy(w))
             count += 1
+            del w
         table = np.load(engine_root / s["embeddings"]["file"]).astype(np.float32)
         lm.embed_tokens.weight = torch.nn.Parameter(torch.from_numpy(table))
     return count + 1

@@ -116,11 +116,11 @@ def test_quantized_decoder_equals_transformers_with_dequantized_weights(tiny_qwe
     ckpt, sess, info = _build(tiny_qwen_dir, tmp_path, body, head)
     model = copy.deepcopy(tiny_model)
     lm = model.model.language_model
-    linears = dequantized_linears(tmp_path, info["file"])
+    linears = list(dequantized_linears(tmp_path, info["file"]))
     assert len(linears) == 7 * ckpt.text.num_layers + 1
-    assert {p for _, p in linears.values()} == {body, head}
+    assert {p for _, _, p in linears} == {body, head}
     with torch.no_grad():
-        for name, (w, _) in linears.items():
+        for name, w, _ in linears:
             if name == "lm_head":
                 model.lm_head.weight = torch.nn.Parameter(torch.from_numpy(w))
             else:

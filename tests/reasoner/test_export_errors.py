@@ -152,3 +152,30 @@ def test_killed_export_leaves_nothing(tiny_qwen_dir, tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert not out.exists() and _leftovers(out) == []
+
+
+@pytest.mark.parametrize("layout", ["inline", "one_file_per_tensor"])
+def test_vision_weights_are_consolidated_into_one_file(engine_fp32, tmp_path, layout):
+    """Graphs over 1 GiB get one page-aligned .data file, streamed from whatever the exporter wrote."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from segzero_edge.export.reasoner_export.onnx_export import _consolidate
+
+    raw = tmp_path / "raw" / "vision.onnx"
+    raw.parent.mkdir()
+    model = onnx.load(str(engine_fp32 / "reasoner/vision.onnx"))
+    onnx.save_model(model, str(raw), save_as_external_data=layout != "inline", all_tensors_to_one_file=False,
+                    size_threshold=256)
+    out = tmp_path / "out" / "vision.onnx"
+    out.parent.mkdir()
+    info = _consolidate(raw, out, threshold=0)
+    assert info["external_data"] == ["vision.onnx.data"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["vision.onnx", "vision.onnx.data"]
+    x = np.random.default_rng(0).standard_normal((64, 1176)).astype(np.float32)
+
+    def run(p):
+        return ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"pixel_values": x})
+
+    assert np.array_equal(run(out)[0], run(engine_fp32 / "reasoner/vision.onnx")[0])
