@@ -26,8 +26,10 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ..answer import decode_answer
 from ..errors import EngineIncompatibleError, InputError, ManifestError
 from ..manifest import MANIFEST_NAME, Manifest, Verify, load_manifest
+from ..types import Answer
 from .constraint import AnswerConstraintFactory
 from .generate import GenerationOptions, TokenConstraint, generate_loop
 from .preprocess import ImageInput, PreprocessConfig, preprocess_image
@@ -78,6 +80,10 @@ class ReasonerResult:
     def __post_init__(self) -> None:
         object.__setattr__(self, "timings_ms", MappingProxyType(dict(self.timings_ms)))
         object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))
+
+    def answer(self) -> Answer:
+        """The decoded answer (``segzero_edge.decode_answer``): box and points in original-image pixels."""
+        return decode_answer(self.text, image_size=self.image_size, model_size=self.input_size)
 
 
 def _open(engine: str | Path | Manifest, engine_dir: str | Path | None, verify: Verify) -> tuple[Manifest, Path]:

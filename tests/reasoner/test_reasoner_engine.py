@@ -197,7 +197,8 @@ def test_constrained_answers_decode_and_match_transformers(fp32, torch_ref):
         assert ours.token_ids == ref.token_ids, question  # same constraint, same stop, same tokens
         assert ours.stop_reason == "answer" and ours.text.endswith("</answer>")
         answer = decode_answer(ours.text, image_size=ours.image_size, model_size=ours.input_size)
-        assert answer.ok and len(answer.points) == 2
+        assert answer.ok and len(answer.points) == 2 and ours.answer() == answer
+        assert all(0 <= v <= s for v, s in zip(answer.box, (*ours.image_size, *ours.image_size)))
         # thinking budget: at most 10 tokens of free text before "</think><answer>" was forced
         think_end = fp32.tokenizer.decode(list(ours.token_ids)).index("</think>")
         assert think_end > 0
