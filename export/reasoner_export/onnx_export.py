@@ -149,11 +149,15 @@ def _consolidate(raw: Path, path: Path, threshold: int = 1 << 30) -> dict[str, A
 
     def size(t) -> int:
         if t.data_location == onnx.TensorProto.EXTERNAL:
-            return int({e.key: e.value for e in t.external_data}.get("length", 0))
+            info = {e.key: e.value for e in t.external_data}
+            if "length" in info:
+                return int(info["length"])
+            return (raw.parent / info["location"]).stat().st_size - int(info.get("offset", 0))
         return len(t.raw_data)
 
     total = sum(size(t) for t in model.graph.initializer)
-    external = total > threshold
+    has_external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    external = total > threshold or has_external  # the exporter only writes external data for graphs > 2 GB
     if not external:
         onnx.save_model(onnx.load(str(raw)), str(path))
         return {"file": path.name, "external_data": [], "bytes": total}
