@@ -83,7 +83,7 @@ def bench_ort(engine: Path, threads: int, new_tokens: int, repeats: int) -> dict
     s = r.manifest.component("reasoner")
     weight_bytes = sum(s["decoder"]["weight_bytes"].values())
     out = {"prompt_tokens": int(ids.size), "prefill_s": min(prefill), "decode_tokens_per_s": new_tokens / min(decode),
-           "weight_bytes": weight_bytes, "text": s["text"]}
+           "weight_bytes": weight_bytes, "text": s["text"], "input_size": s["input_size"]}
     del r
     gc.collect()
     return out
@@ -146,7 +146,7 @@ def jump_forward_savings(engine: Path, threads: int, budget: int) -> dict | None
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="3b", choices=("3b", "7b"))
+    ap.add_argument("--size", default="3b", choices=("tiny", "3b", "7b"), help="tiny: a smoke test of the script")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=48)
@@ -161,7 +161,7 @@ def main() -> None:
     from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
 
     results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
-                     "model": {"size": args.size, "layers": args.layers, "input_size": 840}, "variants": {}}
+                     "model": {"size": args.size, "layers": args.layers}, "variants": {}}
     bw1, bwn = copy_bandwidth(1), copy_bandwidth(args.threads)
     results["bandwidth_gb_s"] = {"copy_1_thread": round(bw1, 2), f"copy_{args.threads}_threads": round(bwn, 2)}
     bandwidth = max(bw1, bwn)
@@ -182,7 +182,9 @@ def main() -> None:
         res = bench_transformers(ckpt, ref_engine, args.threads, args.new_tokens, args.repeats)
         results["variants"]["transformers fp32"] = res
         print(f"transformers fp32: {res['decode_tokens_per_s']:.2f} tok/s, prefill {res['prefill_s']:.2f} s")
-        text = next(v for v in results["variants"].values() if "text" in v)["text"]
+        first = next(v for v in results["variants"].values() if "text" in v)
+        text = first["text"]
+        results["model"]["input_size"] = first["input_size"]
         ctx = next(iter(results["variants"].values()))["prompt_tokens"] + args.new_tokens / 2
         kv_bytes = int(2 * text["num_layers"] * text["num_kv_heads"] * text["head_dim"] * ctx * 4)
         base = results["variants"]["transformers fp32"]["decode_tokens_per_s"]
@@ -202,7 +204,8 @@ def main() -> None:
                     f"{v['speedup_vs_transformers_fp32']:.2f} | {v['bytes_per_token'] / 1e6:.0f} | "
                     f"{v['bandwidth_bound_tokens_per_s']:.1f} | {100 * v['fraction_of_bound']:.0f}% |")
     md = (f"# reasoner decode benchmark\n\n{args.size}-shaped Qwen2.5-VL, {args.layers} decoder layers, random "
-          f"weights, prompt {results['variants']['transformers fp32']['prompt_tokens']} tokens (840x840), "
+          f"weights, prompt {results['variants']['transformers fp32']['prompt_tokens']} tokens "
+          f"({results['model']['input_size']}x{results['model']['input_size']} image), "
           f"{args.new_tokens} greedy tokens, {args.threads} threads.\n\nCopy bandwidth (read+write): "
           f"{results['bandwidth_gb_s']}\n\n" + "\n".join(rows) +
           f"\n\nJump-forward: {results['jump_forward']}\n")
