@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                       ".builders.cli_tiny_reasoner"),
     "tiny-sam2": ("write a random-weight SAM2 checkpoint (official .pt format)", ".builders.cli_tiny_sam2"),
     "sam2": ("official SAM2 checkpoint -> sam2/ ONNX graphs + manifest, validated", ".sam2_export.cli"),
+    "reasoner": ("Qwen2.5-VL checkpoint -> reasoner ONNX graphs (INT4/INT8/fp16/fp32), validated",
+                 ".reasoner_export.cli"),
 }
 
 

@@ -1,0 +1,277 @@
+"""Reading a Qwen2.5-VL checkpoint directory without loading the model.
+
+``inspect_checkpoint`` checks that a Hugging Face directory is a Qwen2.5-VL checkpoint with everything the
+export needs (config, weights, tokenizer, image processor settings) and reads the shapes. ``WeightReader``
+streams single tensors out of the safetensors shards, so the exporter holds one weight at a time.
+
+Weight names are normalised to ``lm.<...>`` (language model: ``lm.layers.0.self_attn.q_proj.weight``,
+``lm.embed_tokens.weight``, ``lm.norm.weight``), ``lm_head.weight`` and ``visual.<...>``, whatever layout
+the checkpoint uses: transformers >= 5 (``model.language_model.*``, ``model.visual.*``) or the official
+Qwen2.5-VL / Seg-Zero releases (``model.*``, ``visual.*``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_edge.errors import CheckpointError, InputError
+from segzero_edge.prompt import read_checkpoint_meta
+from segzero_edge.reasoner.preprocess import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+#: Files a checkpoint must have for the runtime's tokenizer and prompt (tokenizer.json is what the
+#: ``tokenizers`` library reads; tokenizer_config.json names the special tokens).
+REQUIRED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+#: Optional files copied when present.
+OPTIONAL_FILES = ("chat_template.jinja", "chat_template.json", "generation_config.json", "special_tokens_map.json",
+                  "vocab.json", "merges.txt", "added_tokens.json", "processor_config.json")
+SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
+
+
+@dataclass(frozen=True)
+class TextShape:
+    """Shapes of the language model (the decoder graph).
+
+    Attributes:
+        hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim, vocab_size: as in
+            the config (``head_dim = hidden_size // num_heads``).
+        rms_norm_eps, rope_theta: norm epsilon and RoPE base.
+        mrope_section: rotary dims (in pairs) taken from the temporal, height and width rows;
+            ``2 * sum == head_dim``.
+        tie_word_embeddings: the LM head reuses the token embedding table.
+    """
+
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    rms_norm_eps: float
+    rope_theta: float
+    mrope_section: tuple[int, int, int]
+    tie_word_embeddings: bool
+
+    def __post_init__(self) -> None:
+        if self.num_heads % self.num_kv_heads or self.head_dim * self.num_heads != self.hidden_size:
+            raise CheckpointError(f"inconsistent attention shape: hidden {self.hidden_size}, heads {self.num_heads}, "
+                                  f"kv heads {self.num_kv_heads}")
+        if 2 * sum(self.mrope_section) != self.head_dim:
+            raise CheckpointError(f"mrope_section {list(self.mrope_section)} does not match head_dim {self.head_dim} "
+                                  "(2 * sum must equal it)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class QwenCheckpoint:
+    """What the exporter knows about a checkpoint directory (``inspect_checkpoint``).
+
+    Attributes:
+        path: the directory.
+        config: the parsed ``transformers`` ``Qwen2_5_VLConfig``.
+        text: the language model's shapes.
+        preprocess: the image preprocessing (model input size from ``segzero_edge.json``, default 840).
+        token_ids: ids of the special tokens the runtime needs (``image_pad``, ``vision_start``, ...).
+        generation: ``generation_config.json`` (empty when absent).
+        files: the tokenizer/template/processor files to copy, relative names.
+        weight_files: the safetensors shards.
+    """
+
+    path: Path
+    config: Any
+    text: TextShape
+    preprocess: PreprocessConfig
+    token_ids: dict[str, int]
+    generation: dict[str, Any]
+    files: tuple[str, ...]
+    weight_files: tuple[Path, ...] = field(default=())
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return data
+
+
+def inspect_checkpoint(path: str | Path, *, input_size: int | None = None) -> QwenCheckpoint:
+    """Check ``path`` is a complete Qwen2.5-VL checkpoint and read its shapes and settings.
+
+    Args:
+        path: a Hugging Face checkpoint directory (Qwen2.5-VL, Seg-Zero or another fine-tune).
+        input_size: the square model input in pixels; default: the checkpoint's ``segzero_edge.json``, else 840.
+
+    Raises:
+        CheckpointError: not a directory, no/invalid ``config.json``, another model type, no weights,
+            a missing tokenizer or preprocessor file (the message names the file).
+        InputError: an unsupported input size.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise CheckpointError(f"checkpoint directory {root} does not exist",
+                              hint="pass a Hugging Face Qwen2.5-VL directory (config.json, *.safetensors, tokenizer)")
+    config_path = root / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path} is missing: {root} is not a Hugging Face checkpoint")
+    raw = _read_json(config_path)
+    model_type = raw.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise CheckpointError(
+            f"{config_path}: model_type {model_type!r} is not Qwen2.5-VL (expected 'qwen2_5_vl')",
+            hint="export a Qwen2.5-VL checkpoint (Seg-Zero-7B, Qwen2.5-VL-3B/7B-Instruct or a fine-tune of them)",
+        )
+    for name in REQUIRED_TOKENIZER_FILES:
+        if not (root / name).is_file():
+            raise CheckpointError(f"tokenizer file {root / name} is missing",
+                                  hint="copy the tokenizer files of the base model into the checkpoint directory")
+    pre_path = root / "preprocessor_config.json"
+    if not pre_path.is_file():
+        raise CheckpointError(f"image processor settings {pre_path} are missing",
+                              hint="copy preprocessor_config.json of the base Qwen2.5-VL model into the checkpoint")
+    weight_files = tuple(sorted(root.glob("*.safetensors")))
+    if not weight_files:
+        raise CheckpointError(f"no *.safetensors weights in {root}",
+                              hint="save the model with save_pretrained(safe_serialization=True)")
+
+    from transformers import Qwen2_5_VLConfig
+
+    try:
+        config = Qwen2_5_VLConfig.from_pretrained(root)
+    except Exception as exc:  # transformers raises many types on malformed configs
+        raise CheckpointError(f"{config_path} is not a valid Qwen2.5-VL config: {exc}") from exc
+    tc = config.text_config
+    rope = dict(getattr(tc, "rope_parameters", None) or {})
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in ("default", "mrope"):
+        raise CheckpointError(f"{config_path}: rope type {rope_type!r} is not supported (only default M-RoPE)")
+    head_dim = tc.hidden_size // tc.num_attention_heads
+    text = TextShape(
+        hidden_size=tc.hidden_size, intermediate_size=tc.intermediate_size, num_layers=tc.num_hidden_layers,
+        num_heads=tc.num_attention_heads, num_kv_heads=tc.num_key_value_heads, head_dim=head_dim,
+        vocab_size=tc.vocab_size, rms_norm_eps=float(tc.rms_norm_eps), rope_theta=float(rope["rope_theta"]),
+        mrope_section=tuple(int(v) for v in rope.get("mrope_section", (16, 24, 24))),
+        tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+    )
+    if getattr(tc, "use_sliding_window", False):
+        raise CheckpointError(f"{config_path}: use_sliding_window=true is not supported")
+
+    meta = read_checkpoint_meta(root)
+    size = meta["input_size"] if input_size is None else input_size
+    try:
+        preprocess = PreprocessConfig.from_preprocessor_config(_read_json(pre_path), size)
+    except InputError:
+        raise
+    vc = config.vision_config
+    if (preprocess.patch_size, preprocess.merge_size, preprocess.temporal_patch_size) != (
+        vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size
+    ):
+        raise CheckpointError(f"{pre_path} disagrees with config.json on patch/merge/temporal sizes")
+
+    tok_cfg = _read_json(root / "tokenizer_config.json")
+    token_ids = _special_token_ids(root, config, tok_cfg)
+    generation = _read_json(root / "generation_config.json") if (root / "generation_config.json").is_file() else {}
+    files = tuple(n for n in (*REQUIRED_TOKENIZER_FILES, "preprocessor_config.json", *OPTIONAL_FILES)
+                  if (root / n).is_file())
+    return QwenCheckpoint(path=root, config=config, text=text, preprocess=preprocess, token_ids=token_ids,
+                          generation=generation, files=files, weight_files=weight_files)
+
+
+def _special_token_ids(root: Path, config: Any, tok_cfg: dict) -> dict[str, int]:
+    """Ids of the chat/vision special tokens, from tokenizer.json's added tokens (checked against config.json)."""
+    tok = _read_json(root / "tokenizer.json")
+    added = {t["content"]: int(t["id"]) for t in tok.get("added_tokens", []) if "content" in t}
+    vocab = (tok.get("model") or {}).get("vocab") or {}
+    wanted = {"image_pad": "<|image_pad|>", "vision_start": "<|vision_start|>", "vision_end": "<|vision_end|>",
+              "im_start": "<|im_start|>", "im_end": "<|im_end|>", "endoftext": "<|endoftext|>"}
+    ids = {}
+    for key, text in wanted.items():
+        value = added.get(text, vocab.get(text))
+        if value is None:
+            raise CheckpointError(f"{root / 'tokenizer.json'} has no token {text!r}: it is not a Qwen2.5-VL tokenizer")
+        ids[key] = int(value)
+    for key, attr in (("image_pad", "image_token_id"), ("vision_start", "vision_start_token_id"),
+                      ("vision_end", "vision_end_token_id")):
+        cfg_id = getattr(config, attr, None)
+        if cfg_id is not None and int(cfg_id) != ids[key]:
+            raise CheckpointError(f"config.json {attr}={cfg_id} but tokenizer.json has {wanted[key]} = {ids[key]}")
+    if tok_cfg.get("eos_token") not in (None, "<|im_end|>", "<|endoftext|>") and not isinstance(
+        tok_cfg.get("eos_token"), dict
+    ):
+        log.warning("tokenizer_config.json eos_token is %r", tok_cfg.get("eos_token"))
+    return ids
+
+
+def canonical_weight_name(name: str) -> str | None:
+    """Checkpoint tensor name -> ``lm.*`` / ``lm_head.weight`` / ``visual.*`` (None for unknown names)."""
+    for prefix, new in (("model.language_model.", "lm."), ("model.visual.", "visual."), ("visual.", "visual."),
+                        ("language_model.model.", "lm."), ("language_model.lm_head.", "lm_head.")):
+        if name.startswith(prefix):
+            return new + name[len(prefix):]
+    if name.startswith("lm_head."):
+        return name
+    if name.startswith("model."):
+        return "lm." + name[len("model."):]
+    return None
+
+
+class WeightReader:
+    """Streams single tensors (as float32 numpy arrays) from a checkpoint's safetensors shards.
+
+    Only the tensor asked for is read (the shards are memory-mapped), so exporting holds one weight at a time.
+    """
+
+    def __init__(self, weight_files: tuple[Path, ...]):
+        from safetensors import safe_open
+
+        self._handles = []
+        self._where: dict[str, tuple[int, str]] = {}
+        for i, f in enumerate(weight_files):
+            try:
+                handle = safe_open(str(f), framework="pt")
+            except Exception as exc:
+                raise CheckpointError(f"cannot open weights {f}: {exc}") from exc
+            self._handles.append(handle)
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
+                canon = canonical_weight_name(key)
+                if canon is not None:
+                    self._where[canon] = (i, key)
+
+    def names(self) -> Iterator[str]:
+        return iter(sorted(self._where))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._where
+
+    def get(self, name: str) -> np.ndarray:
+        """The tensor ``name`` (canonical name) as a float32 numpy array."""
+        try:
+            i, key = self._where[name]
+        except KeyError:
+            raise CheckpointError(
+                f"the checkpoint has no weight {name!r}",
+                hint="is it a complete Qwen2.5-VL checkpoint (all safetensors shards present)?",
+            ) from None
+        t = self._handles[i].get_tensor(key)
+        return t.float().numpy()
+
+    def torch_state(self, prefix: str) -> dict[str, Any]:
+        """Every tensor whose canonical name starts with ``prefix`` (prefix removed), as torch tensors (float32)."""
+        out = {}
+        for canon, (i, key) in self._where.items():
+            if canon.startswith(prefix):
+                out[canon[len(prefix):]] = self._handles[i].get_tensor(key).float()
+        return out

@@ -1,0 +1,56 @@
+"""``segzero-edge export reasoner --model HF_DIR --out ENGINE_DIR --weights int4|int8|fp16|fp32``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, type=Path, help="Hugging Face Qwen2.5-VL checkpoint directory")
+    p.add_argument("--out", required=True, type=Path,
+                   help="engine directory (created; an existing one keeps its other components)")
+    p.add_argument("--weights", default="int4", choices=("int4", "int8", "fp16", "fp32"),
+                   help="decoder linear-layer precision (default: int4)")
+    p.add_argument("--block-size", type=int, default=128, help="INT4/INT8 block size along K (default: 128)")
+    p.add_argument("--lm-head", default="auto", choices=("auto", "int4", "int8", "fp16", "fp32"),
+                   help="LM head precision (auto: int8 for int4/int8 exports, else as --weights)")
+    p.add_argument("--accuracy-level", type=int, default=0, choices=(0, 1, 2, 3, 4),
+                   help="MatMulNBits accuracy_level (4: int8 activations, fastest on CPUs; default 0)")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="square model input in pixels (default: the checkpoint's segzero_edge.json, else 840)")
+    p.add_argument("--embeddings-dtype", default="auto", choices=("auto", "float32", "float16"))
+    p.add_argument("--max-context", type=int, default=None, help="longest sequence for TensorRT profiles")
+    p.add_argument("--validate", default="full", choices=("full", "quick", "none"),
+                   help="parity checks against transformers before anything is written (default: full)")
+    p.add_argument("--validation-pairs", type=int, default=5)
+    p.add_argument("--validation-tokens", type=int, default=24)
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for validation")
+
+
+def _sigterm_to_exit(signum, frame):  # pragma: no cover - exercised through a subprocess test
+    raise SystemExit(128 + signum)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .onnx_export import ReasonerExportConfig, export_reasoner
+
+    cfg = ReasonerExportConfig(
+        weights=args.weights, block_size=args.block_size, lm_head=args.lm_head, accuracy_level=args.accuracy_level,
+        input_size=args.input_size, embeddings_dtype=args.embeddings_dtype, max_context=args.max_context,
+        validate=args.validate, validation_pairs=args.validation_pairs, validation_tokens=args.validation_tokens,
+        threads=args.threads,
+    )
+    # A `kill` must unwind like Ctrl-C so the temporary directory is removed and --out stays untouched.
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    try:
+        manifest = export_reasoner(args.model, args.out, cfg)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    numbers = manifest.validation.get("reasoner", {})
+    log.info("reasoner exported to %s (%s); validation: %s", args.out, cfg.weights, dict(numbers))
+    return 0

@@ -1,0 +1,303 @@
+"""``export_reasoner``: a Qwen2.5-VL checkpoint -> the ``reasoner`` component of an engine directory.
+
+Files written under ``reasoner/`` (all listed with sha256 in ``manifest.json``)::
+
+    vision.onnx (+ .data)     pixel patches of the fixed input -> image embeddings (float32, grid baked in)
+    decoder.onnx + .data      the language model with KV cache (fp32/fp16 MatMul or INT8/INT4 MatMulNBits)
+    embed_tokens.npy          the token embedding table [vocab, hidden] (float32, or float16 for
+                              quantized exports), read by numpy with mmap
+    tokenizer.json, tokenizer_config.json, chat template, preprocessor_config.json, generation_config.json
+    reasoner.json             the settings recorded in manifest.components["reasoner"], for people
+
+Everything is written into a temporary directory (``EngineDirWriter``), validated against
+``transformers`` (``validate.py``), and only then moved into place with the manifest written last.
+
+Memory: the decoder is written one weight at a time (``decoder_graph.py``) and the vision tower is loaded
+alone, so the export itself needs about the vision tower twice plus the largest weight; the validation
+loads the full fp32 ``transformers`` model once per phase (phases run one after the other).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_edge.errors import ConfigError
+from segzero_edge.manifest import GraphSpec, Manifest, SourceCheckpoint, TensorSpec, sha256_tree
+from segzero_edge.prompt import PROMPT_VERSION
+
+from ..engine_dir import EngineDirWriter
+from .checkpoint import QwenCheckpoint, WeightReader, inspect_checkpoint
+from .decoder_graph import DecoderPrecision, build_decoder
+from .memory import release_memory
+from .onnx_builder import ExternalData
+from .quantize import QuantSpec
+from .wrappers import load_vision_tower, make_vision_wrapper, rotary_inv_freq
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = ("int4", "int8", "fp16", "fp32")
+REASONER_FORMAT = 1  # must match segzero_edge.reasoner.engine.REASONER_FORMAT
+#: text tokens of a Seg-Zero prompt besides the image (about 130) rounded up, for TensorRT profiles
+PROMPT_TEXT_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class ReasonerExportConfig:
+    """Options of ``segzero-edge export reasoner``.
+
+    Attributes:
+        weights: decoder linear-layer precision: ``int4``, ``int8``, ``fp16`` or ``fp32``.
+        block_size: INT4/INT8 block size along K (power of two >= 16).
+        lm_head: LM head precision; ``auto`` = ``int8`` for int4/int8 exports, else as ``weights``.
+        accuracy_level: MatMulNBits ``accuracy_level`` (0 = fp32 compute; 4 = int8 activations on CPU).
+        input_size: square model input in pixels; None = the checkpoint's ``segzero_edge.json`` (else 840).
+        embeddings_dtype: ``auto`` (float32 for fp32, float16 otherwise), ``float32`` or ``float16``.
+        max_context: longest sequence (prompt + generated) in TensorRT profiles; None = image tokens + 2048.
+        validate: ``full`` (parity vs transformers on ``validation_pairs`` pairs), ``quick`` (2 pairs) or ``none``.
+        validation_pairs: image/question pairs compared (>= 5 for ``full``).
+        validation_tokens: greedy tokens generated per pair.
+        threads: ONNX Runtime threads during validation.
+    """
+
+    weights: str = "int4"
+    block_size: int = 128
+    lm_head: str = "auto"
+    accuracy_level: int = 0
+    input_size: int | None = None
+    embeddings_dtype: str = "auto"
+    max_context: int | None = None
+    validate: str = "full"
+    validation_pairs: int = 5
+    validation_tokens: int = 24
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHTS:
+            raise ConfigError(f"unsupported precision {self.weights!r}", hint=f"use one of {', '.join(WEIGHTS)}")
+        if self.lm_head not in ("auto", *WEIGHTS):
+            raise ConfigError(f"unsupported LM head precision {self.lm_head!r}",
+                              hint=f"use auto or one of {', '.join(WEIGHTS)}")
+        if self.embeddings_dtype not in ("auto", "float32", "float16"):
+            raise ConfigError(f"embeddings_dtype must be auto, float32 or float16, got {self.embeddings_dtype!r}")
+        if self.validate not in ("full", "quick", "none"):
+            raise ConfigError(f"validate must be full, quick or none, got {self.validate!r}")
+        QuantSpec(bits=4, block_size=self.block_size, accuracy_level=self.accuracy_level)  # validates both
+        for name, lo in (("validation_pairs", 1), ("validation_tokens", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ConfigError(f"{name} must be an int >= {lo}, got {v!r}")
+        if self.validate == "full" and self.validation_pairs < 5:
+            raise ConfigError("validate='full' compares at least 5 image/question pairs")
+
+    def decoder_precision(self) -> DecoderPrecision:
+        head = self.lm_head
+        if head == "auto":
+            head = "int8" if self.weights in ("int4", "int8") else self.weights
+        return DecoderPrecision(self.weights, head, QuantSpec(block_size=self.block_size,
+                                                              accuracy_level=self.accuracy_level))
+
+    def embedding_dtype(self) -> str:
+        if self.embeddings_dtype != "auto":
+            return self.embeddings_dtype
+        return "float32" if self.weights == "fp32" else "float16"
+
+
+def _progress(total: int, desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is in the export extra
+        return None
+    return tqdm(total=total, desc=desc, unit="layer", leave=False, disable=None)
+
+
+def export_vision(ckpt: QwenCheckpoint, reader: WeightReader, path: Path) -> dict[str, Any]:
+    """Export the vision tower for the checkpoint's fixed grid to ``path`` (TorchScript exporter)."""
+    import torch
+
+    pre = ckpt.preprocess
+    visual = load_vision_tower(ckpt.config, reader)
+    wrapper = make_vision_wrapper(visual, pre.grid_thw)
+    dummy = torch.zeros(pre.num_patches, pre.patch_dim)
+    with tempfile.TemporaryDirectory(prefix=".vision-", dir=path.parent) as tmp:
+        raw = Path(tmp) / "vision.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, (dummy,), str(raw), dynamo=False, input_names=["pixel_values"],
+                              output_names=["image_embeds"], opset_version=17)
+        del wrapper, visual
+        release_memory()
+        return _consolidate(raw, path)
+
+
+def _consolidate(raw: Path, path: Path, threshold: int = 1 << 30) -> dict[str, Any]:
+    """Rewrite the exporter's graph as ``path`` with, for graphs over ``threshold`` bytes, all weights in one
+    page-aligned ``path.data`` file, streamed one tensor at a time (the exporter writes one file per tensor
+    for graphs over 2 GB)."""
+    import onnx
+
+    model = onnx.load(str(raw), load_external_data=False)
+
+    def size(t) -> int:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            info = {e.key: e.value for e in t.external_data}
+            if "length" in info:
+                return int(info["length"])
+            return (raw.parent / info["location"]).stat().st_size - int(info.get("offset", 0))
+        return len(t.raw_data)
+
+    total = sum(size(t) for t in model.graph.initializer)
+    has_external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    external = total > threshold or has_external  # the exporter only writes external data for graphs > 2 GB
+    if not external:
+        onnx.save_model(onnx.load(str(raw)), str(path))
+        return {"file": path.name, "external_data": [], "bytes": total}
+    data = ExternalData(path.with_name(path.name + ".data"))
+    try:
+        for t in model.graph.initializer:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                info = {e.key: e.value for e in t.external_data}
+                with open(raw.parent / info["location"], "rb") as f:
+                    f.seek(int(info.get("offset", 0)))
+                    blob = f.read(int(info["length"])) if "length" in info else f.read()
+                data.move(t, blob)
+            elif len(t.raw_data) >= 1024:
+                data.move(t, t.raw_data)
+    finally:
+        data.close()
+    path.write_bytes(model.SerializeToString())
+    return {"file": path.name, "external_data": [data.path.name], "bytes": total}
+
+
+def _copy_files(ckpt: QwenCheckpoint, dest: Path) -> dict[str, str]:
+    files = {}
+    for name in ckpt.files:
+        shutil.copy2(ckpt.path / name, dest / name)
+        files[name] = f"reasoner/{name}"
+    return files
+
+
+def _settings(ckpt: QwenCheckpoint, cfg: ReasonerExportConfig, files: dict[str, str],
+              emb_shape: tuple[int, int], emb_dtype: str, precision: DecoderPrecision) -> dict[str, Any]:
+    pre = ckpt.preprocess
+    gen = ckpt.generation
+    eos = gen.get("eos_token_id", getattr(ckpt.config.text_config, "eos_token_id", None))
+    eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+    if not eos_ids:
+        eos_ids = [ckpt.token_ids["im_end"]]
+    template = next((files[n] for n in ("chat_template.jinja", "chat_template.json") if n in files),
+                    files["tokenizer_config.json"])
+    return {
+        "format": REASONER_FORMAT,
+        "model_type": "qwen2_5_vl",
+        "prompt_version": PROMPT_VERSION,
+        "weights": cfg.weights,
+        "precision": precision.to_dict(),
+        "input_size": pre.input_size,
+        "num_image_tokens": pre.num_image_tokens,
+        "grid_thw": list(pre.grid_thw),
+        "preprocess": pre.to_dict(),
+        "text": ckpt.text.to_dict(),
+        "token_ids": dict(ckpt.token_ids),
+        "eos_token_ids": eos_ids,
+        "pad_token_id": gen.get("pad_token_id", ckpt.token_ids["endoftext"]),
+        "bos_token_id": gen.get("bos_token_id"),
+        "generation_defaults": {k: gen[k] for k in ("do_sample", "temperature", "top_p", "top_k",
+                                                    "repetition_penalty") if k in gen},
+        "files": {"tokenizer": files["tokenizer.json"], "tokenizer_config": files["tokenizer_config.json"],
+                  "chat_template": template, "preprocessor_config": files["preprocessor_config.json"],
+                  "settings": "reasoner/reasoner.json", **({"generation_config": files["generation_config.json"]}
+                                                           if "generation_config.json" in files else {})},
+        "embeddings": {"file": "reasoner/embed_tokens.npy", "dtype": emb_dtype, "shape": list(emb_shape)},
+        "decoder": {"logits": "last_position", "batch": 1, "kv_dtype": "float32"},
+    }
+
+
+def _graph_specs(ckpt: QwenCheckpoint, vision: dict, decoder: dict, precision: DecoderPrecision,
+                 cfg: ReasonerExportConfig) -> dict[str, GraphSpec]:
+    pre, text = ckpt.preprocess, ckpt.text
+    max_ctx = cfg.max_context or pre.num_image_tokens + 2048
+    max_prompt = min(max_ctx, pre.num_image_tokens + PROMPT_TEXT_TOKENS)
+    typical = pre.num_image_tokens + 130
+    vision_spec = GraphSpec(
+        file=f"reasoner/{vision['file']}",
+        inputs=(TensorSpec("pixel_values", "float32", (pre.num_patches, pre.patch_dim)),),
+        outputs=(TensorSpec("image_embeds", "float32", (pre.num_image_tokens, text.hidden_size)),),
+        precision="fp32", external_data=tuple(f"reasoner/{f}" for f in vision["external_data"]),
+    )
+    decoder_spec = GraphSpec(
+        file=f"reasoner/{decoder['file']}",
+        inputs=tuple(TensorSpec(n, t, s) for n, t, s in decoder["inputs"]),
+        outputs=tuple(TensorSpec(n, t, s) for n, t, s in decoder["outputs"]),
+        precision=precision.body,
+        dynamic_dims={"seq": (1, 1, max_prompt), "past": (1, typical, max_ctx),
+                      "total": (2, typical + 1, max_ctx + 1)},
+        quantization=precision.to_dict(),
+        external_data=(f"reasoner/{decoder['data_file']}",),
+    )
+    return {"reasoner.vision": vision_spec, "reasoner.decoder": decoder_spec}
+
+
+def export_reasoner(model_dir: str | Path, out_dir: str | Path,
+                    config: ReasonerExportConfig | None = None) -> Manifest:
+    """Export a Qwen2.5-VL checkpoint into the ``reasoner`` component of ``out_dir``.
+
+    Raises:
+        CheckpointError: not a complete Qwen2.5-VL checkpoint (the message names the file).
+        InputError / ConfigError: an unsupported input size or option.
+        ExportValidationError: the exported graphs disagree with transformers (nothing is written).
+    """
+    cfg = config or ReasonerExportConfig()
+    start = time.perf_counter()
+    ckpt = inspect_checkpoint(model_dir, input_size=cfg.input_size)
+    precision = cfg.decoder_precision()
+    reader = WeightReader(ckpt.weight_files)
+    log.info("exporting %s: %d layers, hidden %d, input %d (%d image tokens), decoder %s / lm_head %s",
+             ckpt.path, ckpt.text.num_layers, ckpt.text.hidden_size, ckpt.preprocess.input_size,
+             ckpt.preprocess.num_image_tokens, precision.body, precision.lm_head)
+    with EngineDirWriter(out_dir, "reasoner") as w:
+        comp = w.path("reasoner/reasoner.json").parent
+        files = _copy_files(ckpt, comp)
+        log.info("writing the token embeddings")
+        emb_dtype = cfg.embedding_dtype()
+        table = reader.get("lm.embed_tokens.weight")
+        emb_shape = table.shape
+        np.save(comp / "embed_tokens.npy", table.astype(emb_dtype))
+        del table
+        release_memory()
+        log.info("writing the decoder graph (%s)", precision.body)
+        bar = _progress(ckpt.text.num_layers, "decoder")
+        try:
+            decoder = build_decoder(ckpt.text, reader.get, rotary_inv_freq(ckpt.config), precision, comp,
+                                    progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+        release_memory()
+        log.info("decoder written (%s)", ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in decoder["weight_bytes"].items()))
+        log.info("exporting the vision tower (%dx%d grid)", *ckpt.preprocess.grid_thw[1:])
+        vision = export_vision(ckpt, reader, comp / "vision.onnx")
+        log.info("vision tower written (%.1f MB)", vision["bytes"] / 1e6)
+        settings = _settings(ckpt, cfg, files, emb_shape, emb_dtype, precision)
+        settings["decoder"]["weight_bytes"] = decoder["weight_bytes"]
+        (comp / "reasoner.json").write_text(json.dumps(settings, indent=2) + "\n")
+        graphs = _graph_specs(ckpt, vision, decoder, precision, cfg)
+        sources = [SourceCheckpoint("reasoner", str(model_dir), sha256_tree(ckpt.path),
+                                    {"model_type": "qwen2_5_vl", "text": ckpt.text.to_dict()})]
+        numbers: dict[str, Any] = {}
+        if cfg.validate != "none":
+            from .validate import validate_reasoner
+
+            preview = w.manifest(settings=settings, graphs=graphs, sources=sources)
+            numbers = validate_reasoner(ckpt, preview, w.dir, cfg)
+        numbers["export_seconds"] = round(time.perf_counter() - start, 2)
+        return w.commit(settings=settings, graphs=graphs, sources=sources, validation=numbers)

@@ -1,0 +1,297 @@
+"""Validation of an exported reasoner against ``transformers`` (run at export, and by the tests).
+
+Three phases, one model in memory at a time:
+
+1. **transformers fp32 reference** (``TorchReasoner``): for each image/question pair, the processor's
+   prompt ids and pixel values, the vision tower's embeddings, and greedy ``generate`` tokens + logits,
+   without and with the answer constraint (thinking budget = ``validation_tokens``).
+2. **the engine on ONNX Runtime** (``Reasoner``, CPU): prompt ids, pixel values and image embeddings are
+   compared; fp32 engines must generate token-identical greedy text; int8/int4 engines are scored by
+   teacher forcing along the reference tokens: top-1 agreement with fp32 and the logit error.
+3. **int8/int4 only: transformers with the engine's dequantized weights** (the very bytes of
+   ``decoder.onnx.data`` unpacked into the fp32 model, embeddings from ``embed_tokens.npy``): its greedy
+   tokens must equal the engine's, so the only difference from fp32 is the quantization itself. When the
+   export sets ``accuracy_level`` (int8 activations in ONNX Runtime's CPU kernels), this check runs on a
+   twin of the decoder without it (same weight bytes), and the exported graph's own identity is reported.
+
+Numbers go to ``manifest.validation["reasoner"]``; a failed check raises ``ExportValidationError`` and
+nothing is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_edge.errors import ExportValidationError
+from segzero_edge.manifest import Manifest
+
+from .checkpoint import QwenCheckpoint
+from .memory import release_memory
+from .quantize import dequantize_blockwise
+
+log = logging.getLogger(__name__)
+
+QUESTIONS = (
+    "the cup the robot should pick up",
+    "the object that is different from the others.",
+    "something a person could sit on",
+    "the left-most red thing",
+    "what would you use to cut paper",
+    "the largest object in the image",
+    "the item closest to the camera",
+)
+
+
+def validation_samples(n: int, seed: int = 0) -> list[tuple[np.ndarray, str]]:
+    """``n`` deterministic (HxWx3 uint8 image, question) pairs of varied sizes: gradients, blocks and noise."""
+    rng = np.random.default_rng(seed)
+    sizes = [(480, 640), (300, 500), (512, 512), (720, 405), (256, 320), (600, 800), (333, 444)]
+    out = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)),
+                        np.full_like(xx, 40 * i % 256)], axis=-1).astype(np.int32)
+        for _ in range(4):
+            y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+            img[y0:y0 + rng.integers(10, h // 2), x0:x0 + rng.integers(10, w // 2)] = rng.integers(0, 256, 3)
+        img = np.clip(img + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
+        out.append((img, QUESTIONS[i % len(QUESTIONS)]))
+    return out
+
+
+def _free() -> None:
+    release_memory()
+
+
+def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[str, np.ndarray, str]]:
+    """``(linear name, W [N, K] float32 as the graph uses it, precision)`` for each linear layer of the exported
+    decoder (``layers.3.mlp.up_proj``, ..., ``lm_head``), read from its initializers one at a time."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = engine_root / graph_file
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+
+    def array(name: str) -> np.ndarray:
+        t = inits[name]
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
+        return numpy_helper.to_array(t)
+
+    for node in model.graph.node:
+        base = node.name.rsplit("/", 1)[0]
+        if node.op_type == "MatMulNBits":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            packed = array(node.input[1]).reshape(attrs["N"], -1, attrs["block_size"] * attrs["bits"] // 8)
+            w = dequantize_blockwise(packed, array(node.input[2]).reshape(attrs["N"], -1), attrs["K"], attrs["bits"])
+            yield base, np.ascontiguousarray(w.T), f"int{attrs['bits']}"
+        elif node.op_type == "MatMul" and node.input[1] in inits:
+            yield base, np.ascontiguousarray(array(node.input[1]).T, dtype=np.float32), "fp32"
+        elif node.op_type == "Cast" and node.input[0] in inits:
+            yield base, np.ascontiguousarray(array(node.input[0]).T, dtype=np.float32), "fp16"
+        for name in node.input:  # drop the bytes just read: one weight in memory at a time
+            t = inits.get(name)
+            if t is not None and t.data_location == onnx.TensorProto.EXTERNAL:
+                t.ClearField("raw_data")
+
+
+def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) -> int:
+    """Overwrite a transformers Qwen2.5-VL model's LM linears and embeddings with the engine's values
+    (dequantized). Returns the number of tensors replaced."""
+    import torch
+
+    s = manifest.component("reasoner")
+    lm = model.model.language_model
+    count = 0
+    with torch.no_grad():
+        for name, w, _ in dequantized_linears(engine_root, manifest.graph("reasoner.decoder").file):
+            if name == "lm_head":
+                model.lm_head.weight = torch.nn.Parameter(torch.from_numpy(w))  # unties from the embeddings
+            else:
+                _, i, block, proj = name.split(".")
+                getattr(getattr(lm.layers[int(i)], block), proj).weight.copy_(torch.from_numpy(w))
+            count += 1
+            del w
+        table = np.load(engine_root / s["embeddings"]["file"]).astype(np.float32)
+        lm.embed_tokens.weight = torch.nn.Parameter(torch.from_numpy(table))
+    return count + 1
+
+
+def _chat_template_matches(ckpt: QwenCheckpoint) -> bool:
+    """Whether the checkpoint's own chat template renders the Seg-Zero request exactly like the prompt contract
+    (``render_chat``), which is what the runtime uses. A mismatch is logged, not fatal: Seg-Zero prompts are
+    defined by the contract, whatever template a fine-tune shipped."""
+    from segzero_edge.backends.hf_loading import load_qwen_processor
+    from segzero_edge.prompt import render_chat, seg_zero_messages
+
+    proc = load_qwen_processor(ckpt.path)
+    question = "the cup the robot should pick up"
+    rendered = proc.apply_chat_template(seg_zero_messages(question), add_generation_prompt=True, tokenize=False)
+    if rendered != render_chat(question):
+        log.warning("the checkpoint's chat template renders the Seg-Zero prompt differently from the prompt "
+                    "contract; the runtime uses the contract (segzero_edge.prompt.render_chat)")
+        return False
+    return True
+
+
+def _fp32_activation_twin(engine_root: Path, graph_file: str) -> Path | None:
+    """A copy of the decoder graph (sharing its external data) without MatMulNBits ``accuracy_level``, or None
+    when no node sets one."""
+    import onnx
+
+    path = engine_root / graph_file
+    model = onnx.load(str(path), load_external_data=False)
+    changed = False
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            keep = [a for a in node.attribute if a.name != "accuracy_level"]
+            if len(keep) != len(node.attribute):
+                del node.attribute[:]
+                node.attribute.extend(keep)
+                changed = True
+    if not changed:
+        return None
+    twin = path.with_name(".validation-twin-" + path.name)
+    twin.write_bytes(model.SerializeToString())
+    return twin
+
+
+def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Path, cfg: Any) -> dict[str, Any]:
+    """Run the three phases (module docstring) on the staged engine; returns the numbers, raises on failure."""
+    from segzero_edge.backends.hf_loading import load_qwen_model
+    from segzero_edge.backends.torch_reasoner import TorchReasoner
+    from segzero_edge.reasoner import GenerationOptions, Reasoner
+    from segzero_edge.reasoner.preprocess import preprocess_image
+
+    n_pairs = cfg.validation_pairs if cfg.validate == "full" else min(2, cfg.validation_pairs)
+    samples = validation_samples(n_pairs)
+    opts = GenerationOptions(max_new_tokens=cfg.validation_tokens, stop_at_answer=False)
+    constrained = GenerationOptions(max_new_tokens=cfg.validation_tokens + 128, constrained=True,
+                                    thinking_budget=cfg.validation_tokens)
+    weights = manifest.component("reasoner")["weights"]
+    try:  # the answer constraint needs the native extension
+        from segzero_edge import _native  # noqa: F401
+        from segzero_edge.answer_constraint import AnswerConstraint  # noqa: F401
+    except ImportError as exc:
+        constrained = None
+        log.warning("answer constraint unavailable (%s): validating unconstrained generation only", exc)
+
+    template_ok = _chat_template_matches(ckpt)
+
+    # phase 1: transformers fp32
+    import torch
+
+    log.info("validation phase 1/3: transformers fp32 reference on %d pairs", n_pairs)
+    ref = TorchReasoner(ckpt.path, dtype="float32")
+    refs = []
+    for image, question in samples:
+        inputs = ref.inputs(image, question)
+        with torch.inference_mode():
+            vis = ref.model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
+        res = ref.generate(image, question, opts, output_logits=True)
+        c_ref = list(ref.generate(image, question, constrained).token_ids) if constrained else None
+        refs.append({"ids": inputs["input_ids"][0].numpy(), "pixels": inputs["pixel_values"].numpy(),
+                     "vision": torch.cat(list(vis)).numpy(), "tokens": list(res.token_ids), "logits": ref.last_logits,
+                     "constrained": c_ref})
+    del ref
+    _free()
+
+    # phase 2: ONNX Runtime
+    log.info("validation phase 2/3: the engine on ONNX Runtime")
+    engine = Reasoner(manifest, engine_dir=engine_root, device="cpu", threads=cfg.threads, verify="none")
+    numbers: dict[str, Any] = {"pairs": n_pairs, "max_new_tokens": cfg.validation_tokens, "weights": weights,
+                               "checkpoint_chat_template_matches_prompt_contract": template_ok}
+    ids_equal = pix = vis = 0.0
+    identical, c_identical, top1, errs, rel = 0, 0, [], [], []
+    engine_tokens, engine_constrained = [], []
+    for (image, question), r in zip(samples, refs):
+        ids = engine.tokenizer.encode_prompt(question, engine.num_image_tokens)
+        ids_equal += float(np.array_equal(ids, r["ids"]))
+        pre = preprocess_image(image, engine.preprocess_config)
+        pix = max(pix, float(np.abs(pre.pixel_values - r["pixels"]).max()))
+        emb, _, _ = engine.image_embeddings(image)
+        vis = max(vis, float(np.abs(emb - r["vision"]).max() / (np.abs(r["vision"]).max() + 1e-12)))
+        out = engine.generate(image, question, opts)
+        engine_tokens.append(list(out.token_ids))
+        identical += int(list(out.token_ids) == r["tokens"])
+        if constrained:
+            c_out = engine.generate(image, question, constrained)
+            engine_constrained.append(list(c_out.token_ids))
+            c_identical += int(list(c_out.token_ids) == r["constrained"])
+        if weights != "fp32":
+            logits = engine.teacher_forced_logits(image, question, r["tokens"])
+            top1.append(float(np.mean(logits.argmax(-1) == r["logits"].argmax(-1))))
+            errs.append(float(np.abs(logits - r["logits"]).max()))
+            rel.append(float(np.sqrt(np.mean((logits - r["logits"]) ** 2)) / np.sqrt(np.mean(r["logits"] ** 2))))
+    # With accuracy_level > 0 the CPU kernels also quantize activations: the dequantized-weights check runs on a
+    # twin of the decoder without that attribute (same weights), so it isolates the weight quantization.
+    twin = _fp32_activation_twin(engine_root, manifest.graph("reasoner.decoder").file)
+    exact_tokens, exact_constrained = engine_tokens, engine_constrained
+    if twin is not None:
+        try:
+            from segzero_edge.reasoner.session import DecoderRunner, make_session
+
+            t = manifest.component("reasoner")["text"]
+            engine.decoder = DecoderRunner(make_session(twin, engine.device, threads=cfg.threads), t["num_layers"],
+                                           t["num_kv_heads"], t["head_dim"])
+            exact_tokens = [list(engine.generate(im, q, opts).token_ids) for im, q in samples]
+            exact_constrained = [list(engine.generate(im, q, constrained).token_ids) for im, q in samples] \
+                if constrained else []
+        finally:
+            twin.unlink(missing_ok=True)
+    del engine
+    _free()
+    numbers.update(prompt_ids_identical=int(ids_equal), pixel_values_max_abs_diff=pix,
+                   vision_max_rel_diff=round(vis, 8), greedy_identical_to_transformers_fp32=identical)
+    if constrained:
+        numbers.update(constrained_identical_to_transformers_fp32=c_identical,
+                       constrained_thinking_budget=constrained.thinking_budget)
+    problems = []
+    if ids_equal < n_pairs:
+        problems.append("prompt ids differ from the transformers processor")
+    if pix > 1e-6:
+        problems.append("pixel values differ from the transformers image processor")
+    if vis > 1e-3:
+        problems.append("vision embeddings differ from transformers")
+    if weights == "fp32" and identical < n_pairs:
+        problems.append("fp32 greedy tokens differ from transformers generate")
+    if weights == "fp32" and constrained and c_identical < n_pairs:
+        problems.append("fp32 constrained greedy tokens differ from transformers generate")
+    if weights != "fp32":
+        numbers.update(top1_agreement_vs_fp32=round(float(np.mean(top1)), 4), logits_max_abs_err=max(errs),
+                       logits_rel_rms_err=round(float(np.mean(rel)), 6))
+
+        # phase 3: transformers carrying the engine's dequantized weights
+        log.info("validation phase 3/3: transformers with the engine's dequantized weights")
+        model = load_qwen_model(ckpt.path, "float32")
+        replaced = load_engine_weights_into(model, engine_root, manifest)
+        deq = TorchReasoner(ckpt.path, model=model)
+        deq_tokens = [list(deq.generate(image, q, opts).token_ids) for image, q in samples]
+        deq_constrained = [list(deq.generate(image, q, constrained).token_ids) for image, q in samples] \
+            if constrained else []
+        same = sum(int(a == b) for a, b in zip(deq_tokens, exact_tokens))
+        c_same = sum(int(a == b) for a, b in zip(deq_constrained, exact_constrained)) if constrained else None
+        if twin is not None:  # informational: the engine as exported (int8 activations on CPU)
+            numbers["accuracy_level_greedy_identical_to_dequantized_torch"] = sum(
+                int(a == b) for a, b in zip(deq_tokens, engine_tokens))
+        del deq, model
+        _free()
+        numbers.update(greedy_identical_to_dequantized_torch=same, dequantized_tensors=replaced)
+        if same < n_pairs:
+            problems.append("greedy tokens differ from transformers carrying the same dequantized weights")
+        if constrained:
+            numbers["constrained_identical_to_dequantized_torch"] = c_same
+            if c_same < n_pairs:
+                problems.append("constrained tokens differ from transformers carrying the same dequantized weights")
+    log.info("reasoner validation: %s", numbers)
+    if problems:
+        raise ExportValidationError("; ".join(problems), numbers=numbers,
+                                    hint="nothing was written; report this with the checkpoint's config.json")
+    return numbers

@@ -1,0 +1,239 @@
+"""The generation loop: sampling, stopping, the answer constraint and jump-forward, in numpy.
+
+The loop is independent of the model: it asks a ``step(token_ids) -> logits`` function for the logits
+after feeding tokens, so the ONNX Runtime decoder and tests plug in the same way.
+
+* **Sampling**: greedy (``do_sample=False``) or seeded sampling with ``temperature``, ``top_k`` and
+  ``top_p`` applied in that order, like ``transformers``' logits warpers.
+* **Stopping**: at an end-of-sequence id (the id is kept in the output, as ``transformers`` does), when the
+  streaming answer decoder (``segzero_edge.answer.AnswerStream``) sees the answer completed by
+  ``</answer>`` (``stop_at_answer``), or after ``max_new_tokens``.
+* **Constraint** (``TokenConstraint``): before each sampled token it may give a mask of allowed ids; it
+  may also *force* a run of tokens (JSON keys, brackets, ``</think><answer>`` once the thinking budget is
+  spent). Forced tokens are appended together and fed to the model in **one** decoder call
+  (jump-forward); each extra token in a call is one sequential step saved.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..answer import AnswerStream
+from ..errors import ConfigError
+
+ANSWER_END = "</answer>"
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How to generate (validated on creation).
+
+    Attributes:
+        max_new_tokens: hard cap on generated tokens (forced ones included). Seg-Zero uses 1024.
+        do_sample: sample instead of greedy decoding.
+        temperature, top_k, top_p: sampling warpers (``top_k=0`` and ``top_p=1.0`` disable them).
+        seed: seed of the sampler's random generator (sampling is reproducible for a fixed seed).
+        stop_at_answer: stop as soon as the streaming answer decoder sees ``</answer>`` close the answer.
+        constrained: apply the answer constraint (needs the native extension, see ``constraint_factory``).
+        thinking_budget: with ``constrained``, the most tokens inside ``<think>`` before ``</think><answer>``
+            is forced; None = unlimited.
+        jump_forward: feed forced tokens in one decoder call (off: one call per token, for comparisons).
+    """
+
+    max_new_tokens: int = 1024
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop_at_answer: bool = True
+    constrained: bool = False
+    thinking_budget: int | None = None
+    jump_forward: bool = True
+
+    def __post_init__(self) -> None:
+        def _int(name: str, lo: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ConfigError(f"GenerationOptions.{name} must be an int >= {lo}, got {v!r}")
+
+        _int("max_new_tokens", 1)
+        _int("top_k", 0)
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
+                and self.temperature > 0):
+            raise ConfigError(f"GenerationOptions.temperature must be > 0, got {self.temperature!r}")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ConfigError(f"GenerationOptions.top_p must be in (0, 1], got {self.top_p!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ConfigError(f"GenerationOptions.seed must be a non-negative int or None, got {self.seed!r}")
+        if self.thinking_budget is not None:
+            _int("thinking_budget", 0)
+            if not self.constrained:
+                raise ConfigError("GenerationOptions.thinking_budget needs constrained=True",
+                                  hint="the budget is enforced by the answer constraint")
+
+
+@runtime_checkable
+class TokenConstraint(Protocol):
+    """What the loop needs from a token-level constraint (the answer constraint plugs in here).
+
+    ``allowed()`` returns a bool mask over the model's logits (True = allowed) or None for no restriction;
+    ``forced()`` returns the tokens that must come next (empty when the next token is free);
+    ``advance(token_id)`` is called for every appended token, sampled or forced.
+    """
+
+    def allowed(self) -> np.ndarray | None: ...
+
+    def forced(self) -> Sequence[int]: ...
+
+    def advance(self, token_id: int) -> None: ...
+
+
+class Sampler:
+    """Chooses the next token from logits, greedy or seeded sampling (see ``GenerationOptions``)."""
+
+    def __init__(self, options: GenerationOptions):
+        self.options = options
+        self.rng = np.random.default_rng(options.seed)
+
+    def __call__(self, logits: np.ndarray, allowed: np.ndarray | None = None) -> int:
+        x = np.asarray(logits, dtype=np.float32)
+        if allowed is not None:
+            x = np.where(allowed[: x.shape[0]], x, np.float32(-np.inf))
+        if not self.options.do_sample:
+            return int(np.argmax(x))
+        o = self.options
+        x = x.astype(np.float64) / o.temperature
+        if o.top_k and o.top_k < x.shape[0]:
+            kth = np.partition(x, -o.top_k)[-o.top_k]
+            x = np.where(x < kth, -np.inf, x)
+        if o.top_p < 1.0:
+            order = np.argsort(x, kind="stable")  # ascending, like transformers' TopPLogitsWarper
+            probs = _softmax(x[order])
+            remove = np.cumsum(probs) <= (1 - o.top_p)
+            remove[-1] = False  # keep at least the most likely token
+            x[order[remove]] = -np.inf
+        probs = _softmax(x)
+        return int(self.rng.choice(probs.shape[0], p=probs))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    m = np.max(x)
+    e = np.exp(x - m)
+    return e / e.sum()
+
+
+@dataclass(frozen=True)
+class GenerationTrace:
+    """What the loop produced.
+
+    Attributes:
+        token_ids: generated ids (forced ones included, EOS included when hit).
+        stop_reason: ``"answer"``, ``"eos"`` or ``"max_new_tokens"``.
+        decoder_calls: decoder calls after the prefill.
+        forced_tokens: tokens the constraint forced.
+        steps_saved: sequential decoder calls jump-forward avoided (extra tokens fed in multi-token calls).
+        text: the streamed text (special tokens skipped).
+    """
+
+    token_ids: tuple[int, ...]
+    stop_reason: str
+    decoder_calls: int
+    forced_tokens: int
+    steps_saved: int
+    text: str = ""
+    step_sizes: tuple[int, ...] = field(default=())
+
+
+def generate_loop(
+    first_logits: np.ndarray,
+    step: Callable[[list[int]], np.ndarray],
+    options: GenerationOptions,
+    *,
+    eos_ids: Sequence[int] = (),
+    constraint: TokenConstraint | None = None,
+    text_step: Callable[[int], str] | None = None,
+    on_text: Callable[[str], None] | None = None,
+) -> GenerationTrace:
+    """Generate after a prefill.
+
+    Args:
+        first_logits: ``[vocab]`` logits of the prompt's last position.
+        step: feeds token ids (one call, one or several tokens) and returns the new last logits.
+        options: sampling and stopping options.
+        eos_ids: end-of-sequence ids.
+        constraint: optional token constraint (mask + forced tokens).
+        text_step: incremental detokenizer (``TextStream.step``); needed for ``stop_at_answer``/``on_text``.
+        on_text: called with each new piece of text as it is generated.
+    """
+    sampler = Sampler(options)
+    stopper = AnswerStream() if options.stop_at_answer else None
+    eos = {int(e) for e in eos_ids}
+    tokens: list[int] = []
+    pieces: list[str] = []
+    stop_reason = ""
+    calls = forced_count = saved = 0
+    sizes: list[int] = []
+
+    def append(token: int) -> bool:
+        """Append one token; True when generation must stop."""
+        nonlocal stop_reason
+        tokens.append(token)
+        if constraint is not None:
+            constraint.advance(token)
+        if text_step is not None:
+            piece = text_step(token)
+            if piece:
+                pieces.append(piece)
+                if on_text is not None:
+                    on_text(piece)
+                if stopper is not None and stopper.feed(piece):
+                    stop_reason = "answer"
+                    return True
+        if token in eos:
+            stop_reason = "eos"
+            return True
+        if len(tokens) >= options.max_new_tokens:
+            stop_reason = "max_new_tokens"
+            return True
+        return False
+
+    def take(run: Sequence[int], batch: list[int]) -> bool:
+        nonlocal forced_count
+        for token in run:
+            batch.append(int(token))
+            forced_count += 1
+            if append(int(token)):
+                return True
+        return False
+
+    logits = first_logits
+    while True:
+        batch: list[int] = []
+        forced = list(constraint.forced()) if constraint is not None else []
+        if forced:
+            done = take(forced if options.jump_forward else forced[:1], batch)
+        else:
+            token = sampler(logits, constraint.allowed() if constraint is not None else None)
+            batch.append(token)
+            done = append(token)
+        # jump-forward: everything the constraint forces now goes into the same decoder call
+        while options.jump_forward and constraint is not None and not done:
+            more = list(constraint.forced())
+            if not more:
+                break
+            done = take(more, batch)
+        if done:
+            break
+        logits = step(batch)
+        calls += 1
+        saved += len(batch) - 1
+        sizes.append(len(batch))
+    return GenerationTrace(token_ids=tuple(tokens), stop_reason=stop_reason, decoder_calls=calls,
+                           forced_tokens=forced_count, steps_saved=saved, text="".join(pieces),
+                           step_sizes=tuple(sizes))

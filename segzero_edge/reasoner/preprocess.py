@@ -1,0 +1,254 @@
+"""Qwen2.5-VL image preprocessing in numpy + PIL (no torch, no transformers).
+
+What the reasoning model sees, step by step (Seg-Zero inference, then the Qwen2-VL image processor):
+
+1. the image is converted to RGB and stretched to ``input_size x input_size`` pixels with PIL
+   ``BILINEAR`` (Seg-Zero's ``image.resize((840, 840), PIL.Image.BILINEAR)``; aspect ratio ignored);
+2. the Qwen2-VL processor's ``smart_resize`` keeps that size (the size is a multiple of 28 inside the
+   processor's pixel range; ``PreprocessConfig`` refuses any size for which it would not);
+3. ``rescale``: ``uint8 -> float64 * rescale_factor -> float32`` (as transformers does);
+4. ``normalize``: ``(x - mean) / std`` per channel in float32 (OpenAI CLIP mean/std for Qwen);
+5. ``patchify``: ``(C, H, W)`` -> ``(grid_h * grid_w, C * T * P * P)`` with the frame repeated
+   ``T = temporal_patch_size`` times and the patches ordered in ``merge x merge`` groups, exactly like
+   ``transformers``' ``Qwen2VLImageProcessorPil.patchify``.
+
+The result equals ``Qwen2VLImageProcessorPil`` (the PIL backend of transformers' Qwen2-VL image
+processor) on the same resized image bit for bit (max |diff| = 0.0, checked in tests). The torchvision
+backend of that processor resizes differently and is *not* what we reproduce.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ConfigError, InputError
+from ..prompt import INPUT_SIZE_MULTIPLE, SEG_ZERO_INPUT_SIZE, validate_input_size
+
+#: OpenAI CLIP normalization, used by every Qwen2-VL / Qwen2.5-VL checkpoint.
+QWEN_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+QWEN_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+#: The processor limits of the official checkpoints (and of Seg-Zero training).
+QWEN_MIN_PIXELS = 56 * 56
+QWEN_MAX_PIXELS = 12845056
+
+ImageInput = Union[str, Path, Image.Image, np.ndarray]  # noqa: UP007 (a runtime alias on Python 3.10)
+
+
+def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS,
+                 max_pixels: int = QWEN_MAX_PIXELS) -> tuple[int, int]:
+    """The size the Qwen2-VL image processor resizes ``(height, width)`` to (transformers' ``smart_resize``)."""
+    if max(height, width) / min(height, width) > 200:
+        raise InputError(f"absolute aspect ratio must be smaller than 200, got {height}x{width}")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of the image preprocessing (recorded in the manifest at export).
+
+    Attributes:
+        input_size: the square model input in pixels (840 for Seg-Zero); a multiple of
+            ``patch_size * merge_size`` the processor keeps as it is.
+        patch_size, temporal_patch_size, merge_size: Qwen2.5-VL vision geometry (14, 2, 2).
+        image_mean, image_std: per-channel normalization (RGB).
+        rescale_factor: ``1/255``.
+        min_pixels, max_pixels: the processor's pixel range (only used to check ``input_size``).
+    """
+
+    input_size: int = SEG_ZERO_INPUT_SIZE
+    patch_size: int = 14
+    temporal_patch_size: int = 2
+    merge_size: int = 2
+    image_mean: tuple[float, float, float] = QWEN_IMAGE_MEAN
+    image_std: tuple[float, float, float] = QWEN_IMAGE_STD
+    rescale_factor: float = 1 / 255
+    min_pixels: int = QWEN_MIN_PIXELS
+    max_pixels: int = QWEN_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        for name in ("patch_size", "temporal_patch_size", "merge_size", "min_pixels", "max_pixels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"preprocessing: {name} must be a positive int, got {value!r}")
+        object.__setattr__(self, "image_mean", tuple(float(v) for v in self.image_mean))
+        object.__setattr__(self, "image_std", tuple(float(v) for v in self.image_std))
+        if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
+            raise ConfigError(f"preprocessing: image_mean/std must be 3 values (std > 0), got "
+                              f"{self.image_mean} / {self.image_std}")
+        if not (self.rescale_factor > 0):
+            raise ConfigError(f"preprocessing: rescale_factor must be > 0, got {self.rescale_factor!r}")
+        try:
+            validate_input_size(self.input_size)
+        except InputError as exc:
+            raise InputError(f"unsupported image size {self.input_size!r}: {exc.message}", hint=exc.hint) from None
+        factor = self.patch_size * self.merge_size
+        if factor != INPUT_SIZE_MULTIPLE or self.input_size % factor:
+            raise InputError(f"unsupported image size {self.input_size}: not a multiple of patch_size*merge_size "
+                             f"= {factor}")
+        kept = smart_resize(self.input_size, self.input_size, factor, self.min_pixels, self.max_pixels)
+        if kept != (self.input_size, self.input_size):
+            raise InputError(
+                f"unsupported image size {self.input_size}: the Qwen2.5-VL processor would resize "
+                f"{self.input_size}x{self.input_size} to {kept[1]}x{kept[0]} (pixel range "
+                f"[{self.min_pixels}, {self.max_pixels}])",
+                hint="use an input size whose square lies inside the processor's min/max pixels",
+            )
+
+    # -- derived geometry -----------------------------------------------------------------------
+    @property
+    def grid_thw(self) -> tuple[int, int, int]:
+        """``(1, grid_h, grid_w)`` in patches: ``(1, 60, 60)`` for 840."""
+        g = self.input_size // self.patch_size
+        return (1, g, g)
+
+    @property
+    def num_patches(self) -> int:
+        """Rows of ``pixel_values``: ``grid_h * grid_w`` (3600 for 840)."""
+        _, h, w = self.grid_thw
+        return h * w
+
+    @property
+    def patch_dim(self) -> int:
+        """Columns of ``pixel_values``: ``3 * T * P * P`` (1176)."""
+        return 3 * self.temporal_patch_size * self.patch_size * self.patch_size
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Image embeddings the vision tower returns: ``num_patches / merge**2`` (900 for 840)."""
+        return self.num_patches // (self.merge_size * self.merge_size)
+
+    # -- (de)serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size, "resize": "bilinear", "patch_size": self.patch_size,
+            "temporal_patch_size": self.temporal_patch_size, "merge_size": self.merge_size,
+            "image_mean": list(self.image_mean), "image_std": list(self.image_std),
+            "rescale_factor": self.rescale_factor, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
+        keys = {"input_size", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std",
+                "rescale_factor", "min_pixels", "max_pixels"}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in keys})
+
+    @classmethod
+    def from_preprocessor_config(cls, data: Mapping[str, Any], input_size: int) -> PreprocessConfig:
+        """From a checkpoint's ``preprocessor_config.json`` (transformers format) and the model input size."""
+        size = data.get("size") or {}
+        min_pixels = data.get("min_pixels", size.get("shortest_edge", QWEN_MIN_PIXELS))
+        max_pixels = data.get("max_pixels", size.get("longest_edge", QWEN_MAX_PIXELS))
+        if data.get("do_rescale", True) is False or data.get("do_normalize", True) is False:
+            raise ConfigError("preprocessor_config.json disables rescaling or normalization; only Qwen2.5-VL's "
+                              "standard preprocessing is supported")
+        return cls(
+            input_size=input_size,
+            patch_size=int(data.get("patch_size", 14)),
+            temporal_patch_size=int(data.get("temporal_patch_size", 2)),
+            merge_size=int(data.get("merge_size", 2)),
+            image_mean=tuple(data.get("image_mean", QWEN_IMAGE_MEAN)),
+            image_std=tuple(data.get("image_std", QWEN_IMAGE_STD)),
+            rescale_factor=float(data.get("rescale_factor", 1 / 255)),
+            min_pixels=int(min_pixels),
+            max_pixels=int(max_pixels),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class PreprocessedImage:
+    """One image ready for the vision graph.
+
+    Attributes:
+        pixel_values: ``(num_patches, 3 * T * P * P)`` float32, the vision graph's input.
+        grid_thw: ``(1, grid_h, grid_w)`` in patches.
+        original_size: ``(width, height)`` of the image before resizing (original-image pixels).
+    """
+
+    pixel_values: np.ndarray
+    grid_thw: tuple[int, int, int]
+    original_size: tuple[int, int]
+
+
+def load_image(image: ImageInput) -> Image.Image:
+    """A path, PIL image or ``HxWx3`` uint8 RGB array as an RGB PIL image.
+
+    Raises:
+        InputError: the file does not exist or is not an image, or the array has another shape/dtype.
+    """
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise InputError(f"image file {path} does not exist")
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        except OSError as exc:
+            raise InputError(f"cannot read image {path}: {exc}") from exc
+    if isinstance(image, Image.Image):
+        return image.convert("RGB") if image.mode != "RGB" else image
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(f"an image array must be HxWx3 uint8 RGB, got {image.dtype} {image.shape}")
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise InputError(f"the image is empty: {image.shape}")
+        return Image.fromarray(np.ascontiguousarray(image), mode="RGB")
+    raise InputError(f"unsupported image type {type(image).__name__}",
+                     hint="pass a file path, a PIL.Image or an HxWx3 uint8 RGB numpy array")
+
+
+def resize_for_model(image: Image.Image, input_size: int) -> Image.Image:
+    """Seg-Zero's resize: stretch to ``input_size x input_size`` with PIL BILINEAR (aspect ratio ignored)."""
+    return image.resize((input_size, input_size), Image.BILINEAR)
+
+
+def normalize(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32, rescaled and normalized like transformers (float64 rescale,
+    float32 normalization)."""
+    chw = np.moveaxis(np.asarray(image), -1, 0)
+    x = (chw.astype(np.float64) * config.rescale_factor).astype(np.float32)
+    mean = np.asarray(config.image_mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(config.image_std, dtype=np.float32)[:, None, None]
+    return (x - mean) / std
+
+
+def patchify(chw: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """``(3, H, W)`` float32 -> ``(grid_h * grid_w, 3 * T * P * P)``: patches in ``merge x merge`` groups,
+    each patch's frame repeated ``T`` times (Qwen2VLImageProcessorPil.patchify)."""
+    c, h, w = chw.shape
+    p, m, t = config.patch_size, config.merge_size, config.temporal_patch_size
+    gh, gw = h // p, w // p
+    x = chw.reshape(c, gh // m, m, p, gw // m, m, p)
+    x = np.transpose(x, (1, 4, 2, 5, 0, 3, 6))  # (gh/m, gw/m, m, m, C, P, P)
+    x = np.broadcast_to(x[:, :, :, :, :, None, :, :], (*x.shape[:5], t, *x.shape[5:]))
+    return np.ascontiguousarray(x.reshape(gh * gw, c * t * p * p), dtype=np.float32)
+
+
+def preprocess_image(image: ImageInput, config: PreprocessConfig) -> PreprocessedImage:
+    """Everything from a user image to the vision graph's ``pixel_values`` (module docstring)."""
+    pil = load_image(image)
+    original = pil.size
+    resized = resize_for_model(pil, config.input_size)
+    pixel_values = patchify(normalize(np.asarray(resized), config), config)
+    return PreprocessedImage(pixel_values=pixel_values, grid_thw=config.grid_thw, original_size=original)
+
+
+def image_sizes(images: Sequence[ImageInput]) -> list[tuple[int, int]]:
+    """``(width, height)`` of each image (loads them)."""
+    return [load_image(im).size for im in images]
