@@ -1,13 +1,15 @@
 """segzero-edge: run Seg-Zero reasoning segmentation on robots.
 
 The runtime package is torch-free: importing it loads numpy and the contract modules only.
-``Segmenter`` arrives with its own module; ``decode_answer`` lives in ``segzero_edge.answer``.
+``Segmenter`` (``segzero_edge.segmenter``) runs the two-stage pipeline; ``decode_answer`` lives in
+``segzero_edge.answer``.
 """
 
 from ._version import __version__
 from .answer import decode_answer
 from .errors import SegZeroError
 from .prompt import PROMPT_VERSION
+from .segmenter import Segmenter, SegmenterOptions
 from .types import Answer, AnswerObject, Segmentation
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "AnswerObject",
     "SegZeroError",
     "Segmentation",
+    "Segmenter",
+    "SegmenterOptions",
     "__version__",
     "decode_answer",
 ]

@@ -1,0 +1,85 @@
+"""``segzero-edge predict ENGINE_DIR IMAGE "TEXT"``: segment one image, print the answer, write an overlay."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .base import Command
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("engine_dir", type=Path, help="engine directory written by `segzero-edge export`")
+    parser.add_argument("image", type=Path, help="image file (PNG, JPEG, ...)")
+    parser.add_argument("text", help='the instruction, e.g. "the cup the robot should pick up"')
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for <image>.overlay.png and <image>.json (default: next to the image)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where to run (default: %(default)s: CUDA when ONNX Runtime can use it)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "ort", "trt"],
+                        help="ort: ONNX Runtime; trt: TensorRT engines from `segzero-edge build` (default: auto)")
+    parser.add_argument("--max-new-tokens", type=int, default=1024, help="most generated tokens (default: %(default)s)")
+    parser.add_argument("--thinking-budget", type=int, default=None,
+                        help="most thinking tokens before the answer is forced (default: max-new-tokens - 80)")
+    parser.add_argument("--no-constraint", action="store_true",
+                        help="do not constrain generation to a valid answer (the model may then fail to answer)")
+    parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --sample)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold (with --sample)")
+    parser.add_argument("--seed", type=int, default=None, help="sampling seed (with --sample)")
+    parser.add_argument("--mask-mode", default="best", choices=["best", "single"],
+                        help="best: highest predicted IoU of SAM2's 3 masks (Seg-Zero); single: single-mask output")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per ONNX Runtime session")
+    parser.add_argument("--stream", action="store_true", help="print the generated text as it is produced")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..image import load_image
+    from ..overlay import draw_overlay
+    from ..segmenter import Segmenter
+
+    out_dir = args.out or args.image.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rgb = load_image(args.image)
+    on_text = (lambda piece: print(piece, end="", flush=True)) if args.stream else None
+    with Segmenter(args.engine_dir, device=args.device, backend=args.backend, threads=args.threads,
+                   max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget,
+                   constrained=not args.no_constraint, do_sample=args.sample, temperature=args.temperature,
+                   top_p=args.top_p, seed=args.seed, mask_mode=args.mask_mode) as seg:
+        res = seg.predict(rgb, args.text, on_text=on_text)
+    if args.stream:
+        print()
+    stem = args.image.stem
+    overlay_path = out_dir / f"{stem}.overlay.png"
+    json_path = out_dir / f"{stem}.json"
+    draw_overlay(rgb, res.mask, res.box, res.points).save(overlay_path)
+    record = {
+        "image": str(args.image), "text": args.text, "found": res.found, "error": res.error,
+        "box": res.box, "points": res.points, "score": res.score, "mask_pixels": int(np.count_nonzero(res.mask)),
+        "image_size": [rgb.shape[1], rgb.shape[0]], "reasoning": res.reasoning, "raw_text": res.raw_text,
+        "timings_ms": dict(res.timings_ms), "overlay": str(overlay_path),
+    }
+    json_path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"reasoning : {res.reasoning!r}")
+    if res.found:
+        box = ", ".join(f"{v:.0f}" for v in res.box)
+        pts = "  ".join(f"({x:.0f}, {y:.0f})" for x, y in res.points)
+        print(f"box       : [{box}]   points: {pts}")
+        print(f"score     : {res.score:.3f} (SAM2 predicted IoU), mask {record['mask_pixels']} pixels")
+    else:
+        print(f"not found : {res.error}")
+    print("timings ms: " + ", ".join(f"{k} {v:.0f}" for k, v in res.timings_ms.items()))
+    print(f"wrote     : {overlay_path} and {json_path}")
+    return 0
+
+
+COMMAND = Command(
+    name="predict",
+    add_arguments=_add_arguments,
+    run=_run,
+    description="Segment the object an instruction refers to: prints the reasoning, box, points, score and "
+    "per-stage timings, and writes an overlay PNG (mask tinted, box and points drawn) and a JSON file.",
+)
