@@ -5,7 +5,7 @@ The official ``SAM2Transforms`` does ``ToTensor`` (uint8 -> float in [0, 1]), to
 mean/std). torch's antialiased bilinear kernel is a port of Pillow's resampling, so resizing each
 channel as a 32-bit float (mode ``"F"``) PIL image reproduces it: the measured max |diff| against the
 official torch preprocessing is 2.4e-7 before normalization (1.1e-6 after) for images from 48x64 to
-1920x1080 (``tests/sam2/test_preprocess.py`` checks it).
+1920x1080 (``tests/sam2/test_sam2_preprocess.py`` checks it).
 """
 
 from __future__ import annotations
