@@ -3,18 +3,19 @@ machine, same thread count. Writes JSON + a markdown table.
 
     .venv/bin/python benchmarks/bench_sam2.py --configs sam2.1_hiera_t --threads 2 --out benchmarks/results
 
-Rows (median over interleaved runs, ours and theirs alternating so machine noise hits both):
+Each side runs in its own worker process (no torch in the ONNX Runtime worker), so the two thread
+pools never compete; rounds alternate the two workers so machine noise hits both sides alike. Stages:
 
 * encoder (graph): ``sam2.image_encoder`` vs ``forward_image`` + ``_prepare_backbone_features`` +
   ``no_mem_embed`` (what ``SAM2ImagePredictor.set_image`` runs after preprocessing), 1024x1024 input;
 * encode (end to end): ``Sam2Runtime.encode`` (numpy/PIL preprocessing + ONNX Runtime) vs the official
   preprocessing + encoder, 640x480 RGB image;
 * decoder (graph), N = 1 and 8 objects: ``sam2.mask_decoder`` vs the official prompt encoder + mask
-  decoder with Seg-Zero's prompt (box + 2 points, ``multimask_output=True``);
+  decoder on Seg-Zero's prompt (box + 2 points, ``multimask_output=True``);
 * decode (end to end), N = 1: ``Sam2Runtime.decode`` vs ``SAM2ImagePredictor.predict`` semantics + the
   Seg-Zero mask choice (both upsample to 640x480 and threshold).
 
-Weights are random (official format, ``export.builders.sam2``): latency does not depend on them.
+Weights are random (official format, from ``export.builders.sam2``): latency does not depend on them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +35,111 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger("bench_sam2")
+H, W = 480, 640
+STAGES = (
+    "encoder (graph)",
+    "encode (end to end, 640x480)",
+    "decoder (graph), N=1",
+    "decoder (graph), N=8",
+    "decode (end to end, N=1, 640x480)",
+)
+
+
+def _image() -> np.ndarray:
+    from segzero_edge.sam2.trt_check import check_image
+
+    return check_image(H, W, seed=7)
+
+
+def _prompt(n: int):
+    box = np.array([0.2 * W, 0.25 * H, 0.7 * W, 0.8 * H], np.float32)
+    pts = np.array([[0.4 * W, 0.5 * H], [0.5 * W, 0.6 * H]], np.float32)
+    return np.tile(box, (n, 1)), np.tile(pts, (n, 1, 1)), np.ones((n, 2), np.float32)
+
+
+def _time(fn, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def worker_ours(engine: Path, threads: int, runs: int, warmup: int) -> dict[str, list[float]]:
+    """ONNX Runtime side: the engine directory's graphs and the torch-free runtime."""
+    from segzero_edge.ort import create_session
+    from segzero_edge.sam2 import Sam2Runtime
+    from segzero_edge.sam2.preprocess import preprocess
+    from segzero_edge.sam2.prompts import build_prompts
+
+    rt = Sam2Runtime(engine, device="cpu", backend="ort", threads=threads)
+    s = rt.settings
+    enc = create_session(engine / rt.encoder_spec.file, device="cpu", threads=threads)
+    dec = create_session(engine / rt.decoder_spec.file, device="cpu", threads=threads)
+    rgb = _image()
+    x = preprocess(rgb, s.image_size, s.pixel_mean, s.pixel_std)
+    res = {
+        STAGES[0]: _time(lambda: enc.run(None, {"image": x}), runs, warmup),
+        STAGES[1]: _time(lambda: rt.encode(rgb), runs, warmup),
+    }
+    feats = rt.encode(rgb)
+    for n, stage in ((1, STAGES[2]), (8, STAGES[3])):
+        boxes, points, labels = _prompt(n)
+        _, (batch,) = build_prompts(
+            boxes=boxes,
+            points=points,
+            labels=labels,
+            image_wh=(W, H),
+            image_size=s.image_size,
+            low_res_size=s.low_res_size,
+            max_objects=16,
+        )
+        feeds = {**feats.feeds(), **batch.feeds()}
+        res[stage] = _time(lambda feeds=feeds: dec.run(None, feeds), runs, warmup)
+    boxes, points, labels = _prompt(1)
+    res[STAGES[4]] = _time(lambda: rt.decode(feats, boxes=boxes[0], points=points[0]), runs, warmup)
+    return res
+
+
+def worker_torch(
+    checkpoint: Path, config: str, threads: int, runs: int, warmup: int
+) -> dict[str, list[float]]:
+    """PyTorch side: the official model's modules with SAM2ImagePredictor's logic."""
+    import torch
+    from segzero_edge.export.sam2_export.checkpoint import load_sam2_model
+    from segzero_edge.export.sam2_export.oracle import OfficialPredictor, official_preprocess, segzero_choice
+
+    torch.set_num_threads(threads)
+    model = load_sam2_model(checkpoint, config)
+    oracle = OfficialPredictor(model)
+    rgb = _image()
+    x = official_preprocess(rgb, model.image_size)
+    with torch.inference_mode():
+        res = {
+            STAGES[0]: _time(lambda: oracle.set_preprocessed(x, (H, W)), runs, warmup),
+            STAGES[1]: _time(lambda: oracle.set_image(rgb), runs, warmup),
+        }
+        for n, stage in ((1, STAGES[2]), (8, STAGES[3])):
+            boxes, points, labels = _prompt(n)
+            concat, _ = oracle._prompts(points, labels, boxes, None)
+            res[stage] = _time(
+                lambda concat=concat: model.sam_mask_decoder(
+                    multimask_output=True, **oracle._decoder_inputs(concat, None)
+                ),
+                runs,
+                warmup,
+            )
+        boxes, points, labels = _prompt(1)
+
+        def decode():
+            masks, scores, _ = oracle.predict(points[0], labels[0], boxes[0], multimask_output=True)
+            segzero_choice(masks[None], scores[None])
+
+        res[STAGES[4]] = _time(decode, runs, warmup)
+    return res
 
 
 def _cpu_name() -> str:
@@ -44,133 +152,65 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def _interleaved(ours, theirs, runs: int, warmup: int) -> tuple[list[float], list[float]]:
-    for _ in range(warmup):
-        ours()
-        theirs()
-    a, b = [], []
-    for i in range(runs):
-        pair = ((ours, a), (theirs, b)) if i % 2 == 0 else ((theirs, b), (ours, a))
-        for fn, sink in pair:
-            t0 = time.perf_counter()
-            fn()
-            sink.append((time.perf_counter() - t0) * 1e3)
-    return a, b
+def _run_worker(side: str, args, engine: Path, ckpt: Path, config: str) -> dict[str, list[float]]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        side,
+        "--engine",
+        str(engine),
+        "--checkpoint",
+        str(ckpt),
+        "--configs",
+        config,
+        "--threads",
+        str(args.threads),
+        "--runs",
+        str(args.runs),
+        "--warmup",
+        str(args.warmup),
+    ]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _row(name: str, ours: list[float], theirs: list[float]) -> dict:
-    mo, mt = statistics.median(ours), statistics.median(theirs)
-    return {
-        "stage": name,
-        "ours_ms": round(mo, 2),
-        "torch_ms": round(mt, 2),
-        "speedup": round(mt / mo, 3),
-        "ours_min_ms": round(min(ours), 2),
-        "torch_min_ms": round(min(theirs), 2),
-        "runs": len(ours),
-    }
-
-
-def bench_config(config: str, threads: int, runs: int, warmup: int, work: Path) -> dict:
+def bench_config(config: str, args, work: Path) -> dict:
     import onnxruntime
     import torch
-
     from segzero_edge.export.builders.sam2 import build_sam2_checkpoint
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
-    from segzero_edge.export.sam2_export.checkpoint import load_sam2_model
-    from segzero_edge.export.sam2_export.oracle import OfficialPredictor, official_preprocess, segzero_choice
-    from segzero_edge.export.sam2_export.samples import synthetic_image
-    from segzero_edge.ort import create_session
-    from segzero_edge.sam2 import Sam2Runtime
-    from segzero_edge.sam2.prompts import build_prompts
 
-    torch.set_num_threads(threads)
     ckpt = build_sam2_checkpoint(work / f"{config}.pt", config, seed=0)
     engine = work / f"engine-{config}"
-    t0 = time.perf_counter()
     manifest = export_sam2(ckpt, engine, Sam2ExportConfig(config=config, validation_images=1))
-    export_s = time.perf_counter() - t0
-    model = load_sam2_model(ckpt, config)
-    rt = Sam2Runtime(engine, manifest=manifest, device="cpu", backend="ort", threads=threads)
-    enc_sess = create_session(engine / "sam2/image_encoder.onnx", device="cpu", threads=threads)
-    dec_sess = create_session(engine / "sam2/mask_decoder.onnx", device="cpu", threads=threads)
-    oracle = OfficialPredictor(model)
-
-    rgb = synthetic_image(480, 640, seed=7)
-    h, w = rgb.shape[:2]
-    x = official_preprocess(rgb, model.image_size)
-    x_np = x.numpy()
+    samples: dict[str, dict[str, list[float]]] = {"ours": {}, "torch": {}}
+    for r in range(args.rounds):
+        for side in ("ours", "torch") if r % 2 == 0 else ("torch", "ours"):
+            log.info("%s: round %d, %s", config, r + 1, side)
+            for stage, ms in _run_worker(side, args, engine, ckpt, config).items():
+                samples[side].setdefault(stage, []).extend(ms)
     rows = []
-
-    def torch_encoder():
-        with torch.inference_mode():
-            oracle.set_preprocessed(x, (h, w))
-
-    rows.append(
-        _row(
-            "encoder (graph)",
-            *_interleaved(lambda: enc_sess.run(None, {"image": x_np}), torch_encoder, runs, warmup),
-        )
-    )
-
-    def torch_encode_e2e():
-        with torch.inference_mode():
-            oracle.set_image(rgb)
-
-    rows.append(
-        _row(
-            "encode (end to end, 640x480)",
-            *_interleaved(lambda: rt.encode(rgb), torch_encode_e2e, runs, warmup),
-        )
-    )
-
-    feats = rt.encode(rgb)
-    oracle.set_image(rgb)
-    box = np.array([0.2 * w, 0.25 * h, 0.7 * w, 0.8 * h], np.float32)
-    pts = np.array([[0.4 * w, 0.5 * h], [0.5 * w, 0.6 * h]], np.float32)
-    for n in (1, 8):
-        boxes, points, labels = np.tile(box, (n, 1)), np.tile(pts, (n, 1, 1)), np.ones((n, 2), np.float32)
-        _, (batch,) = build_prompts(
-            boxes=boxes,
-            points=points,
-            labels=labels,
-            image_wh=(w, h),
-            image_size=model.image_size,
-            low_res_size=model.image_size // 4,
-            max_objects=16,
-        )
-        feeds = {**feats.feeds(), **batch.feeds()}
-        concat, _ = oracle._prompts(points, labels, boxes, None)
-
-        def torch_decoder(concat=concat):
-            with torch.inference_mode():
-                model.sam_mask_decoder(multimask_output=True, **oracle._decoder_inputs(concat, None))
-
+    for stage in STAGES:
+        a, b = samples["ours"][stage], samples["torch"][stage]
+        mo, mt = statistics.median(a), statistics.median(b)
         rows.append(
-            _row(
-                f"decoder (graph), N={n}",
-                *_interleaved(lambda feeds=feeds: dec_sess.run(None, feeds), torch_decoder, runs, warmup),
-            )
+            {
+                "stage": stage,
+                "ours_ms": round(mo, 2),
+                "torch_ms": round(mt, 2),
+                "speedup": round(mt / mo, 3),
+                "ours_min_ms": round(min(a), 2),
+                "torch_min_ms": round(min(b), 2),
+                "samples": len(a),
+            }
         )
-
-    def torch_decode_e2e():
-        with torch.inference_mode():
-            masks, scores, _ = oracle.predict(pts, np.ones(2), box, multimask_output=True)
-            segzero_choice(masks[None], scores[None])
-
-    rows.append(
-        _row(
-            "decode (end to end, N=1, 640x480)",
-            *_interleaved(lambda: rt.decode(feats, boxes=box, points=pts), torch_decode_e2e, runs, warmup),
-        )
-    )
     return {
         "config": manifest.component("sam2")["config"],
-        "export_seconds": round(export_s, 1),
-        "validation_mask_iou_min": manifest.validation["sam2"]["mask_iou_min"],
         "rows": rows,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "validation_mask_iou_min": manifest.validation["sam2"]["mask_iou_min"],
     }
 
 
@@ -178,9 +218,9 @@ def markdown(report: dict) -> str:
     lines = [
         f"# SAM2 latency: ONNX Runtime (ours) vs official PyTorch, {report['threads']} threads",
         "",
-        f"Machine: {report['cpu']} ({os.cpu_count()} cores), load average at start {report['load_start']}, "
-        f"end {report['load_end']}. Median of {report['runs']} interleaved runs after "
-        f"{report['warmup']} warm-up runs. speedup = torch / ours.",
+        f"Machine: {report['cpu']} ({report['cores']} cores), load average at start {report['load_start']}, "
+        f"end {report['load_end']}. Each side in its own process; {report['rounds']} alternating rounds of "
+        f"{report['runs']} timed runs (after {report['warmup']} warm-up); median. speedup = torch / ours.",
         "",
     ]
     for r in report["results"]:
@@ -202,23 +242,42 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["sam2.1_hiera_t"], help="official SAM2 configs")
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads (default: 2)")
-    parser.add_argument("--runs", type=int, default=10, help="timed runs per stage and side (default: 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="warm-up runs per side (default: 2)")
+    parser.add_argument(
+        "--runs", type=int, default=4, help="timed runs per stage, side and round (default: 4)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side (default: 3)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="warm-up runs per stage and worker (default: 1)"
+    )
     parser.add_argument("--out", default="benchmarks/results", help="folder for sam2_cpu.json / sam2_cpu.md")
+    parser.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker == "ours":
+        print(json.dumps(worker_ours(Path(args.engine), args.threads, args.runs, args.warmup)))
+        return 0
+    if args.worker == "torch":
+        print(
+            json.dumps(
+                worker_torch(Path(args.checkpoint), args.configs[0], args.threads, args.runs, args.warmup)
+            )
+        )
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     report = {
         "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
         "threads": args.threads,
         "runs": args.runs,
+        "rounds": args.rounds,
         "warmup": args.warmup,
         "load_start": [round(v, 2) for v in os.getloadavg()],
         "results": [],
     }
     with tempfile.TemporaryDirectory(prefix="bench_sam2_") as tmp:
         for config in args.configs:
-            log.info("benchmarking %s", config)
-            report["results"].append(bench_config(config, args.threads, args.runs, args.warmup, Path(tmp)))
+            report["results"].append(bench_config(config, args, Path(tmp)))
     report["load_end"] = [round(v, 2) for v in os.getloadavg()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

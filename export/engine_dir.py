@@ -12,7 +12,8 @@ so a multi-GB reasoner costs nothing to keep) and ``Manifest.replace_component``
 then puts it in place of ``out_dir`` (an atomic exchange of the two folders where the OS offers one,
 ``renameat2(RENAME_EXCHANGE)`` on Linux; otherwise two renames). Any exception before that, a
 Ctrl-C, a full disk or a failed validation removes the temporary folder and leaves ``out_dir`` as it
-was. (A killed process can leave the hidden ``.partial`` folder behind; ``out_dir`` is still intact.)
+was. A killed process (SIGKILL, power loss) leaves ``out_dir`` intact too, and its hidden temporary
+folder (named with its pid) is removed by the next writer of ``out_dir``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,26 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(out: Path) -> None:
+    """Remove temporary folders of ``out`` left by writers that were killed (their pid is gone)."""
+    for p in out.parent.glob(f".{out.name}.*-*-*"):
+        kind, _, rest = p.name[len(out.name) + 2 :].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("partial", "old") and pid.isdigit() and p.is_dir() and not _pid_alive(int(pid)):
+            log.info("removing %s, left by an export that was killed", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _fsync_tree(root: Path) -> None:
     for p in sorted(root.rglob("*")):
         if p.is_file():
@@ -108,7 +129,8 @@ class EngineDirWriter:
                 hint="pass a new or empty folder, or an existing engine directory",
             )
         out.parent.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        _remove_stale(out)
+        self.dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
         try:
             if (out / MANIFEST_NAME).exists():
                 for entry in out.iterdir():
@@ -179,7 +201,7 @@ class EngineDirWriter:
         out, tmp = self.out_dir, self.dir
         if out.is_dir() and any(out.iterdir()):
             if not _exchange(tmp, out):
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
                 os.rename(out, old / out.name)
                 os.rename(tmp, out)
                 tmp = old

@@ -46,8 +46,8 @@ def _quiet_exporter():
     chatty = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript", "torch.onnx")]
     levels = [lg.level for lg in chatty]
     try:
-        for lg in chatty:
-            lg.setLevel(logging.WARNING)
+        for lg in chatty:  # torch.onnx warns that torchvision ops cannot be registered: not used here
+            lg.setLevel(logging.ERROR if lg.name == "torch.onnx" else logging.WARNING)
         with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
             warnings.simplefilter("ignore")
             yield

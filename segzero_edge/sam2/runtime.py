@@ -68,6 +68,10 @@ class Sam2Runtime:
     ) -> None:
         if backend not in BACKENDS:
             raise InputError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
+        if backend == "trt" and device == "cpu":
+            raise InputError(
+                "backend='trt' runs on the GPU, not device='cpu'", hint="use backend='ort' for the CPU"
+            )
         self.engine_dir = Path(engine_dir)
         self.manifest = manifest if manifest is not None else load_manifest(self.engine_dir, verify=verify)
         self.settings = Sam2Settings.from_mapping(self.manifest.component(COMPONENT))

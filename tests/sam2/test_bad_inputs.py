@@ -196,6 +196,8 @@ def test_runtime_backend_errors(engine_dir, manifest, monkeypatch):
 
     with pytest.raises(InputError, match="unknown device"):
         Sam2Runtime(engine_dir, manifest=manifest, device="tpu")
+    with pytest.raises(InputError, match="runs on the GPU"):
+        Sam2Runtime(engine_dir, manifest=manifest, backend="trt", device="cpu")
     with pytest.raises(InputError, match="unknown backend"):
         Sam2Runtime(engine_dir, manifest=manifest, backend="tflite")
     import onnxruntime

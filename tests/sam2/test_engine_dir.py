@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from sam2_testutil import REASONER_FILE, make_reasoner_dir, tree_digest
 
@@ -59,3 +63,16 @@ def test_refuses_foreign_directory_and_paths_outside_component(tmp_path):
     with EngineDirWriter(tmp_path / "e", "sam2") as w, pytest.raises(ValueError, match="not inside"):
         w.path("reasoner/x.bin")
     assert not (tmp_path / "e").exists()
+
+
+def test_folders_of_killed_writers_are_removed(tmp_path):
+    out = make_reasoner_dir(tmp_path / "engine")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f".engine.partial-{dead.stdout.strip()}-abc123"
+    (stale / "sam2").mkdir(parents=True)
+    live = tmp_path / f".engine.partial-{os.getpid()}-def456"  # this process: maybe another export
+    live.mkdir()
+    _write(out, b"one")
+    assert not stale.exists() and live.exists()

@@ -121,6 +121,8 @@ def test_result_is_frozen_and_documented_shapes(encoded, runtime):
         res.masks[0, 0, 0] = True
     with pytest.raises(AttributeError):
         res.scores = None
+    empty = runtime.decode(feats, boxes=np.zeros((0, 4), np.float32))
+    assert len(empty) == 0 and empty.masks.shape == (0, *feats.image_size[::-1])
     # masks at another size on request (e.g. a resized copy of the image)
     assert runtime.decode(feats, points=[[10, 10]], image_size=(50, 40)).masks.shape == (1, 40, 50)
 
