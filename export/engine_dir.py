@@ -102,14 +102,19 @@ class EngineDirWriter:
         if out.is_dir() and (out / MANIFEST_NAME).exists():
             base = load_manifest(out, verify="size")
         elif out.is_dir() and any(out.iterdir()):
-            raise ExportError(f"{out} exists and is not an engine directory (no {MANIFEST_NAME}); refusing to "
-                              "write into it", hint="pass a new or empty folder, or an existing engine directory")
+            raise ExportError(
+                f"{out} exists and is not an engine directory (no {MANIFEST_NAME}); refusing to "
+                "write into it",
+                hint="pass a new or empty folder, or an existing engine directory",
+            )
         out.parent.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         try:
             if (out / MANIFEST_NAME).exists():
                 for entry in out.iterdir():
-                    if entry.name in (self.component, "trt", MANIFEST_NAME) or entry.name.startswith(".manifest."):
+                    if entry.name in (self.component, "trt", MANIFEST_NAME) or entry.name.startswith(
+                        ".manifest."
+                    ):
                         continue  # replaced, or engines built from the old graphs (dropped from the manifest)
                     if entry.is_dir():
                         shutil.copytree(entry, self.dir / entry.name, copy_function=_link_or_copy)
@@ -134,18 +139,39 @@ class EngineDirWriter:
 
     def _files(self) -> list[FileEntry]:
         root = self.dir / self.component
-        return [file_entry(self.dir, p.relative_to(self.dir).as_posix())
-                for p in sorted(root.rglob("*")) if p.is_file()]
+        return [
+            file_entry(self.dir, p.relative_to(self.dir).as_posix())
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        ]
 
-    def manifest(self, *, settings: Mapping[str, Any], graphs: Mapping[str, GraphSpec],
-                 sources: Iterable[SourceCheckpoint] = (), validation: Mapping[str, Any] | None = None) -> Manifest:
+    def manifest(
+        self,
+        *,
+        settings: Mapping[str, Any],
+        graphs: Mapping[str, GraphSpec],
+        sources: Iterable[SourceCheckpoint] = (),
+        validation: Mapping[str, Any] | None = None,
+    ) -> Manifest:
         """The manifest ``commit`` would write now (nothing is saved): e.g. to open the new graphs."""
-        return self._base.replace_component(self.component, settings=settings, graphs=graphs, files=self._files(),
-                                            sources=sources, validation=validation)
+        return self._base.replace_component(
+            self.component,
+            settings=settings,
+            graphs=graphs,
+            files=self._files(),
+            sources=sources,
+            validation=validation,
+        )
 
-    def commit(self, *, settings: Mapping[str, Any], graphs: Mapping[str, GraphSpec],
-               sources: Iterable[SourceCheckpoint] = (), validation: Mapping[str, Any] | None = None) -> Manifest:
-        """Write the manifest, verify the temporary directory, and move it into place. Returns the manifest."""
+    def commit(
+        self,
+        *,
+        settings: Mapping[str, Any],
+        graphs: Mapping[str, GraphSpec],
+        sources: Iterable[SourceCheckpoint] = (),
+        validation: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Write the manifest, verify the temporary folder, move it into place; returns the manifest."""
         manifest = self.manifest(settings=settings, graphs=graphs, sources=sources, validation=validation)
         save_manifest(manifest, self.dir)
         load_manifest(self.dir, verify="full")  # every listed file present with the right hash

@@ -46,6 +46,7 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 def _plain(value: Any) -> Any:
     """Dataclasses, mappings and tuples -> dicts and lists, for JSON."""
     if is_dataclass(value) and not isinstance(value, type):
+        # Not dataclasses.asdict: it deep-copies the read-only MappingProxyType fields, which fails.
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}

@@ -153,7 +153,7 @@ def test_numeric_strings_read_like_python_int():
 
 
 @needs_native
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=300), st.integers(1, 5000), st.integers(1, 5000))
 def test_hypothesis_any_text_never_raises_and_backends_agree(text, w, h):
     a = native.decode(text, w, h, 840, 840)
@@ -176,7 +176,7 @@ _key = st.sampled_from(
 )
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=600, deadline=None, derandomize=True)
 @given(
     st.dictionaries(_key, st.lists(_coordinate, min_size=0, max_size=5), min_size=1, max_size=5),
     st.integers(1, 4000),

@@ -49,3 +49,20 @@ def test_subcommand_help_explains_options():
     out = _run("export", "tiny-sam2", "--help")
     assert out.returncode == 0
     assert "--config" in out.stdout and "official SAM2 config name" in out.stdout
+
+
+def test_inspect_shows_manifest_and_checks_files(toy_engine_dir):
+    out = _run("inspect", str(toy_engine_dir))
+    assert out.returncode == 0, out.stderr
+    assert "graph sam2.mask_decoder" in out.stdout and "min/opt/max 1/1/16" in out.stdout
+    assert "sizes and sha256 match" in out.stdout
+    assert "validation sam2.mask_iou_min = 0.9995" in out.stdout
+    assert "providers" in out.stdout
+
+
+def test_inspect_refuses_tampered_engine_dir(toy_engine_dir):
+    p = toy_engine_dir / "sam2" / "image_encoder.onnx"
+    p.write_bytes(p.read_bytes()[:-1] + b"X")
+    out = _run("inspect", str(toy_engine_dir))
+    assert out.returncode == 1
+    assert "sam2/image_encoder.onnx does not match its sha256" in out.stderr

@@ -1,0 +1,50 @@
+"""gIoU / cIoU on hand-made masks, checked against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from segzero_edge.evaluation import aggregate, sample_iou
+
+
+def _mask(h, w, *rects):
+    m = np.zeros((h, w), bool)
+    for y0, y1, x0, x1 in rects:
+        m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_hand_computed_scores():
+    # A: pred 2x2 at (0,0), gt 2x3 at (0,0): I=4, U=6
+    a = sample_iou(_mask(4, 4, (0, 2, 0, 2)), _mask(4, 4, (0, 2, 0, 3)))
+    # B: pred 1 pixel, gt 4 pixels elsewhere: I=0, U=5
+    b = sample_iou(_mask(4, 4, (3, 4, 3, 4)), _mask(4, 4, (0, 2, 0, 2)))
+    # C: failed prediction, gt 3 pixels: miss, I=0, U=3
+    c = sample_iou(None, _mask(4, 4, (0, 1, 0, 3)))
+    # D: both empty
+    d = sample_iou(np.zeros((4, 4), bool), np.zeros((4, 4), np.uint8))
+    assert (a.intersection, a.union, b.intersection, b.union, c.union) == (4, 6, 0, 5, 3)
+    assert c.failed and d.both_empty and d.iou == 1.0
+
+    s = aggregate([a, b, c, d])
+    assert s.giou == pytest.approx((4 / 6 + 0 + 0 + 1) / 4)
+    assert s.ciou == pytest.approx(4 / (6 + 5 + 3))
+    assert (s.n_samples, s.n_scored, s.n_both_empty, s.n_failed) == (4, 4, 1, 1)
+    assert s.failure_rate == 0.25
+
+    official = aggregate([a, b, c, d], drop_both_empty=True)
+    assert official.giou == pytest.approx((4 / 6 + 0 + 0) / 3)
+    assert official.ciou == pytest.approx(4 / 14)
+    assert (official.n_scored, official.n_both_empty) == (3, 1)
+
+
+def test_ignore_labels_count_as_target_and_shape_mismatch():
+    gt = np.zeros((3, 3), np.uint8)
+    gt[0, 0] = 255  # ReasonSeg "ignore" regions are drawn as 255 and then cast to bool
+    assert sample_iou(_mask(3, 3, (0, 1, 0, 1)), gt).iou == 1.0
+    with pytest.raises(ValueError, match="differs"):
+        sample_iou(np.zeros((2, 2), bool), gt)
+
+
+def test_empty_input():
+    s = aggregate([])
+    assert (s.giou, s.ciou, s.n_samples, s.failure_rate) == (0.0, 0.0, 0, 0.0)
