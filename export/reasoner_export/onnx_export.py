@@ -147,31 +147,48 @@ def _consolidate(raw: Path, path: Path, threshold: int = 1 << 30) -> dict[str, A
 
     model = onnx.load(str(raw), load_external_data=False)
 
+    def tensors():  # initializers and tensor attributes (the exporter externalises Constant values too)
+        yield from model.graph.initializer
+        for node in model.graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR:
+                    yield attr.t
+                elif attr.type == onnx.AttributeProto.TENSORS:
+                    yield from attr.tensors
+
+    def is_external(t) -> bool:
+        return t.data_location == onnx.TensorProto.EXTERNAL
+
+    def read(t) -> bytes:
+        info = {e.key: e.value for e in t.external_data}
+        with open(raw.parent / info["location"], "rb") as f:
+            f.seek(int(info.get("offset", 0)))
+            return f.read(int(info["length"])) if "length" in info else f.read()
+
     def size(t) -> int:
-        if t.data_location == onnx.TensorProto.EXTERNAL:
+        if is_external(t):
             info = {e.key: e.value for e in t.external_data}
             if "length" in info:
                 return int(info["length"])
             return (raw.parent / info["location"]).stat().st_size - int(info.get("offset", 0))
         return len(t.raw_data)
 
-    total = sum(size(t) for t in model.graph.initializer)
-    has_external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    total = sum(size(t) for t in tensors())
+    has_external = any(is_external(t) for t in tensors())
     external = total > threshold or has_external  # the exporter only writes external data for graphs > 2 GB
     if not external:
         onnx.save_model(onnx.load(str(raw)), str(path))
         return {"file": path.name, "external_data": [], "bytes": total}
     data = ExternalData(path.with_name(path.name + ".data"))
     try:
-        for t in model.graph.initializer:
-            if t.data_location == onnx.TensorProto.EXTERNAL:
-                info = {e.key: e.value for e in t.external_data}
-                with open(raw.parent / info["location"], "rb") as f:
-                    f.seek(int(info.get("offset", 0)))
-                    blob = f.read(int(info["length"])) if "length" in info else f.read()
+        for t in tensors():
+            blob = read(t) if is_external(t) else t.raw_data
+            if len(blob) >= 1024:
                 data.move(t, blob)
-            elif len(t.raw_data) >= 1024:
-                data.move(t, t.raw_data)
+            elif is_external(t):  # small: back inline
+                del t.external_data[:]
+                t.data_location = onnx.TensorProto.DEFAULT
+                t.raw_data = blob
     finally:
         data.close()
     path.write_bytes(model.SerializeToString())

@@ -167,10 +167,16 @@ def test_vision_weights_are_consolidated_into_one_file(engine_fp32, tmp_path, la
     raw.parent.mkdir()
     model = onnx.load(str(engine_fp32 / "reasoner/vision.onnx"))
     onnx.save_model(model, str(raw), save_as_external_data=layout != "inline", all_tensors_to_one_file=False,
-                    size_threshold=256)
-    if layout != "inline":  # like torch's TorchScript exporter: one file per tensor, no offset/length recorded
-        m = onnx.load(str(raw), load_external_data=False)
-        for t in m.graph.initializer:
+                    size_threshold=0, convert_attribute=True)
+    if layout != "inline":  # like torch's TorchScript exporter: one file per tensor (Constant values included),
+        m = onnx.load(str(raw), load_external_data=False)  # no offset/length recorded
+        from onnx.external_data_helper import _get_all_tensors
+
+        assert any(t.data_location == onnx.TensorProto.EXTERNAL for n in m.graph.node for a in n.attribute
+                   for t in ([a.t] if a.type == onnx.AttributeProto.TENSOR else []))
+        for t in _get_all_tensors(m):
+            if t.data_location != onnx.TensorProto.EXTERNAL:
+                continue
             keep = [(e.key, e.value) for e in t.external_data if e.key == "location"]
             del t.external_data[:]
             for k, v in keep:
