@@ -109,6 +109,7 @@ def worker_torch(
 ) -> dict[str, list[float]]:
     """PyTorch side: the official model's modules with SAM2ImagePredictor's logic."""
     import torch
+
     from segzero_edge.export.sam2_export.checkpoint import load_sam2_model
     from segzero_edge.export.sam2_export.oracle import OfficialPredictor, official_preprocess, segzero_choice
 
@@ -178,6 +179,7 @@ def _run_worker(side: str, args, engine: Path, ckpt: Path, config: str) -> dict[
 def bench_config(config: str, args, work: Path) -> dict:
     import onnxruntime
     import torch
+
     from segzero_edge.export.builders.sam2 import build_sam2_checkpoint
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
 

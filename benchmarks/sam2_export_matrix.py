@@ -31,6 +31,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     import torch
+
     from segzero_edge.export.builders.sam2 import build_sam2_checkpoint
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
 
