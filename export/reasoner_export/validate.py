@@ -30,9 +30,10 @@ import numpy as np
 from segzero_edge.errors import ExportValidationError
 from segzero_edge.manifest import Manifest
 
-from .checkpoint import QwenCheckpoint
+from .checkpoint import QwenCheckpoint, WeightReader
 from .memory import release_memory
 from .quantize import dequantize_blockwise
+from .wrappers import load_reference_model
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,6 @@ def _fp32_activation_twin(engine_root: Path, graph_file: str) -> Path | None:
 
 def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Path, cfg: Any) -> dict[str, Any]:
     """Run the three phases (module docstring) on the staged engine; returns the numbers, raises on failure."""
-    from segzero_edge.backends.hf_loading import load_qwen_model
     from segzero_edge.backends.torch_reasoner import TorchReasoner
     from segzero_edge.reasoner import GenerationOptions, Reasoner
     from segzero_edge.reasoner.preprocess import preprocess_image
@@ -189,7 +189,8 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     import torch
 
     log.info("validation phase 1/3: transformers fp32 reference on %d pairs", n_pairs)
-    ref = TorchReasoner(ckpt.path, dtype="float32")
+    reader = WeightReader(ckpt.weight_files)
+    ref = TorchReasoner(ckpt.path, model=load_reference_model(ckpt.config, reader))
     refs = []
     for image, question in samples:
         inputs = ref.inputs(image, question)
@@ -270,7 +271,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
 
         # phase 3: transformers carrying the engine's dequantized weights
         log.info("validation phase 3/3: transformers with the engine's dequantized weights")
-        model = load_qwen_model(ckpt.path, "float32")
+        model = load_reference_model(ckpt.config, reader)
         replaced = load_engine_weights_into(model, engine_root, manifest)
         deq = TorchReasoner(ckpt.path, model=model)
         deq_tokens = [list(deq.generate(image, q, opts).token_ids) for image, q in samples]

@@ -78,3 +78,40 @@ def rotary_inv_freq(config: Any):
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRotaryEmbedding
 
     return Qwen2_5_VLRotaryEmbedding(config=config.text_config).inv_freq.float().numpy()
+
+
+def load_reference_model(config: Any, weights: WeightReader):
+    """transformers' ``Qwen2_5_VLForConditionalGeneration`` in float32 with the checkpoint's weights, filled one
+    tensor at a time (no random init, no second copy of the weights in the checkpoint's dtype): the fp32
+    reference of the validation at the memory of the fp32 model itself (15 GB for 3B, 33 GB for 7B).
+
+    Equal to ``from_pretrained(dtype=torch.float32)`` (a test compares the two state dicts).
+    """
+    torch = _torch()
+    from transformers import Qwen2_5_VLForConditionalGeneration
+    from transformers.initialization import no_init_weights
+
+    from segzero_edge.errors import CheckpointError
+
+    with no_init_weights():
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.float32)
+    params = dict(model.named_parameters())
+    missing = set(params)
+    prefixes = (("lm.", "model.language_model."), ("visual.", "model.visual."), ("lm_head.", "lm_head."))
+    with torch.no_grad():
+        for name in list(weights.names()):
+            target = next((new + name[len(old):] for old, new in prefixes if name.startswith(old)), None)
+            if target not in params:
+                if not (target == "lm_head.weight" and config.tie_word_embeddings):
+                    log.warning("ignoring unexpected weight %s", name)
+                continue
+            params[target].copy_(torch.from_numpy(weights.get(name)))
+            missing.discard(target)
+    if config.tie_word_embeddings:
+        model.tie_weights()  # the LM head is the embedding table
+        if model.lm_head.weight is not model.model.language_model.embed_tokens.weight:
+            model.lm_head.weight = model.model.language_model.embed_tokens.weight
+        missing.discard("lm_head.weight")
+    if missing:
+        raise CheckpointError(f"the checkpoint lacks weights: {sorted(missing)[:5]}")
+    return model.eval()

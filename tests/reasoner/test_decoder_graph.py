@@ -138,3 +138,16 @@ def test_quantized_decoder_equals_transformers_with_dequantized_weights(tiny_qwe
 def test_unsupported_precision_is_named():
     with pytest.raises(ConfigError, match="int3"):
         DecoderPrecision("int3", "fp32")
+
+
+def test_streamed_reference_model_equals_from_pretrained(tiny_qwen_dir, tiny_model):
+    from segzero_edge.export.reasoner_export.wrappers import load_reference_model
+
+    ckpt = inspect_checkpoint(tiny_qwen_dir)
+    model = load_reference_model(ckpt.config, WeightReader(ckpt.weight_files))
+    ref = tiny_model.state_dict()
+    got = model.state_dict()
+    assert set(got) == set(ref)
+    for k, v in ref.items():
+        assert torch.equal(got[k], v), k
+    assert all(p.dtype == torch.float32 for p in model.parameters())
