@@ -105,12 +105,22 @@ def quantize_blockwise_numpy(w_kn: np.ndarray, spec: QuantSpec) -> tuple[np.ndar
     return q, scales[..., 0]
 
 
+def dequantize_rows(packed: np.ndarray, scales: np.ndarray, k: int, bits: int, chunk: int = 2048) -> np.ndarray:
+    """``(packed, scales)`` -> ``W^T`` ``(N, K)`` float32 (the layout of a torch ``Linear`` weight), computed
+    ``chunk`` output rows at a time so the temporaries stay small (the LM head has 152k rows)."""
+    n, kb, _ = packed.shape
+    out = np.empty((n, k), dtype=np.float32)
+    for i in range(0, n, chunk):
+        p = packed[i:i + chunk]
+        if bits == 4:
+            q = np.stack([p & 0x0F, p >> 4], axis=-1).reshape(p.shape[0], kb, -1).astype(np.float32) - 8
+        else:
+            q = p.astype(np.float32) - 128
+        q *= scales[i:i + chunk].reshape(p.shape[0], kb, 1).astype(np.float32)
+        out[i:i + chunk] = q.reshape(p.shape[0], -1)[:, :k]
+    return out
+
+
 def dequantize_blockwise(packed: np.ndarray, scales: np.ndarray, k: int, bits: int) -> np.ndarray:
     """``(packed, scales)`` -> ``W`` ``(K, N)`` float32: the weight MatMulNBits multiplies by."""
-    n, kb, _ = packed.shape
-    if bits == 4:
-        q = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(n, kb, -1).astype(np.float32) - 8
-    else:
-        q = packed.astype(np.float32) - 128
-    w = q * scales.reshape(n, kb, 1).astype(np.float32)
-    return np.ascontiguousarray(w.reshape(n, -1)[:, :k].T)
+    return np.ascontiguousarray(dequantize_rows(packed, scales.reshape(packed.shape[0], -1), k, bits).T)

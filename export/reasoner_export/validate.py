@@ -32,7 +32,7 @@ from segzero_edge.manifest import Manifest
 
 from .checkpoint import QwenCheckpoint, WeightReader
 from .memory import release_memory
-from .quantize import dequantize_blockwise
+from .quantize import dequantize_rows
 from .wrappers import load_reference_model
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,9 @@ def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[st
         if node.op_type == "MatMulNBits":
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             packed = array(node.input[1]).reshape(attrs["N"], -1, attrs["block_size"] * attrs["bits"] // 8)
-            w = dequantize_blockwise(packed, array(node.input[2]).reshape(attrs["N"], -1), attrs["K"], attrs["bits"])
-            yield base, np.ascontiguousarray(w.T), f"int{attrs['bits']}"
+            w = dequantize_rows(packed, array(node.input[2]).reshape(attrs["N"], -1), attrs["K"], attrs["bits"])
+            del packed
+            yield base, w, f"int{attrs['bits']}"
         elif node.op_type == "MatMul" and node.input[1] in inits:
             yield base, np.ascontiguousarray(array(node.input[1]).T, dtype=np.float32), "fp32"
         elif node.op_type == "Cast" and node.input[0] in inits:
@@ -120,7 +121,7 @@ def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) 
                 getattr(getattr(lm.layers[int(i)], block), proj).weight.copy_(torch.from_numpy(w))
             count += 1
             del w
-        table = np.load(engine_root / s["embeddings"]["file"]).astype(np.float32)
+        table = np.asarray(np.load(engine_root / s["embeddings"]["file"], mmap_mode="r"), dtype=np.float32)
         lm.embed_tokens.weight = torch.nn.Parameter(torch.from_numpy(table))
     return count + 1
 
