@@ -161,17 +161,17 @@ class EvalSample:
         """``(image (H, W, 3) uint8 RGB, mask (H, W) bool)``.
 
         Raises:
-            DatasetError: unreadable image or mask, or a mask of another size than the image.
+            DatasetError: unreadable image or mask, or a mask of another size than the image (the message
+                starts with a short reason, details follow in parentheses; ``source`` says where).
         """
         try:
             image, mask = self._load()
         except DatasetError:
             raise
         except Exception as exc:
-            raise DatasetError(f"sample {self.id} ({self.source}): {type(exc).__name__}: {exc}") from exc
+            raise DatasetError(f"unreadable image or mask ({type(exc).__name__}: {exc})") from exc
         if mask.shape != image.shape[:2]:
-            raise DatasetError(f"sample {self.id} ({self.source}): mask {mask.shape} differs from the image "
-                               f"size {image.shape[:2]}")
+            raise DatasetError(f"mask size differs from image size (mask {mask.shape}, image {image.shape[:2]})")
         return image, mask
 
 

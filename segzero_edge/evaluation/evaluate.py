@@ -125,7 +125,7 @@ def _reasons(samples: Iterable[SampleResult]) -> dict[str, int]:
     out: dict[str, int] = {}
     for s in samples:
         if s.status == "skipped":
-            key = (s.error or "").split(": ", 1)[-1]
+            key = (s.error or "").split(" (")[0]
             out[key] = out.get(key, 0) + 1
     return out
 
