@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, missing_extra
-from .base import Command
+from .base import Command, command_line
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,8 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("ms per request")
     m = report["machine"]
     ax.set_title(f"segzero-edge bench: {Path(report['engine_dir']).name} on {report['device']} "
-                 f"({m['cpu']}, {report['config']['runs']} runs)", fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
+                 f"({m['cpu']}, {report['config']['runs']} runs)", fontsize=9, pad=24)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -186,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
         progress.close()
     result = {
         "schema": SCHEMA,
-        "command": "segzero-edge bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:]),
+        "command": command_line("bench", args, ["engine_dir"]),
         "date": started,
         "machine": machine,
         "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

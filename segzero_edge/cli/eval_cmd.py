@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .base import Command
+from .base import Command, command_line
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
     kept = aggregate(counts, drop_both_empty=False)
     summary = {
         "schema": "segzero-edge.eval/1",
-        "command": "segzero-edge eval " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:]),
+        "command": command_line("eval", args, ["engine_dir", "dataset"]),
         "date": started,
         "machine": machine,
         "engine_dir": str(args.engine_dir),

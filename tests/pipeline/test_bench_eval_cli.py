@@ -26,7 +26,7 @@ def test_bench_writes_the_json_schema_a_table_and_a_plot(full_engine_dir, tmp_pa
     stdout = capsys.readouterr().out
     assert "| total |" in stdout and "| decode tokens/s |" in stdout and "peak host memory" in stdout
     r = json.loads(out.read_text())
-    assert r["schema"] == "segzero-edge.bench/1"
+    assert r["schema"] == "segzero-edge.bench/1" and "--runs 3 --warmup 1" in r["command"]
     for key in ("command", "date", "machine", "engine", "device", "backend", "versions", "config", "requests",
                 "stages", "generated_tokens", "decode_tokens_per_s", "memory", "runs", "load_s"):
         assert key in r, key
