@@ -124,10 +124,11 @@ def bench_rows(d: dict) -> list[Row]:
     if d.get("schema") != "segzero-edge.bench/1":
         raise UnknownLayout("not a segzero-edge bench report")
     rows = [[name, _f(s["p50"]), _f(s["p90"]), _f(s["p99"]), str(s["n"])] for name, s in d["stages"].items()]
-    for key, label in (("generated_tokens", "generated tokens / request"), ("decode_tokens_per_s", "decode tok/s")):
+    for key, label, nd in (("generated_tokens", "generated tokens / request", 0),
+                           ("decode_tokens_per_s", "decode tok/s", 1)):
         s = d.get(key)
         if s:
-            rows.append([label, _f(s["p50"]), _f(s["p90"]), _f(s["p99"]), str(s["n"])])
+            rows.append([label, _f(s["p50"], nd), _f(s["p90"], nd), _f(s["p99"], nd), str(s["n"])])
     mem = d.get("memory", {})
     rows.append(["peak host memory (MB)", _f(mem.get("peak_rss_mb"), 0), "", "", ""])
     return rows
@@ -170,7 +171,9 @@ SECTIONS: tuple[Section, ...] = (
             ("variant", "ms", "other numbers"), segmenter_rows),
     Section("End-to-end latency per stage (segzero-edge bench)",
             "p50/p90/p99 ms per stage of Segmenter.predict on one engine directory; `sam2_encode` runs on a worker "
-            "thread concurrently with the reasoner, so stages do not add up to `total`.",
+            "thread concurrently with the reasoner, so stages do not add up to `total`. `bench_demo_tiny_cpu` is "
+            "the `make demo` engine (tiny random reasoner, 990 tokens of random thinking, random SAM2 hiera-t): it "
+            "shows the command works end to end; its numbers say nothing about Seg-Zero-7B.",
             ("bench_*.json",),
             "segzero-edge bench ENGINE_DIR --runs 20 --warmup 2 --out benchmarks/results/bench_<name>.json",
             ("stage", "p50 ms", "p90 ms", "p99 ms", "n"), bench_rows),
