@@ -244,9 +244,27 @@ def _iter_parquet(files: list[Path]) -> Iterator[EvalSample]:
     n = 0
     for f in files:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=8):
-            for row in batch.to_pylist():
+            names = batch.schema.names
+            masks = batch.column(names.index("mask")) if "mask" in names else None
+            rows = batch.select([c for c in names if c != "mask"]).to_pylist()
+            for i, row in enumerate(rows):
+                if masks is not None:
+                    row["mask"] = _arrow_mask(masks[i])
                 yield _row_sample(row, n, str(f))
                 n += 1
+
+
+def _arrow_mask(cell: Any) -> Any:
+    """A parquet ``mask`` cell: a list of equal-length rows straight to a 2-D array (no Python lists of
+    a million bools); any other type as its Python value."""
+    import pyarrow as pa
+
+    if cell.is_valid and pa.types.is_list(cell.type) and pa.types.is_list(cell.type.value_type):
+        rows = cell.values
+        flat = rows.flatten().to_numpy(zero_copy_only=False)
+        if len(rows) and flat.size % len(rows) == 0:
+            return flat.reshape(len(rows), -1)
+    return cell.as_py()
 
 
 def _open_hf_disk(path: Path, split: str | None) -> tuple[Any, str]:

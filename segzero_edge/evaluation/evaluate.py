@@ -16,6 +16,7 @@ miss (``metrics.sample_iou(None, gt)``).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..errors import DatasetError, InputError
 from ..types import Segmentation
-from .datasets import EvalSample
+from .datasets import EvalSample, open_dataset
 from .metrics import EvalScores, SampleIoU, aggregate, sample_iou
 
 log = logging.getLogger(__name__)
@@ -158,14 +159,15 @@ def evaluate_sample(segmenter: Predictor, sample: EvalSample) -> SampleResult:
     )
 
 
-def evaluate(segmenter: Predictor, dataset: Iterable[EvalSample], *, limit: int | None = None,
+def evaluate(segmenter: Predictor, dataset: Iterable[EvalSample] | str | os.PathLike, *, limit: int | None = None,
              drop_both_empty: bool = False,
              on_sample: Callable[[SampleResult], None] | None = None) -> EvalReport:
     """gIoU / cIoU of ``segmenter`` on ``dataset`` (reference/segzero_spec.md §7).
 
     Args:
         segmenter: a ``Segmenter`` (or anything with ``predict(image, text) -> Segmentation``).
-        dataset: ``EvalSample``s, e.g. ``open_dataset(path)``.
+        dataset: ``EvalSample``s, e.g. ``open_dataset(path, layout, split=...)``, or a dataset path (opened
+            with ``open_dataset(path)``, layout detected).
         limit: evaluate only the first ``limit`` samples (skipped records count towards it).
         drop_both_empty: drop samples whose prediction and ground truth are both empty, as the official
             script does (by default they are scored 1.0 and counted in ``n_both_empty``).
@@ -173,6 +175,8 @@ def evaluate(segmenter: Predictor, dataset: Iterable[EvalSample], *, limit: int 
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise InputError(f"limit must be an int >= 0 or None, got {limit!r}")
+    if isinstance(dataset, str | os.PathLike):
+        dataset = open_dataset(dataset)
     t0 = time.perf_counter()
     results: list[SampleResult] = []
     for sample in dataset:

@@ -137,6 +137,8 @@ def test_parquet_layout_as_seg_zero_publishes_it(tmp_path):
     assert dropped.giou == pytest.approx((1 / 3 + 0) / 2) and dropped.ciou == pytest.approx(200 / 1100)
     single = open_dataset(root / "data" / "val-00000-of-00001.parquet")
     assert [s.text for s in single] == ["val only"]
+    by_path = evaluate(KnownAnswers({"val only": GT_A}), root / "data" / "val-00000-of-00001.parquet")
+    assert by_path.scores.giou == 1.0 and by_path.dataset["layout"] == "parquet"
 
 
 def test_hf_disk_layout(tmp_path):
