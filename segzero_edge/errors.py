@@ -12,6 +12,7 @@ from ``ValueError`` (and missing components from ``ImportError``) so generic han
     ├── EngineIncompatibleError            engine built for another device, version or prompt
     ├── BackendUnavailableError (ImportError)  an optional extra or a device is missing
     ├── CheckpointError                    a checkpoint is not what the command expects
+    ├── DatasetError (ValueError)          a dataset folder or record cannot be read (eval, prepare-data)
     ├── ExportError                        an export step failed (nothing was written)
     │   └── ExportValidationError          exported graph disagrees with the reference; has .numbers
     └── TrainingError                      the training loop cannot continue
@@ -72,6 +73,12 @@ class BackendUnavailableError(SegZeroError, ImportError):
 
 class CheckpointError(SegZeroError):
     """A checkpoint is missing, corrupt, or not of the kind the command expects."""
+
+
+class DatasetError(SegZeroError, ValueError):
+    """A dataset folder has an unknown layout, or one of its records (image, mask, text) cannot be read."""
+
+    default_hint = "check the dataset folder against the layouts `segzero-edge eval --help` lists"
 
 
 class ExportError(SegZeroError):

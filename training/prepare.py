@@ -28,14 +28,20 @@ import argparse
 import io
 import json
 import logging
-import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from segzero_edge.errors import DatasetError, InputError
 
-from segzero_edge.errors import InputError
+# The mask and record readers live in the runtime (``segzero-edge eval`` reads the same layouts); they are
+# re-exported here under their former names.
+from segzero_edge.evaluation.datasets import Item, iter_index, iter_reasonseg, iter_refcoco
+from segzero_edge.evaluation.masks import (
+    coco_segmentation_to_mask,
+    polygons_to_mask,
+    reasonseg_mask,
+    rle_to_mask,
+)
 
 from .data import DataReport, record_geometry
 from .rewards import format_solution
@@ -45,181 +51,14 @@ logger = logging.getLogger(__name__)
 SOURCES = ("index", "refcoco", "reasonseg")
 RESAMPLE = {"area": "BOX", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "NEAREST"}
 
-# A source yields (row id, image path, mask loader, [texts]); the mask loader is called once per image.
-Item = tuple[str, Path, Any, list[str]]
+__all__ = [
+    "SOURCES", "BadRecord", "Item", "coco_segmentation_to_mask", "convert_item", "iter_index", "iter_reasonseg",
+    "iter_refcoco", "polygons_to_mask", "prepare_dataset", "reasonseg_mask", "rle_to_mask",
+]
 
 
 class BadRecord(Exception):
     """A record that cannot be converted; the message is the reason counted in the report."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Mask decoding helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
-    """Rasterise flat ``[x1, y1, x2, y2, ...]`` polygons (COCO style) into a bool mask."""
-    from PIL import Image, ImageDraw
-
-    canvas = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    for poly in polygons:
-        xy = [(float(poly[i]), float(poly[i + 1])) for i in range(0, len(poly) - 1, 2)]
-        if len(xy) >= 3:
-            draw.polygon(xy, fill=1, outline=1)
-    return np.asarray(canvas, dtype=bool)
-
-
-def _rle_counts(counts: str | list[int]) -> list[int]:
-    """COCO RLE counts: an int list, or the compressed string form of pycocotools."""
-    if isinstance(counts, list):
-        return [int(c) for c in counts]
-    out: list[int] = []
-    s, p = counts.encode() if isinstance(counts, str) else counts, 0
-    while p < len(s):
-        x, k, more = 0, 0, True
-        while more:
-            c = s[p] - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(out) > 2:
-            x += out[-2]
-        out.append(x)
-    return out
-
-
-def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
-    """Decode a COCO RLE ``{"size": [h, w], "counts": ...}`` (column-major runs, starting with zeros)."""
-    h, w = (int(v) for v in rle["size"])
-    flat = np.zeros(h * w, dtype=bool)
-    pos, value = 0, False
-    for run in _rle_counts(rle["counts"]):
-        if value:
-            flat[pos : pos + run] = True
-        pos += run
-        value = not value
-    return flat.reshape((w, h)).T
-
-
-def coco_segmentation_to_mask(seg: Any, height: int, width: int) -> np.ndarray:
-    if isinstance(seg, list):
-        return polygons_to_mask(seg, height, width)
-    if isinstance(seg, dict):
-        return rle_to_mask(seg)
-    raise BadRecord("unknown COCO segmentation format")
-
-
-def reasonseg_mask(shapes: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
-    """ReasonSeg's mask: polygons painted largest first, target = 1, ignore = 255; returns mask == 1."""
-    from PIL import Image, ImageDraw
-
-    painted = []
-    for shape in shapes:
-        label = str(shape.get("label", ""))
-        if label.lower() == "flag":
-            continue
-        pts = [(int(p[0]), int(p[1])) for p in shape.get("points", [])]
-        if len(pts) < 3:
-            continue
-        area = int(polygons_to_mask([[c for p in pts for c in p]], height, width).sum())
-        painted.append((area, 255 if "ignore" in label.lower() else 1, pts))
-    canvas = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    for _, value, pts in sorted(painted, key=lambda t: -t[0]):
-        draw.polygon(pts, fill=value, outline=value)
-    return np.asarray(canvas) == 1
-
-
-# --------------------------------------------------------------------------------------------------
-# Sources
-# --------------------------------------------------------------------------------------------------
-
-
-def _texts(rec: dict[str, Any]) -> list[str]:
-    for key in ("expressions", "sentences", "texts"):
-        if isinstance(rec.get(key), list):
-            return [str(t.get("sent", t.get("raw", "")) if isinstance(t, dict) else t) for t in rec[key]]
-    for key in ("problem", "expression", "text", "sentence"):
-        if isinstance(rec.get(key), str):
-            return [rec[key]]
-    return []
-
-
-def _load_mask_file(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as m:
-        arr = np.asarray(m.convert("L") if m.mode not in ("1", "L", "I", "I;16", "P") else m)
-    return arr != 0 if arr.ndim == 2 else arr.any(axis=-1)
-
-
-def iter_index(root: Path, index: str = "index.json") -> Iterator[Item]:
-    data = json.loads((root / index).read_text())
-    records = data.get("records", data) if isinstance(data, dict) else data
-    if not isinstance(records, list):
-        raise InputError(f"{root / index}: expected a list of records", hint="see `prepare-data --help`")
-    for i, rec in enumerate(records):
-        rid = str(rec.get("id", i)) if isinstance(rec, dict) else str(i)
-        if not isinstance(rec, dict) or "image" not in rec or "mask" not in rec:
-            yield rid, Path(), None, []
-            continue
-        mask_path = root / str(rec["mask"])
-        yield rid, root / str(rec["image"]), (lambda p=mask_path: _load_mask_file(p)), _texts(rec)
-
-
-def iter_refcoco(
-    root: Path, split: str = "train", split_by: str | None = None, image_dir: Path | None = None
-) -> Iterator[Item]:
-    refs_files = sorted(root.glob("refs(*).p")) if split_by is None else [root / f"refs({split_by}).p"]
-    if not refs_files or not refs_files[0].exists():
-        raise InputError(
-            f"{root}: no refs(<split_by>).p file", hint="point --source-dir at the RefCOCO folder"
-        )
-    # The official release is a pickle; only open files from a source you trust.
-    with open(refs_files[0], "rb") as f:
-        refs = pickle.load(f)
-    inst = json.loads((root / "instances.json").read_text())
-    images = {im["id"]: im for im in inst["images"]}
-    anns = {a["id"]: a for a in inst["annotations"]}
-    if image_dir is None:
-        image_dir = next((root / d for d in ("images", "train2014") if (root / d).is_dir()), root)
-    for ref in refs:
-        if split and ref.get("split") != split:
-            continue
-        ann, im = anns.get(ref.get("ann_id")), images.get(ref.get("image_id"))
-        rid = f"ref_{ref.get('ref_id')}"
-        if ann is None or im is None:
-            yield rid, Path(), None, []
-            continue
-
-        def loader(a: dict = ann, m: dict = im) -> np.ndarray:
-            return coco_segmentation_to_mask(a["segmentation"], m["height"], m["width"])
-
-        yield rid, image_dir / im["file_name"], loader, _texts(ref)
-
-
-def iter_reasonseg(root: Path) -> Iterator[Item]:
-    for img in sorted(p for p in root.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
-        ann = img.with_suffix(".json")
-        if not ann.exists():
-            yield img.stem, img, None, []
-            continue
-        meta = json.loads(ann.read_text())
-
-        def loader(meta: dict = meta, img: Path = img) -> np.ndarray:
-            from PIL import Image
-
-            with Image.open(img) as im:
-                w, h = im.size
-            return reasonseg_mask(meta.get("shapes", []), h, w)
-
-        texts = meta.get("text", [])
-        yield img.stem, img, loader, [texts] if isinstance(texts, str) else [str(t) for t in texts]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,6 +86,8 @@ def convert_item(item: Item, input_size: int, resample: str, report: DataReport)
             mask = mask_loader()
         except BadRecord:
             raise
+        except DatasetError as exc:
+            raise BadRecord(exc.message) from exc
         except Exception as exc:
             raise BadRecord(f"unreadable mask ({type(exc).__name__})") from exc
         if mask.shape != (image.height, image.width):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -22,3 +23,23 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     description: str = ""
+
+
+def command_line(name: str, args: argparse.Namespace, positional: Sequence[str]) -> str:
+    """A shell command that repeats ``segzero-edge NAME`` with the parsed ``args`` (for result files):
+    ``positional`` in order, then every option that is set (flags when true, values when not None)."""
+    parts = ["segzero-edge", name]
+    values = vars(args)
+    for key in positional:
+        parts.append(str(values[key]))
+    for key, value in values.items():
+        if key in positional or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list | tuple):
+            parts += [flag, *(str(v) for v in value)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)

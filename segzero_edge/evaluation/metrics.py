@@ -1,8 +1,10 @@
 """gIoU and cIoU as Seg-Zero's evaluation computes them (reference/segzero_spec.md §7).
 
-* gIoU = mean over samples of intersection / union (a sample with an empty union scores 0 there).
+* gIoU = mean over samples of intersection / union.
 * cIoU = sum of intersections / sum of unions.
-* A failed prediction (undecodable answer, any error) is a miss: intersection 0, union = GT pixels.
+* A failed prediction (undecodable answer, any error) is a miss: intersection 0, union = GT pixels,
+  IoU 0, also when the ground truth is empty (the official script keeps such a sample with I = U = 0 and
+  scores it 0).
 * The official script silently drops samples whose prediction and ground truth are both empty (its IoU
   helper returns a bare 0 that the caller cannot unpack). We count them explicitly instead, as a
   perfect score (IoU 1: nothing to find, nothing found); ``drop_both_empty=True`` reproduces the
@@ -35,11 +37,14 @@ class SampleIoU:
 
     @property
     def both_empty(self) -> bool:
-        return self.union == 0
+        """A prediction was made, and it and the ground truth are both empty."""
+        return self.union == 0 and not self.failed
 
     @property
     def iou(self) -> float:
-        """I/U, or 1.0 when both masks are empty."""
+        """I/U; 1.0 when both masks are empty; 0.0 for a failed prediction (a miss)."""
+        if self.failed:
+            return 0.0
         return 1.0 if self.union == 0 else self.intersection / self.union
 
 
@@ -70,7 +75,8 @@ class EvalScores:
     Attributes:
         giou, ciou: as defined in the module docstring, in [0, 1].
         n_samples: samples seen; n_scored: samples in the averages.
-        n_both_empty: samples with empty prediction and ground truth (dropped when ``dropped_both_empty``).
+        n_both_empty: samples with an (unfailed) empty prediction and an empty ground truth (dropped when
+            ``dropped_both_empty``).
         n_failed: failed predictions (counted as misses); failure_rate = n_failed / n_samples.
     """
 

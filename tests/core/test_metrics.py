@@ -48,3 +48,18 @@ def test_ignore_labels_count_as_target_and_shape_mismatch():
 def test_empty_input():
     s = aggregate([])
     assert (s.giou, s.ciou, s.n_samples, s.failure_rate) == (0.0, 0.0, 0, 0.0)
+
+
+def test_failed_prediction_on_empty_ground_truth_is_a_miss_even_when_dropping_both_empty():
+    # The official script records a failure as I = 0, U = |GT| = 0 and keeps it (score 0); only predictions
+    # that ran and came out empty on an empty ground truth are dropped.
+    failed = sample_iou(None, np.zeros((3, 3), bool))
+    empty = sample_iou(np.zeros((3, 3), bool), np.zeros((3, 3), bool))
+    hit = sample_iou(_mask(3, 3, (0, 1, 0, 1)), _mask(3, 3, (0, 1, 0, 1)))
+    assert failed.failed and not failed.both_empty and failed.iou == 0.0
+    assert empty.both_empty and empty.iou == 1.0
+    counted = aggregate([failed, empty, hit])
+    assert counted.giou == pytest.approx((0 + 1 + 1) / 3) and counted.ciou == 1.0
+    assert (counted.n_both_empty, counted.n_failed) == (1, 1)
+    official = aggregate([failed, empty, hit], drop_both_empty=True)
+    assert official.giou == pytest.approx((0 + 1) / 2) and official.n_scored == 2

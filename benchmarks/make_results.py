@@ -1,0 +1,336 @@
+"""Write ``benchmarks/RESULTS.md`` from the JSON files in ``benchmarks/results/`` (nothing is typed by hand).
+
+    .venv/bin/python benchmarks/make_results.py            # regenerate RESULTS.md
+    .venv/bin/python benchmarks/make_results.py --check    # exit 1 when RESULTS.md is out of date
+
+Table-driven: each ``Section`` names the JSON files it reads (first match wins, glob patterns allowed), the
+command that reproduces them, and a function turning one loaded file into table rows. A file that does not
+exist yet gives a "not yet measured" row naming the command; a file whose layout the function does not know
+(another engineer changed it) gives a "layout not recognised" row listing its keys instead of failing. To add
+a section, write a ``rows`` function and append a ``Section`` to ``SECTIONS``.
+
+Each row carries the machine, the command and the date: from the JSON when it records them, else the date of
+the commit that last changed the file (``git log``), else the file's modification time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+OUT = HERE / "RESULTS.md"
+
+Row = list[str]
+
+
+class UnknownLayout(Exception):
+    """The file exists but its fields are not the ones the section reads."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """One comparison of RESULTS.md.
+
+    Attributes:
+        title, what: heading and one paragraph saying what is compared and how it was measured.
+        files: candidate file names / glob patterns under ``results/`` (every match is a block of rows).
+        command: how to produce the file (used when the JSON does not record its own command).
+        columns: table header; ``rows(data)`` returns the table rows of one file (raise ``UnknownLayout``
+            or let KeyError/TypeError escape when the layout is not the expected one).
+    """
+
+    title: str
+    what: str
+    files: tuple[str, ...]
+    command: str
+    columns: tuple[str, ...]
+    rows: Callable[[dict[str, Any]], list[Row]]
+
+
+def _f(v: Any, nd: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    return f"{v:,.{nd}f}"
+
+
+# -- per-file row functions --------------------------------------------------------------------------------
+
+
+def answer_rows(d: dict) -> list[Row]:
+    rows = [[f"decode_answer, {case}", _f(v["python_us_median"], 2), _f(v["native_us_median"], 2),
+             f"{v['ratio_median']:.1f}x"] for case, v in d["decode"].items()]
+    s = d["stream"]
+    rows.append(["stream decoding, per text piece", _f(s["python_us_per_piece"], 3), _f(s["native_us_per_piece"], 3),
+                 f"{s['ratio']:.1f}x"])
+    c = d.get("constraint") or {}
+    if c:
+        rows.append([f"answer constraint step, vocab {c['vocab_size']:,} (think / answer)", "–",
+                     f"{_f(c['think_step_us'], 1)} / {_f(c['answer_step_us'], 1)}", "–"])
+    return rows
+
+
+def sam2_rows(d: dict) -> list[Row]:
+    rows = []
+    for block in d["results"]:
+        cfg = Path(block["config"]).stem
+        for r in block["rows"]:
+            rows.append([f"{cfg}: {r['stage']}", _f(r["torch_ms"]), _f(r["ours_ms"]), f"{r['speedup']:.2f}x"])
+    return rows
+
+
+def reasoner_rows(d: dict) -> list[Row]:
+    variants = d.get("variants")
+    if not isinstance(variants, dict):
+        raise UnknownLayout("no 'variants' table")
+    rows = []
+    for name, v in variants.items():
+        rows.append([name, _f(v.get("prefill_s"), 2), _f(v.get("decode_tokens_per_s"), 2),
+                     f"{v['speedup_vs_transformers_fp32']:.2f}x" if "speedup_vs_transformers_fp32" in v else "–",
+                     _f(v["bytes_per_token"] / 1e6, 0) if "bytes_per_token" in v else "–"])
+    return rows
+
+
+def segmenter_rows(d: dict) -> list[Row]:
+    """Overlap / cache comparison: accepts ``{"variants"|"rows"|"results": {name: {...ms...}} or [...]}``."""
+    table = d.get("variants") or d.get("rows") or d.get("results")
+    if isinstance(table, dict):
+        table = [{"name": k, **v} for k, v in table.items() if isinstance(v, dict)]
+    if not isinstance(table, list) or not table:
+        raise UnknownLayout("no 'variants' / 'rows' / 'results' table")
+    rows = []
+    for r in table:
+        name = r.get("name") or r.get("variant") or r.get("config") or r.get("stage") or "?"
+        ms = next((r[k] for k in ("total_ms", "median_ms", "p50_ms", "ms", "ours_ms") if k in r), None)
+        if ms is None and isinstance(r.get("total"), dict):
+            ms = r["total"].get("p50")
+        extra = ", ".join(f"{k}={_f(v, 2)}" for k, v in r.items()
+                          if k not in ("name", "variant", "config", "stage") and isinstance(v, int | float))
+        rows.append([str(name), _f(ms), extra or "–"])
+    return rows
+
+
+def bench_rows(d: dict) -> list[Row]:
+    if d.get("schema") != "segzero-edge.bench/1":
+        raise UnknownLayout("not a segzero-edge bench report")
+    rows = [[name, _f(s["p50"]), _f(s["p90"]), _f(s["p99"]), str(s["n"])] for name, s in d["stages"].items()]
+    for key, label, nd in (("generated_tokens", "generated tokens / request", 0),
+                           ("decode_tokens_per_s", "decode tok/s", 1)):
+        s = d.get(key)
+        if s:
+            rows.append([label, _f(s["p50"], nd), _f(s["p90"], nd), _f(s["p99"], nd), str(s["n"])])
+    mem = d.get("memory", {})
+    rows.append(["peak host memory (MB)", _f(mem.get("peak_rss_mb"), 0), "", "", ""])
+    return rows
+
+
+def eval_rows(d: dict) -> list[Row]:
+    if d.get("schema") != "segzero-edge.eval/1":
+        raise UnknownLayout("not a segzero-edge eval summary")
+    off = d.get("both_empty_dropped_official", {})
+    return [[f"{d['dataset'].get('path')} ({d['dataset'].get('layout')})", str(d["n_samples"]),
+             _f(100 * d["giou"], 2), _f(100 * d["ciou"], 2), _f(100 * off.get("giou", float("nan")), 2),
+             _f(100 * d["parse_failure_rate"], 1)]]
+
+
+def export_memory_rows(d: dict) -> list[Row]:
+    return [[f"{d['size']} {d['weights']}", _f(d["extrapolated_peak_gb"], 2), str(d["peak_phase"]),
+             _f(d["budget_gb"], 0), "yes" if d["fits"] else "no"]]
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("Answer decoding: native (C++) vs Python twin",
+            "Median microseconds per call of the same inputs through the pybind11 extension and the pure-Python "
+            "twin, in one process, interleaved.",
+            ("answer.json",), "python benchmarks/bench_answer.py --repeats 5",
+            ("case", "Python µs", "native µs", "speed-up"), answer_rows),
+    Section("SAM2: ONNX Runtime vs official PyTorch",
+            "Median ms; each side in its own worker process, alternating rounds, same thread count "
+            "(random weights of the official configs: latency does not depend on the values).",
+            ("sam2_cpu.json",), "python benchmarks/bench_sam2.py --configs sam2.1_hiera_t sam2.1_hiera_s --threads 2",
+            ("stage", "PyTorch ms", "ONNX Runtime ms", "speed-up"), sam2_rows),
+    Section("Reasoner: INT4 / INT8 / fp32 on ONNX Runtime vs transformers",
+            "Prefill seconds and decode tokens/s of the same Seg-Zero-sized request (Qwen2.5-VL-3B shapes, fewer "
+            "layers, random weights) per weight precision; x = decode speed relative to transformers fp32.",
+            ("reasoner_cpu.json", "bench_reasoner.json"), "python benchmarks/bench_reasoner.py --layers 4 --threads 2",
+            ("variant", "prefill s", "decode tok/s", "x transformers fp32", "MB read / token"), reasoner_rows),
+    Section("Segmenter: SAM2 encoding overlapped with reasoning, feature cache",
+            "End-to-end predict() with and without overlap, and with a cache hit (same frame, new question); "
+            "variants interleaved in one run (issue 7's script, not merged when this generator was written).",
+            ("segmenter_cpu.json",), "python benchmarks/bench_segmenter.py",
+            ("variant", "ms", "other numbers"), segmenter_rows),
+    Section("End-to-end latency per stage (segzero-edge bench)",
+            "p50/p90/p99 ms per stage of Segmenter.predict on one engine directory; `sam2_encode` runs on a worker "
+            "thread concurrently with the reasoner, so stages do not add up to `total`. `bench_demo_tiny_cpu` is "
+            "the `make demo` engine (tiny random reasoner, 990 tokens of random thinking, random SAM2 hiera-t): it "
+            "shows the command works end to end; its numbers say nothing about Seg-Zero-7B.",
+            ("bench_*.json",),
+            "segzero-edge bench ENGINE_DIR --runs 20 --warmup 2 --out benchmarks/results/bench_<name>.json",
+            ("stage", "p50 ms", "p90 ms", "p99 ms", "n"), bench_rows),
+    Section("Accuracy (segzero-edge eval)",
+            "gIoU / cIoU in % as Seg-Zero's evaluation defines them (spec §7); official = both-empty samples dropped.",
+            ("eval_*.json",), "segzero-edge eval ENGINE_DIR DATASET --out OUT && cp OUT/summary.json "
+                              "benchmarks/results/eval_<name>.json",
+            ("dataset", "samples", "gIoU", "cIoU", "gIoU official", "parse failures %"), eval_rows),
+    Section("Export peak host memory (reasoner)",
+            "Peak RSS of `segzero-edge export reasoner` per phase, measured at 1 and 3 layers and extrapolated "
+            "linearly to the full depth.",
+            ("export_memory_*.json",), "python benchmarks/bench_export_memory.py --size 3b --layers 1 3 --weights int4",
+            ("model", "extrapolated peak GB", "peak phase", "budget GB", "fits"), export_memory_rows),
+)
+
+
+# -- provenance -----------------------------------------------------------------------------------------------
+
+
+def _git_date(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%cs", "--", path.name], cwd=path.parent,
+                             capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def provenance(d: dict, path: Path, default_command: str) -> tuple[str, str, str]:
+    """(machine, command, date) of one result file."""
+    m = d.get("machine")
+    if isinstance(m, dict):
+        cores = m.get("cores") or m.get("threads")
+        machine = f"{m.get('cpu', m.get('machine', '?'))}" + (f", {cores} cores" if cores else "")
+        if m.get("load_average"):
+            machine += f", load {' '.join(f'{x:.1f}' for x in m['load_average'])}"
+    elif isinstance(m, str):
+        machine = m
+    elif d.get("cpu"):
+        machine = f"{d['cpu']}, {d.get('cores', '?')} cores"
+        if d.get("load_start"):
+            machine += f", load {' '.join(f'{x:.1f}' for x in d['load_start'])}"
+    else:
+        machine = "not recorded"
+    threads = d.get("threads") if not isinstance(d.get("threads"), dict) else None
+    if threads and "thread" not in machine:
+        machine += f", {threads} threads"
+    command = str(d.get("command") or default_command)
+    date = str(d.get("date") or _git_date(path)
+               or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).date().isoformat())
+    return machine, command, date
+
+
+# -- rendering ------------------------------------------------------------------------------------------------
+
+
+def _table(columns: tuple[str, ...], rows: list[Row]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(r + [""] * (len(columns) - len(r))) + " |" for r in rows]
+    return lines
+
+
+def _matches(results: Path, patterns: tuple[str, ...]) -> list[Path]:
+    for pattern in patterns:
+        found = sorted(results.glob(pattern))
+        if found:
+            return found
+    return []
+
+
+def render_section(section: Section, results: Path) -> list[str]:
+    out = [f"## {section.title}", "", section.what, ""]
+    files = _matches(results, section.files)
+    if not files:
+        out += [f"**Not yet measured.** Run `{section.command}` (writes `benchmarks/results/{section.files[0]}`), "
+                "then `python benchmarks/make_results.py`.", ""]
+        out += _table(section.columns, [["not yet measured"] + ["–"] * (len(section.columns) - 1)])
+        return [*out, ""]
+    for path in files:
+        rel = path.relative_to(results.parent) if path.is_relative_to(results.parent) else path
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            out += [f"`{rel}`: **unreadable** ({type(exc).__name__}: {exc}).", ""]
+            continue
+        machine, command, date = provenance(d if isinstance(d, dict) else {}, path, section.command)
+        out += [f"`{rel}` — machine: {machine}; date: {date}; command: `{command}`", ""]
+        try:
+            rows = section.rows(d)
+        except (UnknownLayout, KeyError, TypeError, ValueError, AttributeError) as exc:
+            keys = ", ".join(sorted(d)) if isinstance(d, dict) else type(d).__name__
+            out += [f"**Layout not recognised** ({type(exc).__name__}: {exc}); top-level keys: {keys}. "
+                    f"Update `{section.rows.__name__}` in benchmarks/make_results.py.", ""]
+            continue
+        out += [*_table(section.columns, rows), ""]
+    return out
+
+
+GPU_SECTION = """\
+## What a GPU run must measure, and how
+
+Every number above comes from a shared 2-core CPU; none of them says how fast Seg-Zero runs on a Jetson
+or a server GPU. On each target (Jetson Orin / Thor, an x86 GPU server) run the same scripts with
+`onnxruntime-gpu` (`pip install 'segzero-edge[ort-gpu]'`, never together with `onnxruntime`) and, for SAM2,
+TensorRT (`pip install 'segzero-edge[tensorrt]'`), on a real exported engine directory (Seg-Zero-7B INT4 +
+SAM2 hiera-l), and commit the JSON files under `benchmarks/results/` with a `_<device>` suffix:
+
+1. Build the TensorRT engines once on the device: `segzero-edge build ENGINE_DIR` (writes `trt/<gpu>-<trt>/`).
+2. End-to-end per stage, three configurations, same images: `segzero-edge bench ENGINE_DIR --device cuda
+   --backend ort --runs 50 --warmup 5 --out benchmarks/results/bench_<device>_ort.json --plot <device>.png`,
+   the same with `--backend trt`, and with `--cache` (repeated frame). The report records GPU memory
+   (NVML / nvidia-smi; on Jetson the GPU shares host memory, so read the peak RSS instead), the providers
+   each session really got, and the versions.
+3. Reasoner precision sweep on the GPU: `python benchmarks/bench_reasoner.py --threads 2` with the CUDA
+   provider (INT4 MatMulNBits vs INT8 vs fp16/fp32; decode tokens/s is memory-bound, so compare with the
+   device's bandwidth as the script does on CPU).
+4. SAM2 TensorRT vs ONNX Runtime CUDA vs PyTorch CUDA: `python benchmarks/bench_sam2.py` with the device
+   options; the encoder dominates and is where fp16 TensorRT should pay off.
+5. Overlap: on a GPU the SAM2 encoder and the reasoner contend for the same device; measure `total` with
+   and without `--no-overlap` in one interleaved run (the segmenter benchmark) before assuming it helps.
+6. Accuracy must not move: `segzero-edge eval ENGINE_DIR ReasonSeg_val --split test --device cuda`
+   (and `--backend trt`) against the CPU numbers of the same engine directory.
+"""
+
+
+def render(results: Path = RESULTS) -> str:
+    head = [
+        "# segzero-edge benchmark results",
+        "",
+        "Generated by `python benchmarks/make_results.py` from the JSON files in `benchmarks/results/`; do not "
+        "edit by hand. Ratios were measured in one run with the compared variants interleaved. The shared CPU "
+        "machine runs other jobs: the load average is recorded with each file where the script records it.",
+        "",
+    ]
+    body: list[str] = []
+    for section in SECTIONS:
+        body += render_section(section, results)
+    return "\n".join(head + body) + "\n" + GPU_SECTION
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON files")
+    ap.add_argument("--out", type=Path, default=OUT, help="markdown file to write")
+    ap.add_argument("--check", action="store_true", help="only check that --out is up to date (exit 1 if not)")
+    args = ap.parse_args(argv)
+    text = render(args.results)
+    if args.check:
+        current = args.out.read_text() if args.out.exists() else ""
+        if current != text:
+            print(f"{args.out} is out of date: run python benchmarks/make_results.py", file=sys.stderr)
+            return 1
+        return 0
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
