@@ -3,8 +3,10 @@
 Per graph a precision policy (``POLICIES``): the SAM2 image encoder is built FP16 with the numerically
 sensitive layers pinned to FP32 (normalization, softmax, reductions, ``pow``, ``sqrt``/``exp``/``log``,
 with ``OBEY_PRECISION_CONSTRAINTS``); the SAM2 mask decoder is FP32 (3.7 GFLOP: cheap, and FP16 flips
-mask choices on small objects). Dynamic inputs get one optimization profile from the manifest's
-``dynamic_dims`` (``profiles.profile_shapes``), e.g. 1..16 objects for the decoder.
+mask choices on small objects; TF32, which TensorRT enables by default on Ampere and newer, is turned
+off too, as it rounds matmul/conv inputs to 10-bit mantissas like FP16). Dynamic inputs get one
+optimization profile from the manifest's ``dynamic_dims`` (``profiles.profile_shapes``), e.g. 1..16
+objects for the decoder.
 
 Engines are written to ``trt/.<key>.partial-*`` first, checked (``check`` callback, e.g. masks vs ONNX
 Runtime FP32), moved to ``trt/<key>/`` (``key = <gpu>-<tensorrt version>``), and only then recorded
@@ -159,6 +161,9 @@ def build_engine(onnx_path: Path, plan: GraphPlan, *, workspace_gib: float) -> t
                 "TensorRT %s has no FP16 builder flag; building %s in FP32", trt.__version__, plan.graph
             )
             done["precision"] = "fp32"
+    if done["precision"] == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default; FP32 here means IEEE FP32
+        done["tf32"] = False
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineIncompatibleError(
