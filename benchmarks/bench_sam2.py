@@ -257,6 +257,8 @@ def markdown(report: dict) -> str:
         f"spread). ONNX Runtime sessions: {report['ort_session']}.",
         "",
     ]
+    if report.get("stages") == "decoder":
+        lines += ["Decoder stages only (`--stages decoder`): the encoder stages were not run here.", ""]
     for r in report["results"]:
         lines += [
             f"## {r['config']} (torch {r['torch']}, onnxruntime {r['onnxruntime']})",
@@ -321,6 +323,7 @@ def main() -> int:
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
         "threads": args.threads,
+        "stages": args.stages,
         "runs": args.runs,
         "rounds": args.rounds,
         "warmup": args.warmup,

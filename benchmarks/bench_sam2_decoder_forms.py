@@ -1,7 +1,10 @@
 """Where the SAM2 mask decoder's ONNX Runtime time goes: graph forms and session settings, compared in
 one process, interleaved, so machine load hits every variant alike. Writes JSON + a markdown table.
 
-    .venv/bin/python benchmarks/bench_sam2_decoder_forms.py --config sam2.1_hiera_t --threads 2
+    .venv/bin/python benchmarks/bench_sam2_decoder_forms.py --config sam2.1_hiera_t --threads 1
+
+On a shared, loaded machine use ``--threads 1``: with 2 threads every parallel op waits whenever the
+other thread is descheduled, and that noise swamps differences of 10-20%; one thread measures the work.
 
 Variants (all fed the same features and Seg-Zero's prompt, box + 2 points, N = 1):
 
@@ -141,7 +144,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (default: 2)")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (default: 8)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per variant and round (default: 3)")
-    parser.add_argument("--out", default="benchmarks/results", help="folder for sam2_decoder_forms.json/.md")
+    parser.add_argument(
+        "--out", default="benchmarks/results", help="folder for sam2_decoder_forms_<threads>t.json/.md"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import onnxruntime as ort
@@ -181,7 +186,7 @@ def main() -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sam2_decoder_forms.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"sam2_decoder_forms_{args.threads}t.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         f"# SAM2 mask decoder on ONNX Runtime {report['onnxruntime']}: graph forms and session settings",
         "",
@@ -203,7 +208,7 @@ def main() -> int:
                 f"{', '.join(f'{v:.0f}' for v in r['round_medians_ms'])} | {r['speedup_vs_first']:.2f}x |"
             )
         lines.append("")
-    (out / "sam2_decoder_forms.md").write_text("\n".join(lines))
+    (out / f"sam2_decoder_forms_{args.threads}t.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 

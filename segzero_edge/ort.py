@@ -103,6 +103,12 @@ def provider_list(
     return [*providers, "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+def disabled_optimizers(providers: Sequence[Any]) -> list[str] | None:
+    """The ``disabled_optimizers=`` of ``InferenceSession`` for ``providers`` (``provider_list``'s result):
+    ``CPU_DISABLED_OPTIMIZERS`` when the CPU provider runs alone, else None (all optimizers)."""
+    return list(CPU_DISABLED_OPTIMIZERS) if list(providers) == ["CPUExecutionProvider"] else None
+
+
 def create_session(path: str | Path, *, device: str = "auto", threads: int | None = None, **provider_kw):
     """An ``onnxruntime.InferenceSession`` for ``path`` on ``device`` (see the module docstring).
 
@@ -121,12 +127,8 @@ def create_session(path: str | Path, *, device: str = "auto", threads: int | Non
     if threads is not None:
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
-    cpu_only = providers == ["CPUExecutionProvider"]
     session = ort.InferenceSession(
-        str(path),
-        sess_options=so,
-        providers=providers,
-        disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS) if cpu_only else None,
+        str(path), sess_options=so, providers=providers, disabled_optimizers=disabled_optimizers(providers)
     )
     got = session.get_providers()
     if device in ("cuda", "tensorrt") and _PROVIDER[device] not in got:

@@ -120,6 +120,16 @@ def _pin_sensitive_layers(network, trt) -> int:
     return pinned
 
 
+def _network_flags(trt) -> int:
+    """``create_network`` flags: explicit batch, which TensorRT 8.x (JetPack 6.0 ships 8.6) must be asked
+    for (0 there means implicit batch, which the ONNX parser rejects); in 10.x it is the only mode and
+    the flag is deprecated."""
+    major = int(str(trt.__version__).split(".")[0])
+    if major < 10 and hasattr(trt, "NetworkDefinitionCreationFlag"):
+        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return 0
+
+
 def build_engine(onnx_path: Path, plan: GraphPlan, *, workspace_gib: float) -> tuple[bytes, dict[str, Any]]:
     """Build one serialized engine; returns it and what was done (precision, pinned layers, profile).
 
@@ -132,13 +142,13 @@ def build_engine(onnx_path: Path, plan: GraphPlan, *, workspace_gib: float) -> t
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    network = builder.create_network(_network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "no details"
         raise EngineIncompatibleError(
             f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: {errors}",
-            hint="use a TensorRT >= 10 on the device, or run this graph on ONNX Runtime",
+            hint="use TensorRT >= 8.6 (opset 18) on the device, or run this graph on ONNX Runtime",
         )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
