@@ -196,10 +196,15 @@ def bench_config(config: str, args, work: Path) -> dict:
 
     from segzero_edge.export.builders.sam2 import build_sam2_checkpoint
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
+    from segzero_edge.manifest import load_manifest
 
-    ckpt = build_sam2_checkpoint(work / f"{config}.pt", config, seed=0)
-    engine = work / f"engine-{config}"
-    manifest = export_sam2(ckpt, engine, Sam2ExportConfig(config=config, validation_images=1))
+    ckpt, engine = work / f"{config}.pt", work / f"engine-{config}"
+    if args.work and (engine / "manifest.json").exists() and ckpt.exists():  # --work: reuse an earlier export
+        log.info("reusing %s (exported earlier from %s)", engine, ckpt)
+        manifest = load_manifest(engine, verify="full")
+    else:
+        ckpt = build_sam2_checkpoint(ckpt, config, seed=0)
+        manifest = export_sam2(ckpt, engine, Sam2ExportConfig(config=config, validation_images=1))
     samples: dict[str, dict[str, list[float]]] = {"ours": {}, "torch": {}}
     per_round: dict[str, dict[str, list[float]]] = {"ours": {}, "torch": {}}  # median of each round
     loads = []
@@ -292,6 +297,9 @@ def main() -> int:
         "--stages", choices=("all", "decoder"), default="all", help="all stages, or the decoder ones only"
     )
     parser.add_argument("--out", default="benchmarks/results", help="folder for sam2_cpu.json / sam2_cpu.md")
+    parser.add_argument(
+        "--work", help="keep checkpoints and exported engines here and reuse them on the next run (default: temp)"
+    )
     parser.add_argument("--name", default="sam2_cpu", help="basename of the result files (default: sam2_cpu)")
     parser.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
@@ -330,9 +338,11 @@ def main() -> int:
         "load_start": [round(v, 2) for v in os.getloadavg()],
         "results": [],
     }
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench_sam2_") as tmp:
         for config in args.configs:
-            report["results"].append(bench_config(config, args, Path(tmp)))
+            report["results"].append(bench_config(config, args, Path(args.work or tmp)))
     report["load_end"] = [round(v, 2) for v in os.getloadavg()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,13 +16,16 @@ apply either official mask choice. Two things are re-expressed for export, with 
   taken with ``masks=mask_input`` or ``masks=None``.
 
 Two modules of the decoder's output upscaling are swapped, in an export-only copy, for forms ONNX
-Runtime runs in one pass (same maths; float rounding differs by a few ulp, within the export gates):
+Runtime runs in one pass (same maths; float rounding differs in the last bits, e.g. max |diff| 2.6e-6 on
+hiera-t mask logits of magnitude 2.4, far inside the export gates):
 
 * ``LayerNorm2d`` (mean/variance over channels of NCHW, 9 ops with two strided reductions) becomes
   NHWC ``layer_norm`` between two transposes (one ``LayerNormalization`` node);
 * ``GELU`` (exported as ``0.5 * (1 + erf(x / sqrt 2)) * x``, a pattern ONNX Runtime does not fuse)
-  becomes ``x * (1 + erf(x / sqrt 2)) * 0.5``, which ONNX Runtime fuses into one ``Gelu`` kernel
-  (TensorRT fuses both forms). Measured on hiera-t, 2 threads: see benchmarks/results/sam2_cpu.md.
+  becomes ``x * (1 + erf(x / sqrt 2)) * 0.5``, which ONNX Runtime fuses into one ``Gelu`` kernel.
+
+Both are standard ONNX ops (opset 18), so TensorRT parses the graph as before. Effect on the decoder's
+time: benchmarks/results/sam2_decoder_forms_1t.md (bench_sam2_decoder_forms.py).
 
 The image features come in with batch 1 and are broadcast to the N objects (the official
 ``repeat_image=True`` path), so N is a free dynamic dimension of the graph.
