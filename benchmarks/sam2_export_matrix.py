@@ -69,6 +69,11 @@ def main() -> int:
             )
             shutil.rmtree(tmp, ignore_errors=True)
         print(json.dumps(rows[-1]), flush=True)
+        _write(rows, names, args, torch.__version__)  # after each config: an interrupted run keeps its rows
+    return 0
+
+
+def _write(rows: list[dict], names: list[str], args, torch_version: str) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     old = out / "sam2_export_matrix.json"
@@ -78,7 +83,7 @@ def main() -> int:
         merged = {**kept, **fresh}
         rows = [merged[n] for n in names if n in merged] + [r for n, r in merged.items() if n not in names]
     report = {
-        "torch": torch.__version__,
+        "torch": torch_version,
         "threads": args.threads,
         "load_end": list(os.getloadavg()),
         "rows": rows,
@@ -103,7 +108,6 @@ def main() -> int:
         )
     (out / "sam2_export_matrix.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":
