@@ -68,8 +68,16 @@ def _time(fn, runs: int, warmup: int) -> list[float]:
     return out
 
 
-def worker_ours(engine: Path, threads: int, runs: int, warmup: int) -> dict[str, list[float]]:
-    """ONNX Runtime side: the engine directory's graphs and the torch-free runtime."""
+ENCODER_STAGES = STAGES[:2]
+
+
+def worker_ours(
+    engine: Path, threads: int, runs: int, warmup: int, stages: tuple[str, ...] = STAGES
+) -> dict[str, list[float]]:
+    """ONNX Runtime side: the engine directory's graphs and the torch-free runtime.
+
+    The graph stages use ``segzero_edge.ort.create_session``, the session factory of the runtime (same
+    providers, threads and graph-optimization settings as ``Sam2Runtime``)."""
     from segzero_edge.ort import create_session
     from segzero_edge.sam2 import Sam2Runtime
     from segzero_edge.sam2.preprocess import preprocess
@@ -81,10 +89,11 @@ def worker_ours(engine: Path, threads: int, runs: int, warmup: int) -> dict[str,
     dec = create_session(engine / rt.decoder_spec.file, device="cpu", threads=threads)
     rgb = _image()
     x = preprocess(rgb, s.image_size, s.pixel_mean, s.pixel_std)
-    res = {
-        STAGES[0]: _time(lambda: enc.run(None, {"image": x}), runs, warmup),
-        STAGES[1]: _time(lambda: rt.encode(rgb), runs, warmup),
-    }
+    res = {}
+    if STAGES[0] in stages:
+        res[STAGES[0]] = _time(lambda: enc.run(None, {"image": x}), runs, warmup)
+    if STAGES[1] in stages:
+        res[STAGES[1]] = _time(lambda: rt.encode(rgb), runs, warmup)
     feats = rt.encode(rgb)
     for n, stage in ((1, STAGES[2]), (8, STAGES[3])):
         boxes, points, labels = _prompt(n)
@@ -105,7 +114,7 @@ def worker_ours(engine: Path, threads: int, runs: int, warmup: int) -> dict[str,
 
 
 def worker_torch(
-    checkpoint: Path, config: str, threads: int, runs: int, warmup: int
+    checkpoint: Path, config: str, threads: int, runs: int, warmup: int, stages: tuple[str, ...] = STAGES
 ) -> dict[str, list[float]]:
     """PyTorch side: the official model's modules with SAM2ImagePredictor's logic."""
     import torch
@@ -119,10 +128,13 @@ def worker_torch(
     rgb = _image()
     x = official_preprocess(rgb, model.image_size)
     with torch.inference_mode():
-        res = {
-            STAGES[0]: _time(lambda: oracle.set_preprocessed(x, (H, W)), runs, warmup),
-            STAGES[1]: _time(lambda: oracle.set_image(rgb), runs, warmup),
-        }
+        res = {}
+        if STAGES[0] in stages:
+            res[STAGES[0]] = _time(lambda: oracle.set_preprocessed(x, (H, W)), runs, warmup)
+        if STAGES[1] in stages:
+            res[STAGES[1]] = _time(lambda: oracle.set_image(rgb), runs, warmup)
+        else:
+            oracle.set_preprocessed(x, (H, W))
         for n, stage in ((1, STAGES[2]), (8, STAGES[3])):
             boxes, points, labels = _prompt(n)
             concat, _ = oracle._prompts(points, labels, boxes, None)
@@ -171,6 +183,8 @@ def _run_worker(side: str, args, engine: Path, ckpt: Path, config: str) -> dict[
         str(args.runs),
         "--warmup",
         str(args.warmup),
+        "--stages",
+        args.stages,
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -182,33 +196,47 @@ def bench_config(config: str, args, work: Path) -> dict:
 
     from segzero_edge.export.builders.sam2 import build_sam2_checkpoint
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
+    from segzero_edge.manifest import load_manifest
 
-    ckpt = build_sam2_checkpoint(work / f"{config}.pt", config, seed=0)
-    engine = work / f"engine-{config}"
-    manifest = export_sam2(ckpt, engine, Sam2ExportConfig(config=config, validation_images=1))
+    ckpt, engine = work / f"{config}.pt", work / f"engine-{config}"
+    if args.work and (engine / "manifest.json").exists() and ckpt.exists():  # --work: reuse an earlier export
+        log.info("reusing %s (exported earlier from %s)", engine, ckpt)
+        manifest = load_manifest(engine, verify="full")
+    else:
+        ckpt = build_sam2_checkpoint(ckpt, config, seed=0)
+        manifest = export_sam2(ckpt, engine, Sam2ExportConfig(config=config, validation_images=1))
     samples: dict[str, dict[str, list[float]]] = {"ours": {}, "torch": {}}
+    per_round: dict[str, dict[str, list[float]]] = {"ours": {}, "torch": {}}  # median of each round
+    loads = []
     for r in range(args.rounds):
+        loads.append(round(os.getloadavg()[0], 2))
         for side in ("ours", "torch") if r % 2 == 0 else ("torch", "ours"):
-            log.info("%s: round %d, %s", config, r + 1, side)
+            log.info("%s: round %d, %s (load %.2f)", config, r + 1, side, os.getloadavg()[0])
             for stage, ms in _run_worker(side, args, engine, ckpt, config).items():
                 samples[side].setdefault(stage, []).extend(ms)
+                per_round[side].setdefault(stage, []).append(statistics.median(ms))
     rows = []
-    for stage in STAGES:
+    for stage in stage_names(args.stages):
         a, b = samples["ours"][stage], samples["torch"][stage]
         mo, mt = statistics.median(a), statistics.median(b)
+        ratios = [t / o for o, t in zip(per_round["ours"][stage], per_round["torch"][stage])]
         rows.append(
             {
                 "stage": stage,
                 "ours_ms": round(mo, 2),
                 "torch_ms": round(mt, 2),
                 "speedup": round(mt / mo, 3),
+                "speedup_per_round": [round(x, 3) for x in ratios],
                 "ours_min_ms": round(min(a), 2),
                 "torch_min_ms": round(min(b), 2),
+                "ours_p25_p75_ms": [round(float(np.percentile(a, q)), 2) for q in (25, 75)],
+                "torch_p25_p75_ms": [round(float(np.percentile(b, q)), 2) for q in (25, 75)],
                 "samples": len(a),
             }
         )
     return {
         "config": manifest.component("sam2")["config"],
+        "load_per_round": loads,
         "rows": rows,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
@@ -216,24 +244,38 @@ def bench_config(config: str, args, work: Path) -> dict:
     }
 
 
+def stage_names(which: str) -> tuple[str, ...]:
+    """``--stages``: ``all`` or ``decoder`` (skips the two encoder stages, which take seconds per run)."""
+    return STAGES if which == "all" else tuple(st for st in STAGES if st not in ENCODER_STAGES)
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# SAM2 latency: ONNX Runtime (ours) vs official PyTorch, {report['threads']} threads",
         "",
-        f"Machine: {report['cpu']} ({report['cores']} cores), load average at start {report['load_start']}, "
-        f"end {report['load_end']}. Each side in its own process; {report['rounds']} alternating rounds of "
-        f"{report['runs']} timed runs (after {report['warmup']} warm-up); median. speedup = torch / ours.",
+        f"Date {report['date']}. Command: `{report['command']}`.",
+        "",
+        f"Machine: {report['cpu']} ({report['cores']} cores, shared), load average (1/5/15 min) at start "
+        f"{report['load_start']}, end {report['load_end']}. Each side in its own process; {report['rounds']} "
+        f"alternating rounds of {report['runs']} timed runs (after {report['warmup']} warm-up); median of all "
+        "runs. speedup = torch / ours; the per-round column is torch / ours of each round's medians (the "
+        f"spread). ONNX Runtime sessions: {report['ort_session']}.",
         "",
     ]
+    if report.get("stages") == "decoder":
+        lines += ["Decoder stages only (`--stages decoder`): the encoder stages were not run here.", ""]
     for r in report["results"]:
         lines += [
             f"## {r['config']} (torch {r['torch']}, onnxruntime {r['onnxruntime']})",
             "",
-            "| stage | ours (ms) | torch (ms) | speedup |",
-            "|---|---:|---:|---:|",
+            f"1-min load average at the start of each round: {r['load_per_round']}.",
+            "",
+            "| stage | ours (ms) | torch (ms) | speedup | per round (min..max) |",
+            "|---|---:|---:|---:|---:|",
         ]
         lines += [
-            f"| {x['stage']} | {x['ours_ms']:.1f} | {x['torch_ms']:.1f} | {x['speedup']:.2f}x |"
+            f"| {x['stage']} | {x['ours_ms']:.1f} | {x['torch_ms']:.1f} | {x['speedup']:.2f}x | "
+            f"{min(x['speedup_per_round']):.2f}..{max(x['speedup_per_round']):.2f}x |"
             for x in r["rows"]
         ]
         lines.append("")
@@ -251,40 +293,61 @@ def main() -> int:
     parser.add_argument(
         "--warmup", type=int, default=1, help="warm-up runs per stage and worker (default: 1)"
     )
+    parser.add_argument(
+        "--stages", choices=("all", "decoder"), default="all", help="all stages, or the decoder ones only"
+    )
     parser.add_argument("--out", default="benchmarks/results", help="folder for sam2_cpu.json / sam2_cpu.md")
+    parser.add_argument(
+        "--work", help="keep checkpoints and exported engines here and reuse them on the next run (default: temp)"
+    )
+    parser.add_argument("--name", default="sam2_cpu", help="basename of the result files (default: sam2_cpu)")
     parser.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "ours":
-        print(json.dumps(worker_ours(Path(args.engine), args.threads, args.runs, args.warmup)))
+        stages = stage_names(args.stages)
+        print(json.dumps(worker_ours(Path(args.engine), args.threads, args.runs, args.warmup, stages)))
         return 0
     if args.worker == "torch":
         print(
             json.dumps(
-                worker_torch(Path(args.checkpoint), args.configs[0], args.threads, args.runs, args.warmup)
+                worker_torch(
+                    Path(args.checkpoint), args.configs[0], args.threads, args.runs, args.warmup,
+                    stage_names(args.stages),
+                )
             )
         )
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from segzero_edge.ort import CPU_DISABLED_OPTIMIZERS
+
     report = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": " ".join([".venv/bin/python", *sys.argv]),
+        "ort_session": f"segzero_edge.ort.create_session(device='cpu', threads={args.threads}): intra-op "
+        f"threads {args.threads}, inter-op 1, default spinning, graph optimization ORT_ENABLE_ALL without "
+        f"{', '.join(CPU_DISABLED_OPTIMIZERS)}",
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
         "threads": args.threads,
+        "stages": args.stages,
         "runs": args.runs,
         "rounds": args.rounds,
         "warmup": args.warmup,
         "load_start": [round(v, 2) for v in os.getloadavg()],
         "results": [],
     }
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench_sam2_") as tmp:
         for config in args.configs:
-            report["results"].append(bench_config(config, args, Path(tmp)))
+            report["results"].append(bench_config(config, args, Path(args.work or tmp)))
     report["load_end"] = [round(v, 2) for v in os.getloadavg()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sam2_cpu.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "sam2_cpu.md").write_text(markdown(report) + "\n")
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{args.name}.md").write_text(markdown(report) + "\n")
     print(markdown(report))
     return 0
 

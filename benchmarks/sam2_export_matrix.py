@@ -5,6 +5,7 @@ export time, file sizes and the validation numbers. Writes JSON + a markdown tab
     .venv/bin/python benchmarks/sam2_export_matrix.py --configs sam2.1_hiera_t sam2_hiera_l
 
 CI exports hiera-t only (tests/sam2); this is the evidence that every config exports and validates.
+Rows of configs not re-run are kept from the existing JSON (each row carries the date it was measured).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def main() -> int:
             rows.append(
                 {
                     "config": name,
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "load_1min": round(os.getloadavg()[0], 2),
                     "export_seconds": round(time.perf_counter() - t0, 1),
                     "file_mb": {f.path: round(f.size / 1e6, 1) for f in manifest.files},
                     **{
@@ -66,10 +69,21 @@ def main() -> int:
             )
             shutil.rmtree(tmp, ignore_errors=True)
         print(json.dumps(rows[-1]), flush=True)
+        _write(rows, names, args, torch.__version__)  # after each config: an interrupted run keeps its rows
+    return 0
+
+
+def _write(rows: list[dict], names: list[str], args, torch_version: str) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    old = out / "sam2_export_matrix.json"
+    if old.exists():  # keep the rows of configs not re-run, in the official order
+        fresh = {r["config"]: r for r in rows}
+        kept = {r["config"]: r for r in json.loads(old.read_text()).get("rows", [])}
+        merged = {**kept, **fresh}
+        rows = [merged[n] for n in names if n in merged] + [r for n, r in merged.items() if n not in names]
     report = {
-        "torch": torch.__version__,
+        "torch": torch_version,
         "threads": args.threads,
         "load_end": list(os.getloadavg()),
         "rows": rows,
@@ -78,19 +92,22 @@ def main() -> int:
     lines = [
         "# SAM2 export matrix (random weights, 1 validation image, fp32, ONNX Runtime CPU)",
         "",
-        "| config | export (s) | encoder MB | max abs diff enc / dec | mask IoU min (graphs / runtime) |",
-        "|---|---:|---:|---|---|",
+        "Command: `.venv/bin/python benchmarks/sam2_export_matrix.py [--configs ...]`; export time includes the "
+        "validation and depends on the machine's load (shared 2-core machine).",
+        "",
+        "| config | measured | export (s) | encoder MB | max abs diff enc / dec | mask IoU min (graphs / runtime) |",
+        "|---|---|---:|---:|---|---|",
     ]
     for r in rows:
         d = r["max_abs_diff"]
         lines.append(
-            f"| {r['config']} | {r['export_seconds']:.0f} | {r['file_mb']['sam2/image_encoder.onnx']:.0f} | "
+            f"| {r['config']} | {r.get('date', 'before 2026-11-22')} | {r['export_seconds']:.0f} | "
+            f"{r['file_mb']['sam2/image_encoder.onnx']:.0f} | "
             f"{d['encoder.image_embed']:.1e} / {d['decoder.low_res_masks']:.1e} | "
             f"{r['mask_iou_min']:.6f} / {r['runtime_mask_iou_min']:.6f} |"
         )
     (out / "sam2_export_matrix.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

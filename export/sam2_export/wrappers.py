@@ -15,14 +15,67 @@ apply either official mask choice. Two things are re-expressed for export, with 
   ``has * mask_downscaling(mask_input) + (1 - has) * no_mask_embed``, equal to the official branch
   taken with ``masks=mask_input`` or ``masks=None``.
 
+Two modules of the decoder's output upscaling are swapped, in an export-only copy, for forms ONNX
+Runtime runs in one pass (same maths; float rounding differs in the last bits, e.g. max |diff| 2.6e-6 on
+hiera-t mask logits of magnitude 2.4, far inside the export gates):
+
+* ``LayerNorm2d`` (mean/variance over channels of NCHW, 9 ops with two strided reductions) becomes
+  NHWC ``layer_norm`` between two transposes (one ``LayerNormalization`` node);
+* ``GELU`` (exported as ``0.5 * (1 + erf(x / sqrt 2)) * x``, a pattern ONNX Runtime does not fuse)
+  becomes ``x * (1 + erf(x / sqrt 2)) * 0.5``, which ONNX Runtime fuses into one ``Gelu`` kernel.
+
+Both are standard ONNX ops (opset 18), so TensorRT parses the graph as before. Effect on the decoder's
+time: benchmarks/results/sam2_decoder_forms_1t.md (bench_sam2_decoder_forms.py).
+
 The image features come in with batch 1 and are broadcast to the N objects (the official
 ``repeat_image=True`` path), so N is a free dynamic dimension of the graph.
 """
 
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+class _ErfGelu(nn.Module):
+    """Exact (erf) GELU written as ``x * (1 + erf(x / sqrt 2)) * 0.5`` (ONNX Runtime's Gelu pattern)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * (1.0 + torch.erf(x / math.sqrt(2.0)))) * 0.5
+
+
+class _ChannelsLastLayerNorm(nn.Module):
+    """SAM2's ``LayerNorm2d`` ([B,C,H,W], normalized over C) as NHWC ``layer_norm``, same parameters."""
+
+    def __init__(self, ln: nn.Module) -> None:
+        super().__init__()
+        self.weight, self.bias, self.eps = ln.weight, ln.bias, float(ln.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+def _export_friendly_decoder(decoder: nn.Module) -> nn.Module:
+    """A copy of the official ``MaskDecoder`` whose output upscaling uses the modules above.
+
+    ``output_upscaling`` is ``(ConvTranspose2d, LayerNorm2d, GELU, ConvTranspose2d, GELU)`` in every
+    official config; anything else is left as it is. The model itself (the validation oracle) is untouched.
+    """
+    up = decoder.output_upscaling
+    if len(up) != 5 or not all(isinstance(up[i], nn.GELU) and up[i].approximate == "none" for i in (2, 4)):
+        return decoder
+    if type(up[1]).__name__ != "LayerNorm2d":
+        return decoder
+    decoder = copy.deepcopy(decoder)
+    up = decoder.output_upscaling
+    up[1] = _ChannelsLastLayerNorm(up[1])
+    up[2], up[4] = _ErfGelu(), _ErfGelu()
+    return decoder
 
 
 class ImageEncoderGraph(nn.Module):
@@ -60,7 +113,7 @@ class MaskDecoderGraph(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.prompt_encoder = model.sam_prompt_encoder
-        self.mask_decoder = model.sam_mask_decoder
+        self.mask_decoder = _export_friendly_decoder(model.sam_mask_decoder)
         h, w = self.prompt_encoder.input_image_size
         # Divisors of (x, y): the official forward_with_coords divides x by W and y by H.
         self.register_buffer("input_wh", torch.tensor([float(w), float(h)]), persistent=False)

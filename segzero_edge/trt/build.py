@@ -3,8 +3,10 @@
 Per graph a precision policy (``POLICIES``): the SAM2 image encoder is built FP16 with the numerically
 sensitive layers pinned to FP32 (normalization, softmax, reductions, ``pow``, ``sqrt``/``exp``/``log``,
 with ``OBEY_PRECISION_CONSTRAINTS``); the SAM2 mask decoder is FP32 (3.7 GFLOP: cheap, and FP16 flips
-mask choices on small objects). Dynamic inputs get one optimization profile from the manifest's
-``dynamic_dims`` (``profiles.profile_shapes``), e.g. 1..16 objects for the decoder.
+mask choices on small objects; TF32, which TensorRT enables by default on Ampere and newer, is turned
+off too, as it rounds matmul/conv inputs to 10-bit mantissas like FP16). Dynamic inputs get one
+optimization profile from the manifest's ``dynamic_dims`` (``profiles.profile_shapes``), e.g. 1..16
+objects for the decoder.
 
 Engines are written to ``trt/.<key>.partial-*`` first, checked (``check`` callback, e.g. masks vs ONNX
 Runtime FP32), moved to ``trt/<key>/`` (``key = <gpu>-<tensorrt version>``), and only then recorded
@@ -118,6 +120,16 @@ def _pin_sensitive_layers(network, trt) -> int:
     return pinned
 
 
+def _network_flags(trt) -> int:
+    """``create_network`` flags: explicit batch, which TensorRT 8.x (JetPack 6.0 ships 8.6) must be asked
+    for (0 there means implicit batch, which the ONNX parser rejects); in 10.x it is the only mode and
+    the flag is deprecated."""
+    major = int(str(trt.__version__).split(".")[0])
+    if major < 10 and hasattr(trt, "NetworkDefinitionCreationFlag"):
+        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return 0
+
+
 def build_engine(onnx_path: Path, plan: GraphPlan, *, workspace_gib: float) -> tuple[bytes, dict[str, Any]]:
     """Build one serialized engine; returns it and what was done (precision, pinned layers, profile).
 
@@ -130,13 +142,13 @@ def build_engine(onnx_path: Path, plan: GraphPlan, *, workspace_gib: float) -> t
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    network = builder.create_network(_network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "no details"
         raise EngineIncompatibleError(
             f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: {errors}",
-            hint="use a TensorRT >= 10 on the device, or run this graph on ONNX Runtime",
+            hint="use TensorRT >= 8.6 (opset 18) on the device, or run this graph on ONNX Runtime",
         )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
@@ -159,6 +171,9 @@ def build_engine(onnx_path: Path, plan: GraphPlan, *, workspace_gib: float) -> t
                 "TensorRT %s has no FP16 builder flag; building %s in FP32", trt.__version__, plan.graph
             )
             done["precision"] = "fp32"
+    if done["precision"] == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default; FP32 here means IEEE FP32
+        done["tf32"] = False
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineIncompatibleError(
