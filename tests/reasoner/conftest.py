@@ -37,6 +37,12 @@ def engine_int4(tmp_path_factory, tiny_qwen_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def engine_int8(tmp_path_factory, tiny_qwen_dir) -> Path:
+    """The tiny checkpoint exported with INT8 weights, block 32, INT8 LM head (read-only)."""
+    return _export(tmp_path_factory, tiny_qwen_dir, "int8", block_size=32)
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_qwen_dir):
     """transformers' fp32 model of the tiny checkpoint (shared; do not modify)."""
     from segzero_edge.backends.hf_loading import load_qwen_model
