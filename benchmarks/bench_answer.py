@@ -270,11 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.quick:
         args.answers, args.generations, args.repeats = 30, 3, 1
-    try:
-        from segzero_edge.export.builders.tokenizer import build_qwen_tokenizer as build_tokenizer
-    except ImportError:
-        from tests.answer.qwen_like_tokenizer import build_test_tokenizer as build_tokenizer
-    tokenizer = build_tokenizer()
+    from segzero_edge.export.builders.tokenizer import build_qwen_tokenizer
+
+    tokenizer = build_qwen_tokenizer()
     texts = corpus(args.answers)
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_implementation()} "

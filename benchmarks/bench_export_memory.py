@@ -4,19 +4,24 @@ For each layer count, a random checkpoint with the real 3B (or 7B) shapes (full 
 vision tower, bf16 weights like the official releases) is built in a separate process; then the real
 export runs in a child process while this script samples the child's RSS every 20 ms and attributes it
 to the export phase named by the child's log lines (embeddings, decoder, vision, validation phases).
-Each phase's peak is fitted as ``a + b * layers`` and extrapolated to the full model (36 layers for 3B,
-28 for 7B); the export's peak is the largest phase.
+Each phase's peak is fitted as ``a + b * layers`` (least squares over all layer counts, with the largest
+residual reported) and extrapolated to the full model (36 layers for 3B, 28 for 7B); the export's peak is
+the largest phase. Both VmRSS and RssAnon (without file-backed pages) are recorded.
 
-    python benchmarks/bench_export_memory.py --size 3b --layers 1 3 --weights int4
+    python benchmarks/bench_export_memory.py --size 3b --layers 1 2 4 --weights int4
     python benchmarks/bench_export_memory.py --size 7b --layers 1 2 --weights int4
 
-Writes ``benchmarks/results/export_memory_<size>_<weights>.json`` and ``.md``.
+Writes ``benchmarks/results/export_memory_<size>_<weights>.json`` and ``.md``, and each run as
+``export_memory_<size>_<weights>_<layers>l.json`` (``--reuse`` adds layer counts without redoing those).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -52,14 +57,23 @@ def build(size: str, layers: int, out: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(out), size, str(layers)], check=True)
 
 
-def measure(checkpoint: Path, weights: str, workdir: Path) -> dict:
-    import psutil
+def _rss(pid: int) -> tuple[float, float]:
+    """``(RSS, anonymous RSS)`` of ``pid`` in GB from /proc (file-backed pages are the difference)."""
+    vals = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "RssAnon:")):
+                key, kb = line.split()[:2]
+                vals[key] = int(kb) * 1024 / 2**30
+    return vals["VmRSS:"], vals["RssAnon:"]
 
+
+def measure(checkpoint: Path, weights: str, workdir: Path) -> dict:
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(checkpoint), str(workdir / "engine"), weights],
                             stderr=subprocess.PIPE, text=True)
-    ps = psutil.Process(proc.pid)
     phase = ["startup"]
     peaks: dict[str, float] = {}
+    anon: dict[str, float] = {}
     lines: list[str] = []
 
     def read_log() -> None:
@@ -74,57 +88,99 @@ def measure(checkpoint: Path, weights: str, workdir: Path) -> dict:
     start = time.perf_counter()
     while proc.poll() is None:
         try:
-            rss = ps.memory_info().rss / 2**30
-        except psutil.NoSuchProcess:
+            rss, rss_anon = _rss(proc.pid)
+        except (OSError, KeyError):  # exited between poll() and the read
             break
         peaks[phase[0]] = max(peaks.get(phase[0], 0.0), rss)
+        anon[phase[0]] = max(anon.get(phase[0], 0.0), rss_anon)
         time.sleep(0.02)
     reader.join(timeout=10)
     if proc.returncode:
         raise SystemExit("export failed:\n" + "".join(lines[-30:]))
     return {"seconds": round(time.perf_counter() - start, 1),
-            "phase_peak_gb": {k: round(v, 3) for k, v in peaks.items()}}
+            "phase_peak_gb": {k: round(v, 3) for k, v in peaks.items()},
+            "phase_peak_anon_gb": {k: round(v, 3) for k, v in anon.items()}}
+
+
+def fit_line(xs: list[int], ys: list[float]) -> tuple[float, float, float]:
+    """Least-squares ``y = a + b x``: ``(a, b, largest |residual|)``."""
+    import numpy as np
+
+    b, a = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+    resid = max(abs(a + b * x - y) for x, y in zip(xs, ys))
+    return float(a), float(b), float(resid)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(FULL_LAYERS), default="3b")
-    ap.add_argument("--layers", type=int, nargs=2, default=[1, 3], help="two layer counts to fit on")
+    ap.add_argument("--layers", type=int, nargs="+", default=[1, 2, 4], help="layer counts to fit on (>= 2)")
     ap.add_argument("--weights", default="int4", choices=("int4", "int8", "fp16", "fp32"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the per-layer-count runs already saved in --out (export_memory_<size>_<w>_<n>l.json)")
     args = ap.parse_args()
+    if len(set(args.layers)) < 2:
+        raise SystemExit("--layers needs at least two different layer counts")
+    info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": "python " + " ".join(sys.argv), "machine": platform.platform(), "cores": os.cpu_count(),
+            "threads": 2, "load_start": [round(x, 2) for x in os.getloadavg()]}
     runs = {}
+    args.out.mkdir(parents=True, exist_ok=True)
     for layers in args.layers:
+        saved = args.out / f"export_memory_{args.size}_{args.weights}_{layers}l.json"
+        if args.reuse and saved.is_file():
+            runs[layers] = json.loads(saved.read_text())
+            print(f"{args.size} {layers} layers: reusing {saved.name}", flush=True)
+            continue
         with tempfile.TemporaryDirectory(prefix="segzero-mem-") as tmp:
             ckpt = Path(tmp) / "ckpt"
             build(args.size, layers, ckpt)
-            runs[layers] = measure(ckpt, args.weights, Path(tmp))
-            print(f"{args.size} {layers} layers: {runs[layers]}", flush=True)
-    l1, l2 = args.layers
+            runs[layers] = {**measure(ckpt, args.weights, Path(tmp)), "layers": layers,
+                            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                            "load_end": [round(x, 2) for x in os.getloadavg()]}
+        saved.write_text(json.dumps(runs[layers], indent=2) + "\n")
+        print(f"{args.size} {layers} layers: {runs[layers]}", flush=True)
+    info["load_end"] = [round(x, 2) for x in os.getloadavg()]
     full = FULL_LAYERS[args.size]
-    phases = sorted(set(runs[l1]["phase_peak_gb"]) & set(runs[l2]["phase_peak_gb"]))
+    ls = list(args.layers)
+    phases = [ph for _, ph in [("", "startup"), *PHASES] if all(ph in runs[n]["phase_peak_gb"] for n in ls)]
     fit = {}
     for ph in phases:
-        p1, p2 = runs[l1]["phase_peak_gb"][ph], runs[l2]["phase_peak_gb"][ph]
-        per_layer = (p2 - p1) / (l2 - l1)
-        fit[ph] = {"per_layer_gb": round(per_layer, 4), "extrapolated_gb": round(p1 + per_layer * (full - l1), 2)}
-    peak_phase = max(fit, key=lambda k: fit[k]["extrapolated_gb"])
-    result = {"size": args.size, "weights": args.weights, "full_layers": full, "runs": runs, "fit": fit,
-              "extrapolated_peak_gb": fit[peak_phase]["extrapolated_gb"], "peak_phase": peak_phase,
-              "budget_gb": BUDGET_GB[args.size],
-              "fits": fit[peak_phase]["extrapolated_gb"] <= BUDGET_GB[args.size]}
+        entry = {}
+        for kind, key in (("rss", "phase_peak_gb"), ("anon", "phase_peak_anon_gb")):
+            a, b, resid = fit_line(ls, [runs[n][key][ph] for n in ls])
+            entry[kind] = {"intercept_gb": round(a, 3), "per_layer_gb": round(b, 4), "max_residual_gb": round(resid, 3),
+                           "extrapolated_gb": round(a + b * full, 2)}
+        fit[ph] = entry
+    peak_phase = max(fit, key=lambda k: fit[k]["rss"]["extrapolated_gb"])
+    peak = fit[peak_phase]["rss"]["extrapolated_gb"]
+    result = {"size": args.size, "weights": args.weights, "full_layers": full, **info, "runs": runs, "fit": fit,
+              "extrapolated_peak_gb": peak, "peak_phase": peak_phase,
+              "measured_max_gb": max(max(r["phase_peak_gb"].values()) for r in runs.values()),
+              "budget_gb": BUDGET_GB[args.size], "fits": peak <= BUDGET_GB[args.size]}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"export_memory_{args.size}_{args.weights}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    rows = [f"| phase | peak GB @ {l1} layers | peak GB @ {l2} layers | GB per layer | extrapolated GB @ {full} |",
-            "|---|---|---|---|---|"]
-    rows += [f"| {ph} | {runs[l1]['phase_peak_gb'][ph]:.2f} | {runs[l2]['phase_peak_gb'][ph]:.2f} | "
-             f"{fit[ph]['per_layer_gb']:.3f} | {fit[ph]['extrapolated_gb']:.2f} |" for ph in phases]
-    rows.append(f"\nExtrapolated peak: **{result['extrapolated_peak_gb']} GB** ({peak_phase}); budget "
-                f"{BUDGET_GB[args.size]} GB -> {'fits' if result['fits'] else 'DOES NOT FIT'}.")
-    stem.with_suffix(".md").write_text(f"# export reasoner peak RSS, {args.size}-shaped, {args.weights}\n\n"
-                                       + "\n".join(rows) + "\n")
-    print("\n".join(rows))
+    head = " | ".join(f"RSS GB @ {n}" for n in ls)
+    rows = [f"| phase | {head} | GB per layer (fit) | max residual | extrapolated RSS GB @ {full} "
+            f"| extrapolated anon GB @ {full} |", "|---" * (len(ls) + 5) + "|"]
+    for ph in phases:
+        f = fit[ph]
+        rows.append(f"| {ph} | " + " | ".join(f"{runs[n]['phase_peak_gb'][ph]:.2f}" for n in ls) +
+                    f" | {f['rss']['per_layer_gb']:.3f} | {f['rss']['max_residual_gb']:.2f} | "
+                    f"{f['rss']['extrapolated_gb']:.2f} | {f['anon']['extrapolated_gb']:.2f} |")
+    rows.append(f"\nExtrapolated peak RSS: **{peak} GB** ({peak_phase}); budget {BUDGET_GB[args.size]} GB -> "
+                f"{'fits' if result['fits'] else 'DOES NOT FIT'}. Largest RSS measured in these runs: "
+                f"{result['measured_max_gb']:.2f} GB.")
+    md = (f"# export reasoner peak RSS, {args.size}-shaped, {args.weights}\n\n"
+          f"Real {args.size} shapes (full vocabulary, full vision tower, bf16 weights), {ls} decoder layers; per-phase "
+          f"peak RSS (VmRSS; anon = RssAnon, without file-backed pages) sampled every 20 ms, fitted by least squares "
+          f"and extrapolated to {full} layers.\n\nDate {info['date']}, {info['machine']}, {info['cores']} cores, "
+          f"load average start {info['load_start']}, end {info['load_end']}.\nCommand: `{info['command']}`\n\n"
+          + "\n".join(rows) + "\n")
+    stem.with_suffix(".md").write_text(md)
+    print(md)
 
 
 if __name__ == "__main__":

@@ -5,29 +5,37 @@ heads) but only ``--layers`` decoder layers is exported at each precision; every
 same Seg-Zero-sized request (840x840 input: 900 image tokens + the prompt text, ~1030 tokens) on the same
 machine with the same thread count:
 
-* prefill: one decoder call over the whole prompt (best of ``--repeats``);
-* decode: ``--new-tokens`` greedy steps with the KV cache (tokens/s, best of ``--repeats``);
+* prefill: one decoder call over the whole prompt (best and median of ``--rounds``);
+* decode: ``--new-tokens`` greedy steps with the KV cache (tokens/s; best and median of ``--rounds``);
 * bytes read per decoded token: every weight of the decoder graph (packed INT4/INT8 + scales, or floats)
   plus the KV cache at the mean context length;
-* the memory bandwidth measured in the same run (a plain numpy copy, 1 and ``--threads`` threads; bytes
-  read + written per second), and from it the bandwidth bound ``bandwidth / bytes per token`` and the
-  fraction of it each variant reaches;
+* the memory bandwidth measured in the same run (a plain numpy copy in ``--threads`` threads, once per
+  round; bytes read + written per second), and from it the bandwidth bound ``bandwidth / bytes per token``
+  and the fraction of it each variant reaches (median decode speed);
 * with the answer constraint (when available): decoder calls saved by jump-forward per answer.
+
+Each variant lives in its own process (no competing thread pools, one warm-up run); the rounds interleave
+the variants (order rotated each round) and measure the copy bandwidth, so machine load hits all alike.
 
 transformers runs ``Qwen2_5_VLForConditionalGeneration``'s language model with a ``DynamicCache`` and
 ``logits_to_keep=1`` (the same work as our graph: last-position logits), torch threads = ``--threads``.
 
-    python benchmarks/bench_reasoner.py --layers 4 --threads 2
+    python benchmarks/bench_reasoner.py --layers 4 --threads 2 --rounds 3
 
-Writes ``benchmarks/results/bench_reasoner.json`` and ``.md``.
+Writes ``benchmarks/results/reasoner_cpu.json`` and ``.md`` (``--name``). Peak memory: all variants are
+loaded at once (about 8 GB at 4 layers of the 3B shape).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import datetime
 import json
+import multiprocessing as mp
+import os
 import platform
+import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -35,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS = ["int4:int8:4", "int4:int8:0", "int4:int4:4", "int8:int8:4", "int8:int8:0", "fp32:fp32:0"]
+VARIANTS = ["int4:int8:4", "int4:int4:4", "int4:int8:0", "int8:int8:4", "fp32:fp32:0"]
 QUESTION = "the cup the robot should pick up"
 
 
@@ -63,33 +71,32 @@ def prompt_inputs(reasoner):
     return reasoner.prompt(QUESTION, image)
 
 
-def bench_ort(engine: Path, threads: int, new_tokens: int, repeats: int) -> dict:
+def _ort_worker(engine: Path, threads: int, new_tokens: int):
+    """ONNX Runtime side: returns ``run() -> (prefill s, decode s)`` and the static facts of the engine."""
     from segzero_edge.reasoner import Reasoner
     from segzero_edge.reasoner.rope import decode_position_ids
 
     r = Reasoner(engine, device="cpu", threads=threads)
     ids, embeds, positions, delta = prompt_inputs(r)
-    prefill, decode = [], []
-    for _ in range(repeats):
+
+    def run() -> tuple[float, float]:
         r.decoder.reset()
         t0 = time.perf_counter()
         logits = r.decoder(embeds, positions)
-        prefill.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         for i in range(new_tokens):
             token = int(np.argmax(logits))
             logits = r.decoder(r.embed(np.array([token]))[None], decode_position_ids(ids.size + i, 1, delta))
-        decode.append(time.perf_counter() - t0)
+        return t1 - t0, time.perf_counter() - t1
+
     s = r.manifest.component("reasoner")
-    weight_bytes = sum(s["decoder"]["weight_bytes"].values())
-    out = {"prompt_tokens": int(ids.size), "prefill_s": min(prefill), "decode_tokens_per_s": new_tokens / min(decode),
-           "weight_bytes": weight_bytes, "text": s["text"], "input_size": s["input_size"]}
-    del r
-    gc.collect()
-    return out
+    info = {"prompt_tokens": int(ids.size), "weight_bytes": sum(s["decoder"]["weight_bytes"].values()),
+            "text": s["text"], "input_size": s["input_size"]}
+    return run, info
 
 
-def bench_transformers(checkpoint: Path, engine: Path, threads: int, new_tokens: int, repeats: int) -> dict:
+def _torch_worker(checkpoint: Path, engine: Path, threads: int, new_tokens: int):
+    """transformers side: the language model of ``Qwen2_5_VLForConditionalGeneration`` with a DynamicCache."""
     import torch
     from transformers import DynamicCache
 
@@ -102,30 +109,57 @@ def bench_transformers(checkpoint: Path, engine: Path, threads: int, new_tokens:
     del r
     model = load_qwen_model(checkpoint, "float32")
     lm = model.model.language_model
-    prefill, decode = [], []
-    with torch.inference_mode():
-        for _ in range(repeats):
+
+    def run() -> tuple[float, float]:
+        with torch.inference_mode():
             cache = DynamicCache(config=lm.config)
             t0 = time.perf_counter()
             h = lm(inputs_embeds=torch.from_numpy(embeds), position_ids=torch.from_numpy(positions),
                    past_key_values=cache, use_cache=True).last_hidden_state
             logits = model.lm_head(h[:, -1:])
-            prefill.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+            t1 = time.perf_counter()
             for i in range(new_tokens):
                 token = logits[0, -1].argmax()
                 pos = torch.full((3, 1, 1), ids.size + i + delta, dtype=torch.long)
                 h = lm(inputs_embeds=lm.embed_tokens(token.view(1, 1)), position_ids=pos, past_key_values=cache,
                        use_cache=True).last_hidden_state
                 logits = model.lm_head(h)
-            decode.append(time.perf_counter() - t0)
+            return t1 - t0, time.perf_counter() - t1
+
     weight_bytes = sum(p.numel() * p.element_size() for n, p in model.named_parameters()
                        if "language_model.layers" in n or "language_model.norm" in n) + \
         model.lm_head.weight.numel() * 4
-    del model, lm
-    gc.collect()
-    return {"prompt_tokens": int(ids.size), "prefill_s": min(prefill), "decode_tokens_per_s": new_tokens / min(decode),
-            "weight_bytes": weight_bytes}
+    return run, {"prompt_tokens": int(ids.size), "weight_bytes": weight_bytes}
+
+
+def worker(conn, kind: str, engine: str, checkpoint: str, threads: int, new_tokens: int) -> None:
+    """One variant in its own process (no competing thread pools): answers ``"run"`` with its timings."""
+    if kind == "torch":
+        run, info = _torch_worker(Path(checkpoint), Path(engine), threads, new_tokens)
+    else:
+        run, info = _ort_worker(Path(engine), threads, new_tokens)
+    run()  # warm-up
+    conn.send(info)
+    while conn.recv() == "run":
+        conn.send(run())
+    conn.close()
+
+
+def interleaved(workers: dict, rounds: int, threads: int) -> tuple[dict, list[float]]:
+    """``rounds`` rounds; each round runs every variant once (order rotated) and measures the copy bandwidth."""
+    times: dict[str, dict[str, list[float]]] = {k: {"prefill": [], "decode": []} for k in workers}
+    bandwidth = []
+    names = list(workers)
+    for r in range(rounds):
+        bandwidth.append(copy_bandwidth(threads))
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            workers[name][0].send("run")
+            pre, dec = workers[name][0].recv()
+            times[name]["prefill"].append(pre)
+            times[name]["decode"].append(dec)
+            print(f"round {r + 1}: {name}: prefill {pre:.2f} s, decode {dec:.2f} s", flush=True)
+    return times, bandwidth
 
 
 def jump_forward_savings(engine: Path, threads: int, budget: int) -> dict | None:
@@ -144,27 +178,73 @@ def jump_forward_savings(engine: Path, threads: int, budget: int) -> dict | None
             "stop_reason": res.stop_reason, "text_tail": res.text[-120:]}
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _summary(v: dict, new_tokens: int) -> None:
+    v["prefill_s"] = min(v["prefill_runs_s"])
+    v["prefill_median_s"] = statistics.median(v["prefill_runs_s"])
+    v["decode_tokens_per_s"] = new_tokens / min(v["decode_runs_s"])
+    v["decode_median_tokens_per_s"] = new_tokens / statistics.median(v["decode_runs_s"])
+
+
+def markdown(results: dict, args) -> str:
+    rows = ["| variant (weights:lm_head:accuracy_level) | prefill s (best / median) | decode tok/s (best / median) "
+            "| x transformers fp32 (median) | MB read / token | bound tok/s | % of bound (median) |",
+            "|---|---|---|---|---|---|---|"]
+    for name, v in results["variants"].items():
+        rows.append(f"| {name} | {v['prefill_s']:.2f} / {v['prefill_median_s']:.2f} | {v['decode_tokens_per_s']:.2f}"
+                    f" / {v['decode_median_tokens_per_s']:.2f} | {v['speedup_vs_transformers_fp32']:.2f} | "
+                    f"{v['bytes_per_token'] / 1e6:.0f} | {v['bandwidth_bound_tokens_per_s']:.1f} | "
+                    f"{100 * v['fraction_of_bound']:.0f}% |")
+    m = results["machine"]
+    return (f"# reasoner decode benchmark (CPU)\n\n{args.size}-shaped Qwen2.5-VL, {args.layers} decoder layers, "
+            f"random weights, prompt {results['prompt_tokens']} tokens ({results['model']['input_size']}x"
+            f"{results['model']['input_size']} image), {args.new_tokens} greedy tokens, {args.threads} threads, "
+            f"{args.rounds} interleaved rounds (each variant in its own process).\n\n"
+            f"Machine: {m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, torch {m['torch']}; "
+            f"date {results['date']}; load average start {results['load_start']}, end {results['load_end']}.\n"
+            f"Command: `{results['command']}`\n\n"
+            f"Copy bandwidth (read+write, {args.threads} threads, per round, GB/s): {results['bandwidth_gb_s']}; "
+            f"the bound uses the median ({results['bandwidth_used_gb_s']:.2f} GB/s).\n\n" + "\n".join(rows) +
+            f"\n\nBytes per token = decoder weights (packed + scales) + KV cache at the mean context.\n\n"
+            f"Jump-forward (INT4 engine, answer constraint, thinking budget {args.thinking_budget}): "
+            f"{results['jump_forward']}\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="3b", choices=("tiny", "3b", "7b"), help="tiny: a smoke test of the script")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=48)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--block-size", type=int, default=128)
     ap.add_argument("--variants", nargs="*", default=VARIANTS, help="weights:lm_head:accuracy_level")
     ap.add_argument("--thinking-budget", type=int, default=32)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--name", default="reasoner_cpu", help="result file stem")
     args = ap.parse_args()
+
+    import onnxruntime
+    import torch
 
     from segzero_edge.export.builders.qwen import build_tiny_qwen25vl
     from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
 
-    results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
+    results: dict = {"machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
+                                 "onnxruntime": onnxruntime.__version__, "torch": torch.__version__},
+                     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                     "command": "python " + " ".join(sys.argv), "load_start": [round(x, 2) for x in os.getloadavg()],
                      "model": {"size": args.size, "layers": args.layers}, "variants": {}}
-    bw1, bwn = copy_bandwidth(1), copy_bandwidth(args.threads)
-    results["bandwidth_gb_s"] = {"copy_1_thread": round(bw1, 2), f"copy_{args.threads}_threads": round(bwn, 2)}
-    bandwidth = max(bw1, bwn)
+    ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="segzero-bench-") as tmp:
         ckpt = Path(tmp) / "ckpt"
         build_tiny_qwen25vl(ckpt, args.size, num_layers=args.layers, vision_depth=1, seed=0)
@@ -174,42 +254,51 @@ def main() -> None:
             out = Path(tmp) / f"engine_{weights}_{head}_{acc}"
             export_reasoner(ckpt, out, ReasonerExportConfig(weights=weights, lm_head=head, accuracy_level=int(acc),
                                                             block_size=args.block_size, validate="none"))
-            engines[v] = out
-            res = bench_ort(out, args.threads, args.new_tokens, args.repeats)
-            results["variants"][f"ort {v}"] = res
-            print(f"ort {v}: {res['decode_tokens_per_s']:.2f} tok/s, prefill {res['prefill_s']:.2f} s", flush=True)
-        ref_engine = engines.get("fp32:fp32:0") or next(iter(engines.values()))
-        res = bench_transformers(ckpt, ref_engine, args.threads, args.new_tokens, args.repeats)
-        results["variants"]["transformers fp32"] = res
-        print(f"transformers fp32: {res['decode_tokens_per_s']:.2f} tok/s, prefill {res['prefill_s']:.2f} s")
+            engines[f"ort {v}"] = out
+        ref_engine = engines.get("ort fp32:fp32:0") or next(iter(engines.values()))
+        workers, procs = {}, []
+        try:
+            for name, engine in [*engines.items(), ("transformers fp32", ref_engine)]:
+                parent, child = ctx.Pipe()
+                kind = "torch" if name.startswith("transformers") else "ort"
+                p = ctx.Process(target=worker, args=(child, kind, str(engine), str(ckpt), args.threads,
+                                                     args.new_tokens))
+                p.start()
+                procs.append(p)
+                workers[name] = (parent, parent.recv())  # one at a time: each loads and warms up alone
+                print(f"{name}: loaded", flush=True)
+            times, bw = interleaved(workers, args.rounds, args.threads)
+        finally:
+            for parent, _ in workers.values():
+                parent.send("stop")
+            for p in procs:
+                p.join(timeout=60)
+        for name, (_, info) in workers.items():
+            results["variants"][name] = {**info, "prefill_runs_s": times[name]["prefill"],
+                                         "decode_runs_s": times[name]["decode"]}
+            _summary(results["variants"][name], args.new_tokens)
         first = next(v for v in results["variants"].values() if "text" in v)
         text = first["text"]
         results["model"]["input_size"] = first["input_size"]
-        ctx = next(iter(results["variants"].values()))["prompt_tokens"] + args.new_tokens / 2
-        kv_bytes = int(2 * text["num_layers"] * text["num_kv_heads"] * text["head_dim"] * ctx * 4)
-        base = results["variants"]["transformers fp32"]["decode_tokens_per_s"]
+        results["prompt_tokens"] = first["prompt_tokens"]
+        results["bandwidth_gb_s"] = [round(b, 2) for b in bw]
+        bandwidth = statistics.median(bw)
+        results["bandwidth_used_gb_s"] = bandwidth
+        ctx_len = first["prompt_tokens"] + args.new_tokens / 2
+        kv_bytes = int(2 * text["num_layers"] * text["num_kv_heads"] * text["head_dim"] * ctx_len * 4)
+        base = results["variants"]["transformers fp32"]["decode_median_tokens_per_s"]
         for v in results["variants"].values():
             v["bytes_per_token"] = v["weight_bytes"] + kv_bytes
             v["bandwidth_bound_tokens_per_s"] = bandwidth * 1e9 / v["bytes_per_token"]
-            v["fraction_of_bound"] = v["decode_tokens_per_s"] / v["bandwidth_bound_tokens_per_s"]
-            v["speedup_vs_transformers_fp32"] = v["decode_tokens_per_s"] / base
-        jf_engine = engines.get("int4:int8:4") or ref_engine
+            v["fraction_of_bound"] = v["decode_median_tokens_per_s"] / v["bandwidth_bound_tokens_per_s"]
+            v["speedup_vs_transformers_fp32"] = v["decode_median_tokens_per_s"] / base
+        jf_engine = engines.get("ort int4:int8:4") or ref_engine
         results["jump_forward"] = jump_forward_savings(jf_engine, args.threads, args.thinking_budget)
+    results["load_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_reasoner.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    rows = ["| variant (weights:lm_head:accuracy_level) | prefill s | decode tok/s | x transformers fp32 | "
-            "MB read / token | bound tok/s | % of bound |", "|---|---|---|---|---|---|---|"]
-    for name, v in results["variants"].items():
-        rows.append(f"| {name} | {v['prefill_s']:.2f} | {v['decode_tokens_per_s']:.2f} | "
-                    f"{v['speedup_vs_transformers_fp32']:.2f} | {v['bytes_per_token'] / 1e6:.0f} | "
-                    f"{v['bandwidth_bound_tokens_per_s']:.1f} | {100 * v['fraction_of_bound']:.0f}% |")
-    md = (f"# reasoner decode benchmark\n\n{args.size}-shaped Qwen2.5-VL, {args.layers} decoder layers, random "
-          f"weights, prompt {results['variants']['transformers fp32']['prompt_tokens']} tokens "
-          f"({results['model']['input_size']}x{results['model']['input_size']} image), "
-          f"{args.new_tokens} greedy tokens, {args.threads} threads.\n\nCopy bandwidth (read+write): "
-          f"{results['bandwidth_gb_s']}\n\n" + "\n".join(rows) +
-          f"\n\nJump-forward: {results['jump_forward']}\n")
-    (args.out / "bench_reasoner.md").write_text(md)
+    (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    md = markdown(results, args)
+    (args.out / f"{args.name}.md").write_text(md)
     print(md)
 
 

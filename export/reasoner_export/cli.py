@@ -19,8 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-size", type=int, default=128, help="INT4/INT8 block size along K (default: 128)")
     p.add_argument("--lm-head", default="auto", choices=("auto", "int4", "int8", "fp16", "fp32"),
                    help="LM head precision (auto: int8 for int4/int8 exports, else as --weights)")
-    p.add_argument("--accuracy-level", type=int, default=0, choices=(0, 1, 2, 3, 4),
-                   help="MatMulNBits accuracy_level (4: int8 activations, fastest on CPUs; default 0)")
+    p.add_argument("--accuracy-level", type=int, default=4, choices=(0, 1, 2, 3, 4),
+                   help="MatMulNBits accuracy_level: 4 = int8 activations in ONNX Runtime's CPU kernels (default; "
+                        "0 = fp32 compute, 40x slower decode with the INT8 LM head on ORT 1.31 CPU, see "
+                        "benchmarks/results/reasoner_cpu.md)")
     p.add_argument("--input-size", type=int, default=None,
                    help="square model input in pixels (default: the checkpoint's segzero_edge.json, else 840)")
     p.add_argument("--embeddings-dtype", default="auto", choices=("auto", "float32", "float16"))

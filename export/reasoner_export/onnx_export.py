@@ -59,7 +59,10 @@ class ReasonerExportConfig:
         weights: decoder linear-layer precision: ``int4``, ``int8``, ``fp16`` or ``fp32``.
         block_size: INT4/INT8 block size along K (power of two >= 16).
         lm_head: LM head precision; ``auto`` = ``int8`` for int4/int8 exports, else as ``weights``.
-        accuracy_level: MatMulNBits ``accuracy_level`` (0 = fp32 compute; 4 = int8 activations on CPU).
+        accuracy_level: MatMulNBits ``accuracy_level``: 4 (default) = int8 activations in ONNX Runtime's CPU
+            kernels, the fast path; 0 = fp32 compute (on ORT 1.31 CPU the 8-bit kernel at level 0 is ~40x
+            slower per decode step: benchmarks/results/reasoner_cpu.md). The validation checks weight-only
+            identity on a level-0 twin of the graph either way.
         input_size: square model input in pixels; None = the checkpoint's ``segzero_edge.json`` (else 840).
         embeddings_dtype: ``auto`` (float32 for fp32, float16 otherwise), ``float32`` or ``float16``.
         max_context: longest sequence (prompt + generated) in TensorRT profiles; None = image tokens + 2048.
@@ -72,7 +75,7 @@ class ReasonerExportConfig:
     weights: str = "int4"
     block_size: int = 128
     lm_head: str = "auto"
-    accuracy_level: int = 0
+    accuracy_level: int = 4
     input_size: int | None = None
     embeddings_dtype: str = "auto"
     max_context: int | None = None

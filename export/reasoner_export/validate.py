@@ -241,6 +241,8 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
             from segzero_edge.reasoner.session import DecoderRunner, make_session
 
             t = manifest.component("reasoner")["text"]
+            engine.decoder = None  # release the exported graph's session before building the twin's
+            _free()
             engine.decoder = DecoderRunner(make_session(twin, engine.device, threads=cfg.threads), t["num_layers"],
                                            t["num_kv_heads"], t["head_dim"])
             exact_tokens = [list(engine.generate(im, q, opts).token_ids) for im, q in samples]

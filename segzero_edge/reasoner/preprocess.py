@@ -22,13 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, InputError
+from ..image import ImageLike
+from ..image import load_image as load_rgb
 from ..prompt import INPUT_SIZE_MULTIPLE, SEG_ZERO_INPUT_SIZE, validate_input_size
 
 #: OpenAI CLIP normalization, used by every Qwen2-VL / Qwen2.5-VL checkpoint.
@@ -38,7 +39,7 @@ QWEN_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 QWEN_MIN_PIXELS = 56 * 56
 QWEN_MAX_PIXELS = 12845056
 
-ImageInput = Union[str, Path, Image.Image, np.ndarray]  # noqa: UP007 (a runtime alias on Python 3.10)
+ImageInput = ImageLike
 
 
 def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS,
@@ -187,30 +188,15 @@ class PreprocessedImage:
 
 
 def load_image(image: ImageInput) -> Image.Image:
-    """A path, PIL image or ``HxWx3`` uint8 RGB array as an RGB PIL image.
+    """The shared image loader (``segzero_edge.image.load_image``: paths, PIL images of any mode, uint8
+    ``HxW`` / ``HxWx3`` / ``HxWx4`` arrays) as an RGB PIL image, for PIL's resize.
 
     Raises:
         InputError: the file does not exist or is not an image, or the array has another shape/dtype.
     """
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise InputError(f"image file {path} does not exist")
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB")
-        except OSError as exc:
-            raise InputError(f"cannot read image {path}: {exc}") from exc
-    if isinstance(image, Image.Image):
-        return image.convert("RGB") if image.mode != "RGB" else image
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InputError(f"an image array must be HxWx3 uint8 RGB, got {image.dtype} {image.shape}")
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise InputError(f"the image is empty: {image.shape}")
-        return Image.fromarray(np.ascontiguousarray(image), mode="RGB")
-    raise InputError(f"unsupported image type {type(image).__name__}",
-                     hint="pass a file path, a PIL.Image or an HxWx3 uint8 RGB numpy array")
+    if isinstance(image, Image.Image) and image.mode == "RGB" and image.width and image.height:
+        return image
+    return Image.fromarray(load_rgb(image), mode="RGB")
 
 
 def resize_for_model(image: Image.Image, input_size: int) -> Image.Image:

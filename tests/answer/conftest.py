@@ -33,16 +33,10 @@ def decode(request):
 
 @pytest.fixture(scope="session")
 def qwen_tokenizer():
-    """A Qwen-like byte-level BPE ``tokenizers.Tokenizer`` (digits one per token, Qwen specials).
+    """A Qwen-like byte-level BPE ``tokenizers.Tokenizer`` (digits one per token, Qwen specials), from the
+    shared builder ``segzero_edge.export.builders.tokenizer.build_qwen_tokenizer``."""
+    from segzero_edge.export.builders.tokenizer import build_qwen_tokenizer
 
-    Uses the team's shared builder when it is importable, else the local one (same recipe).
-    """
-    try:
-        from segzero_edge.export.builders.tokenizer import build_qwen_tokenizer
-    except ImportError:
-        from .qwen_like_tokenizer import build_test_tokenizer
-
-        return build_test_tokenizer()
     return build_qwen_tokenizer()
 
 

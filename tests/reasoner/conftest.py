@@ -32,8 +32,15 @@ def engine_fp32(tmp_path_factory, tiny_qwen_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def engine_int4(tmp_path_factory, tiny_qwen_dir) -> Path:
-    """The tiny checkpoint exported with INT4 weights, block 32, INT8 LM head (read-only)."""
-    return _export(tmp_path_factory, tiny_qwen_dir, "int4", block_size=32)
+    """The tiny checkpoint exported with INT4 weights, block 32, INT8 LM head, fp32 compute (accuracy_level 0:
+    weight-only numerics, so tokens equal transformers carrying the dequantized weights) (read-only)."""
+    return _export(tmp_path_factory, tiny_qwen_dir, "int4", block_size=32, accuracy_level=0)
+
+
+@pytest.fixture(scope="session")
+def engine_int8(tmp_path_factory, tiny_qwen_dir) -> Path:
+    """The tiny checkpoint exported with INT8 weights, block 32, INT8 LM head, accuracy_level 0 (read-only)."""
+    return _export(tmp_path_factory, tiny_qwen_dir, "int8", block_size=32, accuracy_level=0)
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,17 @@ def test_missing_files_are_named(tiny_qwen_dir, tmp_path, missing):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "header"])
+def test_damaged_weights_are_named(tiny_qwen_dir, tmp_path, damage):
+    ckpt = _copy(tiny_qwen_dir, tmp_path)
+    weights = ckpt / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) - 100] if damage == "truncated" else b"version https://git-lfs\n")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
+        export_reasoner(ckpt, tmp_path / "out", QUICK)
+    assert not (tmp_path / "out").exists()
+
+
 def test_not_a_directory(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         export_reasoner(tmp_path / "nothing", tmp_path / "out", QUICK)

@@ -19,6 +19,7 @@ from segzero_edge.export.reasoner_export.validate import load_engine_weights_int
 
 PAIRS = validation_samples(5)
 GREEDY = GenerationOptions(max_new_tokens=20, stop_at_answer=False)
+CONSTRAINED = GenerationOptions(max_new_tokens=160, constrained=True, thinking_budget=10)
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +30,6 @@ def torch_ref(tiny_qwen_dir, tiny_model):
 @pytest.fixture(scope="module")
 def fp32(engine_fp32):
     return Reasoner(engine_fp32, device="cpu", threads=1)
-
-
-@pytest.fixture(scope="module")
-def int4(engine_int4):
-    return Reasoner(engine_int4, device="cpu", threads=1)
 
 
 def test_fp32_greedy_is_token_identical_to_transformers(fp32, torch_ref):
@@ -52,21 +48,34 @@ def test_prompt_ids_equal_the_transformers_processor(fp32, torch_ref):
         assert np.array_equal(ids, torch_ref.inputs(image, question)["input_ids"][0].numpy())
 
 
-def test_int4_agreement_and_dequantized_identity(int4, torch_ref, tiny_qwen_dir, engine_int4):
+@pytest.mark.parametrize(("bits", "max_rel"), [("int4", 0.2), ("int8", 0.02)])
+def test_quantized_agreement_and_dequantized_identity(bits, max_rel, request, torch_ref, tiny_qwen_dir):
+    """INT4/INT8 vs transformers fp32 (teacher-forced top-1 and logit error, also as recorded in the manifest),
+    and token identity with transformers carrying the engine's dequantized weights, with and without the
+    answer constraint, on 5 pairs."""
     from segzero_edge.backends.hf_loading import load_qwen_model
 
+    engine = request.getfixturevalue(f"engine_{bits}")
+    ours_r = Reasoner(engine, device="cpu", threads=1)
     top1, rel = [], []
     for image, question in PAIRS:
         ref = torch_ref.generate(image, question, GREEDY, output_logits=True)
-        ours = int4.teacher_forced_logits(image, question, list(ref.token_ids))
+        ours = ours_r.teacher_forced_logits(image, question, list(ref.token_ids))
         top1.append(np.mean(ours.argmax(-1) == torch_ref.last_logits.argmax(-1)))
         rel.append(np.sqrt(np.mean((ours - torch_ref.last_logits) ** 2) / np.mean(torch_ref.last_logits ** 2)))
-    assert 0 < np.mean(rel) < 0.2 and np.mean(top1) >= 0.6  # quantized, but close
+    assert 0 < np.mean(rel) < max_rel and np.mean(top1) >= 0.6  # quantized, but close
+    v = ours_r.manifest.validation["reasoner"]
+    assert v["weights"] == bits and 0.6 <= v["top1_agreement_vs_fp32"] <= 1
+    assert 0 < v["logits_rel_rms_err"] < max_rel and v["logits_max_abs_err"] > 0
+    assert v["greedy_identical_to_dequantized_torch"] == v["pairs"]
+    assert v["constrained_identical_to_dequantized_torch"] == v["pairs"]
     model = load_qwen_model(tiny_qwen_dir, "float32")
-    load_engine_weights_into(model, engine_int4, int4.manifest)
+    load_engine_weights_into(model, engine, ours_r.manifest)
     deq = TorchReasoner(tiny_qwen_dir, model=model)
     for image, question in PAIRS:
-        assert int4.generate(image, question, GREEDY).token_ids == deq.generate(image, question, GREEDY).token_ids
+        assert ours_r.generate(image, question, GREEDY).token_ids == deq.generate(image, question, GREEDY).token_ids
+        assert ours_r.generate(image, question, CONSTRAINED).token_ids == \
+            deq.generate(image, question, CONSTRAINED).token_ids
 
 
 def test_manifest_records_shapes_precisions_settings_and_validation(engine_fp32, engine_int4):
@@ -183,9 +192,6 @@ def test_engine_without_reasoner_is_refused(tmp_path):
     save_manifest(new_manifest(), tmp_path)
     with pytest.raises(ManifestError, match="no 'reasoner' component"):
         Reasoner(tmp_path, device="cpu")
-
-
-CONSTRAINED = GenerationOptions(max_new_tokens=160, constrained=True, thinking_budget=10)
 
 
 def test_constrained_answers_decode_and_match_transformers(fp32, torch_ref):

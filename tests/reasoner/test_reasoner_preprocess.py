@@ -62,8 +62,16 @@ def test_image_inputs_path_pil_array_give_the_same_patches(tmp_path):
     assert load_image(Image.fromarray(array[..., 0])).mode == "RGB"  # grayscale is converted
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32),
-                                 np.zeros((4, 4, 4), np.uint8), 3.0])
+def test_loader_is_the_shared_one():
+    from segzero_edge.image import load_image as shared
+
+    rng = np.random.default_rng(1)
+    for arr in (rng.integers(0, 256, (20, 30), dtype=np.uint8), rng.integers(0, 256, (20, 30, 4), dtype=np.uint8)):
+        assert np.array_equal(np.asarray(load_image(arr)), shared(arr))  # grayscale / RGBA arrays as everywhere
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 5), np.uint8),
+                                 np.zeros((0, 4, 3), np.uint8), 3.0])
 def test_bad_images_are_refused(bad):
     with pytest.raises(InputError):
         preprocess_image(bad, PreprocessConfig(input_size=56))
