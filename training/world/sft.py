@@ -201,10 +201,10 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
         opt.step()
         sched.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
         if step % cfg.save_steps == 0 or step == cfg.steps:
             save()
     if bar is not None:
