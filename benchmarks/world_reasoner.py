@@ -32,10 +32,10 @@ def main() -> int:
     p.add_argument("--out", default="benchmarks/results/world_reasoner")
     a = p.parse_args()
     ns = argparse.Namespace(
-        checkpoint=[f"SFT=={a.sft or a.run + '/sft/final'}".replace("==", "=", 1),
+        checkpoint=[f"SFT={a.sft or a.run + '/sft/final'}",
                     f"SFT+GRPO={a.grpo or a.run + '/grpo/final'}"],
-        data=a.data or a.run + "/data", split=a.split, count=a.count, threads=a.threads, out=a.out)
-    sys.argv = [sys.argv[0], *sys.argv[1:]]
+        data=a.data or a.run + "/data", split=a.split, count=a.count, threads=a.threads, out=a.out,
+        command=" ".join(["python benchmarks/world_reasoner.py", *sys.argv[1:]]))
     return run_eval_cli(ns)
 
 

@@ -170,7 +170,8 @@ def run_eval_cli(args: Any) -> int:
         results[name] = evaluate_checkpoint(path, Path(args.data) / args.split, count=args.count)
         print(f"{name}: parse {results[name]['parse_rate']:.3f} box IoU {results[name]['box_iou']:.3f} "
               f"reward {results[name]['reward']:.3f}")
-    meta = {"split": args.split, "command": " ".join(["python -m segzero_edge.training.world", *sys.argv[1:]]),
+    command = getattr(args, "command", None) or " ".join(["python -m segzero_edge.training.world", *sys.argv[1:]])
+    meta = {"split": args.split, "command": command,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine}
     js, md = write_report(results, Path(args.out), meta)
     print(f"wrote {js} and {md}")
