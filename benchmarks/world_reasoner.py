@@ -29,12 +29,14 @@ def main() -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--count", type=int, default=None, help="first N records of the split (default: all)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--sam2-engine", default=None, help="engine dir with the world SAM2 (adds gIoU / cIoU)")
     p.add_argument("--out", default="benchmarks/results/world_reasoner")
     a = p.parse_args()
     ns = argparse.Namespace(
         checkpoint=[f"SFT={a.sft or a.run + '/sft/final'}",
                     f"SFT+GRPO={a.grpo or a.run + '/grpo/final'}"],
         data=a.data or a.run + "/data", split=a.split, count=a.count, threads=a.threads, out=a.out,
+        sam2_engine=a.sam2_engine,
         command=" ".join(["python benchmarks/world_reasoner.py", *sys.argv[1:]]))
     return run_eval_cli(ns)
 

@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test")
     e.add_argument("--count", type=int, default=None, help="first N records only")
     e.add_argument("--threads", type=int, default=1)
+    e.add_argument("--sam2-engine", default=None, metavar="DIR",
+                   help="engine directory with the world SAM2: adds gIoU / cIoU")
     e.add_argument("--out", default="benchmarks/results/world_reasoner", help="JSON + markdown path stem")
     return p
 

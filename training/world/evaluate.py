@@ -9,7 +9,7 @@ folder; the prompt is ``segzero_edge.prompt.render_chat`` and the input size com
 * box IoU: IoU of the predicted box and the GT mask's tight box, both inclusive pixel boxes in scene
   pixels; an unparsed answer scores 0. ``box_acc@0.5``: share with IoU > 0.5.
 * reward: ``training.rewards.seg_zero_reward`` (strict, 0..5) against the Seg-Zero solution of the GT mask.
-* gIoU / cIoU (``segzero_edge.evaluation.metrics``): only with a SAM2 engine (``sam2_engine``); absent here.
+* gIoU / cIoU (``segzero_edge.evaluation.metrics``): only with a SAM2 engine (``--sam2-engine``).
 """
 
 from __future__ import annotations
@@ -80,9 +80,16 @@ def generate_completions(checkpoint: Path, images: list[Any], questions: list[st
 
 
 def evaluate_checkpoint(checkpoint: str | Path, split_dir: str | Path, *, count: int | None = None,
-                        progress: bool = True) -> dict[str, Any]:
-    """Metrics of one checkpoint on the split folder (see the module docstring)."""
+                        progress: bool = True, sam2_engine: str | Path | None = None) -> dict[str, Any]:
+    """Metrics of one checkpoint on the split folder (see the module docstring).
+
+    With ``sam2_engine`` (an engine directory with a ``sam2`` component, e.g. the world's tiny SAM2), each
+    parsed answer's box and points go through ``Sam2Runtime`` and gIoU / cIoU are added
+    (``segzero_edge.evaluation.metrics``: an unparsed answer is a miss).
+    """
     from PIL import Image
+
+    from segzero_edge.evaluation.metrics import aggregate, sample_iou
 
     checkpoint, split_dir = Path(checkpoint), Path(split_dir)
     size = read_checkpoint_meta(checkpoint)["input_size"]
@@ -94,9 +101,21 @@ def evaluate_checkpoint(checkpoint: str | Path, split_dir: str | Path, *, count:
     t0 = time.perf_counter()
     completions = generate_completions(checkpoint, images, [r["text"] for r in records], progress=progress)
     seconds = time.perf_counter() - t0
-    per, comps = [], {c: [] for c in COMPONENTS}
+    sam2 = None
+    if sam2_engine is not None:
+        from segzero_edge.sam2.runtime import Sam2Runtime
+
+        sam2 = Sam2Runtime(sam2_engine, device="cpu", backend="ort", threads=1)
+    per, comps, mask_ious = [], {c: [] for c in COMPONENTS}, []
     for r, im, m, text in zip(records, images, masks, completions):
         ans = decode_answer(text, image_size=im.size, model_size=(size, size))
+        if sam2 is not None:
+            pred = None
+            if ans.ok:
+                res = sam2.segment(np.asarray(im), boxes=np.asarray(ans.box, np.float32),
+                                   points=np.asarray(ans.points, np.float32).reshape(-1, 2))
+                pred = res.masks[0]
+            mask_ious.append(sample_iou(pred, m))
         gt = mask_box(m)
         iou = box_iou(ans.box if ans.ok else None, gt)
         box, pts, _ = record_geometry(m, size)
@@ -107,7 +126,11 @@ def evaluate_checkpoint(checkpoint: str | Path, split_dir: str | Path, *, count:
                     "reward": float(sum(c.values())), "text": text})
     kinds = sorted({p["kind"] for p in per})
     mean = lambda xs: float(np.mean(xs)) if xs else 0.0  # noqa: E731
-    return {
+    extra: dict[str, Any] = {}
+    if sam2 is not None:
+        scores = aggregate(mask_ious)
+        extra = {"giou": scores.giou, "ciou": scores.ciou, "sam2_engine": str(sam2_engine)}
+    return {**extra,
         "checkpoint": str(checkpoint), "input_size": size, "samples": len(per),
         "parse_rate": mean([p["parsed"] for p in per]),
         "box_iou": mean([p["box_iou"] for p in per]),
@@ -167,7 +190,8 @@ def run_eval_cli(args: Any) -> int:
     results = {}
     for item in args.checkpoint:
         name, _, path = item.partition("=")
-        results[name] = evaluate_checkpoint(path, Path(args.data) / args.split, count=args.count)
+        results[name] = evaluate_checkpoint(path, Path(args.data) / args.split, count=args.count,
+                                            sam2_engine=getattr(args, "sam2_engine", None))
         print(f"{name}: parse {results[name]['parse_rate']:.3f} box IoU {results[name]['box_iou']:.3f} "
               f"reward {results[name]['reward']:.3f}")
     command = getattr(args, "command", None) or " ".join(["python -m segzero_edge.training.world", *sys.argv[1:]])
