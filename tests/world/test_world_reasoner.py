@@ -58,9 +58,16 @@ def test_few_sft_steps_reduce_the_loss(tiny_world, tmp_path):
     assert (out["final"] / "model.safetensors").exists()
     assert json.loads((out["final"] / "segzero_edge.json").read_text())["input_size"] == 112
 
-    # resuming a finished run changes nothing; a longer run continues from the saved step
-    again = run_sft(ckpt, tmp_path / "sft", written["train_segzero"], written["train"], cfg, progress=False)
-    assert again["losses"] == losses
+    # an interrupted run (stopped after 3 steps, state saved) resumes and ends with the same weights
+    part = run_sft(ckpt, tmp_path / "sft2", written["train_segzero"], written["train"], cfg, progress=False,
+                   stop_after=3)
+    assert part["final"] is None and part["steps"] == 3
+    rest = run_sft(ckpt, tmp_path / "sft2", written["train_segzero"], written["train"], cfg, progress=False)
+    assert rest["losses"] == losses
+    from safetensors.numpy import load_file
+
+    a, b = load_file(out["final"] / "model.safetensors"), load_file(rest["final"] / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.skipif(not (SHIPPED / "model.safetensors").exists(), reason="no shipped world reasoner")

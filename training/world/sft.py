@@ -145,10 +145,14 @@ def _batch_indices(n: int, cfg: SFTConfig, step: int) -> list[int]:
 
 
 def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Path, cfg: SFTConfig,
-            *, max_rows: int | None = None, progress: bool = True) -> dict[str, Any]:
+            *, max_rows: int | None = None, progress: bool = True,
+            stop_after: int | None = None) -> dict[str, Any]:
     """Fine-tune ``init_dir`` and save the HF checkpoint to ``out_dir/final``.
 
-    Returns ``{"losses": [per-step loss], "seconds": float, "steps": int, "final": Path}``.
+    ``stop_after``: leave after this many new steps with the resumable state saved and no ``final``
+    (a time-boxed session; the next call continues exactly where it stopped).
+
+    Returns ``{"losses": [per-step loss], "seconds": float, "steps": int, "final": Path | None}``.
     """
     import torch
 
@@ -192,7 +196,13 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
 
         bar = tqdm(total=cfg.steps, initial=step, desc="SFT", unit="step")
     start = time.perf_counter()
+    first = step
     while step < cfg.steps:
+        if stop_after is not None and step - first >= stop_after:
+            save()
+            if bar is not None:
+                bar.close()
+            return {"losses": losses, "seconds": time.perf_counter() - start, "steps": step, "final": None}
         batch = collate([rows[i] for i in _batch_indices(len(rows), cfg, step)], processor, tok.pad_token_id)
         loss = model(**batch).loss
         opt.zero_grad(set_to_none=True)
