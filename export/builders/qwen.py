@@ -28,13 +28,14 @@ import shutil
 import tempfile
 import time
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from segzero_edge.errors import InputError
 from segzero_edge.prompt import validate_input_size, write_checkpoint_meta
 
-from .tokenizer import build_qwen_tokenizer, qwen_token_ids, save_qwen_tokenizer
+from .tokenizer import DEFAULT_BPE_VOCAB_SIZE, build_qwen_tokenizer, qwen_token_ids, save_qwen_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,13 @@ QWEN_SIZES: types.MappingProxyType[str, QwenSize] = types.MappingProxyType({
         mrope_section=(2, 3, 3), vocab_size=None, tie_word_embeddings=False, max_window_layers=2,
         vision_depth=2, vision_hidden_size=32, vision_intermediate_size=64, vision_num_heads=2,
         window_size=56, fullatt_block_indexes=(1,), input_size=112,
+    ),
+    # The tiny reasoner of issue 9's small world (training/world): trained on CPU in minutes, ~2M params.
+    "world": QwenSize(
+        name="world", hidden_size=128, intermediate_size=256, num_layers=3, num_heads=4, num_kv_heads=2,
+        mrope_section=(4, 6, 6), vocab_size=None, tie_word_embeddings=False, max_window_layers=3,
+        vision_depth=2, vision_hidden_size=64, vision_intermediate_size=128, vision_num_heads=2,
+        window_size=112, fullatt_block_indexes=(1,), input_size=224,
     ),
     "3b": QwenSize(
         name="3b", hidden_size=2048, intermediate_size=11008, num_layers=36, num_heads=16, num_kv_heads=2,
@@ -280,6 +288,8 @@ def build_tiny_qwen25vl(
     seed: int = 0,
     dtype: str = "float32",
     overwrite: bool = False,
+    tokenizer_corpus: Sequence[str] | None = None,
+    bpe_vocab_size: int | None = None,
 ) -> Path:
     """Write a random-weight Qwen2.5-VL checkpoint directory (Hugging Face format) to ``out_dir``.
 
@@ -297,6 +307,8 @@ def build_tiny_qwen25vl(
             The caller's global torch RNG state is left as it was.
         dtype: weight dtype, ``"float32"``, ``"bfloat16"`` or ``"float16"``.
         overwrite: replace a non-empty ``out_dir``.
+        tokenizer_corpus: texts to train the offline BPE tokenizer on (default: the built-in Seg-Zero corpus).
+        bpe_vocab_size: BPE vocabulary bound of that tokenizer (default ``DEFAULT_BPE_VOCAB_SIZE``).
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -319,7 +331,7 @@ def build_tiny_qwen25vl(
     from transformers import initialization as hf_init
 
     start = time.perf_counter()
-    tokenizer = build_qwen_tokenizer()
+    tokenizer = build_qwen_tokenizer(bpe_vocab_size or DEFAULT_BPE_VOCAB_SIZE, tokenizer_corpus)
     ids = qwen_token_ids(tokenizer)
     vocab_size = spec.vocab_size if spec.vocab_size is not None else tokenizer.get_vocab_size()
     if vocab_size < tokenizer.get_vocab_size():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..sam2_config import build_sam2_model as _build_from_config
 from ..sam2_config import resolve_sam2_config
 
 log = logging.getLogger(__name__)
@@ -18,11 +19,10 @@ log = logging.getLogger(__name__)
 def build_sam2_model(config: str = "sam2.1_hiera_t", *, seed: int = 0):
     """An official ``SAM2Base`` model with seeded random weights, in eval mode on the CPU."""
     import torch
-    from sam2.build_sam import build_sam2
 
     config_path = resolve_sam2_config(config)
     torch.manual_seed(seed)
-    return build_sam2(config_path, ckpt_path=None, device="cpu", mode="eval")
+    return _build_from_config(config_path)
 
 
 def build_sam2_checkpoint(out_path: str | Path, config: str = "sam2.1_hiera_t", *, seed: int = 0) -> Path:
@@ -30,7 +30,8 @@ def build_sam2_checkpoint(out_path: str | Path, config: str = "sam2.1_hiera_t", 
 
     Args:
         out_path: the ``.pt`` file to write (parent folders are created).
-        config: any official config name (see ``resolve_sam2_config``), e.g. ``"sam2.1_hiera_t"``.
+        config: any official config name (see ``resolve_sam2_config``), e.g. ``"sam2.1_hiera_t"``, or a
+            config file in the official format.
         seed: torch seed; the same seed gives the same weights.
 
     Returns:

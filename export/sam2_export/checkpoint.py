@@ -8,7 +8,7 @@ from pathlib import Path
 
 from segzero_edge.errors import CheckpointError
 
-from ..sam2_config import SAM2_CONFIGS, resolve_sam2_config
+from ..sam2_config import SAM2_CONFIGS, build_sam2_model, is_config_file, resolve_sam2_config
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +78,19 @@ def load_sam2_model(path: str | Path, config: str):
     """The official ``SAM2Base`` for ``config`` with the checkpoint's weights, in eval mode on the CPU.
 
     Built with ``sam2.build_sam.build_sam2(..., apply_postprocessing=True)`` (the image predictor's
-    settings, including the single-mask stability fallback), then loaded with strict key matching.
+    settings, including the single-mask stability fallback) for an official name, or from a config
+    file in the official format the same way (``sam2_config.build_sam2_model``), then loaded with
+    strict key matching.
 
     Raises:
-        InputError: unknown config (lists the valid names).
+        InputError: unknown config (lists the valid names) or missing config file.
+        ConfigError: a config file that is not an official-format SAM2 config.
         CheckpointError: unreadable file, or keys/shapes that do not match the config; the message
             counts missing, unexpected and mis-shaped keys and suggests the matching config.
     """
-    from sam2.build_sam import build_sam2
-
     config_path = resolve_sam2_config(config)
     state = read_state_dict(path)
-    model = build_sam2(config_path, ckpt_path=None, device="cpu", mode="eval")
+    model = build_sam2_model(config_path)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -101,13 +102,17 @@ def load_sam2_model(path: str | Path, config: str):
     if missing or unexpected or reshaped:
         guess = guess_config(state)
         examples = ", ".join((missing + unexpected + reshaped)[:3])
-        hint = (
-            f"this looks like a {guess.split('/')[-1].removesuffix('.yaml')} checkpoint: pass --config "
-            f"{guess.split('/')[-1].removesuffix('.yaml')}"
-            if guess and guess != config_path
-            else "pass the --config the checkpoint belongs to: "
-            + ", ".join(c.split("/")[-1].removesuffix(".yaml") for c in SAM2_CONFIGS)
-        )
+        if is_config_file(config_path):
+            hint = f"pass the config file this checkpoint was trained with (not {config_path})"
+        elif guess and guess != config_path:
+            hint = (
+                f"this looks like a {guess.split('/')[-1].removesuffix('.yaml')} checkpoint: pass --config "
+                f"{guess.split('/')[-1].removesuffix('.yaml')}"
+            )
+        else:
+            hint = "pass the --config the checkpoint belongs to: " + ", ".join(
+                c.split("/")[-1].removesuffix(".yaml") for c in SAM2_CONFIGS
+            ) + ", or the config .yaml file it was trained with"
         raise CheckpointError(
             f"checkpoint {path} does not match config {config_path}: {len(missing)} keys missing, "
             f"{len(unexpected)} unexpected, {len(reshaped)} with another shape (e.g. {examples})",

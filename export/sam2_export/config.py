@@ -16,7 +16,8 @@ class Sam2ExportConfig:
     """Export and validation settings.
 
     Attributes:
-        config: official config name in any accepted form (resolved to ``configs/.../*.yaml``).
+        config: official config name in any accepted form (resolved to ``configs/.../*.yaml``), or the
+            path of a config file in the official format (kept as given).
         opset: ONNX opset of both graphs (18: LayerNormalization as one op, GELU as Erf; parsed by
             TensorRT 8.6+ and every current ONNX Runtime).
         max_objects: upper end of the ``num_objects`` TensorRT profile (objects per decoder call).

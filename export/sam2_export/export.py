@@ -21,6 +21,7 @@ from segzero_edge.sam2.contract import (
 from segzero_edge.sam2.runtime import Sam2Runtime
 
 from ..engine_dir import EngineDirWriter
+from ..sam2_config import is_config_file
 from .checkpoint import load_sam2_model
 from .config import Sam2ExportConfig
 from .onnx_export import check_onnx_io, export_image_encoder, export_mask_decoder, feature_shapes
@@ -87,18 +88,14 @@ def export_sam2(
             points=(1, cfg.opt_points, cfg.max_points),
         ),
     }
-    sources = [
-        SourceCheckpoint(
-            COMPONENT,
-            str(checkpoint),
-            sha256_file(checkpoint),
-            {
-                "config": cfg.config,
-                "format": "official SAM2 .pt {'model': state_dict}",
-                "exporter": f"torch.onnx.export(dynamo=True, opset={cfg.opset}), torch {torch.__version__}",
-            },
-        )
-    ]
+    extra = {
+        "config": cfg.config,
+        "format": "official SAM2 .pt {'model': state_dict}",
+        "exporter": f"torch.onnx.export(dynamo=True, opset={cfg.opset}), torch {torch.__version__}",
+    }
+    if is_config_file(cfg.config):  # not one of the package's configs: record which file, exactly
+        extra.update(config_file=str(Path(cfg.config).resolve()), config_sha256=sha256_file(cfg.config))
+    sources = [SourceCheckpoint(COMPONENT, str(checkpoint), sha256_file(checkpoint), extra)]
     with EngineDirWriter(out_dir, COMPONENT) as writer:
         steps = tqdm(total=2, desc="exporting sam2 graphs", unit="graph", disable=not progress)
         export_image_encoder(model, writer.path(ENCODER_FILE), opset=cfg.opset)
