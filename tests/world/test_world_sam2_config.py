@@ -79,7 +79,7 @@ def test_shipped_checkpoint_is_official_format_and_small():
     state = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)
     assert set(state) == {"model"}
     model = load_sam2_model(CHECKPOINT, str(CONFIG))  # strict: every key and shape must match
-    assert np.isclose(float(model.image_encoder.trunk.pos_embed.abs().sum()),
+    assert np.isclose(float(model.image_encoder.trunk.pos_embed.detach().abs().sum()),
                       float(state["model"]["image_encoder.trunk.pos_embed"].abs().sum()))
     with pytest.raises(CheckpointError, match="does not match config"):
         load_sam2_model(CHECKPOINT, "sam2.1_hiera_t")
