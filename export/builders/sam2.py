@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..sam2_config import resolve_sam2_config
+from segzero_edge.sam2.configs import resolve_sam2_config
 
 log = logging.getLogger(__name__)
 

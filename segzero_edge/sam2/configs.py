@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segzero_edge.errors import InputError
+from ..errors import InputError
 
 #: Canonical Hydra config names shipped inside the official ``sam2`` package.
 SAM2_CONFIGS: tuple[str, ...] = tuple(

@@ -6,9 +6,8 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from segzero_edge.errors import CheckpointError
-
-from ..sam2_config import SAM2_CONFIGS, resolve_sam2_config
+from ..errors import CheckpointError
+from ..sam2.configs import SAM2_CONFIGS, resolve_sam2_config
 
 log = logging.getLogger(__name__)
 
