@@ -13,6 +13,10 @@ pixels, its box reordered and clipped, and SAM2 decodes the mask from the box an
 Caching: SAM2 features are kept in an LRU keyed by image content (and the reasoner keeps the vision
 embeddings), so several questions about the same frame encode it once.
 
+Backends: ONNX Runtime (``"ort"``), TensorRT for SAM2 (``"trt"``), or the PyTorch reference (``"torch"``:
+``backends.torch_reasoner`` + ``backends.torch_sam2``, loaded from the engine's source checkpoints, see
+``backends.sources``). Each stage object has the same interface whichever backend runs it.
+
 Threads: ``predict``, ``reason`` and ``segment`` may be called from several threads. SAM2 sessions
 run concurrently; the reasoner holds a KV cache, so generations are serialised by a lock (one reasoning
 at a time per ``Segmenter``; create one ``Segmenter`` per thread for parallel generations, at the cost

@@ -61,7 +61,7 @@ def official_preprocess(rgb: np.ndarray, resolution: int):
     torch = _torch()
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255)[None]
+    x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div(255)[None]
     x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)[0]
     mean, std = torch.tensor(PIXEL_MEAN), torch.tensor(PIXEL_STD)
     return ((x - mean[:, None, None]) / std[:, None, None])[None]
