@@ -19,7 +19,7 @@ as measured. Medians over rounds; the variants alternate order each round so loa
 Engines are built once under ``.cache/bench_segmenter/`` (gitignored): the real-shaped export runs
 with ``validate="none"`` (peak RSS ~ vision-tower export) so it stays under ~10 GB.
 
-    .venv/bin/python benchmarks/bench_segmenter.py --engines tiny real --rounds 3
+    .venv/bin/python benchmarks/bench_segmenter.py --jobs real:2/2 tiny:2/2 tiny:2/1 tiny:1/1 real:2/1
 
 Writes ``benchmarks/results/segmenter_cpu.json`` and ``.md``.
 """
@@ -145,16 +145,21 @@ def _markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+DESCRIPTIONS = {
+    "real": "Qwen2.5-VL-3B shapes, 2 decoder layers, INT4, input 840 (900 image tokens); SAM2.1 hiera-t 1024",
+    "tiny": "tiny reasoner (2 layers, fp32, input 112); SAM2.1 hiera-t 1024",
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--engines", nargs="+", default=["tiny", "real"], choices=["tiny", "real"])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--settings", nargs="+", default=["2/2", "2/1", "1/1"],
-                    help="reasoner threads/SAM2 threads per setting (ORT intra-op), e.g. 2/2 2/1")
-    ap.add_argument("--real-settings", nargs="+", default=None,
-                    help="settings for the real engine (default: --settings)")
-    ap.add_argument("--tiny-tokens", type=int, default=200)
-    ap.add_argument("--real-tokens", type=int, default=120)
+    ap.add_argument("--jobs", nargs="+", default=["real:2/2", "tiny:2/2", "tiny:2/1", "tiny:1/1", "real:2/1"],
+                    help="ENGINE:REASONER_THREADS/SAM2_THREADS runs in this order (ORT intra-op threads); "
+                    "results are written after each")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per tiny job")
+    ap.add_argument("--real-rounds", type=int, default=2, help="rounds per real job")
+    ap.add_argument("--tiny-tokens", type=int, default=200, help="max_new_tokens of the tiny reasoner")
+    ap.add_argument("--real-tokens", type=int, default=120, help="max_new_tokens of the real-shaped reasoner")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--name", default="segmenter_cpu")
     args = ap.parse_args()
@@ -166,24 +171,23 @@ def main() -> None:
                "command": " ".join([Path(sys.executable).name, *sys.argv]), "loadavg_start": os.getloadavg(),
                "engines": {}}
     counter = [0]
-    for kind in args.engines:
+    args.out.mkdir(parents=True, exist_ok=True)
+    for job in args.jobs:
+        kind, spec = job.split(":")
         engine = build_engine(kind)
         tokens = args.real_tokens if kind == "real" else args.tiny_tokens
-        desc = ("Qwen2.5-VL-3B shapes, 2 decoder layers, INT4, input 840 (900 image tokens); SAM2.1 hiera-t 1024"
-                if kind == "real" else "tiny reasoner (2 layers, fp32, input 112); SAM2.1 hiera-t 1024")
-        settings = []
-        for spec in (args.real_settings if kind == "real" and args.real_settings else args.settings):
-            t, s = (int(x) for x in spec.split("/"))
-            t0 = time.perf_counter()
-            settings.append(run_setting(engine, base, t, s, args.rounds, tokens, counter))
-            print(f"{kind} {spec}: ratio {settings[-1]['ratio_overlap_vs_target']:.2f} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
-        results["engines"][kind] = {"description": desc, "max_new_tokens": tokens, "image": list(base.shape),
-                                    "settings": settings}
-    results["loadavg_end"] = os.getloadavg()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / f"{args.name}.md").write_text(_markdown(results))
+        entry = results["engines"].setdefault(kind, {"description": DESCRIPTIONS[kind], "max_new_tokens": tokens,
+                                                     "image": list(base.shape), "settings": []})
+        t, s = (int(x) for x in spec.split("/"))
+        t0 = time.perf_counter()
+        rounds = args.real_rounds if kind == "real" else args.rounds
+        entry["settings"].append(run_setting(engine, base, t, s, rounds, tokens, counter))
+        entry["settings"][-1]["loadavg_after"] = os.getloadavg()
+        print(f"{job}: ratio {entry['settings'][-1]['ratio_overlap_vs_target']:.2f} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        results["loadavg_end"] = os.getloadavg()
+        (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (args.out / f"{args.name}.md").write_text(_markdown(results))
     print(_markdown(results))
 
 
