@@ -119,8 +119,8 @@ def worker_torch(
     """PyTorch side: the official model's modules with SAM2ImagePredictor's logic."""
     import torch
 
-    from segzero_edge.export.sam2_export.checkpoint import load_sam2_model
-    from segzero_edge.export.sam2_export.oracle import OfficialPredictor, official_preprocess, segzero_choice
+    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
+    from segzero_edge.backends.torch_sam2 import OfficialPredictor, official_preprocess, segzero_choice
 
     torch.set_num_threads(threads)
     model = load_sam2_model(checkpoint, config)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def main() -> int:
-    from segzero_edge.export.sam2_config import SAM2_CONFIGS
+    from segzero_edge.sam2.configs import SAM2_CONFIGS
 
     names = [c.split("/")[-1].removesuffix(".yaml") for c in SAM2_CONFIGS]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

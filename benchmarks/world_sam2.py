@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
     import torch
 
-    from segzero_edge.export.sam2_export.checkpoint import load_sam2_model
+    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
     from segzero_edge.export.sam2_export.oracle import OfficialPredictor, segzero_choice
     from segzero_edge.sam2 import Sam2Runtime
     from segzero_edge.training.world.sam2_data import SceneStore, gt_prompt

@@ -13,6 +13,10 @@ pixels, its box reordered and clipped, and SAM2 decodes the mask from the box an
 Caching: SAM2 features are kept in an LRU keyed by image content (and the reasoner keeps the vision
 embeddings), so several questions about the same frame encode it once.
 
+Backends: ONNX Runtime (``"ort"``), TensorRT for SAM2 (``"trt"``), or the PyTorch reference (``"torch"``:
+``backends.torch_reasoner`` + ``backends.torch_sam2``, loaded from the engine's source checkpoints, see
+``backends.sources``). Each stage object has the same interface whichever backend runs it.
+
 Threads: ``predict``, ``reason`` and ``segment`` may be called from several threads. SAM2 sessions
 run concurrently; the reasoner holds a KV cache, so generations are serialised by a lock (one reasoning
 at a time per ``Segmenter``; create one ``Segmenter`` per thread for parallel generations, at the cost
@@ -43,7 +47,9 @@ from .types import Answer, Segmentation
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "ort", "trt")
+BACKENDS = ("auto", "ort", "trt", "torch")
+#: ``torch_weights="auto"``: the reasoner precision of the engine -> the optimum-quanto weights closest to it.
+TORCH_WEIGHTS = {"int4": "int4", "int8": "int8"}
 #: Tokens kept for ``</think><answer>{...}</answer>`` when the thinking budget is derived from
 #: ``max_new_tokens``: the longest Seg-Zero answer with one token per digit is about 60 tokens.
 ANSWER_RESERVE = 80
@@ -115,12 +121,27 @@ class Segmenter:
         engine_dir: engine directory holding the ``reasoner`` and ``sam2`` components.
         device: ``"auto"`` (CUDA when ONNX Runtime can use it, else CPU), ``"cpu"``, ``"cuda"``.
         backend: ``"ort"`` (ONNX Runtime), ``"trt"`` (SAM2 from the TensorRT engines built for this
-            GPU by ``segzero-edge build``; the reasoner on ONNX Runtime), or ``"auto"`` (``"trt"`` when
-            such engines and TensorRT are present, else ``"ort"``).
+            GPU by ``segzero-edge build``; the reasoner on ONNX Runtime), ``"auto"`` (``"trt"`` when
+            such engines and TensorRT are present, else ``"ort"``), or ``"torch"``: the reference
+            backend, both stages in PyTorch from the *source checkpoints* of the engine (transformers
+            ``generate`` with the same prompt, answer constraint and stopping; the official ``sam2``
+            model with SAM2ImagePredictor's pre/postprocessing). Needs the ``torch`` extra (``quant``
+            for int4/int8 weights) and the checkpoints: see ``reasoner_checkpoint``/``sam2_checkpoint``.
+            ``device`` then names a torch device (``"auto"``: CUDA when torch sees one).
         options: default ``SegmenterOptions``; keyword arguments override single fields.
-        threads: CPU threads per ONNX Runtime session (None: ONNX Runtime's default).
+        threads: CPU threads per ONNX Runtime session (None: ONNX Runtime's default). With
+            ``backend="torch"``: ``torch.set_num_threads`` (process-wide).
+        sam2_threads: CPU threads of the SAM2 sessions only (None: ``threads``). On a small CPU the
+            overlapped encoder competes with the reasoner for cores (see benchmarks/bench_segmenter.py).
         cache_size: frames whose SAM2 features and vision embeddings are kept (0 disables).
-        verify: how the engine files are checked at load (``"full"`` hashes every file).
+        verify: how the engine files are checked at load (``"full"`` hashes every file; with
+            ``backend="torch"`` also the source checkpoints against the manifest's sha256).
+        reasoner_checkpoint: ``backend="torch"`` only: the Hugging Face Qwen2.5-VL directory the
+            engine's reasoner was exported from. Default: the source path recorded in ``manifest.json``
+            (``segzero_edge.backends.sources``); a ``CheckpointError`` says what to pass when it is gone.
+        sam2_checkpoint: ``backend="torch"`` only: the official SAM2 ``.pt`` (default: the recorded one).
+        torch_weights: ``backend="torch"`` only: reasoner weights ``"fp32"``, ``"int8"``, ``"int4"``
+            (optimum-quanto, weight-only) or ``"auto"`` (int4/int8 when the engine's decoder is, else fp32).
 
     Raises:
         ManifestError / EngineFileError: missing, incomplete or tampered engine directory.
@@ -129,23 +150,52 @@ class Segmenter:
     """
 
     def __init__(self, engine_dir: str | Path, device: str = "auto", backend: str = "auto", *,
-                 options: SegmenterOptions | None = None, threads: int | None = None, cache_size: int = 4,
-                 verify: Verify = "full", **overrides: Any) -> None:
+                 options: SegmenterOptions | None = None, threads: int | None = None,
+                 sam2_threads: int | None = None, cache_size: int = 4, verify: Verify = "full",
+                 reasoner_checkpoint: str | Path | None = None, sam2_checkpoint: str | Path | None = None,
+                 torch_weights: str = "auto", **overrides: Any) -> None:
         if backend not in BACKENDS:
             raise InputError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
+        if backend != "torch" and (reasoner_checkpoint is not None or sam2_checkpoint is not None):
+            raise InputError("reasoner_checkpoint/sam2_checkpoint are for backend='torch'",
+                             hint="pass backend='torch', or drop the checkpoint arguments")
         self.engine_dir = Path(engine_dir)
+        self.backend_name = backend
         self.options = (options or SegmenterOptions()).updated(**overrides)
         self.manifest = load_manifest(self.engine_dir, verify=verify)
         self.manifest.component("reasoner")
         self.manifest.component("sam2")
-        self.sam2 = Sam2Runtime(self.engine_dir, manifest=self.manifest, device=device,
-                                backend="ort" if backend == "ort" else backend, threads=threads)
-        self.reasoner = Reasoner(self.manifest, engine_dir=self.engine_dir, device=device, threads=threads,
-                                 verify="none", image_cache_size=cache_size)
+        sam2_threads = threads if sam2_threads is None else sam2_threads
+        if backend == "torch":
+            self.sam2, self.reasoner = self._torch_stages(device, threads, verify, reasoner_checkpoint,
+                                                          sam2_checkpoint, torch_weights)
+        else:
+            self.sam2 = Sam2Runtime(self.engine_dir, manifest=self.manifest, device=device, backend=backend,
+                                    threads=sam2_threads)
+            self.reasoner = Reasoner(self.manifest, engine_dir=self.engine_dir, device=device, threads=threads,
+                                     verify="none", image_cache_size=cache_size)
         self._features: LRUCache[Sam2Features] = LRUCache(cache_size)
         self._reasoner_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="segzero-sam2")
         log.info("segmenter ready: %s (sam2 %s backend)", self.engine_dir, self.sam2.backend.name)
+
+    def _torch_stages(self, device: str, threads: int | None, verify: Verify, reasoner_checkpoint,
+                      sam2_checkpoint, torch_weights: str):
+        """Both stages on torch from the engine's source checkpoints (``backends.sources``)."""
+        from .backends.sources import resolve_checkpoint
+        from .backends.torch_reasoner import QUANTO_WEIGHTS, TorchReasoner
+        from .backends.torch_sam2 import TorchSam2, torch_device
+
+        if torch_weights == "auto":
+            torch_weights = TORCH_WEIGHTS.get(str(self.manifest.component("reasoner").get("weights")), "fp32")
+        if torch_weights not in QUANTO_WEIGHTS:
+            raise InputError(f"unknown torch_weights {torch_weights!r}",
+                             hint=f"use auto or one of {', '.join(QUANTO_WEIGHTS)}")
+        sam2 = TorchSam2(self.engine_dir, manifest=self.manifest, device=device, checkpoint=sam2_checkpoint,
+                         threads=threads, verify=verify)
+        model_dir = resolve_checkpoint(self.manifest, "reasoner", reasoner_checkpoint, verify=verify)
+        reasoner = TorchReasoner(model_dir, device=torch_device(device), weights=torch_weights)
+        return sam2, reasoner
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:

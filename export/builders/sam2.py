@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..sam2_config import build_sam2_model as _build_from_config
-from ..sam2_config import resolve_sam2_config
+from segzero_edge.backends.sam2_checkpoint import build_sam2_model as _build_from_config
+from segzero_edge.sam2.configs import resolve_sam2_config
 
 log = logging.getLogger(__name__)
 

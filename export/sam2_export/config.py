@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from segzero_edge.errors import ConfigError
+from segzero_edge.sam2.configs import resolve_sam2_config
 from segzero_edge.sam2.contract import MASK_MODES
 
-from ..sam2_config import resolve_sam2_config
 from .samples import IMAGE_SIZES
 
 

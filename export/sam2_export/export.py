@@ -7,7 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from segzero_edge.backends.sam2_checkpoint import load_sam2_model
+from segzero_edge.backends.torch_sam2 import PIXEL_MEAN, PIXEL_STD
 from segzero_edge.manifest import Manifest, SourceCheckpoint, sha256_file
+from segzero_edge.sam2.configs import is_config_file
 from segzero_edge.sam2.contract import (
     COMPONENT,
     DECODER,
@@ -21,11 +24,8 @@ from segzero_edge.sam2.contract import (
 from segzero_edge.sam2.runtime import Sam2Runtime
 
 from ..engine_dir import EngineDirWriter
-from ..sam2_config import is_config_file
-from .checkpoint import load_sam2_model
 from .config import Sam2ExportConfig
 from .onnx_export import check_onnx_io, export_image_encoder, export_mask_decoder, feature_shapes
-from .oracle import PIXEL_MEAN, PIXEL_STD
 from .validate import check_gates, validate_sam2
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from segzero_edge.backends.torch_sam2 import OfficialPredictor, official_preprocess, segzero_choice
 from segzero_edge.errors import ExportValidationError
 from segzero_edge.sam2.postprocess import mask_iou
 from segzero_edge.sam2.preprocess import preprocess
@@ -29,7 +30,6 @@ from segzero_edge.sam2.prompts import build_prompts
 from segzero_edge.sam2.runtime import Sam2Runtime
 
 from .config import Sam2ExportConfig
-from .oracle import OfficialPredictor, official_preprocess, segzero_choice
 from .samples import IMAGE_SIZES, PromptCase, prompt_cases, synthetic_image
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from .base import Command
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("engine_dir", type=Path, help="engine directory written by `segzero-edge export`")
+    parser.add_argument("engine_dir", type=Path,
+                        help="engine directory written by `segzero-edge export` (the folder holding manifest.json)")
     parser.add_argument("--quick", action="store_true",
                         help="check file presence and sizes only, not their sha256 (fast for multi-GB models)")
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary")
@@ -63,6 +64,11 @@ def _device_lines(m: Manifest, engine_dir: Path) -> list[str]:
     except ImportError:
         lines.append("onnxruntime       not installed -> pip install 'segzero-edge[ort]' (or [ort-gpu])")
         lines.append("this device       cannot run it until ONNX Runtime is installed")
+    for src in m.sources:
+        there = Path(src.path).exists()
+        lines.append(f"torch backend     {src.component} source {src.path}: " +
+                     ("present" if there else f"missing here (pass --{src.component}-checkpoint to use "
+                      "`predict --backend torch`)"))
     for build in m.trt_builds:
         try:
             verify_files(build.files, engine_dir, "size")
@@ -98,6 +104,7 @@ COMMAND = Command(
     add_arguments=_add_arguments,
     run=_run,
     description="Show an engine directory's manifest (components, graphs with their inputs and outputs, "
-    "precisions, validation numbers), check that every listed file is present and unmodified, and say "
-    "whether this device can run it.",
+    "precisions, validation numbers, source checkpoints), check that every listed file is present and "
+    "unmodified, and say whether this device can run it (ONNX Runtime providers, TensorRT builds, and whether "
+    "the source checkpoints that `predict --backend torch` loads are on this machine).",
 )

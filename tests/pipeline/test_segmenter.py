@@ -116,26 +116,41 @@ def test_cache_avoids_reencoding(full_engine_dir, scene):
 
 
 def test_concurrent_predicts_equal_sequential_ones(segmenter, scene):
-    rgb, _ = scene
+    """4 threads released together on a frame nobody has seen: one SAM2 encoding (the cache shares the
+    pending one), and every result equals the one-at-a-time result for the same request. Each request
+    samples with its own seed (the random tiny model answers greedily almost the same whatever the
+    question), so results mixed up between threads would show."""
+    rgb = np.ascontiguousarray(scene[0][::-1])  # a new frame for this session's caches
     texts = ["the largest shape", "the red circle", "the shape left of the star", "the blue shape"]
-    sequential = [segmenter.predict(rgb, t) for t in texts]
+    sampling = {"do_sample": True, "temperature": 1.5}
     results: dict[int, Segmentation] = {}
     errors = []
+    barrier = threading.Barrier(4)
+    backend = segmenter.sam2.backend
+    encodes = _count_calls(backend, "encode")
 
     def run(i):
         try:
-            results[i] = segmenter.predict(rgb, texts[i])
+            barrier.wait(timeout=60)
+            results[i] = segmenter.predict(rgb, texts[i], seed=i, **sampling)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        del backend.encode  # drop the instance-level wrapper
+    assert not errors, errors
+    assert len(encodes) == 1, f"{len(encodes)} encodings of one frame by 4 concurrent requests"
+    sequential = [segmenter.predict(rgb, t, seed=i, **sampling) for i, t in enumerate(texts)]
+    assert len({r.raw_text for r in sequential}) == 4, "the requests must give different answers to compare"
     for i, ref in enumerate(sequential):
         assert results[i].raw_text == ref.raw_text
+        assert results[i].box == ref.box
         assert np.array_equal(results[i].mask, ref.mask)
 
 

@@ -51,7 +51,7 @@ def manifest(engine_dir):
 
 @pytest.fixture(scope="session")
 def official_model(sam2_checkpoint):
-    from segzero_edge.export.sam2_export.checkpoint import load_sam2_model
+    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
 
     return load_sam2_model(sam2_checkpoint, CONFIG)
 

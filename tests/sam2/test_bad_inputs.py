@@ -72,7 +72,7 @@ def test_unreadable_checkpoint(tmp_path, sam2_checkpoint, damage):
 
 def test_checkpoint_with_missing_and_unexpected_keys(tmp_path, sam2_checkpoint):
     torch = need_export_stack()
-    from segzero_edge.export.sam2_export.checkpoint import load_sam2_model
+    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
 
     state = torch.load(sam2_checkpoint, weights_only=True)["model"]
     for key in list(state)[:3]:
@@ -93,7 +93,7 @@ def test_checkpoint_with_missing_and_unexpected_keys(tmp_path, sam2_checkpoint):
 )
 def test_checkpoint_of_another_config_says_which(sam2_checkpoint, config, counts):
     need_export_stack()
-    from segzero_edge.export.sam2_export.checkpoint import load_sam2_model
+    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
 
     with pytest.raises(CheckpointError, match=counts) as err:
         load_sam2_model(sam2_checkpoint, config)

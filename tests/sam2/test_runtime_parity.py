@@ -11,7 +11,7 @@ from sam2_testutil import nontrivial
 from segzero_edge.sam2.postprocess import mask_iou
 
 pytest.importorskip("torch", reason="the official pipeline is the oracle")
-from segzero_edge.export.sam2_export.oracle import OfficialPredictor, segzero_choice
+from segzero_edge.backends.torch_sam2 import OfficialPredictor, segzero_choice
 from segzero_edge.export.sam2_export.samples import prompt_cases, synthetic_image
 
 SIZES = [(360, 500), (900, 700)]

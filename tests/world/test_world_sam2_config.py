@@ -10,13 +10,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs torch (export/train extra)")
 pytest.importorskip("sam2", reason="needs the official sam2 package (make install installs it)")
 
+from segzero_edge.backends.sam2_checkpoint import build_sam2_model  # noqa: E402
 from segzero_edge.errors import CheckpointError, ConfigError, InputError  # noqa: E402
-from segzero_edge.export.sam2_config import (  # noqa: E402
-    SAM2_CONFIGS,
-    build_sam2_model,
-    is_config_file,
-    resolve_sam2_config,
-)
+from segzero_edge.sam2.configs import SAM2_CONFIGS, is_config_file, resolve_sam2_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "assets" / "world" / "sam2_tiny.yaml"
@@ -73,7 +69,7 @@ def test_config_file_must_target_the_sam2_package(tmp_path):
 
 
 def test_shipped_checkpoint_is_official_format_and_small():
-    from segzero_edge.export.sam2_export.checkpoint import load_sam2_model
+    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
 
     assert CHECKPOINT.stat().st_size < 10_000_000
     state = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)

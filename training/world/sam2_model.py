@@ -28,17 +28,6 @@ from segzero_edge.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
-#: ``SAM2Transforms``' normalization (ImageNet mean / std on the 0..1 scale).
-PIXEL_MEAN = (0.485, 0.456, 0.406)
-PIXEL_STD = (0.229, 0.224, 0.225)
-
-#: ``sam2.build_sam.build_sam2(..., apply_postprocessing=True)``'s overrides.
-POSTPROCESSING = {
-    "dynamic_multimask_via_stability": True,
-    "dynamic_multimask_stability_delta": 0.05,
-    "dynamic_multimask_stability_thresh": 0.98,
-}
-
 
 def default_config_path() -> Path:
     """``assets/world/sam2_tiny.yaml`` of the source checkout this package runs from."""
@@ -52,24 +41,14 @@ def build_model(config: str | Path, *, seed: int = 0):
         ConfigError: missing file, no ``model`` node, or a ``_target_`` outside the ``sam2`` package.
     """
     import torch
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+
+    from segzero_edge.backends.sam2_checkpoint import build_sam2_model
 
     path = Path(config)
     if not path.is_file():
         raise ConfigError(f"SAM2 config {path} does not exist", hint="pass assets/world/sam2_tiny.yaml")
-    cfg = OmegaConf.load(path)
-    target = OmegaConf.select(cfg, "model._target_")
-    if not isinstance(target, str) or not target.startswith("sam2."):
-        raise ConfigError(
-            f"{path} is not an official SAM2 model config (model._target_ = {target!r})",
-            hint="the file needs a `model:` node whose _target_ is sam2.modeling.sam2_base.SAM2Base",
-        )
-    extra = OmegaConf.create({"model": {"sam_mask_decoder_extra_args": dict(POSTPROCESSING)}})
-    cfg = OmegaConf.merge(cfg, extra)
-    OmegaConf.resolve(cfg)
     torch.manual_seed(seed)
-    return instantiate(cfg.model, _recursive_=True)
+    return build_sam2_model(str(path)).train()
 
 
 def save_checkpoint(model, path: str | Path) -> Path:
@@ -109,6 +88,8 @@ def normalize(images: np.ndarray):
     Equal to ``SAM2Transforms`` when the image already has the model's size (the resize is the identity).
     """
     import torch
+
+    from segzero_edge.backends.torch_sam2 import PIXEL_MEAN, PIXEL_STD
 
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)
     mean = torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)

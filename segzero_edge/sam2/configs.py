@@ -3,14 +3,14 @@
 A config is either the name of an official config shipped inside the ``sam2`` package (composed by
 Hydra, as ``sam2.build_sam.build_sam2`` does) or the path of a YAML file in the same official format
 (``# @package _global_`` + a ``model:`` node), e.g. ``assets/world/sam2_tiny.yaml``, the world's tiny
-SAM2. ``build_sam2_model`` builds either.
+SAM2. ``segzero_edge.backends.sam2_checkpoint.build_sam2_model`` (torch) builds either.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from segzero_edge.errors import ConfigError, InputError
+from ..errors import InputError
 
 #: Canonical Hydra config names shipped inside the official ``sam2`` package.
 SAM2_CONFIGS: tuple[str, ...] = tuple(
@@ -22,13 +22,6 @@ SAM2_CONFIGS: tuple[str, ...] = tuple(
 _SIZE_ALIASES = {"t": "t", "tiny": "t", "s": "s", "small": "s", "b+": "b+", "base_plus": "b+",
                  "base-plus": "b+", "bplus": "b+", "l": "l", "large": "l"}
 
-
-#: ``build_sam2(..., apply_postprocessing=True)``'s overrides of ``model.sam_mask_decoder_extra_args``.
-_POSTPROCESSING = {
-    "dynamic_multimask_via_stability": True,
-    "dynamic_multimask_stability_delta": 0.05,
-    "dynamic_multimask_stability_thresh": 0.98,
-}
 
 
 def _looks_like_file(raw: str) -> bool:
@@ -72,42 +65,3 @@ def resolve_sam2_config(name: str | Path) -> str:
         )
     raise InputError(f"unknown SAM2 config {raw!r}", hint=f"use one of: {valid}, or a config .yaml file")
 
-
-def build_sam2_model(config: str, *, apply_postprocessing: bool = True):
-    """The official ``SAM2Base`` of ``config`` (random weights, CPU, eval mode).
-
-    An official name goes through ``sam2.build_sam.build_sam2``. A config file is loaded with OmegaConf
-    and instantiated with ``hydra.utils.instantiate`` the way ``build_sam2`` does it (same overrides;
-    ``build_sam2`` itself only composes configs inside the ``sam2`` package).
-
-    Raises:
-        InputError: unknown name or missing file.
-        ConfigError: a config file without a ``model`` node whose ``_target_`` is in the ``sam2`` package
-            (nothing else is instantiated from a user file).
-    """
-    resolved = resolve_sam2_config(config)
-    if not is_config_file(resolved):
-        from sam2.build_sam import build_sam2
-
-        return build_sam2(resolved, ckpt_path=None, device="cpu", mode="eval",
-                          apply_postprocessing=apply_postprocessing)
-    from hydra.utils import instantiate
-    from omegaconf import DictConfig, OmegaConf
-
-    try:
-        cfg = OmegaConf.load(resolved)
-    except Exception as exc:  # yaml / omegaconf raise several types
-        raise ConfigError(f"cannot read SAM2 config file {resolved}: {exc}",
-                          hint="pass a YAML file in the official SAM2 config format") from exc
-    target = OmegaConf.select(cfg, "model._target_") if isinstance(cfg, DictConfig) else None
-    if not isinstance(target, str) or not target.startswith("sam2."):
-        raise ConfigError(
-            f"{resolved} is not an official-format SAM2 config (model._target_ = {target!r})",
-            hint="the file needs a `model:` node whose _target_ is sam2.modeling.sam2_base.SAM2Base, "
-            "like the configs in sam2/configs/sam2.1/",
-        )
-    if apply_postprocessing:
-        cfg = OmegaConf.merge(cfg, {"model": {"sam_mask_decoder_extra_args": dict(_POSTPROCESSING)}})
-    OmegaConf.resolve(cfg)
-    model = instantiate(cfg.model, _recursive_=True)
-    return model.to("cpu").eval()
