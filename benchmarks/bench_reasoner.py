@@ -33,7 +33,6 @@ import datetime
 import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name
 
 VARIANTS = ["int4:int8:4", "int4:int4:4", "int4:int8:0", "int8:int8:4", "fp32:fp32:0"]
 QUESTION = "the cup the robot should pick up"
@@ -178,16 +178,6 @@ def jump_forward_savings(engine: Path, threads: int, budget: int) -> dict | None
             "stop_reason": res.stop_reason, "text_tail": res.text[-120:]}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _summary(v: dict, new_tokens: int) -> None:
     v["prefill_s"] = min(v["prefill_runs_s"])
     v["prefill_median_s"] = statistics.median(v["prefill_runs_s"])
@@ -239,7 +229,7 @@ def main() -> None:
     from segzero_edge.export.builders.qwen import build_tiny_qwen25vl
     from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
 
-    results: dict = {"machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
+    results: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
                                  "onnxruntime": onnxruntime.__version__, "torch": torch.__version__},
                      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                      "command": "python " + " ".join(sys.argv), "load_start": [round(x, 2) for x in os.getloadavg()],

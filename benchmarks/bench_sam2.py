@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name
 
 log = logging.getLogger("bench_sam2")
 H, W = 480, 640
@@ -153,16 +153,6 @@ def worker_torch(
 
         res[STAGES[4]] = _time(decode, runs, warmup)
     return res
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _run_worker(side: str, args, engine: Path, ckpt: Path, config: str) -> dict[str, list[float]]:
@@ -328,7 +318,7 @@ def main() -> int:
         "ort_session": f"segzero_edge.ort.create_session(device='cpu', threads={args.threads}): intra-op "
         f"threads {args.threads}, inter-op 1, default spinning, graph optimization ORT_ENABLE_ALL without "
         f"{', '.join(CPU_DISABLED_OPTIMIZERS)}",
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "threads": args.threads,
         "stages": args.stages,
