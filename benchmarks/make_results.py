@@ -95,9 +95,11 @@ def reasoner_rows(d: dict) -> list[Row]:
         raise UnknownLayout("no 'variants' table")
     rows = []
     for name, v in variants.items():
-        rows.append([name, _f(v.get("prefill_s"), 2), _f(v.get("decode_tokens_per_s"), 2),
+        tps = v.get("decode_median_tokens_per_s", v.get("decode_tokens_per_s"))
+        rows.append([name, _f(v.get("prefill_median_s", v.get("prefill_s")), 2), _f(tps, 2),
                      f"{v['speedup_vs_transformers_fp32']:.2f}x" if "speedup_vs_transformers_fp32" in v else "–",
-                     _f(v["bytes_per_token"] / 1e6, 0) if "bytes_per_token" in v else "–"])
+                     _f(v["bytes_per_token"] / 1e6, 0) if "bytes_per_token" in v else "–",
+                     _f(100 * v["fraction_of_bound"], 0) if "fraction_of_bound" in v else "–"])
     return rows
 
 
@@ -163,8 +165,9 @@ SECTIONS: tuple[Section, ...] = (
     Section("Reasoner: INT4 / INT8 / fp32 on ONNX Runtime vs transformers",
             "Prefill seconds and decode tokens/s of the same Seg-Zero-sized request (Qwen2.5-VL-3B shapes, fewer "
             "layers, random weights) per weight precision; x = decode speed relative to transformers fp32.",
-            ("reasoner_cpu.json", "bench_reasoner.json"), "python benchmarks/bench_reasoner.py --layers 4 --threads 2",
-            ("variant", "prefill s", "decode tok/s", "x transformers fp32", "MB read / token"), reasoner_rows),
+            ("reasoner_cpu*.json", "bench_reasoner.json"), "python benchmarks/bench_reasoner.py --layers 4 --threads 2",
+            ("variant", "prefill s (median)", "decode tok/s (median)", "x transformers fp32", "MB read / token",
+             "% of bandwidth bound"), reasoner_rows),
     Section("Segmenter: SAM2 encoding overlapped with reasoning, feature cache",
             "End-to-end predict() with and without overlap, and with a cache hit (same frame, new question); "
             "stages measured alone (sequential) give target = max(reasoning, encoding) + decoding + pre/post; "
