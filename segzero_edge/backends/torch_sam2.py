@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, CheckpointError, InputError, missing_extra
 from ..image import ImageLike, load_image
 from ..manifest import Manifest, Verify, load_manifest
-from ..sam2.contract import COMPONENT, FEATURES, MASK_MODES, Sam2Settings
+from ..sam2.contract import COMPONENT, FEATURES, Sam2Settings, resolve_mask_mode
 from ..sam2.prompts import build_prompts
 from ..sam2.results import Sam2Features, Sam2Result
 
@@ -350,9 +350,7 @@ class TorchSam2:
         import torch.nn.functional as F
 
         s = self.settings
-        mode = mask_mode or s.default_mask_mode
-        if mode not in MASK_MODES:
-            raise InputError(f"unknown mask_mode {mode!r}", hint=f"use one of {', '.join(MASK_MODES)}")
+        mode = resolve_mask_mode(mask_mode, s.default_mask_mode)
         w, h = image_size or features.image_size
         t0 = time.perf_counter()
         n, batches = build_prompts(boxes=boxes, points=points, labels=labels, mask_input=mask_input, image_wh=(w, h),

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, InputError
 from ..image import ImageLike, load_image
 from ..manifest import Manifest, Verify, load_manifest
-from .contract import COMPONENT, MASK_MODES, Sam2Settings, check_graphs
+from .contract import COMPONENT, Sam2Settings, check_graphs, resolve_mask_mode
 from .postprocess import choose_masks, masks_from_logits
 from .preprocess import preprocess
 from .prompts import PromptBatch, build_prompts
@@ -174,9 +174,7 @@ class Sam2Runtime:
             InputError: no prompt, bad shapes or values, unknown mask mode.
         """
         s = self.settings
-        mode = mask_mode or s.default_mask_mode
-        if mode not in MASK_MODES:
-            raise InputError(f"unknown mask_mode {mode!r}", hint=f"use one of {', '.join(MASK_MODES)}")
+        mode = resolve_mask_mode(mask_mode, s.default_mask_mode)
         w, h = image_size or features.image_size
         t0 = time.perf_counter()
         n, batches = build_prompts(
