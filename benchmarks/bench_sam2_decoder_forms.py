@@ -48,9 +48,9 @@ def _session(model, threads: int, disabled: list[str] | None):
 
 
 def _export_forms(config: str, work: Path) -> dict[str, Path]:
+    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
     from segzero_edge.export.builders.sam2 import build_sam2_checkpoint
     from segzero_edge.export.sam2_export import onnx_export
-    from segzero_edge.export.sam2_export.checkpoint import load_sam2_model
     from segzero_edge.export.sam2_export.wrappers import MaskDecoderGraph
 
     class OfficialModules(MaskDecoderGraph):

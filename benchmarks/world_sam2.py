@@ -9,7 +9,7 @@ mask is compared with the target's visible mask. Two paths, each with Seg-Zero's
 multimask output with the highest predicted IoU):
 
 * ``torch``: the checkpoint loaded strictly into the official ``SAM2Base`` by the exporter's loader,
-  run with ``SAM2ImagePredictor`` semantics (``export.sam2_export.oracle.OfficialPredictor``);
+  run with ``SAM2ImagePredictor`` semantics (``segzero_edge.backends.torch_sam2.OfficialPredictor``);
 * ``onnx``: ``segzero-edge export sam2`` of the same checkpoint (with its export-time validation),
   run by the torch-free runtime ``segzero_edge.sam2.Sam2Runtime`` on ONNX Runtime (CPU).
 
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from segzero_edge.backends.sam2_checkpoint import load_sam2_model
-    from segzero_edge.export.sam2_export.oracle import OfficialPredictor, segzero_choice
+    from segzero_edge.backends.torch_sam2 import OfficialPredictor, segzero_choice
+    from segzero_edge.manifest import sha256_file
     from segzero_edge.sam2 import Sam2Runtime
     from segzero_edge.training.world.sam2_data import SceneStore, gt_prompt
 
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": len(store),
         "checkpoint": str(checkpoint),
         "checkpoint_bytes": checkpoint.stat().st_size,
+        "checkpoint_sha256": sha256_file(checkpoint),
         "config": args.config,
         "image_size": int(model.image_size),
         "params": int(sum(p.numel() for p in model.parameters())),

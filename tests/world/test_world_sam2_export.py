@@ -60,7 +60,7 @@ def test_engine_reaches_the_reported_test_iou(engine):
     from segzero_edge.training.world.sam2_data import SceneStore, gt_prompt
 
     reported = json.loads(RESULTS.read_text())
-    assert reported["split"] == "test" and reported["checkpoint_bytes"] == CHECKPOINT.stat().st_size
+    assert reported["split"] == "test" and reported["checkpoint_sha256"] == sha256_file(CHECKPOINT)
     store = SceneStore.from_split("test", SAMPLES)
     runtime = Sam2Runtime(engine, device="cpu", backend="ort", threads=2)
     ious = []

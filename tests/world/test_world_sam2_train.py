@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs torch (train extra)")
 pytest.importorskip("sam2", reason="needs the official sam2 package (make install installs it)")
 
+from segzero_edge.errors import ConfigError  # noqa: E402
 from segzero_edge.training.data import mask_box  # noqa: E402
 from segzero_edge.training.world.sam2_data import SceneStore, gt_prompt, sample_prompt  # noqa: E402
 from segzero_edge.training.world.sam2_model import (  # noqa: E402
@@ -64,3 +66,18 @@ def test_training_steps_reduce_the_loss(store, tmp_path):
     # the run wrote the official checkpoint format and a copy of its config
     state = torch.load(Path(tmp_path) / "sam2_tiny.pt", map_location="cpu", weights_only=True)
     assert set(state) == {"model"} and (Path(tmp_path) / "sam2_tiny.yaml").is_file()
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(store, tmp_path):
+    torch.set_num_threads(1)
+    s = TrainSettings(config=str(default_config_path()), seed=0, steps=4, batch=2, objects=2, lr=2e-3,
+                      warmup=1, train_scenes=len(store), val_scenes=0, threads=1, minutes=600)
+    whole, _ = train(s, tmp_path / "whole", progress=False, store=store)
+    _, log = train(s, tmp_path / "resumed", progress=False, store=store, stop_after=2)
+    assert log is None and (tmp_path / "resumed" / "train_state.pt").is_file()
+    resumed, log = train(s, tmp_path / "resumed", progress=False, store=store)
+    assert log["steps"] == 4 and len(log["history"]) >= 2
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="other settings"):
+        train(dataclasses.replace(s, lr=1e-3), tmp_path / "resumed", progress=False, store=store)

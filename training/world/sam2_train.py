@@ -24,6 +24,8 @@ area-averaged soft targets; 4x cheaper than 224 and still 2x the logits' resolut
 warm-up, cosine decay over ``max(step / steps, elapsed / minutes)``: the run stops at ``--steps`` or
 ``--minutes``, whichever comes first, and the schedule always ends at its floor. Seeded: data order, prompts and
 initialization are fixed by ``--seed`` (timing decides only where a ``--minutes`` run stops).
+Resumable: ``DIR/train_state.pt`` (weights, optimizer, data order, random state, step) is written with
+every checkpoint; running the same command again continues from it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,13 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "sam2_tiny.pt"
 CONFIG_NAME = "sam2_tiny.yaml"
+#: Resumable state (weights, optimizer, data order, random state, step), written with every checkpoint.
+STATE_NAME = "train_state.pt"
+
+
+def _resumable(settings: dict) -> dict:
+    """The settings a resumed run must share with the saved one (threads and save interval may change)."""
+    return {k: v for k, v in settings.items() if k not in ("threads", "save_every_minutes")}
 
 
 @dataclass(frozen=True)
@@ -237,7 +246,8 @@ def lr_at(progress: float, step: int, s: TrainSettings) -> float:
     return s.lr * warm * (s.min_lr_ratio + (1 - s.min_lr_ratio) * cos)
 
 
-def train(s: TrainSettings, out_dir: str | Path, *, progress: bool = True, store: SceneStore | None = None):
+def train(s: TrainSettings, out_dir: str | Path, *, progress: bool = True, store: SceneStore | None = None,
+          stop_after: int | None = None):
     """Run the training of the module docstring; returns ``(model, log dict)``.
 
     Args:
@@ -246,6 +256,8 @@ def train(s: TrainSettings, out_dir: str | Path, *, progress: bool = True, store
         progress: show a progress bar.
         store: training scenes to use instead of the first ``s.train_scenes`` of the train split
             (tests pass a few).
+        stop_after: leave after this many new steps with the resumable state saved and no validation
+            (returns ``(model, None)``; the same call again continues where it stopped).
     """
     import torch
     from tqdm import tqdm
@@ -265,13 +277,40 @@ def train(s: TrainSettings, out_dir: str | Path, *, progress: bool = True, store
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     rng = np.random.default_rng(s.seed)
     order = rng.permutation(len(store))
-    cursor, history = 0, []
-    t0 = last_save = time.perf_counter()
-    bar = tqdm(total=s.steps, desc="sam2_train", unit="step", disable=not progress)
-    step = 0
+    cursor, history, step, elapsed_before = 0, [], 0, 0.0
+    state_path = out / STATE_NAME
+    if state_path.exists():  # resume after a crash: same weights, optimizer, data order and prompts
+        st = torch.load(state_path, weights_only=False)
+        if _resumable(st["settings"]) != _resumable(asdict(s)):
+            raise ConfigError(f"{state_path} was written with other settings: {st['settings']}",
+                              hint="rerun with the same settings, or delete the file to start over")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        rng.bit_generator.state = st["rng"]
+        order, cursor, step, history = st["order"], st["cursor"], st["step"], st["history"]
+        elapsed_before = st["elapsed"]
+        log.info("resuming at step %d from %s", step, state_path)
+
+    def save_state() -> None:
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"settings": asdict(s), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "rng": rng.bit_generator.state, "order": order, "cursor": cursor, "step": step,
+                    "history": history, "elapsed": time.perf_counter() - t0}, tmp)
+        tmp.replace(state_path)
+
+    t0 = time.perf_counter() - elapsed_before
+    last_save = time.perf_counter()
+    bar = tqdm(total=s.steps, initial=step, desc="sam2_train", unit="step", disable=not progress)
+    first = step
     while step < s.steps:
+        if stop_after is not None and step - first >= stop_after:
+            save_state()
+            bar.close()
+            return model, None
         elapsed = time.perf_counter() - t0
-        frac = max(step / s.steps, elapsed / (60 * s.minutes))
+        # the clock's share is rounded so that a run the step count ends has a schedule (and weights)
+        # independent of timing
+        frac = max(step / s.steps, round(elapsed / (60 * s.minutes), 3))
         if frac >= 1.0:
             break
         if cursor + s.batch > len(order):
@@ -300,10 +339,12 @@ def train(s: TrainSettings, out_dir: str | Path, *, progress: bool = True, store
                      np.mean([h["iou"] for h in recent]), history[-1]["lr"], history[-1]["seconds"])
         if time.perf_counter() - last_save > 60 * s.save_every_minutes:
             save_checkpoint(model, out / CHECKPOINT_NAME)
+            save_state()
             last_save = time.perf_counter()
     bar.close()
     train_seconds = time.perf_counter() - t0
     save_checkpoint(model, out / CHECKPOINT_NAME)
+    save_state()
     result = {
         "settings": asdict(s),
         "steps": step,
