@@ -14,11 +14,13 @@ PKG_STAMP := $(VENV)/.segzero-pkg
 NATIVE_SOURCES := $(wildcard csrc/*.cpp csrc/*.hpp csrc/core/*.cpp csrc/core/*.hpp) CMakeLists.txt
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint format demo fuzz bench clean distclean
+.PHONY: help install test lint format demo world-retrain world-accuracy fuzz bench clean distclean
 
 help:
 	@echo "make test    install into .venv (first time), run ruff and pytest"
-	@echo "make demo    install, build tiny models, export them, segment the bundled image"
+	@echo "make demo    install, export the shipped world models, segment the bundled scene"
+	@echo "make world-retrain   retrain both world models from scratch (~1.5 h on 2 cores), compare with the shipped table"
+	@echo "make world-accuracy  re-measure benchmarks/results/world_accuracy.{json,md} on the shipped models"
 	@echo "make lint    ruff check"
 	@echo "make fuzz    fuzz the native answer code (libFuzzer + ASan/UBSan, FUZZ_SECONDS=300)"
 	@echo "make clean   remove build outputs (keeps .venv)"
@@ -51,6 +53,18 @@ test: install
 
 demo: install
 	$(VENV)/bin/segzero-edge demo --work-dir .cache/demo --out demo_out
+
+# The small world (docs/world.md): retrain both tiny models from scratch with the shipped settings, then
+# measure them like the shipped table and fail when they land outside its stated margin.
+WORLD_RUN ?= runs/world
+world-retrain: install
+	$(PY) -m segzero_edge.training.world retrain --out $(WORLD_RUN)
+	$(PY) benchmarks/world_accuracy.py --reasoner $(WORLD_RUN)/reasoner/grpo/final \
+	  --sam2 $(WORLD_RUN)/sam2/sam2_tiny.pt --work-dir $(WORLD_RUN)/accuracy --out-dir $(WORLD_RUN) \
+	  --compare benchmarks/results/world_accuracy.json
+
+world-accuracy: install
+	$(PY) benchmarks/world_accuracy.py
 
 # Fuzz the native answer code (decoder, stream, constraint) with libFuzzer under AddressSanitizer and
 # UndefinedBehaviorSanitizer for FUZZ_SECONDS; the corpus grows in build/fuzz/corpus. Needs clang and its

@@ -1,11 +1,13 @@
-"""``segzero-edge demo`` (``make demo``): the whole pipeline on tiny random models, offline.
+"""``segzero-edge demo`` (``make demo``): the whole pipeline on the small world's trained models, offline.
 
-1. build a tiny random Qwen2.5-VL checkpoint and a random SAM2 hiera-t checkpoint (cached),
-2. export both into one engine directory (INT4 reasoner, validated; cached),
-3. run ``Segmenter.predict`` on the image that ships with the repository,
-4. write the overlay PNG and the JSON, and say where they are.
+1. export the shipped world models (``assets/world/``: the tiny Qwen2.5-VL reasoner trained here with SFT +
+   GRPO, and the tiny official-architecture SAM2 trained here) into one engine directory: INT4 reasoner,
+   both exports validated against torch (cached; re-exported when the checkpoints change),
+2. run ``Segmenter.predict`` on the world scene that ships with the repository,
+3. write the overlay PNG and the JSON, and say where they are.
 
-The weights are random, so the answer is meaningless; the point is that every stage runs for real.
+The models are tiny and know only the world of coloured shapes (docs/world.md); their test-split accuracy
+is in benchmarks/results/world_accuracy.md. ``--random`` runs random tiny models instead (no training).
 """
 
 from __future__ import annotations
@@ -13,17 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
 from segzero_edge.cli.base import Command
 from segzero_edge.errors import SegZeroError
-from segzero_edge.manifest import load_manifest
+from segzero_edge.manifest import load_manifest, sha256_file, sha256_tree
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = REPO_ROOT / "assets" / "demo_scene.png"
+WORLD_DIR = REPO_ROOT / "assets" / "world"
+WORLD_REASONER = WORLD_DIR / "reasoner"
+WORLD_SAM2 = WORLD_DIR / "sam2_tiny.pt"
+WORLD_SAM2_CONFIG = WORLD_DIR / "sam2_tiny.yaml"
+#: INT4/INT8 block size of world exports: the world model's K is 128 or 256, so 32 keeps 4-8 scales per
+#: row (a 3B layer at the default 128 has 16-86).
+WORLD_BLOCK_SIZE = 32
 
 REAL_COMMANDS = """\
 With real checkpoints (downloaded yourself; nothing here fetches weights):
@@ -35,12 +45,49 @@ With real checkpoints (downloaded yourself; nothing here fetches weights):
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", type=Path, default=Path(".cache/demo"),
-                        help="where the tiny checkpoints and the engine directory are cached (default: %(default)s)")
+                        help="where the engine directory is cached (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("demo_out"),
                         help="folder for the overlay PNG and the JSON (default: %(default)s)")
     parser.add_argument("--image", type=Path, default=None, help="image to segment (default: the bundled scene)")
     parser.add_argument("--text", default=None, help="instruction (default: the bundled scene's query)")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the checkpoints and the engine directory")
+    parser.add_argument("--weights", choices=("int4", "int8", "fp32"), default="int4",
+                        help="reasoner precision of the exported engine (default: %(default)s)")
+    parser.add_argument("--random", action="store_true",
+                        help="random tiny models (Qwen2.5-VL 'tiny', SAM2.1 hiera-t) instead of the trained world ones")
+    parser.add_argument("--rebuild", action="store_true", help="re-export the engine directory")
+
+
+def export_world_engine(out: Path, weights: str = "int4", *, reasoner: Path = WORLD_REASONER,
+                        sam2: Path = WORLD_SAM2, sam2_config: Path = WORLD_SAM2_CONFIG,
+                        rebuild: bool = False) -> tuple[Path, float]:
+    """An engine directory at ``out`` with ``reasoner`` exported at ``weights`` and ``sam2`` (official-format
+    ``.pt`` + config file), both validated. An existing ``out`` is kept when its recorded sources have the
+    same sha256 and precision, else replaced. Returns ``(out, export seconds)`` (0.0 when kept)."""
+    from .reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
+    from .sam2_export import Sam2ExportConfig, export_sam2
+
+    want = {"reasoner": sha256_tree(reasoner), "sam2": sha256_file(sam2)}
+    if (out / "manifest.json").is_file() and not rebuild:
+        try:
+            m = load_manifest(out, verify="size")
+            if {s.component: s.sha256 for s in m.sources} == want and \
+                    m.component("reasoner").get("weights") == weights:
+                log.info("using the cached engine directory %s", out)
+                return out, 0.0
+        except SegZeroError as exc:
+            log.info("re-exporting %s (%s)", out, exc)
+    t0 = time.perf_counter()
+    staging = out.with_name(out.name + ".partial")  # the old directory stays until both exports validated
+    if staging.exists():
+        shutil.rmtree(staging)
+    export_reasoner(reasoner, staging, ReasonerExportConfig(weights=weights, block_size=WORLD_BLOCK_SIZE))
+    export_sam2(sam2, staging, Sam2ExportConfig(config=str(sam2_config)))
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    seconds = time.perf_counter() - t0
+    log.info("exported %s in %.1f s", out, seconds)
+    return out, seconds
 
 
 def _engine_ok(engine: Path) -> bool:
@@ -51,13 +98,13 @@ def _engine_ok(engine: Path) -> bool:
     return m.has_component("reasoner") and m.has_component("sam2")
 
 
-def build_demo_engine(work: Path, *, rebuild: bool = False) -> Path:
+def build_random_engine(work: Path, *, rebuild: bool = False) -> Path:
     """Tiny random checkpoints and their engine directory under ``work`` (reused when present)."""
     from .builders import build_sam2_checkpoint, build_tiny_qwen25vl
     from .reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
     from .sam2_export import Sam2ExportConfig, export_sam2
 
-    engine = work / "engine"
+    engine = work / "engine_random"
     if _engine_ok(engine) and not rebuild:
         log.info("using the cached engine directory %s", engine)
         return engine
@@ -73,44 +120,43 @@ def build_demo_engine(work: Path, *, rebuild: bool = False) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from segzero_edge.cli.predict_cmd import print_result, save_result
     from segzero_edge.image import load_image
-    from segzero_edge.overlay import draw_overlay
     from segzero_edge.segmenter import Segmenter
 
     t0 = time.perf_counter()
-    engine = build_demo_engine(args.work_dir, rebuild=args.rebuild)
+    if args.random:
+        engine = build_random_engine(args.work_dir, rebuild=args.rebuild)
+    else:
+        engine, _ = export_world_engine(args.work_dir / f"engine_world_{args.weights}", args.weights,
+                                        rebuild=args.rebuild)
     image_path = args.image or DEFAULT_IMAGE
     text = args.text
     if text is None:
         meta = json.loads(DEFAULT_IMAGE.with_suffix(".json").read_text())
         text = meta["text"] if args.image is None else "the object in the middle"
     rgb = load_image(image_path)
-    with Segmenter(engine, device="cpu", max_new_tokens=160) as seg:
+    with Segmenter(engine, device="cpu", max_new_tokens=320) as seg:
         res = seg.predict(rgb, text)
     args.out.mkdir(parents=True, exist_ok=True)
-    overlay = args.out / "demo.overlay.png"
-    record_path = args.out / "demo.json"
-    draw_overlay(rgb, res.mask, res.box, res.points).save(overlay)
-    record = {"engine_dir": str(engine), "image": str(image_path), "text": text, "found": res.found,
-              "error": res.error, "box": res.box, "points": res.points, "score": res.score,
-              "mask_pixels": int(res.mask.sum()), "raw_text": res.raw_text, "timings_ms": dict(res.timings_ms),
-              "weights": "random (tiny Qwen2.5-VL-architecture reasoner, SAM2.1 hiera-t)"}
-    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    weights = ("random (tiny Qwen2.5-VL-architecture reasoner, SAM2.1 hiera-t)" if args.random else
+               f"trained world models (assets/world/), reasoner {args.weights}")
+    overlay, record_path, _ = save_result(rgb, res, image=image_path, text=text, out_dir=args.out, stem="demo",
+                                          extra={"engine_dir": str(engine), "weights": weights})
     print()
-    print("segzero-edge demo: RANDOM WEIGHTS. Every stage ran for real (INT4 ONNX reasoner with the answer")
-    print("constraint, SAM2 ONNX encoder/decoder), but the models are untrained, so the box is arbitrary.")
-    print(f"  instruction : {text!r}")
-    if res.found:
-        points = [tuple(round(v) for v in p) for p in res.points]
-        print(f"  answer      : box {[round(v) for v in res.box]}, points {points}")
-        print(f"  mask        : {record['mask_pixels']} pixels, SAM2 score {res.score:.3f}")
+    if args.random:
+        print("segzero-edge demo: RANDOM WEIGHTS. Every stage ran for real (INT4 ONNX reasoner with the answer")
+        print("constraint, SAM2 ONNX encoder/decoder), but the models are untrained, so the box is arbitrary.")
     else:
-        print(f"  answer      : not found ({res.error})")
-    print("  timings ms  : " + ", ".join(f"{k} {v:.0f}" for k, v in res.timings_ms.items()))
-    print(f"  overlay     : {overlay}")
-    print(f"  json        : {record_path}")
-    print(f"  engine dir  : {engine}  (inspect it: segzero-edge inspect {engine})")
-    print(f"  total       : {time.perf_counter() - t0:.1f} s")
+        print(f"segzero-edge demo: the small world's trained models ({args.weights} ONNX reasoner with the answer")
+        print("constraint, SAM2 ONNX encoder/decoder). They know only scenes of coloured shapes (docs/world.md);")
+        print("their test accuracy per deployment path: benchmarks/results/world_accuracy.md.")
+    print(f"instruction : {text!r}")
+    print_result(res)
+    print(f"overlay   : {overlay}")
+    print(f"json      : {record_path}")
+    print(f"engine dir: {engine}  (inspect it: segzero-edge inspect {engine})")
+    print(f"total     : {time.perf_counter() - t0:.1f} s")
     print()
     print(REAL_COMMANDS)
     return 0
@@ -120,6 +166,6 @@ COMMAND = Command(
     name="demo",
     add_arguments=_add_arguments,
     run=_run,
-    description="Build tiny random checkpoints (cached), export them to an engine directory, and segment the "
-    "bundled image with Segmenter.predict; writes an overlay PNG and a JSON file. Offline; the weights are random.",
+    description="Export the small world's trained tiny models (assets/world/, cached) to an engine directory and "
+    "segment the bundled scene with Segmenter.predict; writes an overlay PNG and a JSON file. Offline.",
 )

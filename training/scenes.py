@@ -188,8 +188,16 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
+def _reading_order(obj: SceneObject, size: int) -> tuple[int, float]:
+    """Sort key: the vertical third of the centre (top, centre, bottom), then x: the order a reader scans."""
+    return min(int(3 * obj.center[1] / size), 2), obj.center[0]
+
+
 def _inventory(scene: Scene, size: int) -> str:
-    parts = [f"{_article(o.color)} {o.describe()} at the {_where(o, size)}" for o in scene.objects]
+    # Reading order, not drawing order: the list is then a function of the image alone, so a model can
+    # learn to produce it (drawing order is hidden state of the generator).
+    objs = sorted(scene.objects, key=lambda o: _reading_order(o, size))
+    parts = [f"{_article(o.color)} {o.describe()} at the {_where(o, size)}" for o in objs]
     return f"I see {len(parts)} shapes: " + ", ".join(parts) + "."
 
 

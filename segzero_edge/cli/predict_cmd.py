@@ -60,10 +60,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ..image import load_image
-    from ..overlay import draw_overlay
     from ..segmenter import Segmenter
 
     out_dir = args.out or args.image.parent
@@ -80,28 +77,45 @@ def _run(args: argparse.Namespace) -> int:
         res = seg.predict(rgb, args.text, on_text=on_text)
     if args.stream:
         print()
-    stem = args.image.stem
+    overlay_path, json_path, _ = save_result(rgb, res, image=args.image, text=args.text, out_dir=out_dir,
+                                             stem=args.image.stem)
+    print_result(res)
+    print(f"wrote     : {overlay_path} and {json_path}")
+    return 0
+
+
+def save_result(rgb, res, *, image: Path | str, text: str, out_dir: Path, stem: str,
+                extra: dict | None = None) -> tuple[Path, Path, dict]:
+    """Write ``out_dir/<stem>.overlay.png`` (mask tinted, box and points drawn) and ``<stem>.json`` for a
+    ``Segmentation`` of the ``(H, W, 3)`` uint8 image ``rgb``. Returns both paths and the JSON record."""
+    import numpy as np
+
+    from ..overlay import draw_overlay
+
     overlay_path = out_dir / f"{stem}.overlay.png"
     json_path = out_dir / f"{stem}.json"
     draw_overlay(rgb, res.mask, res.box, res.points).save(overlay_path)
     record = {
-        "image": str(args.image), "text": args.text, "found": res.found, "error": res.error,
+        "image": str(image), "text": text, "found": res.found, "error": res.error,
         "box": res.box, "points": res.points, "score": res.score, "mask_pixels": int(np.count_nonzero(res.mask)),
         "image_size": [rgb.shape[1], rgb.shape[0]], "reasoning": res.reasoning, "raw_text": res.raw_text,
-        "timings_ms": dict(res.timings_ms), "overlay": str(overlay_path),
+        "timings_ms": dict(res.timings_ms), "overlay": str(overlay_path), **(extra or {}),
     }
     json_path.write_text(json.dumps(record, indent=2) + "\n")
+    return overlay_path, json_path, record
+
+
+def print_result(res) -> None:
+    """The human-readable summary of a ``Segmentation``: reasoning, box, points, score, timings."""
     print(f"reasoning : {res.reasoning!r}")
     if res.found:
         box = ", ".join(f"{v:.0f}" for v in res.box)
         pts = "  ".join(f"({x:.0f}, {y:.0f})" for x, y in res.points)
         print(f"box       : [{box}]   points: {pts}")
-        print(f"score     : {res.score:.3f} (SAM2 predicted IoU), mask {record['mask_pixels']} pixels")
+        print(f"score     : {res.score:.3f} (SAM2 predicted IoU), mask {int(res.mask.sum())} pixels")
     else:
         print(f"not found : {res.error}")
     print("timings ms: " + ", ".join(f"{k} {v:.0f}" for k, v in res.timings_ms.items()))
-    print(f"wrote     : {overlay_path} and {json_path}")
-    return 0
 
 
 COMMAND = Command(

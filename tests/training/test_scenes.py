@@ -62,3 +62,14 @@ def test_same_queries_in_another_process():
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": str(h), "PATH": ""}).stdout for h in (1, 2)}
     assert len(runs) == 1
+
+
+def test_inventory_lists_shapes_in_reading_order():
+    """The think's inventory is a function of the image: top third first, then centre, then bottom; left to
+    right inside a third (drawing order would be hidden state a model cannot learn)."""
+    size = 224
+    for scene, query in generate_samples(11, 40, size):
+        head = query.reasoning.split(". ")[0]
+        listed = [part.split(" at the ")[0].split(" ", 1)[1] for part in head.split(": ", 1)[1].split(", ")]
+        keys = sorted((min(int(3 * o.center[1] / size), 2), o.center[0], o.describe()) for o in scene.objects)
+        assert listed == [k[2] for k in keys], (query.reasoning, keys)

@@ -4,6 +4,7 @@ Subcommands::
 
     dataset         --out DIR [--input-size S | --checkpoint CKPT]   write the splits (+ train in Seg-Zero layout)
     train-reasoner  --out DIR [--sft-steps N] [--grpo-steps N] ...    build -> SFT -> GRPO, seeded and resumable
+    retrain         --out DIR                                         SAM2 and reasoner from scratch, in parallel
     eval-reasoner   --checkpoint CKPT [...] --data DIR --out FILE    test-split metrics of one checkpoint
 """
 
@@ -20,8 +21,11 @@ from segzero_edge.errors import SegZeroError
 
 logger = logging.getLogger(__name__)
 
-#: Train samples the reasoner uses (a prefix of SPLITS["train"]); SFT's 900 x 8 rows are ~5 epochs of it.
-TRAIN_ROWS = 1500
+#: The shipped reasoner recipe (docs/world.md): all train samples, SFT 6000 steps x 8 rows (8 epochs),
+#: then GRPO_STEPS steps of the world_reasoner GRPO recipe.
+TRAIN_ROWS = 6000
+SFT_STEPS = 6000
+GRPO_STEPS = 100
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,16 +45,19 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, metavar="DIR", help="run folder (data/, init/, sft/, grpo/, final/)")
     t.add_argument("--seed", type=int, default=0, help="weights, data order and sampling seed (default 0)")
     t.add_argument("--train-rows", type=int, default=TRAIN_ROWS,
-                   help=f"use the first N samples of the train split (default {TRAIN_ROWS}: converting all 6000 "
-                        "takes ~15 min on a loaded 2-core machine)")
-    t.add_argument("--sft-steps", type=int, default=900, help="SFT optimizer steps (default 900)")
+                   help=f"use the first N samples of the train split (default {TRAIN_ROWS})")
+    t.add_argument("--sft-steps", type=int, default=SFT_STEPS, help=f"SFT optimizer steps (default {SFT_STEPS})")
     t.add_argument("--sft-batch", type=int, default=8, help="SFT rows per step (default 8)")
     t.add_argument("--sft-lr", type=float, default=2e-3, help="SFT peak learning rate (default 2e-3)")
-    t.add_argument("--grpo-steps", type=int, default=30, help="GRPO steps (default 30; the recipe says 100)")
+    t.add_argument("--grpo-steps", type=int, default=GRPO_STEPS, help=f"GRPO steps (default {GRPO_STEPS})")
     t.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a loaded 2-core machine 2 threads were 4x slower)")
     t.add_argument("--skip-grpo", action="store_true", help="stop after SFT")
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="GRPO recipe overrides")
+
+    r = sub.add_parser("retrain", help="both world models from scratch, in parallel (shipped settings, seeded)")
+    r.add_argument("--out", required=True, metavar="DIR", help="run folder (sam2/, reasoner/, logs, retrain.json)")
+    r.add_argument("--seed", type=int, default=0, help="seed of both trainings (default 0: the shipped models)")
 
     e = sub.add_parser("eval-reasoner", help="evaluate checkpoints on a split (box IoU, parse rate, reward)")
     e.add_argument("--checkpoint", action="append", required=True, metavar="NAME=DIR",
@@ -154,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             return _dataset(args)
         if args.cmd == "train-reasoner":
             print(f"final checkpoint: {train_reasoner(args)}")
+            return 0
+        if args.cmd == "retrain":
+            from .retrain import retrain
+
+            print(json.dumps(retrain(args.out, seed=args.seed), indent=2))
             return 0
         from .evaluate import run_eval_cli
 
