@@ -151,6 +151,13 @@ def export_memory_rows(d: dict) -> list[Row]:
              _f(d["budget_gb"], 0), "yes" if d["fits"] else "no"]]
 
 
+def world_accuracy_rows(d: dict) -> list[Row]:
+    ref = d["rows"]["torch fp32 (reference)"]["giou"]
+    return [[name, str(r["samples"]), _f(100 * r["giou"], 1), f"{100 * (r['giou'] - ref):+.1f}",
+             _f(100 * r["ciou"], 1), _f(100 * r["parse_rate"], 1), _f(r["latency_ms_mean"], 0)]
+            for name, r in d["rows"].items()]
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("Answer decoding: native (C++) vs Python twin",
             "Median microseconds per call of the same inputs through the pybind11 extension and the pure-Python "
@@ -188,6 +195,14 @@ SECTIONS: tuple[Section, ...] = (
             ("eval_*.json",), "segzero-edge eval ENGINE_DIR DATASET --out OUT && cp OUT/summary.json "
                               "benchmarks/results/eval_<name>.json",
             ("dataset", "samples", "gIoU", "cIoU", "gIoU official", "parse failures %"), eval_rows),
+    Section("Accuracy of the deployment path on the small world (test split)",
+            "gIoU / cIoU in % of Segmenter.predict on the 200 test scenes of the small world (docs/world.md), with "
+            "the tiny reasoner and SAM2 trained here, per path: torch reference, ONNX fp32, INT8, INT4, answer "
+            "constraint, thinking budget, ONNX vs torch SAM2. The reasoner localises poorly (gIoU ~10), so the "
+            "deltas are small-sample noise as much as cost.",
+            ("world_accuracy.json",), "python benchmarks/world_accuracy.py",
+            ("path", "samples", "gIoU", "Δ vs torch fp32", "cIoU", "parse rate %", "ms / sample"),
+            world_accuracy_rows),
     Section("Export peak host memory (reasoner)",
             "Peak RSS of `segzero-edge export reasoner` per phase, measured at 1 and 3 layers and extrapolated "
             "linearly to the full depth.",

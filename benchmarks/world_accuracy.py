@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -215,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         "reasoner_weights_sha256": sha256_file(args.reasoner / "model.safetensors"),
         "input_size": input_size, "threads": args.threads, "max_new_tokens": args.max_new_tokens,
         "block_size": WORLD_BLOCK_SIZE, "export_seconds": export_s, "rows": rows,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+                    "cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                     "loadavg_start": load_start, "loadavg_end": list(os.getloadavg())},
     }

@@ -1,10 +1,10 @@
 """``python -m segzero_edge.training.world retrain --out DIR``: both world models from scratch, in parallel.
 
 The tiny SAM2 (``sam2_train``) and the tiny reasoner (``train-reasoner``: dataset, tokenizer, SFT, GRPO)
-do not depend on each other, so they run as two processes with one torch thread each (on the 2-core
-machine this is faster than one after the other with two threads: tiny models scale badly across threads).
-Every step is seeded and uses the shipped settings, so on the same software stack and thread count the
-result is the shipped checkpoints bit for bit (docs/world.md says what was measured).
+do not depend on each other, so they run as two processes with one torch thread each, the way the
+shipped models were trained (one per core of the 2-core machine). Every step is seeded and uses the
+shipped settings, so on the same software stack and thread count the result should be the shipped
+checkpoints bit for bit (docs/world.md says which parts of that were verified).
 
 Writes ``DIR/sam2/`` (``sam2_tiny.pt``, ``train_log.json``), ``DIR/reasoner/`` (``grpo/final`` is the
 reasoner), ``DIR/sam2.log``, ``DIR/reasoner.log`` and ``DIR/retrain.json`` (wall times, commands).
