@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 #: then GRPO_STEPS steps of the world_reasoner GRPO recipe.
 TRAIN_ROWS = 6000
 SFT_STEPS = 6000
+SFT_RESTART_STEPS = 0
 GRPO_STEPS = 100
 
 
@@ -49,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--sft-steps", type=int, default=SFT_STEPS, help=f"SFT optimizer steps (default {SFT_STEPS})")
     t.add_argument("--sft-batch", type=int, default=8, help="SFT rows per step (default 8)")
     t.add_argument("--sft-lr", type=float, default=2e-3, help="SFT peak learning rate (default 2e-3)")
+    t.add_argument("--sft-restart-steps", type=int, default=SFT_RESTART_STEPS,
+                   help="a second SFT cycle (warm restart from the first one's weights, lr --sft-restart-lr, "
+                        f"data order seed + 1) of this many steps; 0 = none (default {SFT_RESTART_STEPS})")
+    t.add_argument("--sft-restart-lr", type=float, default=1e-3, help="its peak learning rate (default 1e-3)")
     t.add_argument("--grpo-steps", type=int, default=GRPO_STEPS, help=f"GRPO steps (default {GRPO_STEPS})")
     t.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a loaded 2-core machine 2 threads were 4x slower)")
@@ -137,6 +142,11 @@ def train_reasoner(args: argparse.Namespace) -> Path:
     sft_cfg = SFTConfig(steps=args.sft_steps, batch_size=args.sft_batch, learning_rate=args.sft_lr,
                         warmup_steps=min(50, args.sft_steps // 10), seed=args.seed, threads=args.threads)
     sft = run_sft(init, out / "sft", segzero, data / "train", sft_cfg)
+    if args.sft_restart_steps:
+        restart = SFTConfig(steps=args.sft_restart_steps, batch_size=args.sft_batch,
+                            learning_rate=args.sft_restart_lr, warmup_steps=min(50, args.sft_restart_steps // 10),
+                            seed=args.seed + 1, threads=args.threads)
+        sft = run_sft(sft["final"], out / "sft_restart", segzero, data / "train", restart)
     times["sft_s"] = time.perf_counter() - t0
     if args.skip_grpo:
         return sft["final"]
