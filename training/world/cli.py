@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--splits", default="train,val,test", help="comma-separated splits (default: all)")
 
     t = sub.add_parser("train-reasoner", help="build the tiny reasoner, SFT it, then GRPO (world_reasoner recipe)")
-    t.add_argument("--out", required=True, metavar="DIR", help="run folder (data/, init/, sft/, grpo/, final/)")
+    t.add_argument("--out", required=True, metavar="DIR",
+                   help="run folder (data/, init/, sft/, grpo/; the reasoner is grpo/final)")
     t.add_argument("--seed", type=int, default=0, help="weights, data order and sampling seed (default 0)")
     t.add_argument("--train-rows", type=int, default=TRAIN_ROWS,
                    help=f"use the first N samples of the train split (default {TRAIN_ROWS})")
@@ -56,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--sft-restart-lr", type=float, default=1e-3, help="its peak learning rate (default 1e-3)")
     t.add_argument("--grpo-steps", type=int, default=GRPO_STEPS, help=f"GRPO steps (default {GRPO_STEPS})")
     t.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: on a loaded 2-core machine 2 threads were 4x slower)")
+                   help="torch threads (default 1: tiny models gain little from more; on a loaded 2-core "
+                        "machine 2 threads were 4x slower)")
     t.add_argument("--skip-grpo", action="store_true", help="stop after SFT")
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="GRPO recipe overrides")
 
