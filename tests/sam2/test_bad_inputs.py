@@ -128,14 +128,22 @@ _EXPORT_SCRIPT = textwrap.dedent(
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     torch.set_num_threads(2)
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
+    if sys.argv[4]:  # hold: once both graphs are written, say so and wait (for the test's Ctrl-C)
+        import pathlib, time
+        import segzero_edge.export.sam2_export.export as ex
+        def held(*args, **kwargs):
+            pathlib.Path(sys.argv[4]).touch()
+            time.sleep(600)
+        ex.validate_sam2 = held
     export_sam2(sys.argv[1], sys.argv[2], Sam2ExportConfig(config="sam2.1_hiera_t", validation_images=1))
     """
 )
 
 
-def _start_export(ckpt: Path, out: Path, file_size_limit: int = 0) -> subprocess.Popen:
+def _start_export(ckpt: Path, out: Path, file_size_limit: int = 0, hold: Path | None = None) -> subprocess.Popen:
+    """The export in a subprocess; with ``hold``, it touches that file after writing both graphs and waits."""
     return subprocess.Popen(
-        [sys.executable, "-c", _EXPORT_SCRIPT, str(ckpt), str(out), str(file_size_limit)],
+        [sys.executable, "-c", _EXPORT_SCRIPT, str(ckpt), str(out), str(file_size_limit), str(hold or "")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -156,12 +164,14 @@ def test_full_disk_leaves_engine_dir_unchanged(tmp_path, engine_dir, sam2_checkp
 def test_interrupted_export_leaves_engine_dir_unchanged(tmp_path, engine_dir, sam2_checkpoint):
     out = _copy_engine(engine_dir, tmp_path / "engine")
     before = tree_digest(out)
-    proc = _start_export(sam2_checkpoint, out)
+    held = tmp_path / "held"  # the export waits there, graphs written, validation not yet run
+    proc = _start_export(sam2_checkpoint, out, hold=held)
     deadline = time.monotonic() + 240
-    while not list(tmp_path.glob(".engine.partial-*/sam2")) and time.monotonic() < deadline:
+    while not held.exists() and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         time.sleep(0.2)
-    time.sleep(1.0)  # well inside the graph export now
+    assert list(tmp_path.glob(".engine.partial-*/sam2/*.onnx")), "the graphs should be in the staging directory"
+    held.unlink()
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "KeyboardInterrupt" in stderr
