@@ -122,6 +122,9 @@ def test_failed_gates_raise_with_the_numbers(manifest):
 _EXPORT_SCRIPT = textwrap.dedent(
     """
     import resource, signal, sys, torch
+    # Ctrl-C raises KeyboardInterrupt, as at a terminal: a job started in the background by a
+    # non-interactive shell (CI runners, `make test &`) inherits SIGINT ignored, and Python keeps that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     limit = int(sys.argv[3])
     if limit:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit then fails with EFBIG
@@ -173,7 +176,11 @@ def test_interrupted_export_leaves_engine_dir_unchanged(tmp_path, engine_dir, sa
     assert list(tmp_path.glob(".engine.partial-*/sam2/*.onnx")), "the graphs should be in the staging directory"
     held.unlink()
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"the export ignored Ctrl-C: {proc.communicate()[1][-2000:]}") from None
     assert proc.returncode != 0 and "KeyboardInterrupt" in stderr
     assert tree_digest(out) == before and _siblings(out) == ["engine"]
 
