@@ -60,6 +60,9 @@ def test_index_layout_and_prepare(two_writes):
             assert img.shape == (SCENE_SIZE, SCENE_SIZE, 3) and np.array_equal(img, scene.image)
             mask = np.asarray(Image.open(root / name / r["mask"])) > 0
             assert np.array_equal(mask, scene.masks[query.target]) and mask.any()
+            labels = np.asarray(Image.open(root / name / r["labels"]))
+            assert all(np.array_equal(labels == k + 1, m) for k, m in enumerate(scene.masks))
+            assert r["objects"] == [{"color": o.color, "shape": o.shape} for o in scene.objects]
     ids = {name: [r["id"] for r in json.loads((root / name / "index.json").read_text())] for name in COUNTS}
     assert ids["test"][0] == "test_00000" and not set(ids["test"]) & set(ids["train"])
     import pyarrow.parquet as pq

@@ -56,3 +56,43 @@ def test_few_sft_steps_reduce_the_loss(tiny_world, tmp_path):
 
     a, b = load_file(out["final"] / "model.safetensors"), load_file(rest["final"] / "model.safetensors")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_grounding_targets_follow_the_label_map():
+    from segzero_edge.training.world.grounding import COLOR_NAMES, token_targets
+
+    labels = np.zeros((56, 56), np.uint8)
+    labels[0:28, 28:56] = 1  # object 0 fills the top-right token
+    labels[30:50, 2:20] = 2  # object 1 covers most of the bottom-left token
+    labels[40:44, 40:44] = 1  # a speck of object 0 in the bottom-right token: below min_cover
+    t = token_targets(labels, [{"color": "red", "shape": "star"}, {"color": "blue", "shape": "circle"}], 56)
+    assert t.color.tolist() == [0, 1 + COLOR_NAMES.index("red"), 1 + COLOR_NAMES.index("blue"), 0]
+    assert t.shape.tolist()[:3] == [0, 5, 1]  # SHAPES: circle, square, triangle, diamond, star, hexagon
+    np.testing.assert_allclose(t.box[1], [28 / 56, 0, 55 / 56, 43 / 56])  # object 0's box includes the speck
+    np.testing.assert_allclose(t.box[2], [2 / 56, 30 / 56, 19 / 56, 49 / 56])
+    np.testing.assert_allclose(t.center, [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
+
+
+def test_sft_with_the_grounding_loss_trains_the_head_and_resumes_exactly(tiny_world, tmp_path):
+    from segzero_edge.training.world.sft import STATE_FILE, SFTConfig, run_sft
+
+    ckpt, written = tiny_world
+    cfg = SFTConfig(steps=6, batch_size=4, learning_rate=3e-3, warmup_steps=0, save_steps=3, threads=1,
+                    grounding_weight=1.0)
+    out = run_sft(ckpt, tmp_path / "sft", written["train_segzero"], written["train"], cfg, progress=False)
+    plain = run_sft(ckpt, tmp_path / "plain", written["train_segzero"], written["train"],
+                    SFTConfig(**{**cfg.__dict__, "grounding_weight": 0.0}), progress=False)
+    assert plain["losses"][0] == out["losses"][0]  # same start; the grounding loss changes the updates
+    assert plain["losses"][1:] != out["losses"][1:]
+    head = torch.load(tmp_path / "sft" / STATE_FILE, weights_only=False)["grounding_head"]
+    assert set(head) == {"weight", "bias"}
+    from safetensors.numpy import load_file
+
+    final = load_file(out["final"] / "model.safetensors")
+    assert not any("grounding" in k for k in final)  # the checkpoint stays a plain Qwen2.5-VL
+    part = run_sft(ckpt, tmp_path / "sft2", written["train_segzero"], written["train"], cfg, progress=False,
+                   stop_after=2)
+    rest = run_sft(ckpt, tmp_path / "sft2", written["train_segzero"], written["train"], cfg, progress=False)
+    assert part["final"] is None and rest["losses"] == out["losses"]
+    again = load_file(rest["final"] / "model.safetensors")
+    assert all(np.array_equal(final[k], again[k]) for k in final)

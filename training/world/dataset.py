@@ -5,7 +5,12 @@
 
     out/<split>/images/<id>.png      the scene, SCENE_SIZE x SCENE_SIZE RGB
     out/<split>/masks/<id>.png       the visible GT mask of the target (L, 0 / 255)
-    out/<split>/index.json           [{"id", "image", "mask", "text", "kind", "reasoning"}, ...]
+    out/<split>/labels/<id>.png      every object's visible mask (L, pixel k + 1 = object k, 0 = none)
+    out/<split>/index.json           [{"id", "image", "mask", "labels", "objects", "text", "kind", "reasoning"}, ...]
+
+``objects`` lists ``{"color", "shape"}`` of every object in label order (drawing order). ``labels`` and
+``objects`` are the scene's full annotation (like a panoptic label): the SFT's grounding loss reads them
+(``training.world.grounding``); evaluation and ``prepare_dataset`` only need ``mask``.
 
 ``reasoning`` is the scene generator's templated chain of thought (used for supervised warm-starting);
 readers that do not know it ignore it. ``write_world_dataset`` writes every split and converts the train
@@ -71,6 +76,7 @@ def write_split(name: str, out_dir: str | Path, *, count: int | None = None) -> 
     root = Path(out_dir) / name
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
     # generate_samples(seed, n) is a prefix of generate_samples(seed, count): the first n are the same.
     samples = generate_samples(split.seed, n, SCENE_SIZE)
     records = []
@@ -79,7 +85,13 @@ def write_split(name: str, out_dir: str | Path, *, count: int | None = None) -> 
         Image.fromarray(scene.image).save(root / "images" / f"{rid}.png", optimize=False, compress_level=6)
         mask = (scene.masks[query.target].astype(np.uint8) * 255)
         Image.fromarray(mask, mode="L").save(root / "masks" / f"{rid}.png", optimize=False, compress_level=6)
+        labels = np.zeros(mask.shape, np.uint8)
+        for k, m in enumerate(scene.masks):
+            labels[m] = k + 1
+        Image.fromarray(labels, mode="L").save(root / "labels" / f"{rid}.png", optimize=False, compress_level=6)
         records.append({"id": rid, "image": f"images/{rid}.png", "mask": f"masks/{rid}.png",
+                        "labels": f"labels/{rid}.png",
+                        "objects": [{"color": o.color, "shape": o.shape} for o in scene.objects],
                         "text": query.text, "kind": query.kind, "reasoning": query.reasoning})
     index = root / INDEX_FILE
     index.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")

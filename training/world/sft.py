@@ -29,6 +29,7 @@ import numpy as np
 from segzero_edge.errors import ConfigError, TrainingError
 from segzero_edge.prompt import expand_image_pads, num_image_tokens, read_checkpoint_meta, render_chat
 
+from .grounding import TokenTargets, VisionCapture, grounding_loss, make_head, record_targets
 from .reasoner import target_text
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class SFTConfig:
         warmup_steps: linear warmup; then cosine decay to ``min_lr_ratio * learning_rate``.
         weight_decay, max_grad_norm: AdamW decay and gradient clipping.
         seed: data order and torch seed. save_steps: resumable state every N steps. threads: torch threads.
+        grounding_weight: weight of the dense grounding loss on the vision tokens (``grounding.py``);
+            0 = language-model loss only.
     """
 
     steps: int = 1500
@@ -57,6 +60,7 @@ class SFTConfig:
     seed: int = 0
     save_steps: int = 100
     threads: int = 2
+    grounding_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "save_steps", "threads"):
@@ -64,23 +68,30 @@ class SFTConfig:
                 raise ConfigError(f"SFTConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not self.learning_rate > 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError("SFTConfig: learning_rate > 0, warmup_steps >= 0, min_lr_ratio in [0, 1]")
+        if not self.grounding_weight >= 0:
+            raise ConfigError(f"SFTConfig.grounding_weight must be >= 0, got {self.grounding_weight}")
 
 
 @dataclass(frozen=True)
 class SFTRow:
-    """One training example: PNG bytes of the S x S image, prompt token ids, target token ids."""
+    """One training example: PNG bytes of the S x S image, prompt token ids, target token ids, and the
+    per-token grounding targets (only when the grounding loss is on)."""
 
     png: bytes
     prompt_ids: tuple[int, ...]
     target_ids: tuple[int, ...]
+    grounding: TokenTargets | None = None
 
 
 def load_rows(segzero_dir: Path, raw_train_dir: Path, tokenizer: Any, input_size: int,
-              max_rows: int | None = None) -> list[SFTRow]:
-    """Join the Seg-Zero layout (image, problem, solution) with the raw split's reasoning (by id)."""
+              max_rows: int | None = None, *, grounding_token_px: int | None = None) -> list[SFTRow]:
+    """Join the Seg-Zero layout (image, problem, solution) with the raw split's reasoning (by id).
+
+    ``grounding_token_px``: also compute each row's grounding targets (merged-token side in pixels).
+    """
     import pyarrow.parquet as pq
 
-    reasoning = {r["id"]: r["reasoning"] for r in json.loads((raw_train_dir / "index.json").read_text())}
+    raw = {r["id"]: r for r in json.loads((raw_train_dir / "index.json").read_text())}
     files = sorted((segzero_dir / "data").glob("train-*.parquet"))
     if not files:
         raise TrainingError(f"no parquet files under {segzero_dir}/data", hint="write the world dataset first")
@@ -91,9 +102,11 @@ def load_rows(segzero_dir: Path, raw_train_dir: Path, tokenizer: Any, input_size
         for rec in table:
             prompt = expand_image_pads(render_chat(rec["problem"]), n_img)
             p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            t_ids = tokenizer(target_text(reasoning[rec["id"]], rec["solution"]),
+            t_ids = tokenizer(target_text(raw[rec["id"]]["reasoning"], rec["solution"]),
                               add_special_tokens=False)["input_ids"]
-            rows.append(SFTRow(rec["image"]["bytes"], tuple(p_ids), tuple(t_ids)))
+            targets = (None if grounding_token_px is None
+                       else record_targets(raw_train_dir, raw[rec["id"]], input_size, grounding_token_px))
+            rows.append(SFTRow(rec["image"]["bytes"], tuple(p_ids), tuple(t_ids), targets))
             if max_rows is not None and len(rows) >= max_rows:
                 return rows
     return rows
@@ -165,12 +178,22 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
     input_size = read_checkpoint_meta(init_dir)["input_size"]
     processor = load_processor(init_dir, input_size)
     tok = processor.tokenizer
-    rows = load_rows(segzero_dir, raw_train_dir, tok, input_size, max_rows)
     torch.manual_seed(cfg.seed)
     model = load_qwen_model(init_dir, "float32")
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    vcfg = model.config.vision_config
+    token_px = vcfg.patch_size * vcfg.spatial_merge_size
+    rows = load_rows(segzero_dir, raw_train_dir, tok, input_size, max_rows,
+                     grounding_token_px=token_px if cfg.grounding_weight else None)
+    head = capture = None
+    params = list(model.parameters())
+    if cfg.grounding_weight:  # after the model, so the model's random state is the same either way
+        head = make_head(vcfg.out_hidden_size)
+        capture = VisionCapture(model)
+        params += list(head.parameters())
+    named = list(model.named_parameters()) + (list(head.named_parameters()) if head is not None else [])
+    decay = [p for n, p in named if p.ndim >= 2]
+    no_decay = [p for n, p in named if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
@@ -179,6 +202,8 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
+        if head is not None:
+            head.load_state_dict(state["grounding_head"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, losses = int(state["step"]), list(state["losses"])
@@ -187,7 +212,8 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
     def save() -> None:
         tmp = state_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "losses": losses, "config": cfg.__dict__}, tmp)
+                    "step": step, "losses": losses, "config": cfg.__dict__,
+                    **({"grounding_head": head.state_dict()} if head is not None else {})}, tmp)
         tmp.replace(state_path)
 
     bar = None
@@ -203,18 +229,26 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
             if bar is not None:
                 bar.close()
             return {"losses": losses, "seconds": time.perf_counter() - start, "steps": step, "final": None}
-        batch = collate([rows[i] for i in _batch_indices(len(rows), cfg, step)], processor, tok.pad_token_id)
-        loss = model(**batch).loss
+        picked = [rows[i] for i in _batch_indices(len(rows), cfg, step)]
+        loss = model(**collate(picked, processor, tok.pad_token_id)).loss
+        total, parts = loss, {}
+        if head is not None:
+            aux, parts = grounding_loss(head, capture.pop(), [r.grounding for r in picked])
+            total = loss + cfg.grounding_weight * aux
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
         sched.step()
         step += 1
         losses.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}",
+                            **{k: f"{v:.3f}" for k, v in parts.items()})
+        if parts and (step % 100 == 0 or step == 1):
+            logger.info("SFT step %d: loss %.4f, grounding %s", step, losses[-1],
+                        " ".join(f"{k} {v:.4f}" for k, v in parts.items()))
         if step % cfg.save_steps == 0 or step == cfg.steps:
             save()
     if bar is not None:
