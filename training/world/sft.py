@@ -202,6 +202,10 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
+        if (head is not None) != ("grounding_head" in state):
+            raise TrainingError(f"{state_path} was written with grounding_weight "
+                                f"{state['config'].get('grounding_weight', 0.0)}, this run has {cfg.grounding_weight}",
+                                hint="resume with the same --sft-grounding-weight, or use a new --out")
         if head is not None:
             head.load_state_dict(state["grounding_head"])
         opt.load_state_dict(state["optimizer"])
