@@ -193,11 +193,21 @@ def _reading_order(obj: SceneObject, size: int) -> tuple[int, float]:
     return min(int(3 * obj.center[1] / size), 2), obj.center[0]
 
 
-def _inventory(scene: Scene, size: int) -> str:
+def visible_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Inclusive pixel box ``(x1, y1, x2, y2)`` of a visible mask (the Seg-Zero box of that mask)."""
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def _inventory(scene: Scene, size: int, boxes: bool = False) -> str:
     # Reading order, not drawing order: the list is then a function of the image alone, so a model can
     # learn to produce it (drawing order is hidden state of the generator).
-    objs = sorted(scene.objects, key=lambda o: _reading_order(o, size))
-    parts = [f"{_article(o.color)} {o.describe()} at the {_where(o, size)}" for o in objs]
+    order = sorted(range(len(scene.objects)), key=lambda k: _reading_order(scene.objects[k], size))
+    parts = []
+    for k in order:
+        o = scene.objects[k]
+        box = " [{},{},{},{}]".format(*visible_box(scene.masks[k])) if boxes else ""
+        parts.append(f"{_article(o.color)} {o.describe()} at the {_where(o, size)}{box}")
     return f"I see {len(parts)} shapes: " + ", ".join(parts) + "."
 
 
@@ -214,11 +224,16 @@ def _name(scene: Scene, i: int) -> str | None:
     return None
 
 
-def generate_queries(scene: Scene, rng: np.random.Generator, size: int) -> list[Query]:
-    """Every unambiguous query of each kind that this scene supports (at most one per kind)."""
+def generate_queries(scene: Scene, rng: np.random.Generator, size: int, *,
+                     think_boxes: bool = False) -> list[Query]:
+    """Every unambiguous query of each kind that this scene supports (at most one per kind).
+
+    ``think_boxes``: the think's inventory gives each shape's visible box in scene pixels,
+    ``[x1,y1,x2,y2]`` (the same random draws either way).
+    """
     objs, n = scene.objects, len(scene.objects)
     areas = [scene.area(i) for i in range(n)]
-    inv = _inventory(scene, size)
+    inv = _inventory(scene, size, think_boxes)
     out: list[Query] = []
 
     named = [i for i in range(n) if _name(scene, i)]
@@ -280,13 +295,14 @@ def generate_queries(scene: Scene, rng: np.random.Generator, size: int) -> list[
     return out
 
 
-def generate_samples(seed: int, count: int, size: int = 224, **scene_kwargs) -> list[tuple[Scene, Query]]:
+def generate_samples(seed: int, count: int, size: int = 224, *, think_boxes: bool = False,
+                     **scene_kwargs) -> list[tuple[Scene, Query]]:
     """``count`` (scene, query) pairs from ``seed``, cycling through the query kinds evenly."""
     rng = np.random.default_rng(seed)
     samples: list[tuple[Scene, Query]] = []
     while len(samples) < count:
         scene = generate_scene(rng, size, **scene_kwargs)
-        queries = {q.kind: q for q in generate_queries(scene, rng, size)}
+        queries = {q.kind: q for q in generate_queries(scene, rng, size, think_boxes=think_boxes)}
         want = KINDS[len(samples) % len(KINDS)]
         if want in queries:
             samples.append((scene, queries[want]))

@@ -73,3 +73,19 @@ def test_inventory_lists_shapes_in_reading_order():
         listed = [part.split(" at the ")[0].split(" ", 1)[1] for part in head.split(": ", 1)[1].split(", ")]
         keys = sorted((min(int(3 * o.center[1] / size), 2), o.center[0], o.describe()) for o in scene.objects)
         assert listed == [k[2] for k in keys], (query.reasoning, keys)
+
+
+def test_think_boxes_give_each_shape_its_visible_box_and_change_nothing_else():
+    import re
+
+    from segzero_edge.training.scenes import visible_box
+
+    plain = generate_samples(11, 20, 224)
+    boxed = generate_samples(11, 20, 224, think_boxes=True)
+    for (scene, q), (scene2, q2) in zip(plain, boxed):
+        assert (q.text, q.target, q.kind) == (q2.text, q2.target, q2.kind)
+        assert np.array_equal(scene.image, scene2.image)
+        assert re.sub(r" \[\d+,\d+,\d+,\d+\]", "", q2.reasoning) == q.reasoning
+        boxes = [tuple(map(int, b)) for b in re.findall(r"\[(\d+),(\d+),(\d+),(\d+)\]", q2.reasoning)]
+        assert sorted(boxes) == sorted(visible_box(m) for m in scene.masks)
+        assert visible_box(scene.masks[q.target]) in boxes

@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--sft-steps", type=int, default=SFT_STEPS, help=f"SFT optimizer steps (default {SFT_STEPS})")
     t.add_argument("--sft-batch", type=int, default=8, help="SFT rows per step (default 8)")
     t.add_argument("--sft-lr", type=float, default=2e-3, help="SFT peak learning rate (default 2e-3)")
+    t.add_argument("--think-boxes", action="store_true",
+                   help="the templated think gives every shape's box (changes the tokenizer corpus and the SFT "
+                        "targets; the scenes and answers are the same)")
     t.add_argument("--sft-grounding-weight", type=float, default=SFT_GROUNDING_WEIGHT,
                    help="weight of the dense grounding loss on the vision tokens during SFT "
                         f"(training/world/grounding.py; 0 = off; default {SFT_GROUNDING_WEIGHT})")
@@ -116,7 +119,7 @@ def train_reasoner(args: argparse.Namespace) -> Path:
     data = out / "data"
     t0 = time.perf_counter()
     if not (data / "train" / "index.json").exists():
-        write_split("train", data)
+        write_split("train", data, think_boxes=args.think_boxes)
     records = read_index(data / "train")
     times["dataset_raw_s"] = time.perf_counter() - t0
 

@@ -58,8 +58,12 @@ def _progress(iterable, total: int, desc: str):
     return tqdm(iterable, total=total, desc=desc, leave=False)
 
 
-def write_split(name: str, out_dir: str | Path, *, count: int | None = None) -> SplitFiles:
+def write_split(name: str, out_dir: str | Path, *, count: int | None = None,
+                think_boxes: bool = False) -> SplitFiles:
     """Write split ``name`` of ``SPLITS`` (first ``count`` samples, default all) to ``out_dir/name``.
+
+    ``think_boxes``: the templated reasoning gives every shape's box (``training.scenes.generate_queries``);
+    the scenes, queries and masks are the same either way.
 
     Record ids are ``<split>_<index:05d>``. Returns the folder, index path and record count.
     """
@@ -78,7 +82,7 @@ def write_split(name: str, out_dir: str | Path, *, count: int | None = None) -> 
     (root / "masks").mkdir(parents=True, exist_ok=True)
     (root / "labels").mkdir(parents=True, exist_ok=True)
     # generate_samples(seed, n) is a prefix of generate_samples(seed, count): the first n are the same.
-    samples = generate_samples(split.seed, n, SCENE_SIZE)
+    samples = generate_samples(split.seed, n, SCENE_SIZE, think_boxes=think_boxes)
     records = []
     for i, (scene, query) in enumerate(_progress(samples, n, f"split {name}")):
         rid = f"{name}_{i:05d}"
