@@ -48,7 +48,7 @@ def box_iou(a: tuple[float, ...] | None, b: tuple[float, ...]) -> float:
 
 
 def generate_completions(checkpoint: Path, images: list[Any], questions: list[str], *, batch_size: int = 16,
-                         max_new_tokens: int = 180, progress: bool = True) -> list[str]:
+                         max_new_tokens: int = 320, progress: bool = True) -> list[str]:
     """Greedy completions (text up to ``<|im_end|>``) of ``checkpoint`` for PIL images + questions."""
     import torch
 
