@@ -27,6 +27,7 @@ TRAIN_ROWS = 6000
 SFT_STEPS = 6000
 SFT_RESTART_STEPS = 0
 SFT_GROUNDING_WEIGHT = 0.0
+SFT_ATTENTION_WEIGHT = 0.0
 GRPO_STEPS = 100
 
 
@@ -58,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--sft-grounding-weight", type=float, default=SFT_GROUNDING_WEIGHT,
                    help="weight of the dense grounding loss on the vision tokens during SFT "
                         f"(training/world/grounding.py; 0 = off; default {SFT_GROUNDING_WEIGHT})")
+    t.add_argument("--sft-attention-weight", type=float, default=SFT_ATTENTION_WEIGHT,
+                   help="weight of the answer-attention supervision during SFT (training/world/attention.py: "
+                        f"one head per text layer looks at the target's image tokens; 0 = off; default "
+                        f"{SFT_ATTENTION_WEIGHT})")
     t.add_argument("--sft-restart-steps", type=int, default=SFT_RESTART_STEPS,
                    help="a second SFT cycle (warm restart from the first one's weights, lr --sft-restart-lr, "
                         f"data order seed + 1) of this many steps; 0 = none (default {SFT_RESTART_STEPS})")
@@ -150,7 +155,8 @@ def train_reasoner(args: argparse.Namespace) -> Path:
     t0 = time.perf_counter()
     sft_cfg = SFTConfig(steps=args.sft_steps, batch_size=args.sft_batch, learning_rate=args.sft_lr,
                         warmup_steps=min(50, args.sft_steps // 10), seed=args.seed, threads=args.threads,
-                        grounding_weight=args.sft_grounding_weight)
+                        grounding_weight=args.sft_grounding_weight,
+                        answer_attention_weight=args.sft_attention_weight)
     sft = run_sft(init, out / "sft", segzero, data / "train", sft_cfg)
     if args.sft_restart_steps:
         restart = SFTConfig(steps=args.sft_restart_steps, batch_size=args.sft_batch,

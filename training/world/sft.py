@@ -29,6 +29,7 @@ import numpy as np
 from segzero_edge.errors import ConfigError, TrainingError
 from segzero_edge.prompt import expand_image_pads, num_image_tokens, read_checkpoint_meta, render_chat
 
+from .attention import answer_token_indices, attention_loss, coverage_target
 from .grounding import TokenTargets, VisionCapture, grounding_loss, make_head, record_targets
 from .reasoner import target_text
 
@@ -48,6 +49,7 @@ class SFTConfig:
         seed: data order and torch seed. save_steps: resumable state every N steps. threads: torch threads.
         grounding_weight: weight of the dense grounding loss on the vision tokens (``grounding.py``);
             0 = language-model loss only.
+        answer_attention_weight: weight of the answer-attention supervision (``attention.py``); 0 = off.
     """
 
     steps: int = 1500
@@ -61,6 +63,7 @@ class SFTConfig:
     save_steps: int = 100
     threads: int = 2
     grounding_weight: float = 0.0
+    answer_attention_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "save_steps", "threads"):
@@ -68,28 +71,35 @@ class SFTConfig:
                 raise ConfigError(f"SFTConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not self.learning_rate > 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError("SFTConfig: learning_rate > 0, warmup_steps >= 0, min_lr_ratio in [0, 1]")
-        if not self.grounding_weight >= 0:
-            raise ConfigError(f"SFTConfig.grounding_weight must be >= 0, got {self.grounding_weight}")
+        for name in ("grounding_weight", "answer_attention_weight"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"SFTConfig.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
 class SFTRow:
-    """One training example: PNG bytes of the S x S image, prompt token ids, target token ids, and the
-    per-token grounding targets (only when the grounding loss is on)."""
+    """One training example: PNG bytes of the S x S image, prompt token ids, target token ids, the
+    per-token grounding targets (only when the grounding loss is on), and for the answer-attention
+    loss the answer's indices in ``target_ids`` and the target's coverage of the image tokens."""
 
     png: bytes
     prompt_ids: tuple[int, ...]
     target_ids: tuple[int, ...]
     grounding: TokenTargets | None = None
+    answer_idx: tuple[int, ...] = ()
+    coverage: np.ndarray | None = None
 
 
 def load_rows(segzero_dir: Path, raw_train_dir: Path, tokenizer: Any, input_size: int,
-              max_rows: int | None = None, *, grounding_token_px: int | None = None) -> list[SFTRow]:
+              max_rows: int | None = None, *, grounding_token_px: int | None = None,
+              attention_token_px: int | None = None) -> list[SFTRow]:
     """Join the Seg-Zero layout (image, problem, solution) with the raw split's reasoning (by id).
 
-    ``grounding_token_px``: also compute each row's grounding targets (merged-token side in pixels).
+    ``grounding_token_px`` / ``attention_token_px``: also compute each row's grounding targets /
+    answer-attention targets (merged-token side in pixels).
     """
     import pyarrow.parquet as pq
+    from PIL import Image
 
     raw = {r["id"]: r for r in json.loads((raw_train_dir / "index.json").read_text())}
     files = sorted((segzero_dir / "data").glob("train-*.parquet"))
@@ -102,11 +112,16 @@ def load_rows(segzero_dir: Path, raw_train_dir: Path, tokenizer: Any, input_size
         for rec in table:
             prompt = expand_image_pads(render_chat(rec["problem"]), n_img)
             p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            t_ids = tokenizer(target_text(raw[rec["id"]]["reasoning"], rec["solution"]),
-                              add_special_tokens=False)["input_ids"]
+            text = target_text(raw[rec["id"]]["reasoning"], rec["solution"])
+            t_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             targets = (None if grounding_token_px is None
                        else record_targets(raw_train_dir, raw[rec["id"]], input_size, grounding_token_px))
-            rows.append(SFTRow(rec["image"]["bytes"], tuple(p_ids), tuple(t_ids), targets))
+            answer_idx, coverage = (), None
+            if attention_token_px is not None:
+                answer_idx = answer_token_indices(tokenizer, text)
+                mask = np.asarray(Image.open(raw_train_dir / raw[rec["id"]]["mask"]))
+                coverage = coverage_target(mask, input_size, attention_token_px)
+            rows.append(SFTRow(rec["image"]["bytes"], tuple(p_ids), tuple(t_ids), targets, answer_idx, coverage))
             if max_rows is not None and len(rows) >= max_rows:
                 return rows
     return rows
@@ -165,7 +180,8 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
     ``stop_after``: leave after this many new steps with the resumable state saved and no ``final``
     (a time-boxed session; the next call continues exactly where it stopped).
 
-    Returns ``{"losses": [per-step loss], "seconds": float, "steps": int, "final": Path | None}``.
+    Returns ``{"losses": [per-step language-model loss], "aux": [per-step auxiliary losses, a dict of
+    floats (empty when none is on)], "seconds": float, "steps": int, "final": Path | None}``.
     """
     import torch
 
@@ -179,12 +195,15 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
     processor = load_processor(init_dir, input_size)
     tok = processor.tokenizer
     torch.manual_seed(cfg.seed)
-    model = load_qwen_model(init_dir, "float32")
+    # Attention probabilities come from the eager kernel only; the weights and outputs are the same model.
+    model = load_qwen_model(init_dir, "float32",
+                            attn_implementation="eager" if cfg.answer_attention_weight else None)
     model.train()
     vcfg = model.config.vision_config
     token_px = vcfg.patch_size * vcfg.spatial_merge_size
     rows = load_rows(segzero_dir, raw_train_dir, tok, input_size, max_rows,
-                     grounding_token_px=token_px if cfg.grounding_weight else None)
+                     grounding_token_px=token_px if cfg.grounding_weight else None,
+                     attention_token_px=token_px if cfg.answer_attention_weight else None)
     head = capture = None
     params = list(model.parameters())
     if cfg.grounding_weight:  # after the model, so the model's random state is the same either way
@@ -198,7 +217,7 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     state_path = out_dir / STATE_FILE
-    step, losses = 0, []
+    step, losses, aux_log = 0, [], []
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
@@ -206,17 +225,22 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
             raise TrainingError(f"{state_path} was written with grounding_weight "
                                 f"{state['config'].get('grounding_weight', 0.0)}, this run has {cfg.grounding_weight}",
                                 hint="resume with the same --sft-grounding-weight, or use a new --out")
+        if state["config"].get("answer_attention_weight", 0.0) != cfg.answer_attention_weight:
+            raise TrainingError(f"{state_path} was written with answer_attention_weight "
+                                f"{state['config'].get('answer_attention_weight', 0.0)}, this run has "
+                                f"{cfg.answer_attention_weight}",
+                                hint="resume with the same --sft-attention-weight, or use a new --out")
         if head is not None:
             head.load_state_dict(state["grounding_head"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        step, losses = int(state["step"]), list(state["losses"])
+        step, losses, aux_log = int(state["step"]), list(state["losses"]), list(state.get("aux", []))
         logger.info("SFT: resuming at step %d from %s", step, state_path)
 
     def save() -> None:
         tmp = state_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "losses": losses, "config": cfg.__dict__,
+                    "step": step, "losses": losses, "aux": aux_log, "config": cfg.__dict__,
                     **({"grounding_head": head.state_dict()} if head is not None else {})}, tmp)
         tmp.replace(state_path)
 
@@ -232,13 +256,22 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
             save()
             if bar is not None:
                 bar.close()
-            return {"losses": losses, "seconds": time.perf_counter() - start, "steps": step, "final": None}
+            return {"losses": losses, "aux": aux_log, "seconds": time.perf_counter() - start, "steps": step,
+                    "final": None}
         picked = [rows[i] for i in _batch_indices(len(rows), cfg, step)]
-        loss = model(**collate(picked, processor, tok.pad_token_id)).loss
+        batch = collate(picked, processor, tok.pad_token_id)
+        out = model(**batch, output_attentions=bool(cfg.answer_attention_weight))
+        loss = out.loss
         total, parts = loss, {}
         if head is not None:
             aux, parts = grounding_loss(head, capture.pop(), [r.grounding for r in picked])
             total = loss + cfg.grounding_weight * aux
+        if cfg.answer_attention_weight:
+            queries = [tuple(len(r.prompt_ids) + i - 1 for i in r.answer_idx) for r in picked]
+            attn = attention_loss(out.attentions, batch["input_ids"], model.config.image_token_id, queries,
+                                  [r.coverage for r in picked])
+            parts["attn"] = float(attn.detach())
+            total = total + cfg.answer_attention_weight * attn
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -246,12 +279,13 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
         sched.step()
         step += 1
         losses.append(float(loss.detach()))
+        aux_log.append(parts)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}",
                             **{k: f"{v:.3f}" for k, v in parts.items()})
         if parts and (step % 100 == 0 or step == 1):
-            logger.info("SFT step %d: loss %.4f, grounding %s", step, losses[-1],
+            logger.info("SFT step %d: loss %.4f, aux %s", step, losses[-1],
                         " ".join(f"{k} {v:.4f}" for k, v in parts.items()))
         if step % cfg.save_steps == 0 or step == cfg.steps:
             save()
@@ -270,4 +304,4 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
         {"stage": "sft", "base_model": str(init_dir), "config": cfg.__dict__, "steps": step,
          "rows": len(rows), "final_loss_mean_last_50": float(np.mean(losses[-50:])) if losses else None},
         indent=2) + "\n")
-    return {"losses": losses, "seconds": seconds, "steps": step, "final": final}
+    return {"losses": losses, "aux": aux_log, "seconds": seconds, "steps": step, "final": final}
