@@ -110,12 +110,14 @@ QWEN_SIZES: types.MappingProxyType[str, QwenSize] = types.MappingProxyType({
         vision_depth=2, vision_hidden_size=32, vision_intermediate_size=64, vision_num_heads=2,
         window_size=56, fullatt_block_indexes=(1,), input_size=112,
     ),
-    # The tiny reasoner of issue 9's small world (training/world): trained on CPU in minutes, ~2M params.
+    # The tiny reasoner of issue 9's small world (training/world): trained on CPU in about an hour, <1M
+    # params. 4 vision blocks with full attention in 1 and 3: 2 blocks cannot work out where a token is
+    # (the tower's 2-D RoPE is relative only), 4 can (docs/world.md, grounding loss).
     "world": QwenSize(
         name="world", hidden_size=128, intermediate_size=256, num_layers=3, num_heads=4, num_kv_heads=2,
         mrope_section=(4, 6, 6), vocab_size=None, tie_word_embeddings=False, max_window_layers=3,
-        vision_depth=2, vision_hidden_size=64, vision_intermediate_size=128, vision_num_heads=2,
-        window_size=112, fullatt_block_indexes=(1,), input_size=224,
+        vision_depth=4, vision_hidden_size=64, vision_intermediate_size=128, vision_num_heads=2,
+        window_size=112, fullatt_block_indexes=(1, 3), input_size=224,
     ),
     "3b": QwenSize(
         name="3b", hidden_size=2048, intermediate_size=11008, num_layers=36, num_heads=16, num_kv_heads=2,

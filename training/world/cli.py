@@ -21,13 +21,14 @@ from segzero_edge.errors import SegZeroError
 
 logger = logging.getLogger(__name__)
 
-#: The shipped reasoner recipe (docs/world.md): all train samples, SFT 6000 steps x 8 rows (8 epochs),
-#: then GRPO_STEPS steps of the world_reasoner GRPO recipe.
+#: The shipped reasoner recipe (docs/world.md): all train samples, SFT 6000 steps x 8 rows (8 epochs) with
+#: the grounding loss and the answer-attention supervision at weight 1, then GRPO_STEPS steps of the
+#: world_reasoner GRPO recipe.
 TRAIN_ROWS = 6000
 SFT_STEPS = 6000
 SFT_RESTART_STEPS = 0
-SFT_GROUNDING_WEIGHT = 0.0
-SFT_ATTENTION_WEIGHT = 0.0
+SFT_GROUNDING_WEIGHT = 1.0
+SFT_ATTENTION_WEIGHT = 1.0
 GRPO_STEPS = 100
 
 
