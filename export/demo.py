@@ -70,8 +70,11 @@ def export_world_engine(out: Path, weights: str = "int4", *, reasoner: Path = WO
     if (out / "manifest.json").is_file() and not rebuild:
         try:
             m = load_manifest(out, verify="size")
+            # the block size is part of the export: a cached engine of another block size is stale
+            quant = m.component("reasoner").get("precision", {}).get("body_quantization") or {}
             if {s.component: s.sha256 for s in m.sources} == want and \
-                    m.component("reasoner").get("weights") == weights:
+                    m.component("reasoner").get("weights") == weights and \
+                    quant.get("block_size", WORLD_BLOCK_SIZE) == WORLD_BLOCK_SIZE:
                 log.info("using the cached engine directory %s", out)
                 return out, 0.0
         except SegZeroError as exc:

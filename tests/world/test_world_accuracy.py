@@ -102,3 +102,15 @@ def test_demo_segments_the_bundled_scene(engine, tmp_path, capsys):
     assert record["found"] and record["mask_pixels"] > 0, record
     assert (tmp_path / "demo.overlay.png").stat().st_size > 0
     assert "instruction" in out and "box" in out
+
+
+@pytest.mark.slow
+def test_a_cached_engine_of_another_block_size_is_exported_again(engine, monkeypatch):
+    from segzero_edge.export import demo
+
+    assert demo.export_world_engine(engine, "int4")[1] == 0.0  # same sources, precision, block size: reused
+    monkeypatch.setattr(demo, "WORLD_BLOCK_SIZE", demo.WORLD_BLOCK_SIZE * 2)
+    out, seconds = demo.export_world_engine(engine, "int4")
+    assert seconds > 0
+    quant = json.loads((out / "manifest.json").read_text())
+    assert json.dumps(quant).count(f'"block_size": {demo.WORLD_BLOCK_SIZE}') >= 1
