@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .grounding import token_blocks
+
 #: Supervised query head and the first supervised text layer (layer 0 has to gather the target's name
 #: from the think into the answer positions before a later layer can look for it).
 HEAD = 0
@@ -38,7 +40,7 @@ def coverage_target(mask: np.ndarray, input_size: int, token_px: int) -> np.ndar
         m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((input_size, input_size),
                                                                           Image.BILINEAR)) >= 128
     g = input_size // token_px
-    cover = m[: g * token_px, : g * token_px].reshape(g, token_px, g, token_px).mean(axis=(1, 3)).ravel()
+    cover = token_blocks(m, token_px).mean(axis=1)
     if cover.sum() == 0:
         ys, xs = np.nonzero(mask > 0)
         if not len(xs):

@@ -52,6 +52,14 @@ class TokenTargets:
     center: np.ndarray
 
 
+def token_blocks(image: np.ndarray, token_px: int) -> np.ndarray:
+    """``[g * g, token_px^2]``: the pixels of each merged token of an ``[S, S]`` map, tokens in raster order
+    (``g = S // token_px``; a remainder of fewer than ``token_px`` pixels is dropped, as the tower does)."""
+    g = image.shape[0] // token_px
+    blocks = image[: g * token_px, : g * token_px].reshape(g, token_px, g, token_px).transpose(0, 2, 1, 3)
+    return blocks.reshape(g * g, token_px * token_px)
+
+
 def token_targets(labels: np.ndarray, objects: list[dict], input_size: int, *, token_px: int = 28,
                   min_cover: float = 0.25) -> TokenTargets:
     """Targets from a label map ``[H, W]`` (pixel ``k + 1`` = object ``k``) and ``objects[k]`` colour/shape."""
@@ -66,8 +74,7 @@ def token_targets(labels: np.ndarray, objects: list[dict], input_size: int, *, t
     lab = labels if labels.shape == (input_size, input_size) else np.asarray(
         Image.fromarray(labels).resize((input_size, input_size), Image.NEAREST))
     g = input_size // token_px
-    blocks = lab[: g * token_px, : g * token_px].reshape(g, token_px, g, token_px).transpose(0, 2, 1, 3)
-    blocks = blocks.reshape(g * g, token_px * token_px)
+    blocks = token_blocks(lab, token_px)
     owner = np.zeros(g * g, np.int64)
     for t, block in enumerate(blocks):
         counts = np.bincount(block, minlength=len(objects) + 1)

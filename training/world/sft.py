@@ -120,6 +120,9 @@ def load_rows(segzero_dir: Path, raw_train_dir: Path, tokenizer: Any, input_size
             if attention_token_px is not None:
                 answer_idx = answer_token_indices(tokenizer, text)
                 mask = np.asarray(Image.open(raw_train_dir / raw[rec["id"]]["mask"]))
+                if not mask.any():
+                    raise TrainingError(f"record {rec['id']} of {raw_train_dir} has an empty target mask",
+                                        hint="rewrite the split, or run the SFT without --sft-attention-weight")
                 coverage = coverage_target(mask, input_size, attention_token_px)
             rows.append(SFTRow(rec["image"]["bytes"], tuple(p_ids), tuple(t_ids), targets, answer_idx, coverage))
             if max_rows is not None and len(rows) >= max_rows:
