@@ -25,7 +25,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from segzero_edge.errors import ConfigError
 from segzero_edge.prompt import validate_input_size
 
-from .rewards import REWARD_SETS
+from .rewards import REWARD_SETS, THRESHOLD_MODES
 
 # --------------------------------------------------------------------------------------------------
 # Sections
@@ -79,12 +79,21 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """Which reward set: ``strict`` (Seg-Zero's training default), ``soft``, or ``robust`` (our decoder)."""
+    """The rewards.
+
+    Attributes:
+        set: ``strict`` (Seg-Zero's training default), ``soft``, or ``robust`` (our answer decoder).
+        thresholds: ``absolute`` (Seg-Zero: box L1 < 10 px, point distance < 100 px at any input size) or
+            ``scaled`` (both times ``input_size / 840``: the same relative difficulty for smaller inputs).
+    """
 
     set: str = "strict"
+    thresholds: str = "absolute"
 
     def __post_init__(self) -> None:
         _require(self.set in REWARD_SETS, "rewards.set", f"must be one of {REWARD_SETS}, got {self.set!r}")
+        _require(self.thresholds in THRESHOLD_MODES, "rewards.thresholds",
+                 f"must be one of {THRESHOLD_MODES}, got {self.thresholds!r}")
 
 
 @dataclass(frozen=True)

@@ -391,9 +391,9 @@ def build_trainer(
     dataset = filter_long_prompts(
         dataset, processor.tokenizer, input_size, cfg.grpo.max_prompt_length, report
     )
-    funcs = (
-        reward_funcs if reward_funcs is not None else reward_functions(cfg.rewards.set, input_size=input_size)
-    )
+    if reward_funcs is None:
+        reward_funcs = reward_functions(cfg.rewards.set, input_size=input_size, thresholds=cfg.rewards.thresholds)
+    funcs = reward_funcs
     args = build_grpo_args(cfg, num_rows=len(dataset), tokenizer=processor.tokenizer)
     args.reward_weights = [1.0] * len(funcs)
     trainer = trainer_class()(

@@ -21,6 +21,10 @@ parse, box corners are reordered and clipped to the image, and non-finite number
 geometry rewards then use the same formulas and thresholds on the decoded box and points (see
 docs/training.md, "Reward sets").
 
+Seg-Zero's pixel thresholds are absolute, for its 840 x 840 input. ``thresholds="scaled"`` (opt-in,
+``rewards.thresholds`` in a recipe) multiplies the two pixel thresholds by ``input_size / 840`` so a model
+with a smaller input (the small world's 224 px) faces the same relative difficulty; at 840 both modes agree.
+
 For TRL, every component is a separate reward function (``reward_functions``), so each is logged as
 ``rewards/<name>/mean``; TRL sums them with weight 1.0, which is Seg-Zero's unweighted total.
 """
@@ -31,6 +35,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from segzero_edge.errors import ConfigError
@@ -43,6 +48,34 @@ REWARD_SETS: tuple[str, ...] = ("strict", "soft", "robust")
 IOU_THRESHOLD = 0.5  # reward if IoU > 0.5
 BOX_L1_THRESHOLD = 10.0  # reward if the mean |corner difference| < 10 px
 POINT_DISTANCE_THRESHOLD = 100.0  # reward if the mean point distance (best pairing) < 100 px
+#: The input size Seg-Zero's pixel thresholds were set for.
+SEG_ZERO_INPUT_SIZE = 840
+#: How ``thresholds_for`` sets the pixel thresholds: Seg-Zero's absolute pixels, or scaled to the input size.
+THRESHOLD_MODES: tuple[str, ...] = ("absolute", "scaled")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The three reward thresholds (all strict: IoU >, L1 <, distance <); pixels are model-input pixels."""
+
+    iou: float = IOU_THRESHOLD
+    box_l1: float = BOX_L1_THRESHOLD
+    point_distance: float = POINT_DISTANCE_THRESHOLD
+
+
+#: Seg-Zero's thresholds (the default everywhere).
+SEG_ZERO_THRESHOLDS = Thresholds()
+
+
+def thresholds_for(mode: str, input_size: int) -> Thresholds:
+    """``absolute``: Seg-Zero's thresholds; ``scaled``: box L1 and point distance times ``input_size / 840``
+    (224 px: 2.67 and 26.7 px). The IoU threshold has no unit and stays 0.5."""
+    if mode not in THRESHOLD_MODES:
+        raise ConfigError(f"unknown reward threshold mode {mode!r}", hint=f"use one of {THRESHOLD_MODES}")
+    if mode == "absolute":
+        return SEG_ZERO_THRESHOLDS
+    f = float(input_size) / SEG_ZERO_INPUT_SIZE
+    return Thresholds(IOU_THRESHOLD, BOX_L1_THRESHOLD * f, POINT_DISTANCE_THRESHOLD * f)
 
 _THINK_ANSWER = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 _FIRST_BRACES = re.compile(r"{[^}]+}")
@@ -128,13 +161,14 @@ def _dist(p: Sequence[Any], q: Sequence[Any]) -> float:
 
 
 def _points_reward(
-    pred_points: list[list[Any]], pred_box: Sequence[Any], gt_points: list[list[int]]
+    pred_points: list[list[Any]], pred_box: Sequence[Any], gt_points: list[list[int]],
+    threshold: float = POINT_DISTANCE_THRESHOLD,
 ) -> float:
     if not (_point_in_box(pred_points[0], pred_box) and _point_in_box(pred_points[1], pred_box)):
         return 0.0
     straight = (_dist(pred_points[0], gt_points[0]) + _dist(pred_points[1], gt_points[1])) / 2
     swapped = (_dist(pred_points[0], gt_points[1]) + _dist(pred_points[1], gt_points[0])) / 2
-    return 1.0 if min(straight, swapped) < POINT_DISTANCE_THRESHOLD else 0.0
+    return 1.0 if min(straight, swapped) < threshold else 0.0
 
 
 def _guard(fn: Callable[[], float]) -> float:
@@ -189,7 +223,8 @@ def _pred_box(data: dict, strict: bool) -> Any:
     raise _Unset("pred_bbox")
 
 
-def bbox_iou(completion: str, solution: str, strict: bool = True) -> float:
+def bbox_iou(completion: str, solution: str, strict: bool = True,
+             thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> float:
     """1 if the predicted box's inclusive-pixel IoU with the ground truth is > 0.5."""
 
     def run() -> float:
@@ -197,27 +232,30 @@ def bbox_iou(completion: str, solution: str, strict: bool = True) -> float:
         if gt_box is None:
             raise _Unset("gt_bbox")
         box = _pred_box(_first_json(completion), strict)
-        return 1.0 if _iou_inclusive(box, gt_box) > IOU_THRESHOLD else 0.0
+        return 1.0 if _iou_inclusive(box, gt_box) > thresholds.iou else 0.0
 
     return _guard(run)
 
 
-def bbox_l1(completion: str, solution: str, strict: bool = True) -> float:
-    """1 if the mean absolute difference of the four box coordinates is < 10."""
+def bbox_l1(completion: str, solution: str, strict: bool = True,
+            thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> float:
+    """1 if the mean absolute difference of the four box coordinates is < 10 (``thresholds.box_l1``)."""
 
     def run() -> float:
         gt_box, _ = parse_solution(solution)
         if gt_box is None:
             raise _Unset("gt_bbox")
         box = _pred_box(_first_json(completion), strict)
-        return 1.0 if _box_l1(box, gt_box) < BOX_L1_THRESHOLD else 0.0
+        return 1.0 if _box_l1(box, gt_box) < thresholds.box_l1 else 0.0
 
     return _guard(run)
 
 
-def point_l1(completion: str, solution: str, strict: bool = True) -> float:
+def point_l1(completion: str, solution: str, strict: bool = True,
+             thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> float:
     """1 if both int()-truncated points lie in the raw predicted box and the mean Euclidean distance
-    to the ground-truth points under the better pairing is < 100 (called "L1" in Seg-Zero)."""
+    to the ground-truth points under the better pairing is < 100 (``thresholds.point_distance``; called
+    "L1" in Seg-Zero)."""
 
     def run() -> float:
         _, gt_points = parse_solution(solution)
@@ -227,18 +265,20 @@ def point_l1(completion: str, solution: str, strict: bool = True) -> float:
         box = _pred_box(data, strict)
         keys = ["points_1", "points_2"] if strict else _soft_point_keys(data, "points")[:2]
         pred = [[int(data[k][0]), int(data[k][1])] for k in (keys[0], keys[1])]
-        return _points_reward(pred, box, gt_points)
+        return _points_reward(pred, box, gt_points, thresholds.point_distance)
 
     return _guard(run)
 
 
-def seg_zero_reward_components(completion: str, solution: str, strict: bool = True) -> dict[str, float]:
+def seg_zero_reward_components(completion: str, solution: str, strict: bool = True,
+                               thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> dict[str, float]:
     """The five Seg-Zero reward components of one completion (each 0.0 or 1.0).
 
     Args:
         completion: the generated text, decoded with special tokens skipped (no ``<|im_end|>``).
         solution: the dataset's ``<box>(x1,y1),(x2,y2)</box><points>(x,y),(x,y)</points>`` string.
         strict: the ``seg_strict`` set (Seg-Zero's training default) or, if False, the soft ``seg`` set.
+        thresholds: Seg-Zero's by default; ``thresholds_for("scaled", input_size)`` for small inputs.
 
     Returns:
         ``{"thinking_format", "segmentation_format", "bbox_iou", "bbox_l1", "point_l1"}`` -> 0.0 / 1.0.
@@ -247,9 +287,9 @@ def seg_zero_reward_components(completion: str, solution: str, strict: bool = Tr
     return {
         "thinking_format": thinking_format(completion),
         "segmentation_format": segmentation_format(completion, strict),
-        "bbox_iou": bbox_iou(completion, solution, strict),
-        "bbox_l1": bbox_l1(completion, solution, strict),
-        "point_l1": point_l1(completion, solution, strict),
+        "bbox_iou": bbox_iou(completion, solution, strict, thresholds),
+        "bbox_l1": bbox_l1(completion, solution, strict, thresholds),
+        "point_l1": point_l1(completion, solution, strict, thresholds),
     }
 
 
@@ -263,7 +303,8 @@ def seg_zero_reward(completion: str, solution: str, strict: bool = True) -> floa
 # --------------------------------------------------------------------------------------------------
 
 
-def robust_reward_components(completion: str, solution: str, input_size: int) -> dict[str, float]:
+def robust_reward_components(completion: str, solution: str, input_size: int,
+                             thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> dict[str, float]:
     """The five components computed on ``segzero_edge.decode_answer``'s reading of the answer.
 
     ``thinking_format`` is the official one. ``segmentation_format`` is 1 when the decoder finds a box
@@ -286,11 +327,11 @@ def robust_reward_components(completion: str, solution: str, input_size: int) ->
     out["segmentation_format"] = 1.0 if two_points else 0.0
     gt_box, gt_points = parse_solution(solution)
     if gt_box is not None:
-        out["bbox_iou"] = _guard(lambda: 1.0 if _iou_inclusive(box, gt_box) > IOU_THRESHOLD else 0.0)
-        out["bbox_l1"] = _guard(lambda: 1.0 if _box_l1(box, gt_box) < BOX_L1_THRESHOLD else 0.0)
+        out["bbox_iou"] = _guard(lambda: 1.0 if _iou_inclusive(box, gt_box) > thresholds.iou else 0.0)
+        out["bbox_l1"] = _guard(lambda: 1.0 if _box_l1(box, gt_box) < thresholds.box_l1 else 0.0)
     if gt_points is not None and two_points:
         pred = [[int(p[0]), int(p[1])] for p in answer.points[:2]]
-        out["point_l1"] = _guard(lambda: _points_reward(pred, box, gt_points))
+        out["point_l1"] = _guard(lambda: _points_reward(pred, box, gt_points, thresholds.point_distance))
     return out
 
 
@@ -318,7 +359,7 @@ class RewardFunction:
     one float per completion.
     """
 
-    def __init__(self, component: str, reward_set: str, input_size: int) -> None:
+    def __init__(self, component: str, reward_set: str, input_size: int, thresholds: str = "absolute") -> None:
         if component not in COMPONENTS:
             raise ConfigError(f"unknown reward component {component!r}", hint=f"use one of {COMPONENTS}")
         if reward_set not in REWARD_SETS:
@@ -326,6 +367,8 @@ class RewardFunction:
         self.component = component
         self.reward_set = reward_set
         self.input_size = int(input_size)
+        self.threshold_mode = thresholds
+        self.thresholds = thresholds_for(thresholds, self.input_size)
         self.__name__ = component
 
     def __call__(
@@ -340,20 +383,23 @@ class RewardFunction:
         for completion, sol in zip(completions, solution, strict=True):
             text = completion_text(completion)
             if self.reward_set == "robust":
-                out.append(robust_reward_components(text, sol, self.input_size)[self.component])
+                out.append(robust_reward_components(text, sol, self.input_size, self.thresholds)[self.component])
             elif self.component == "thinking_format":
                 out.append(thinking_format(text))
             elif self.component == "segmentation_format":
                 out.append(segmentation_format(text, self.reward_set == "strict"))
             else:
                 fn = {"bbox_iou": bbox_iou, "bbox_l1": bbox_l1, "point_l1": point_l1}[self.component]
-                out.append(fn(text, sol, self.reward_set == "strict"))
+                out.append(fn(text, sol, self.reward_set == "strict", self.thresholds))
         return out
 
     def __repr__(self) -> str:
-        return f"RewardFunction({self.component!r}, {self.reward_set!r}, input_size={self.input_size})"
+        return (f"RewardFunction({self.component!r}, {self.reward_set!r}, input_size={self.input_size}, "
+                f"thresholds={self.threshold_mode!r})")
 
 
-def reward_functions(reward_set: str = "strict", *, input_size: int) -> list[RewardFunction]:
-    """The five components of ``reward_set`` as TRL reward functions, in Seg-Zero's order."""
-    return [RewardFunction(name, reward_set, input_size) for name in COMPONENTS]
+def reward_functions(reward_set: str = "strict", *, input_size: int,
+                     thresholds: str = "absolute") -> list[RewardFunction]:
+    """The five components of ``reward_set`` as TRL reward functions, in Seg-Zero's order; ``thresholds``
+    is ``absolute`` (Seg-Zero's pixels) or ``scaled`` (to ``input_size``, see ``thresholds_for``)."""
+    return [RewardFunction(name, reward_set, input_size, thresholds) for name in COMPONENTS]

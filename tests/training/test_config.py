@@ -103,6 +103,7 @@ def test_yaml_round_trip_and_overrides(tmp_path):
         ("grpo.loss_type=ppo", "grpo.loss_type: expected one of"),
         ("vllm.enabled=maybe", "vllm.enabled: expected true or false"),
         ("rewards.set=lenient", "rewards.set: must be one of"),
+        ("rewards.thresholds=relative", "rewards.thresholds: must be one of"),
         ("model.input_size=100", "model.input_size"),
         ("optim.learning_rate=0", "optim.learning_rate: must be > 0"),
         ("grpo.betta=1", "unknown config key 'grpo.betta'"),

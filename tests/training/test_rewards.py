@@ -12,12 +12,15 @@ from hypothesis import strategies as st
 
 from segzero_edge.training.rewards import (
     COMPONENTS,
+    SEG_ZERO_THRESHOLDS,
     RewardFunction,
     format_solution,
     parse_solution,
     reward_functions,
+    robust_reward_components,
     seg_zero_reward,
     seg_zero_reward_components,
+    thresholds_for,
 )
 
 from .seg_zero_oracle import oracle
@@ -192,6 +195,31 @@ def test_trl_reward_functions_one_per_component():
         funcs[0](completions=completions)
     with pytest.raises(ValueError, match="reward set"):
         RewardFunction("bbox_iou", "lenient", 840)
+
+
+def test_scaled_thresholds_follow_the_input_size():
+    """``scaled`` multiplies the two pixel thresholds by input/840: equal to Seg-Zero's at 840, stricter below."""
+    assert thresholds_for("absolute", 224) == SEG_ZERO_THRESHOLDS
+    assert thresholds_for("scaled", 840) == SEG_ZERO_THRESHOLDS
+    small = thresholds_for("scaled", 224)
+    assert small.iou == 0.5
+    assert small.box_l1 == pytest.approx(10 * 224 / 840) and small.point_distance == pytest.approx(100 * 224 / 840)
+    with pytest.raises(ValueError, match="threshold mode"):
+        thresholds_for("relative", 224)
+    # a box 5 px off on every corner, points 20 or 50 px from the ground truth (224-px world)
+    gt = "<box>(40,40),(100,100)</box><points>(60,60),(80,80)</points>"
+    near = wrap('{"bbox": [45,45,105,105], "points_1": [60,80], "points_2": [80,80]}')  # points 20 / 0 px off
+    far = wrap('{"bbox": [45,45,145,145], "points_1": [110,60], "points_2": [80,130]}')  # 50 / 50 px off
+    assert tuple(seg_zero_reward_components(near, gt).values()) == (1, 1, 1, 1, 1)
+    assert tuple(seg_zero_reward_components(near, gt, thresholds=small).values()) == (1, 1, 1, 0, 1)
+    assert tuple(seg_zero_reward_components(far, gt).values())[4] == 1
+    assert tuple(seg_zero_reward_components(far, gt, thresholds=small).values())[4] == 0
+    assert tuple(robust_reward_components(near, gt, 224, small).values()) == (1, 1, 1, 0, 1)
+    # the TRL functions carry the mode
+    funcs = reward_functions("strict", input_size=224, thresholds="scaled")
+    assert [f(completions=[near], solution=[gt])[0] for f in funcs] == [1, 1, 1, 0, 1]
+    assert [f(completions=[near], solution=[gt])[0] for f in reward_functions("strict", input_size=224)] == [1] * 5
+    assert "thresholds='scaled'" in repr(funcs[0])
 
 
 # ------------------------------------------------------------------------------------------------
