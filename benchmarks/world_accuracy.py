@@ -5,7 +5,7 @@
 
 The shipped world models (or any reasoner checkpoint + SAM2 checkpoint) are exported three times with
 ``export.demo.export_world_engine`` (the ``make demo`` export: reasoner fp32, INT8, INT4 with block size
-32; the same SAM2 in each; every export validated against torch), and every row runs
+``WORLD_BLOCK_SIZE``; the same SAM2 in each; every export validated against torch), and every row runs
 ``Segmenter.predict`` over the test split through ``segzero_edge.evaluation.evaluate`` (gIoU / cIoU per
 spec §7; an unparsed answer is a miss):
 
