@@ -64,12 +64,34 @@ class Scene:
 
 @dataclass(frozen=True)
 class Query:
-    """A referring expression with its unique target (index into ``Scene.objects``)."""
+    """A referring expression with its unique target (index into ``Scene.objects``).
+
+    ``mentions``: the spans of ``reasoning`` that describe one object, as ``(start, end, object index)``
+    character offsets (``reasoning[start:end]``): every inventory item (``"a red star at the top"``), the
+    reference object of a relation or indirect query (``"The star is at the top"``) and the final naming
+    of the target (``"the blue triangle"``), in text order. The SFT's attention supervision reads them.
+    """
 
     text: str
     target: int
     kind: str
     reasoning: str
+    mentions: tuple[tuple[int, int, int], ...] = ()
+
+
+Mention = tuple[str, int]
+
+
+def _compose(*parts: str | Mention) -> tuple[str, tuple[tuple[int, int, int], ...]]:
+    """Join text parts; a ``(text, object index)`` part is recorded as a mention ``(start, end, index)``."""
+    out, spans, pos = [], [], 0
+    for part in parts:
+        text, obj = (part, None) if isinstance(part, str) else part
+        if obj is not None:
+            spans.append((pos, pos + len(text), obj))
+        out.append(text)
+        pos += len(text)
+    return "".join(out), tuple(spans)
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
@@ -199,16 +221,18 @@ def visible_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
-def _inventory(scene: Scene, size: int, boxes: bool = False) -> str:
+def _inventory(scene: Scene, size: int, boxes: bool = False) -> list[str | Mention]:
+    """The think's first sentence as ``_compose`` parts, each shape a mention."""
     # Reading order, not drawing order: the list is then a function of the image alone, so a model can
     # learn to produce it (drawing order is hidden state of the generator).
     order = sorted(range(len(scene.objects)), key=lambda k: _reading_order(scene.objects[k], size))
-    parts = []
-    for k in order:
+    parts: list[str | Mention] = [f"I see {len(order)} shapes: "]
+    for n, k in enumerate(order):
         o = scene.objects[k]
         box = " [{},{},{},{}]".format(*visible_box(scene.masks[k])) if boxes else ""
-        parts.append(f"{_article(o.color)} {o.describe()} at the {_where(o, size)}{box}")
-    return f"I see {len(parts)} shapes: " + ", ".join(parts) + "."
+        parts += [", "] if n else []
+        parts.append((f"{_article(o.color)} {o.describe()} at the {_where(o, size)}{box}", k))
+    return [*parts, ". "]
 
 
 def _name(scene: Scene, i: int) -> str | None:
@@ -237,10 +261,13 @@ def generate_queries(scene: Scene, rng: np.random.Generator, size: int, *,
     out: list[Query] = []
 
     named = [i for i in range(n) if _name(scene, i)]
+    def query(text: str, target: int, kind: str, *why: str | Mention) -> Query:
+        return Query(text, target, kind, *_compose(*inv, *why))
+
     if named:
         i = int(rng.choice(named))
-        out.append(Query(_name(scene, i), i, "attribute", f"{inv} Only one matches {_name(scene, i)}: "
-                         f"the {objs[i].describe()} at the {_where(objs[i], size)}."))
+        out.append(query(_name(scene, i), i, "attribute", f"Only one matches {_name(scene, i)}: ",
+                         (f"the {objs[i].describe()} at the {_where(objs[i], size)}", i), "."))
 
     rel = []
     for ref in named:
@@ -253,18 +280,18 @@ def generate_queries(scene: Scene, rng: np.random.Generator, size: int, *,
                 hits = [j for j in range(n)
                         if j != ref and objs[j].shape == shape and test(objs[j].center, objs[ref].center)]
                 if len(hits) == 1:
-                    why = (f"{rname.capitalize()} is at the {_where(objs[ref], size)}; "
-                           f"the only {shape} {side} it is the {objs[hits[0]].describe()}.")
+                    why = ((f"{rname.capitalize()} is at the {_where(objs[ref], size)}", ref),
+                           f"; the only {shape} {side} it is ", (f"the {objs[hits[0]].describe()}", hits[0]), ".")
                     rel.append((f"the {shape} {side} {rname}", hits[0], why))
         dists = sorted((math.dist(objs[j].center, objs[ref].center), j) for j in range(n) if j != ref)
         if len(dists) >= 2 and dists[1][0] > 1.3 * dists[0][0]:
             j = dists[0][1]
-            why = (f"{rname.capitalize()} is at the {_where(objs[ref], size)}; "
-                   f"the nearest shape to it is the {objs[j].describe()}.")
+            why = ((f"{rname.capitalize()} is at the {_where(objs[ref], size)}", ref),
+                   "; the nearest shape to it is ", (f"the {objs[j].describe()}", j), ".")
             rel.append((f"the shape closest to {rname}", j, why))
     if rel:
         text, j, why = rel[int(rng.integers(len(rel)))]
-        out.append(Query(text, j, "relation", f"{inv} {why}"))
+        out.append(query(text, j, "relation", *why))
 
     sup = []
     order = sorted(range(n), key=lambda k: areas[k])
@@ -280,18 +307,19 @@ def generate_queries(scene: Scene, rng: np.random.Generator, size: int, *,
             sup.append((f"the {hi} shape", pos[-1], hi))
     if sup:
         text, j, word = sup[int(rng.integers(len(sup)))]
-        out.append(Query(text, j, "superlative", f"{inv} Comparing them, the {word} one is the {objs[j].describe()}."))
+        out.append(query(text, j, "superlative", f"Comparing them, the {word} one is ",
+                         (f"the {objs[j].describe()}", j), "."))
 
     ind = []
     for ref in named:
         same = [j for j in range(n) if j != ref and objs[j].color == objs[ref].color]
         if len(same) == 1:
             ind.append((f"the shape with the same colour as {_name(scene, ref)}", same[0],
-                        f"{_name(scene, ref).capitalize()} is {objs[ref].color}; the other {objs[ref].color} shape "
-                        f"is the {objs[same[0]].shape}."))
+                        ((f"{_name(scene, ref).capitalize()} is {objs[ref].color}", ref),
+                         f"; the other {objs[ref].color} shape is ", (f"the {objs[same[0]].shape}", same[0]), ".")))
     if ind:
         text, j, why = ind[int(rng.integers(len(ind)))]
-        out.append(Query(text, j, "indirect", f"{inv} {why}"))
+        out.append(query(text, j, "indirect", *why))
     return out
 
 

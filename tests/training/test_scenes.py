@@ -89,3 +89,23 @@ def test_think_boxes_give_each_shape_its_visible_box_and_change_nothing_else():
         boxes = [tuple(map(int, b)) for b in re.findall(r"\[(\d+),(\d+),(\d+),(\d+)\]", q2.reasoning)]
         assert sorted(boxes) == sorted(visible_box(m) for m in scene.masks)
         assert visible_box(scene.masks[q.target]) in boxes
+
+
+def test_mentions_name_the_object_each_think_phrase_describes():
+    """Every inventory item is a mention of its shape, in reading order; the reference (relation, indirect)
+    and the final naming of the target are mentions too; the target's is the last one."""
+    size = 224
+    for scene, q in generate_samples(21, 40, size):
+        spans = q.mentions
+        assert spans == tuple(sorted(spans)) and all(0 <= a < b <= len(q.reasoning) for a, b, _ in spans)
+        inventory = [m for m in spans if m[1] <= q.reasoning.index(". ")]
+        order = sorted(range(len(scene.objects)), key=lambda k: (min(int(3 * scene.objects[k].center[1] / size), 2),
+                                                                scene.objects[k].center[0]))
+        assert [k for _, _, k in inventory] == order
+        for a, b, k in inventory:
+            assert q.reasoning[a:b].split(" at the ")[0].split(" ", 1)[1] == scene.objects[k].describe()
+        a, b, k = spans[-1]
+        assert k == q.target and q.reasoning[a:b].startswith("the ")
+        assert scene.objects[k].shape in q.reasoning[a:b]
+        extra = len(spans) - len(inventory) - 1
+        assert extra == (1 if q.kind in ("relation", "indirect") else 0), (q.kind, q.reasoning, spans)

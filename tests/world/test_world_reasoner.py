@@ -54,6 +54,33 @@ def test_grounding_targets_follow_the_label_map():
     np.testing.assert_allclose(t.center, [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
 
 
+def test_digit_targets_are_the_answer_digits_of_the_covering_object():
+    from segzero_edge.training.data import record_geometry
+    from segzero_edge.training.world.grounding import (
+        DIGIT_PROBLEMS,
+        IGNORE,
+        answer_digits,
+        token_targets,
+    )
+
+    assert answer_digits((7, 45, 123, 210, 0, 99, 100, 5)).tolist() == [
+        0, 0, 0, 4, 1, 2, 2, 1, 0, 0, 0, 9, 1, 0, 0, 0]
+    with pytest.raises(ValueError, match="8 numbers"):
+        answer_digits((1, 2, 3))
+    labels = np.zeros((224, 224), np.uint8)
+    labels[0:112, 112:224] = 1
+    labels[130:200, 10:90] = 2
+    objects = [{"color": "red", "shape": "star"}, {"color": "blue", "shape": "circle"}]
+    t = token_targets(labels, objects, 112, token_px=28, digits=True)  # a 224 px scene at a 112 px input
+    assert t.digits.shape == (16, DIGIT_PROBLEMS)
+    box, points, _ = record_geometry(labels == 1, 112)
+    want = answer_digits((*box, *points[0], *points[1]))
+    assert box[0] == 56 and want[:2].tolist() == [0, 5]  # model-input pixels, not scene pixels
+    assert (t.digits[t.color == t.color[3]] == want).all()  # every token of object 0: its answer's digits
+    assert (t.digits[t.color == 0] == IGNORE).all()
+    assert token_targets(labels, objects, 112, token_px=28).digits is None
+
+
 def test_sft_with_the_grounding_loss_trains_the_head_and_resumes_exactly(tiny_world, tmp_path):
     from segzero_edge.training.world.sft import STATE_FILE, SFTConfig, run_sft
 
@@ -77,3 +104,14 @@ def test_sft_with_the_grounding_loss_trains_the_head_and_resumes_exactly(tiny_wo
     assert part["final"] is None and rest["losses"] == out["losses"]
     again = load_file(rest["final"] / "model.safetensors")
     assert all(np.array_equal(final[k], again[k]) for k in final)
+
+    digits = run_sft(ckpt, tmp_path / "digits", written["train_segzero"], written["train"],
+                     SFTConfig(**{**cfg.__dict__, "grounding_digits": True}), progress=False)
+    parts = [a["digits"] for a in digits["aux"]]
+    assert parts[0] == pytest.approx(np.log(10), abs=0.5) and parts[-1] < parts[0], parts
+    assert digits["losses"][0] == out["losses"][0]  # the language-model loss starts the same
+    from segzero_edge.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="grounding_digits"):  # a resume must keep the setting
+        run_sft(ckpt, tmp_path / "digits", written["train_segzero"], written["train"],
+                SFTConfig(**{**cfg.__dict__, "steps": 8}), progress=False)

@@ -1,5 +1,6 @@
 """Answer-attention supervision for the world reasoner's SFT: one head per text layer is taught to look at
-the target object's image tokens while the model writes the answer (the checkpoint stays a plain Qwen2.5-VL).
+the target object's image tokens while the model writes the answer (the checkpoint stays a plain Qwen2.5-VL),
+and optionally at the object each phrase of the think describes (``mention_token_groups``).
 
 Why: with the dense grounding loss (``grounding.py``) the vision tokens hold each object's box, yet the
 3-layer text model answered the same mean box for every scene: to copy the named object's box it must
@@ -10,6 +11,15 @@ steps. This loss supervises the retrieval directly: at every position that predi
 target's coverage of the image tokens (the share of each merged token's pixels that the ground-truth
 mask covers, normalised). Attention logits need the eager attention kernel (SDPA does not return them);
 the saved checkpoint is the same model either way.
+
+Mentions (optional, ``SFTConfig.attention_mentions``): with the answer alone supervised, the heads find
+the target when the think names it, but the think itself is written blind: the inventory ("I see 4
+shapes: a red star at the top, ...") has to find the *next* shape in reading order, and a 3-layer model
+trained on the language-model loss alone named the first shape's colour right 30% of the time (val,
+shipped reasoner of 2026-12-02). The dataset records which object every think phrase describes
+(``training.scenes.Query.mentions``); the same head is then supervised at every position that predicts a
+token of such a phrase, towards that object's coverage: one meaning for the head throughout ("the object
+being talked about").
 
 Token layout: the image's ``(S / 28)^2`` merged tokens are contiguous ``<|image_pad|>`` positions in the
 prompt, raster order (row-major, ``x`` right, ``y`` down), the same as ``grounding.py``.
@@ -59,21 +69,49 @@ def answer_token_indices(tokenizer: Any, target_text: str) -> tuple[int, ...]:
     return tuple(i for i, (a, _) in enumerate(enc["offset_mapping"]) if a >= start)
 
 
+def mention_token_groups(tokenizer: Any, target_text: str, think_offset: int,
+                         mentions: list[tuple[int, int, int]] | tuple, answer_object: int
+                         ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Supervised tokens of a target text and the object each one is about.
+
+    ``mentions``: ``(start, end, k)`` character spans of the reasoning, which starts at ``think_offset`` in
+    ``target_text``. A token overlapping a span is about object ``k``; every token from ``<answer>`` on is
+    about ``answer_object``. Returns ``(token indices into the target's ids, object per index)``, in order.
+    """
+    enc = tokenizer(target_text, add_special_tokens=False, return_offsets_mapping=True)
+    start = target_text.index(ANSWER_TAG)
+    spans = sorted((think_offset + a, think_offset + b, k) for a, b, k in mentions)
+    idx, obj = [], []
+    for i, (a, b) in enumerate(enc["offset_mapping"]):
+        if a >= start:
+            idx.append(i)
+            obj.append(answer_object)
+            continue
+        hit = next((k for s, e, k in spans if a < e and b > s), None)
+        if hit is not None:
+            idx.append(i)
+            obj.append(hit)
+    return tuple(idx), tuple(obj)
+
+
 def attention_loss(attentions: tuple[Any, ...], input_ids: Any, image_token_id: int,
                    queries: list[tuple[int, ...]], targets: list[np.ndarray]) -> Any:
     """Mean cross-entropy ``-sum_j p_j log a_j`` over rows, supervised layers and query positions.
 
     ``attentions``: per text layer ``[B, heads, T, T]`` probabilities (eager kernel). ``queries[b]``:
     sequence positions of row ``b`` whose attention is supervised. ``targets[b]``: ``[n]`` distribution
-    over row ``b``'s image tokens in order.
+    over row ``b``'s image tokens in order (the same for every query position), or ``[len(queries[b]), n]``,
+    one per query position.
     """
     import torch
 
     terms = []
     for b, (pos, p) in enumerate(zip(queries, targets)):
         img = (input_ids[b] == image_token_id).nonzero().squeeze(1)
-        if img.numel() != len(p):
-            raise ValueError(f"row {b}: {img.numel()} image tokens but a target over {len(p)}")
+        if img.numel() != p.shape[-1]:
+            raise ValueError(f"row {b}: {img.numel()} image tokens but a target over {p.shape[-1]}")
+        if p.ndim == 2 and len(p) != len(pos):
+            raise ValueError(f"row {b}: {len(pos)} query positions but {len(p)} targets")
         q = torch.tensor(pos, dtype=torch.long)
         tgt = torch.from_numpy(p)
         for layer in attentions[FIRST_LAYER:]:

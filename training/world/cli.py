@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="weight of the answer-attention supervision during SFT (training/world/attention.py: "
                         f"one head per text layer looks at the target's image tokens; 0 = off; default "
                         f"{SFT_ATTENTION_WEIGHT})")
+    t.add_argument("--sft-attention-mentions", action="store_true",
+                   help="also supervise that head at every think phrase that names a shape (the inventory items, "
+                        "the reference and the target), towards that shape's image tokens")
+    t.add_argument("--sft-grounding-digits", action="store_true",
+                   help="the grounding head also predicts, on every object token, the hundreds and tens digits of "
+                        "that object's 8 answer numbers (box and points)")
     t.add_argument("--sft-restart-steps", type=int, default=SFT_RESTART_STEPS,
                    help="a second SFT cycle (warm restart from the first one's weights, lr --sft-restart-lr, "
                         f"data order seed + 1) of this many steps; 0 = none (default {SFT_RESTART_STEPS})")
@@ -157,7 +163,8 @@ def train_reasoner(args: argparse.Namespace) -> Path:
     sft_cfg = SFTConfig(steps=args.sft_steps, batch_size=args.sft_batch, learning_rate=args.sft_lr,
                         warmup_steps=min(50, args.sft_steps // 10), seed=args.seed, threads=args.threads,
                         grounding_weight=args.sft_grounding_weight,
-                        answer_attention_weight=args.sft_attention_weight)
+                        answer_attention_weight=args.sft_attention_weight,
+                        attention_mentions=args.sft_attention_mentions, grounding_digits=args.sft_grounding_digits)
     sft = run_sft(init, out / "sft", segzero, data / "train", sft_cfg)
     if args.sft_restart_steps:
         restart = SFTConfig(steps=args.sft_restart_steps, batch_size=args.sft_batch,

@@ -6,17 +6,21 @@
     out/<split>/images/<id>.png      the scene, SCENE_SIZE x SCENE_SIZE RGB
     out/<split>/masks/<id>.png       the visible GT mask of the target (L, 0 / 255)
     out/<split>/labels/<id>.png      every object's visible mask (L, pixel k + 1 = object k, 0 = none)
-    out/<split>/index.json           [{"id", "image", "mask", "labels", "objects", "text", "kind", "reasoning"}, ...]
+    out/<split>/index.json           [{"id", "image", "mask", "labels", "objects", "text", "kind", "reasoning",
+                                       "mentions"}, ...]
 
 ``objects`` lists ``{"color", "shape"}`` of every object in label order (drawing order). ``labels`` and
 ``objects`` are the scene's full annotation (like a panoptic label): the SFT's grounding loss reads them
 (``training.world.grounding``); evaluation and ``prepare_dataset`` only need ``mask``.
 
 ``reasoning`` is the scene generator's templated chain of thought (used for supervised warm-starting);
-readers that do not know it ignore it. ``write_world_dataset`` writes every split and converts the train
-split with our own ``prepare_dataset`` (Seg-Zero's box and point rules) to ``out/train_segzero`` at the
-reasoner's input size. Everything is a pure function of the split seeds: the same call writes the same
-bytes (PNG via PIL with fixed settings, JSON with sorted keys, parquet without timestamps).
+readers that do not know it ignore it. ``mentions`` lists the spans of ``reasoning`` that describe one
+object, ``[start, end, k]`` (character offsets; ``k`` indexes ``objects`` and ``labels``), for the SFT's
+attention supervision (``training.scenes.Query.mentions``). ``write_world_dataset`` writes every split
+and converts the train split with our own ``prepare_dataset`` (Seg-Zero's box and point rules) to
+``out/train_segzero`` at the reasoner's input size. Everything is a pure function of the split seeds: the
+same call writes the same bytes (PNG via PIL with fixed settings, JSON with sorted keys, parquet without
+timestamps).
 
 Coordinates: masks are in scene pixels (``x`` right, ``y`` down); the Seg-Zero layout stores the box and
 points in model-input pixels (``S x S``), which equal scene pixels when ``S == SCENE_SIZE``.
@@ -96,7 +100,8 @@ def write_split(name: str, out_dir: str | Path, *, count: int | None = None,
         records.append({"id": rid, "image": f"images/{rid}.png", "mask": f"masks/{rid}.png",
                         "labels": f"labels/{rid}.png",
                         "objects": [{"color": o.color, "shape": o.shape} for o in scene.objects],
-                        "text": query.text, "kind": query.kind, "reasoning": query.reasoning})
+                        "text": query.text, "kind": query.kind, "reasoning": query.reasoning,
+                        "mentions": [list(m) for m in query.mentions]})
     index = root / INDEX_FILE
     index.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
     logger.info("world split %s: %d records -> %s", name, n, root)

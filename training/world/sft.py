@@ -29,7 +29,7 @@ import numpy as np
 from segzero_edge.errors import ConfigError, TrainingError
 from segzero_edge.prompt import expand_image_pads, num_image_tokens, read_checkpoint_meta, render_chat
 
-from .attention import answer_token_indices, attention_loss, coverage_target
+from .attention import answer_token_indices, attention_loss, coverage_target, mention_token_groups
 from .grounding import TokenTargets, VisionCapture, grounding_loss, make_head, record_targets
 from .reasoner import target_text
 
@@ -50,6 +50,10 @@ class SFTConfig:
         grounding_weight: weight of the dense grounding loss on the vision tokens (``grounding.py``);
             0 = language-model loss only.
         answer_attention_weight: weight of the answer-attention supervision (``attention.py``); 0 = off.
+        attention_mentions: also supervise that head at every think phrase that describes an object (the
+            record's ``mentions``; ``attention.mention_token_groups``). Needs ``answer_attention_weight``.
+        grounding_digits: the grounding head also predicts each object's answer digits
+            (``grounding.py``). Needs ``grounding_weight``.
     """
 
     steps: int = 1500
@@ -64,6 +68,8 @@ class SFTConfig:
     threads: int = 2
     grounding_weight: float = 0.0
     answer_attention_weight: float = 0.0
+    attention_mentions: bool = False
+    grounding_digits: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "save_steps", "threads"):
@@ -74,29 +80,35 @@ class SFTConfig:
         for name in ("grounding_weight", "answer_attention_weight"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"SFTConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.attention_mentions and not self.answer_attention_weight:
+            raise ConfigError("SFTConfig.attention_mentions needs answer_attention_weight > 0")
+        if self.grounding_digits and not self.grounding_weight:
+            raise ConfigError("SFTConfig.grounding_digits needs grounding_weight > 0")
 
 
 @dataclass(frozen=True)
 class SFTRow:
     """One training example: PNG bytes of the S x S image, prompt token ids, target token ids, the
-    per-token grounding targets (only when the grounding loss is on), and for the answer-attention
-    loss the answer's indices in ``target_ids`` and the target's coverage of the image tokens."""
+    per-token grounding targets (only when the grounding loss is on), and for the attention supervision
+    the supervised indices in ``target_ids`` with their targets: ``coverage`` is ``[n]`` (the answer's
+    object, for every index) or ``[len(attn_idx), n]`` (one object per index, with mentions)."""
 
     png: bytes
     prompt_ids: tuple[int, ...]
     target_ids: tuple[int, ...]
     grounding: TokenTargets | None = None
-    answer_idx: tuple[int, ...] = ()
+    attn_idx: tuple[int, ...] = ()
     coverage: np.ndarray | None = None
 
 
 def load_rows(segzero_dir: Path, raw_train_dir: Path, tokenizer: Any, input_size: int,
               max_rows: int | None = None, *, grounding_token_px: int | None = None,
-              attention_token_px: int | None = None) -> list[SFTRow]:
+              attention_token_px: int | None = None, mentions: bool = False,
+              digits: bool = False) -> list[SFTRow]:
     """Join the Seg-Zero layout (image, problem, solution) with the raw split's reasoning (by id).
 
     ``grounding_token_px`` / ``attention_token_px``: also compute each row's grounding targets /
-    answer-attention targets (merged-token side in pixels).
+    answer-attention targets (merged-token side in pixels); ``mentions`` / ``digits``: see ``SFTConfig``.
     """
     import pyarrow.parquet as pq
     from PIL import Image
@@ -115,19 +127,41 @@ def load_rows(segzero_dir: Path, raw_train_dir: Path, tokenizer: Any, input_size
             text = target_text(raw[rec["id"]]["reasoning"], rec["solution"])
             t_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             targets = (None if grounding_token_px is None
-                       else record_targets(raw_train_dir, raw[rec["id"]], input_size, grounding_token_px))
-            answer_idx, coverage = (), None
+                       else record_targets(raw_train_dir, raw[rec["id"]], input_size, grounding_token_px,
+                                           digits=digits))
+            attn_idx, coverage = (), None
             if attention_token_px is not None:
-                answer_idx = answer_token_indices(tokenizer, text)
                 mask = np.asarray(Image.open(raw_train_dir / raw[rec["id"]]["mask"]))
                 if not mask.any():
                     raise TrainingError(f"record {rec['id']} of {raw_train_dir} has an empty target mask",
                                         hint="rewrite the split, or run the SFT without --sft-attention-weight")
-                coverage = coverage_target(mask, input_size, attention_token_px)
-            rows.append(SFTRow(rec["image"]["bytes"], tuple(p_ids), tuple(t_ids), targets, answer_idx, coverage))
+                if mentions:
+                    attn_idx, coverage = _mention_targets(tokenizer, text, raw_train_dir, raw[rec["id"]], mask,
+                                                          input_size, attention_token_px)
+                else:
+                    attn_idx = answer_token_indices(tokenizer, text)
+                    coverage = coverage_target(mask, input_size, attention_token_px)
+            rows.append(SFTRow(rec["image"]["bytes"], tuple(p_ids), tuple(t_ids), targets, attn_idx, coverage))
             if max_rows is not None and len(rows) >= max_rows:
                 return rows
     return rows
+
+
+def _mention_targets(tokenizer: Any, text: str, split_dir: Path, record: dict, mask: np.ndarray,
+                     input_size: int, token_px: int) -> tuple[tuple[int, ...], np.ndarray]:
+    """Supervised target indices and ``[len, n]`` coverages: the think's mentions and the answer."""
+    from PIL import Image
+
+    if "mentions" not in record or "labels" not in record:
+        raise TrainingError(f"record {record.get('id')} of {split_dir} has no mentions/labels annotation",
+                            hint="rewrite the split with this version (`python -m segzero_edge.training.world "
+                                 "dataset`) or run the SFT without --sft-attention-mentions")
+    labels = np.asarray(Image.open(split_dir / record["labels"]))
+    idx, objs = mention_token_groups(tokenizer, text, text.index(record["reasoning"]), record["mentions"], -1)
+    cover = {-1: coverage_target(mask, input_size, token_px)}
+    for k in set(objs) - {-1}:
+        cover[k] = coverage_target(labels == k + 1, input_size, token_px)
+    return idx, np.stack([cover[k] for k in objs])
 
 
 def _pixel_batch(processor: Any, pngs: list[bytes]) -> tuple[Any, Any]:
@@ -206,11 +240,12 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
     token_px = vcfg.patch_size * vcfg.spatial_merge_size
     rows = load_rows(segzero_dir, raw_train_dir, tok, input_size, max_rows,
                      grounding_token_px=token_px if cfg.grounding_weight else None,
-                     attention_token_px=token_px if cfg.answer_attention_weight else None)
+                     attention_token_px=token_px if cfg.answer_attention_weight else None,
+                     mentions=cfg.attention_mentions, digits=cfg.grounding_digits)
     head = capture = None
     params = list(model.parameters())
     if cfg.grounding_weight:  # after the model, so the model's random state is the same either way
-        head = make_head(vcfg.out_hidden_size)
+        head = make_head(vcfg.out_hidden_size, digits=cfg.grounding_digits)
         capture = VisionCapture(model)
         params += list(head.parameters())
     named = list(model.named_parameters()) + (list(head.named_parameters()) if head is not None else [])
@@ -228,11 +263,13 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
             raise TrainingError(f"{state_path} was written with grounding_weight "
                                 f"{state['config'].get('grounding_weight', 0.0)}, this run has {cfg.grounding_weight}",
                                 hint="resume with the same --sft-grounding-weight, or use a new --out")
-        if state["config"].get("answer_attention_weight", 0.0) != cfg.answer_attention_weight:
-            raise TrainingError(f"{state_path} was written with answer_attention_weight "
-                                f"{state['config'].get('answer_attention_weight', 0.0)}, this run has "
-                                f"{cfg.answer_attention_weight}",
-                                hint="resume with the same --sft-attention-weight, or use a new --out")
+        for name, flag in (("answer_attention_weight", "--sft-attention-weight"),
+                           ("attention_mentions", "--sft-attention-mentions"),
+                           ("grounding_digits", "--sft-grounding-digits")):
+            was, now = state["config"].get(name, SFTConfig.__dataclass_fields__[name].default), getattr(cfg, name)
+            if was != now:
+                raise TrainingError(f"{state_path} was written with {name} {was}, this run has {now}",
+                                    hint=f"resume with the same {flag}, or use a new --out")
         if head is not None:
             head.load_state_dict(state["grounding_head"])
         opt.load_state_dict(state["optimizer"])
@@ -270,7 +307,7 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
             aux, parts = grounding_loss(head, capture.pop(), [r.grounding for r in picked])
             total = loss + cfg.grounding_weight * aux
         if cfg.answer_attention_weight:
-            queries = [tuple(len(r.prompt_ids) + i - 1 for i in r.answer_idx) for r in picked]
+            queries = [tuple(len(r.prompt_ids) + i - 1 for i in r.attn_idx) for r in picked]
             attn = attention_loss(out.attentions, batch["input_ids"], model.config.image_token_id, queries,
                                   [r.coverage for r in picked])
             parts["attn"] = float(attn.detach())
