@@ -5,7 +5,8 @@
 
 The shipped world models (or any reasoner checkpoint + SAM2 checkpoint) are exported three times with
 ``export.demo.export_world_engine`` (the ``make demo`` export: reasoner fp32, INT8, INT4 with block size
-``WORLD_BLOCK_SIZE``; the same SAM2 in each; every export validated against torch), and every row runs
+``WORLD_BLOCK_SIZE`` and the first decoder layer at INT8, ``WORLD_INT8_LAYERS``; the same SAM2 in each;
+every export validated against torch), and every row runs
 ``Segmenter.predict`` over the test split through ``segzero_edge.evaluation.evaluate`` (gIoU / cIoU per
 spec §7; an unparsed answer is a miss):
 
@@ -135,18 +136,20 @@ def run_row(name: str, engine: Path, backend: str, options: dict, torch_sam2: bo
 
 def write_markdown(result: dict, path: Path) -> None:
     rows = result["rows"]
-    ref = rows[ROWS[0][0]]["giou"]
+    ref = rows[ROWS[0][0]]["giou"] if ROWS[0][0] in rows else None  # absent when --rows leaves it out
     lines = ["# World accuracy of the deployment path (test split)", "",
              f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
              f"Machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, "
              f"{result['threads']} thread(s), load {result['machine']['loadavg_start']} -> "
              f"{result['machine']['loadavg_end']}  ",
              f"Models: reasoner `{result['reasoner']}` (input {result['input_size']}), SAM2 `{result['sam2']}`; "
-             f"INT4/INT8 block size {result['block_size']}; greedy, max_new_tokens {result['max_new_tokens']}", "",
+             f"INT4/INT8 block size {result['block_size']}; INT4 keeps decoder layers "
+             f"{result.get('int4_int8_layers', [])} at INT8; greedy, max_new_tokens {result['max_new_tokens']}", "",
              "| path | samples | gIoU | Δ gIoU vs torch fp32 | cIoU | parse rate | box IoU | mean reward (0-5) "
              "| ms / sample |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['samples']} | {r['giou']:.3f} | {r['giou'] - ref:+.3f} | {r['ciou']:.3f} | "
+        delta = "n/a" if ref is None else f"{r['giou'] - ref:+.3f}"
+        lines.append(f"| {name} | {r['samples']} | {r['giou']:.3f} | {delta} | {r['ciou']:.3f} | "
                      f"{r['parse_rate']:.3f} | {r['box_iou']:.3f} | {r['reward']:.2f} | {r['latency_ms_mean']:.0f} |")
     lines += ["", "gIoU by query kind: " + "; ".join(
         f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["giou_by_kind"].items()) for name, r in rows.items()),
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"a shared row's gIoU differs by more than {COMPARE_MARGIN} or its parse rate is lower")
     args = parser.parse_args(argv)
 
-    from segzero_edge.export.demo import WORLD_BLOCK_SIZE, export_world_engine
+    from segzero_edge.export.demo import WORLD_BLOCK_SIZE, WORLD_INT8_LAYERS, export_world_engine
     from segzero_edge.manifest import sha256_file
     from segzero_edge.prompt import read_checkpoint_meta
     from segzero_edge.training.world.dataset import write_split
@@ -215,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         "sam2_sha256": sha256_file(args.sam2),
         "reasoner_weights_sha256": sha256_file(args.reasoner / "model.safetensors"),
         "input_size": input_size, "threads": args.threads, "max_new_tokens": args.max_new_tokens,
-        "block_size": WORLD_BLOCK_SIZE, "export_seconds": export_s, "rows": rows,
+        "block_size": WORLD_BLOCK_SIZE, "int4_int8_layers": list(WORLD_INT8_LAYERS), "export_seconds": export_s,
+        "rows": rows,
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,

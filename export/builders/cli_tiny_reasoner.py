@@ -8,7 +8,7 @@ _EPILOG = """\
 sizes:
   tiny  2 text layers of width 64, a 2-block vision tower, a ~900-token offline tokenizer,
         input 112x112 (16 image tokens); builds in well under a second, for tests and demos
-  world the tiny reasoner of the small world (issue 9): 3 text layers of width 128, 2 vision blocks of width 64,
+  world the tiny reasoner of the small world (issue 9): 3 text layers of width 128, 4 vision blocks of width 64,
         input 224x224 (64 image tokens); train its tokenizer with --tokenizer-corpus
   3b    the real Qwen2.5-VL-3B shapes (vocab 151936, tied embeddings), input 840x840
   7b    the real Qwen2.5-VL-7B shapes (vocab 152064), input 840x840
@@ -29,12 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="tiny", choices=("tiny", "world", "3b", "7b"),
                         help="model shapes (default: %(default)s)")
     parser.add_argument("--num-layers", type=int, default=None, metavar="N",
-                        help="text decoder layers (default: the size's: tiny 2, 3b 36, 7b 28)")
+                        help="text decoder layers (default: the size's: tiny 2, world 3, 3b 36, 7b 28)")
     parser.add_argument("--vision-depth", type=int, default=None, metavar="N",
-                        help="vision transformer blocks (default: the size's: tiny 2, 3b/7b 32)")
+                        help="vision transformer blocks (default: the size's: tiny 2, world 4, 3b/7b 32)")
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
                         help="square model input size in pixels, a multiple of 28 "
-                             "(default: tiny 112, 3b/7b 840 as in Seg-Zero)")
+                             "(default: tiny 112, world 224, 3b/7b 840 as in Seg-Zero)")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed of the weights (default: %(default)s)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-size", type=int, default=128, help="INT4/INT8 block size along K (default: 128)")
     p.add_argument("--lm-head", default="auto", choices=("auto", "int4", "int8", "fp16", "fp32"),
                    help="LM head precision (auto: int8 for int4/int8 exports, else as --weights)")
+    p.add_argument("--int8-layers", type=_layers, default=(), metavar="I,J",
+                   help="with --weights int4: decoder layers (0-based, comma-separated) kept INT8, e.g. 0 for the "
+                        "first layer, which INT4 hurts most (default: none)")
     p.add_argument("--accuracy-level", type=int, default=4, choices=(0, 1, 2, 3, 4),
                    help="MatMulNBits accuracy_level: 4 = int8 activations in ONNX Runtime's CPU kernels (default; "
                         "0 = fp32 compute, 40x slower decode with the INT8 LM head on ORT 1.31 CPU, see "
@@ -34,6 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for validation")
 
 
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer indices such as 0 or 0,27, got {text!r}") from exc
+
+
 def _sigterm_to_exit(signum, frame):  # pragma: no cover - exercised through a subprocess test
     raise SystemExit(128 + signum)
 
@@ -42,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from .onnx_export import ReasonerExportConfig, export_reasoner
 
     cfg = ReasonerExportConfig(
-        weights=args.weights, block_size=args.block_size, lm_head=args.lm_head, accuracy_level=args.accuracy_level,
+        weights=args.weights, block_size=args.block_size, lm_head=args.lm_head, int8_layers=args.int8_layers,
+        accuracy_level=args.accuracy_level,
         input_size=args.input_size, embeddings_dtype=args.embeddings_dtype, max_context=args.max_context,
         validate=args.validate, validation_pairs=args.validation_pairs, validation_tokens=args.validation_tokens,
         threads=args.threads,

@@ -59,17 +59,31 @@ class DecoderPrecision:
         body: precision of q/k/v/o/gate/up/down: ``fp32``, ``fp16``, ``int8`` or ``int4``.
         lm_head: precision of the LM head (same choices).
         quant: block settings for the int8/int4 layers (``bits`` is taken from each layer's precision).
+        int8_layers: decoder layers (0-based) whose q/k/v/o/gate/up/down stay INT8 when ``body`` is
+            ``int4`` (mixed precision: a layer that INT4 hurts most, such as the first, at 2x its bytes).
     """
 
     body: str = "fp32"
     lm_head: str = "fp32"
     quant: QuantSpec = field(default_factory=QuantSpec)
+    int8_layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for which in ("body", "lm_head"):
             if getattr(self, which) not in LINEAR_PRECISIONS:
                 raise ConfigError(f"unsupported {which} precision {getattr(self, which)!r}",
                                   hint=f"use one of {', '.join(LINEAR_PRECISIONS)}")
+        layers = self.int8_layers
+        if not isinstance(layers, tuple) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0
+                                                for i in layers) or len(set(layers)) != len(layers):
+            raise ConfigError(f"int8_layers must be a tuple of distinct layer indices >= 0, got {layers!r}")
+        if layers and self.body != "int4":
+            raise ConfigError(f"int8_layers only applies to int4 exports (body is {self.body})",
+                              hint="drop int8_layers, or export with weights int4")
+
+    def layer(self, i: int) -> str:
+        """Precision of decoder layer ``i``'s linear layers."""
+        return "int8" if i in self.int8_layers else self.body
 
     def spec(self, precision: str) -> QuantSpec:
         return QuantSpec(bits=4 if precision == "int4" else 8, block_size=self.quant.block_size,
@@ -81,6 +95,8 @@ class DecoderPrecision:
             p = getattr(self, which)
             if p in ("int4", "int8"):
                 out[f"{which}_quantization"] = self.spec(p).to_dict()
+        if self.int8_layers:
+            out["int8_layers"] = sorted(self.int8_layers)
         return out
 
 
@@ -179,7 +195,7 @@ class _Decoder:
         proj = {}
         for which in ("q_proj", "k_proj", "v_proj"):
             proj[which] = self.linear(h, get(f"{pre}.self_attn.{which}.weight"), f"layers.{i}.self_attn.{which}",
-                                      self.p.body, bias=get(f"{pre}.self_attn.{which}.bias"))
+                                      self.p.layer(i), bias=get(f"{pre}.self_attn.{which}.bias"))
 
         def heads_first(t: str, n: int, tag: str) -> str:
             r = g.op("Reshape", [t, g.const(np.array([1, -1, n, hd], np.int64))], name=f"layers.{i}/{tag}/Reshape")
@@ -205,14 +221,14 @@ class _Decoder:
         ctx = g.op("Reshape", [ctx, g.const(np.array([1, heads, -1, hd], np.int64))], name=f"layers.{i}/ctx4")
         ctx = g.op("Transpose", [ctx], name=f"layers.{i}/ctxT", perm=[0, 2, 1, 3])
         ctx = g.op("Reshape", [ctx, g.const(np.array([1, -1, heads * hd], np.int64))], name=f"layers.{i}/ctx3")
-        o = self.linear(ctx, get(f"{pre}.self_attn.o_proj.weight"), f"layers.{i}.self_attn.o_proj", self.p.body)
+        o = self.linear(ctx, get(f"{pre}.self_attn.o_proj.weight"), f"layers.{i}.self_attn.o_proj", self.p.layer(i))
         x = g.op("Add", [x, o], name=f"layers.{i}/Residual1")
         h = self.rms_norm(x, get(f"{pre}.post_attention_layernorm.weight"), f"layers.{i}.post_attention_layernorm")
-        gate = self.linear(h, get(f"{pre}.mlp.gate_proj.weight"), f"layers.{i}.mlp.gate_proj", self.p.body)
-        up = self.linear(h, get(f"{pre}.mlp.up_proj.weight"), f"layers.{i}.mlp.up_proj", self.p.body)
+        gate = self.linear(h, get(f"{pre}.mlp.gate_proj.weight"), f"layers.{i}.mlp.gate_proj", self.p.layer(i))
+        up = self.linear(h, get(f"{pre}.mlp.up_proj.weight"), f"layers.{i}.mlp.up_proj", self.p.layer(i))
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate], name=f"layers.{i}/Sigmoid")],
                                 name=f"layers.{i}/SiLU"), up], name=f"layers.{i}/GLU")
-        down = self.linear(act, get(f"{pre}.mlp.down_proj.weight"), f"layers.{i}.mlp.down_proj", self.p.body)
+        down = self.linear(act, get(f"{pre}.mlp.down_proj.weight"), f"layers.{i}.mlp.down_proj", self.p.layer(i))
         return g.op("Add", [x, down], name=f"layers.{i}/Residual2")
 
 
@@ -249,6 +265,9 @@ def build_decoder(shape: TextShape, get: Callable[[str], np.ndarray], inv_freq: 
     """
     from onnx import TensorProto, helper
 
+    if any(i >= shape.num_layers for i in precision.int8_layers):
+        raise ConfigError(f"int8_layers {sorted(precision.int8_layers)} name a layer the model does not have "
+                          f"(it has {shape.num_layers}: 0..{shape.num_layers - 1})")
     out_dir = Path(out_dir)
     data = ExternalData(out_dir / (file_name + ".data"))
     g = GraphWriter(data)

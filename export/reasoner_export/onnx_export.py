@@ -59,6 +59,8 @@ class ReasonerExportConfig:
         weights: decoder linear-layer precision: ``int4``, ``int8``, ``fp16`` or ``fp32``.
         block_size: INT4/INT8 block size along K (power of two >= 16).
         lm_head: LM head precision; ``auto`` = ``int8`` for int4/int8 exports, else as ``weights``.
+        int8_layers: decoder layers kept INT8 in an ``int4`` export (e.g. ``(0,)``; default none). On the
+            small world's reasoner INT4 in the first layer alone caused ~80% of the logit error (docs/world.md).
         accuracy_level: MatMulNBits ``accuracy_level``: 4 (default) = int8 activations in ONNX Runtime's CPU
             kernels, the fast path; 0 = fp32 compute (on ORT 1.31 CPU the 8-bit kernel at level 0 is ~40x
             slower per decode step: benchmarks/results/reasoner_cpu.md). The validation checks weight-only
@@ -75,6 +77,7 @@ class ReasonerExportConfig:
     weights: str = "int4"
     block_size: int = 128
     lm_head: str = "auto"
+    int8_layers: tuple[int, ...] = ()
     accuracy_level: int = 4
     input_size: int | None = None
     embeddings_dtype: str = "auto"
@@ -95,6 +98,7 @@ class ReasonerExportConfig:
         if self.validate not in ("full", "quick", "none"):
             raise ConfigError(f"validate must be full, quick or none, got {self.validate!r}")
         QuantSpec(bits=4, block_size=self.block_size, accuracy_level=self.accuracy_level)  # validates both
+        self.decoder_precision()  # validates int8_layers
         for name, lo in (("validation_pairs", 1), ("validation_tokens", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -107,7 +111,9 @@ class ReasonerExportConfig:
         if head == "auto":
             head = "int8" if self.weights in ("int4", "int8") else self.weights
         return DecoderPrecision(self.weights, head, QuantSpec(block_size=self.block_size,
-                                                              accuracy_level=self.accuracy_level))
+                                                              accuracy_level=self.accuracy_level),
+                                int8_layers=tuple(self.int8_layers) if isinstance(self.int8_layers, list)
+                                else self.int8_layers)
 
     def embedding_dtype(self) -> str:
         if self.embeddings_dtype != "auto":
@@ -281,9 +287,10 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path,
     ckpt = inspect_checkpoint(model_dir, input_size=cfg.input_size)
     precision = cfg.decoder_precision()
     reader = WeightReader(ckpt.weight_files)
-    log.info("exporting %s: %d layers, hidden %d, input %d (%d image tokens), decoder %s / lm_head %s",
+    log.info("exporting %s: %d layers, hidden %d, input %d (%d image tokens), decoder %s%s / lm_head %s",
              ckpt.path, ckpt.text.num_layers, ckpt.text.hidden_size, ckpt.preprocess.input_size,
-             ckpt.preprocess.num_image_tokens, precision.body, precision.lm_head)
+             ckpt.preprocess.num_image_tokens, precision.body,
+             f" (int8 layers {list(precision.int8_layers)})" if precision.int8_layers else "", precision.lm_head)
     with EngineDirWriter(out_dir, "reasoner") as w:
         comp = w.path("reasoner/reasoner.json").parent
         files = _copy_files(ckpt, comp)

@@ -21,10 +21,11 @@ from segzero_edge.export.reasoner_export.validate import dequantized_linears
 from segzero_edge.export.reasoner_export.wrappers import rotary_inv_freq
 
 
-def _build(ckpt_dir, tmp_path, body, head, accuracy_level=0):
+def _build(ckpt_dir, tmp_path, body, head, accuracy_level=0, int8_layers=()):
     ckpt = inspect_checkpoint(ckpt_dir)
     reader = WeightReader(ckpt.weight_files)
-    precision = DecoderPrecision(body, head, QuantSpec(block_size=32, accuracy_level=accuracy_level))
+    precision = DecoderPrecision(body, head, QuantSpec(block_size=32, accuracy_level=accuracy_level),
+                                 int8_layers=int8_layers)
     info = build_decoder(ckpt.text, reader.get, rotary_inv_freq(ckpt.config), precision, tmp_path)
     onnx.checker.check_model(str(tmp_path / info["file"]))
     sess = ort.InferenceSession(str(tmp_path / info["file"]), providers=["CPUExecutionProvider"])
@@ -108,17 +109,22 @@ def test_masked_placeholder_slot_changes_nothing(tiny_qwen_dir, tmp_path):
     assert np.abs(plain - masked).max() < 1e-5
 
 
-@pytest.mark.parametrize(("body", "head"), [("int4", "int8"), ("int8", "int8"), ("fp16", "fp16"), ("int4", "int4")])
+@pytest.mark.parametrize(("body", "head", "int8_layers"), [("int4", "int8", ()), ("int8", "int8", ()),
+                                                          ("fp16", "fp16", ()), ("int4", "int4", ()),
+                                                          ("int4", "int8", (0,))])
 def test_quantized_decoder_equals_transformers_with_dequantized_weights(tiny_qwen_dir, tiny_model, tmp_path, body,
-                                                                       head):
+                                                                       head, int8_layers):
     import copy
 
-    ckpt, sess, info = _build(tiny_qwen_dir, tmp_path, body, head)
+    ckpt, sess, info = _build(tiny_qwen_dir, tmp_path, body, head, int8_layers=int8_layers)
     model = copy.deepcopy(tiny_model)
     lm = model.model.language_model
     linears = list(dequantized_linears(tmp_path, info["file"]))
     assert len(linears) == 7 * ckpt.text.num_layers + 1
     assert {p for _, _, p in linears} == {body, head}
+    for name, _, p in linears:  # the listed layers are INT8, the others as the body
+        if name != "lm_head":
+            assert p == ("int8" if int(name.split(".")[1]) in int8_layers else body), name
     with torch.no_grad():
         for name, w, _ in linears:
             if name == "lm_head":
@@ -138,6 +144,20 @@ def test_quantized_decoder_equals_transformers_with_dequantized_weights(tiny_qwe
 def test_unsupported_precision_is_named():
     with pytest.raises(ConfigError, match="int3"):
         DecoderPrecision("int3", "fp32")
+
+
+def test_int8_layers_are_validated(tiny_qwen_dir, tmp_path):
+    from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig
+
+    with pytest.raises(ConfigError, match="only applies to int4"):
+        DecoderPrecision("int8", "int8", int8_layers=(0,))
+    with pytest.raises(ConfigError, match="distinct layer indices"):
+        DecoderPrecision("int4", "int8", int8_layers=(0, 0))
+    with pytest.raises(ConfigError, match="distinct layer indices"):
+        ReasonerExportConfig(weights="int4", int8_layers=(-1,))
+    assert ReasonerExportConfig(weights="int4", int8_layers=[1]).decoder_precision().layer(1) == "int8"
+    with pytest.raises(ConfigError, match="does not have"):
+        _build(tiny_qwen_dir, tmp_path, "int4", "int8", int8_layers=(99,))
 
 
 def test_streamed_reference_model_equals_from_pretrained(tiny_qwen_dir, tiny_model):

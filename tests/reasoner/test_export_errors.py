@@ -91,6 +91,15 @@ def test_cli_refuses_unknown_precision(tiny_qwen_dir, tmp_path, capsys):
     assert exc.value.code == 2 and "int3" in capsys.readouterr().err
 
 
+def test_cli_refuses_bad_int8_layers(tiny_qwen_dir, tmp_path, capsys):
+    from segzero_edge.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "reasoner", "--model", str(tiny_qwen_dir), "--out", str(tmp_path / "o"),
+              "--int8-layers", "first"])
+    assert exc.value.code == 2 and "layer indices" in capsys.readouterr().err
+
+
 def test_failed_validation_writes_nothing(tiny_qwen_dir, tmp_path, monkeypatch):
     from segzero_edge.export.reasoner_export import validate
 

@@ -21,15 +21,17 @@ from segzero_edge.errors import SegZeroError
 
 logger = logging.getLogger(__name__)
 
-#: The shipped reasoner recipe (docs/world.md): all train samples, SFT 6000 steps x 8 rows (8 epochs) with
-#: the grounding loss and the answer-attention supervision at weight 1, then GRPO_STEPS steps of the
-#: world_reasoner GRPO recipe.
+#: The shipped reasoner recipe (docs/world.md): all train samples, SFT 12000 steps x 8 rows (16 epochs) with
+#: the grounding loss (with answer digits) and the attention supervision (at every shape the think names)
+#: at weight 1, then GRPO_STEPS steps of the world_reasoner GRPO recipe.
 TRAIN_ROWS = 6000
-SFT_STEPS = 6000
+SFT_STEPS = 12000
+SFT_ATTENTION_MENTIONS = True
+SFT_GROUNDING_DIGITS = True
 SFT_RESTART_STEPS = 0
 SFT_GROUNDING_WEIGHT = 1.0
 SFT_ATTENTION_WEIGHT = 1.0
-GRPO_STEPS = 100
+GRPO_STEPS = 300
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,12 +66,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="weight of the answer-attention supervision during SFT (training/world/attention.py: "
                         f"one head per text layer looks at the target's image tokens; 0 = off; default "
                         f"{SFT_ATTENTION_WEIGHT})")
-    t.add_argument("--sft-attention-mentions", action="store_true",
+    t.add_argument("--sft-attention-mentions", action=argparse.BooleanOptionalAction, default=SFT_ATTENTION_MENTIONS,
                    help="also supervise that head at every think phrase that names a shape (the inventory items, "
-                        "the reference and the target), towards that shape's image tokens")
-    t.add_argument("--sft-grounding-digits", action="store_true",
+                        "the reference and the target), towards that shape's image tokens (default: on)")
+    t.add_argument("--sft-grounding-digits", action=argparse.BooleanOptionalAction, default=SFT_GROUNDING_DIGITS,
                    help="the grounding head also predicts, on every object token, the hundreds and tens digits of "
-                        "that object's 8 answer numbers (box and points)")
+                        "that object's 8 answer numbers (box and points) (default: on)")
     t.add_argument("--sft-restart-steps", type=int, default=SFT_RESTART_STEPS,
                    help="a second SFT cycle (warm restart from the first one's weights, lr --sft-restart-lr, "
                         f"data order seed + 1) of this many steps; 0 = none (default {SFT_RESTART_STEPS})")
