@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make test    install into .venv (first time), run ruff and pytest"
 	@echo "make demo    install, export the shipped world models, segment the bundled scene"
-	@echo "make world-retrain   retrain both world models from scratch (measured: 1 h 41 min on 2 cores, then 11 min of measuring), compare with the shipped table"
+	@echo "make world-retrain   retrain both world models from scratch (measured 2026-12-03: 81 min of training on 2 cores, then 5 min of measuring), compare with the shipped table"
 	@echo "make world-accuracy  re-measure benchmarks/results/world_accuracy.{json,md} on the shipped models"
 	@echo "make lint    ruff check"
 	@echo "make fuzz    fuzz the native answer code (libFuzzer + ASan/UBSan, FUZZ_SECONDS=300)"
