@@ -18,10 +18,14 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segzero_edge.cli.base import Command
 from segzero_edge.errors import SegZeroError
 from segzero_edge.manifest import load_manifest, sha256_file, sha256_tree
+
+if TYPE_CHECKING:  # imported at call time: the export modules need torch
+    from .reasoner_export.onnx_export import ReasonerExportConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +67,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebuild", action="store_true", help="re-export the engine directory")
 
 
-def _int8_layers(weights: str) -> tuple[int, ...]:
-    return WORLD_INT8_LAYERS if weights == "int4" else ()
+def _reasoner_config(weights: str) -> ReasonerExportConfig:
+    """The reasoner export of the world engine: INT4 keeps ``WORLD_INT8_LAYERS`` at INT8."""
+    from .reasoner_export.onnx_export import ReasonerExportConfig
+
+    return ReasonerExportConfig(weights=weights, block_size=WORLD_BLOCK_SIZE,
+                                int8_layers=WORLD_INT8_LAYERS if weights == "int4" else ())
 
 
 def export_world_engine(out: Path, weights: str = "int4", *, reasoner: Path = WORLD_REASONER,
@@ -72,21 +80,19 @@ def export_world_engine(out: Path, weights: str = "int4", *, reasoner: Path = WO
                         rebuild: bool = False) -> tuple[Path, float]:
     """An engine directory at ``out`` with ``reasoner`` exported at ``weights`` and ``sam2`` (official-format
     ``.pt`` + config file), both validated. An existing ``out`` is kept when its recorded sources have the
-    same sha256 and precision, else replaced. Returns ``(out, export seconds)`` (0.0 when kept)."""
-    from .reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
+    same sha256 and its reasoner the same precision (block size, INT8 layers), else replaced. Returns
+    ``(out, export seconds)`` (0.0 when kept)."""
+    from .reasoner_export.onnx_export import export_reasoner
     from .sam2_export import Sam2ExportConfig, export_sam2
 
+    cfg = _reasoner_config(weights)
     want = {"reasoner": sha256_tree(reasoner), "sam2": sha256_file(sam2)}
     if (out / "manifest.json").is_file() and not rebuild:
         try:
             m = load_manifest(out, verify="size")
-            # the block size is part of the export: a cached engine of another block size is stale
-            precision = m.component("reasoner").get("precision", {})
-            quant = precision.get("body_quantization") or {}
+            # the precision (the manifest's record of it) is part of the export: another one is stale
             if {s.component: s.sha256 for s in m.sources} == want and \
-                    m.component("reasoner").get("weights") == weights and \
-                    quant.get("block_size", WORLD_BLOCK_SIZE) == WORLD_BLOCK_SIZE and \
-                    tuple(precision.get("int8_layers", ())) == _int8_layers(weights):
+                    m.component("reasoner").get("precision") == cfg.decoder_precision().to_dict():
                 log.info("using the cached engine directory %s", out)
                 return out, 0.0
         except SegZeroError as exc:
@@ -95,8 +101,7 @@ def export_world_engine(out: Path, weights: str = "int4", *, reasoner: Path = WO
     staging = out.with_name(out.name + ".partial")  # the old directory stays until both exports validated
     if staging.exists():
         shutil.rmtree(staging)
-    export_reasoner(reasoner, staging, ReasonerExportConfig(weights=weights, block_size=WORLD_BLOCK_SIZE,
-                                                            int8_layers=_int8_layers(weights)))
+    export_reasoner(reasoner, staging, cfg)
     export_sam2(sam2, staging, Sam2ExportConfig(config=str(sam2_config)))
     if out.exists():
         shutil.rmtree(out)

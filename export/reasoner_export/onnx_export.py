@@ -98,6 +98,8 @@ class ReasonerExportConfig:
         if self.validate not in ("full", "quick", "none"):
             raise ConfigError(f"validate must be full, quick or none, got {self.validate!r}")
         QuantSpec(bits=4, block_size=self.block_size, accuracy_level=self.accuracy_level)  # validates both
+        if isinstance(self.int8_layers, list):  # as YAML / JSON configs give it
+            object.__setattr__(self, "int8_layers", tuple(self.int8_layers))
         self.decoder_precision()  # validates int8_layers
         for name, lo in (("validation_pairs", 1), ("validation_tokens", 1)):
             v = getattr(self, name)
@@ -112,8 +114,7 @@ class ReasonerExportConfig:
             head = "int8" if self.weights in ("int4", "int8") else self.weights
         return DecoderPrecision(self.weights, head, QuantSpec(block_size=self.block_size,
                                                               accuracy_level=self.accuracy_level),
-                                int8_layers=tuple(self.int8_layers) if isinstance(self.int8_layers, list)
-                                else self.int8_layers)
+                                int8_layers=self.int8_layers)
 
     def embedding_dtype(self) -> str:
         if self.embeddings_dtype != "auto":

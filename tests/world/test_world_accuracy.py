@@ -129,12 +129,20 @@ def test_demo_masks_the_shape_the_instruction_means(engine):
 
 
 @pytest.mark.slow
-def test_a_cached_engine_of_another_block_size_is_exported_again(engine, monkeypatch):
+@pytest.mark.parametrize(("setting", "changed"), [("WORLD_BLOCK_SIZE", 32), ("WORLD_INT8_LAYERS", ())])
+def test_a_cached_engine_of_another_precision_is_exported_again(engine, tmp_path, monkeypatch, setting, changed):
+    """The cache key of `make demo`'s engine is the whole recorded precision: block size and INT8 layers."""
+    import shutil
+
     from segzero_edge.export import demo
 
-    assert demo.export_world_engine(engine, "int4")[1] == 0.0  # same sources, precision, block size: reused
-    monkeypatch.setattr(demo, "WORLD_BLOCK_SIZE", demo.WORLD_BLOCK_SIZE * 2)
-    out, seconds = demo.export_world_engine(engine, "int4")
+    cached = shutil.copytree(engine, tmp_path / engine.name)  # the module's engine stays as it is
+    assert demo.export_world_engine(cached, "int4")[1] == 0.0  # same sources and precision: reused
+    assert getattr(demo, setting) != changed
+    monkeypatch.setattr(demo, setting, changed)
+    out, seconds = demo.export_world_engine(cached, "int4")
     assert seconds > 0
-    quant = json.loads((out / "manifest.json").read_text())
-    assert json.dumps(quant).count(f'"block_size": {demo.WORLD_BLOCK_SIZE}') >= 1
+    precision = json.loads((out / "reasoner" / "reasoner.json").read_text())["precision"]
+    assert precision["body_quantization"]["block_size"] == demo.WORLD_BLOCK_SIZE
+    assert tuple(precision.get("int8_layers", ())) == demo.WORLD_INT8_LAYERS
+    assert demo.export_world_engine(cached, "int4")[1] == 0.0  # and the new one is reused in turn
