@@ -136,13 +136,9 @@ def padded_vocab(tokenizer, size: int, seed: int = 0) -> tuple[list[bytes | None
         if r < 0.5:
             b = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 10)))
         elif r < 0.8:
-            b = (
-                rng.choice(["", " "]) + rng.choice(words) + rng.choice(["", "s", "ing", "_1", '":'])
-            ).encode()
+            b = (rng.choice(["", " "]) + rng.choice(words) + rng.choice(["", "s", "ing", "_1", '":'])).encode()
         else:
-            b = "".join(
-                rng.choice('{}[]":, 0123456789<>/abinoprstwx_') for _ in range(rng.randrange(1, 6))
-            ).encode()
+            b = "".join(rng.choice('{}[]":, 0123456789<>/abinoprstwx_') for _ in range(rng.randrange(1, 6))).encode()
         if b not in seen:
             seen.add(b)
             base.append(b)
@@ -211,9 +207,7 @@ def bench_constraint(tokenizer, generations: int, budget: int, seed: int = 0) ->
 def markdown(report: dict) -> str:
     lines = [f"# Answer decoding benchmark ({report['machine']})", ""]
     lines += ["## Decoding, per answer (µs; native vs pure-Python twin, same run)", ""]
-    lines += [
-        "| corpus / level | answers | ok | native median | python median | ratio (median) | ratio (mean) |"
-    ]
+    lines += ["| corpus / level | answers | ok | native median | python median | ratio (median) | ratio (mean) |"]
     lines += ["|---|---|---|---|---|---|---|"]
     for key, r in report["decode"].items():
         lines.append(

@@ -52,8 +52,10 @@ export_reasoner(sys.argv[1], sys.argv[2], cfg)
 
 
 def build(size: str, layers: int, out: Path) -> None:
-    code = ("import sys; from segzero_edge.export.builders.qwen import build_tiny_qwen25vl; "
-            "build_tiny_qwen25vl(sys.argv[1], sys.argv[2], num_layers=int(sys.argv[3]), dtype='bfloat16')")
+    code = (
+        "import sys; from segzero_edge.export.builders.qwen import build_tiny_qwen25vl; "
+        "build_tiny_qwen25vl(sys.argv[1], sys.argv[2], num_layers=int(sys.argv[3]), dtype='bfloat16')"
+    )
     subprocess.run([sys.executable, "-c", code, str(out), size, str(layers)], check=True)
 
 
@@ -69,8 +71,11 @@ def _rss(pid: int) -> tuple[float, float]:
 
 
 def measure(checkpoint: Path, weights: str, workdir: Path) -> dict:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(checkpoint), str(workdir / "engine"), weights],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(checkpoint), str(workdir / "engine"), weights],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     phase = ["startup"]
     peaks: dict[str, float] = {}
     anon: dict[str, float] = {}
@@ -97,9 +102,11 @@ def measure(checkpoint: Path, weights: str, workdir: Path) -> dict:
     reader.join(timeout=10)
     if proc.returncode:
         raise SystemExit("export failed:\n" + "".join(lines[-30:]))
-    return {"seconds": round(time.perf_counter() - start, 1),
-            "phase_peak_gb": {k: round(v, 3) for k, v in peaks.items()},
-            "phase_peak_anon_gb": {k: round(v, 3) for k, v in anon.items()}}
+    return {
+        "seconds": round(time.perf_counter() - start, 1),
+        "phase_peak_gb": {k: round(v, 3) for k, v in peaks.items()},
+        "phase_peak_anon_gb": {k: round(v, 3) for k, v in anon.items()},
+    }
 
 
 def fit_line(xs: list[int], ys: list[float]) -> tuple[float, float, float]:
@@ -117,14 +124,22 @@ def main() -> None:
     ap.add_argument("--layers", type=int, nargs="+", default=[1, 2, 4], help="layer counts to fit on (>= 2)")
     ap.add_argument("--weights", default="int4", choices=("int4", "int8", "fp16", "fp32"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    ap.add_argument("--reuse", action="store_true",
-                    help="reuse the per-layer-count runs already saved in --out (export_memory_<size>_<w>_<n>l.json)")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the per-layer-count runs already saved in --out (export_memory_<size>_<w>_<n>l.json)",
+    )
     args = ap.parse_args()
     if len(set(args.layers)) < 2:
         raise SystemExit("--layers needs at least two different layer counts")
-    info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": "python " + " ".join(sys.argv), "machine": platform.platform(), "cores": os.cpu_count(),
-            "threads": 2, "load_start": [round(x, 2) for x in os.getloadavg()]}
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python " + " ".join(sys.argv),
+        "machine": platform.platform(),
+        "cores": os.cpu_count(),
+        "threads": 2,
+        "load_start": [round(x, 2) for x in os.getloadavg()],
+    }
     runs = {}
     args.out.mkdir(parents=True, exist_ok=True)
     for layers in args.layers:
@@ -136,9 +151,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="segzero-mem-") as tmp:
             ckpt = Path(tmp) / "ckpt"
             build(args.size, layers, ckpt)
-            runs[layers] = {**measure(ckpt, args.weights, Path(tmp)), "layers": layers,
-                            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                            "load_end": [round(x, 2) for x in os.getloadavg()]}
+            runs[layers] = {
+                **measure(ckpt, args.weights, Path(tmp)),
+                "layers": layers,
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "load_end": [round(x, 2) for x in os.getloadavg()],
+            }
         saved.write_text(json.dumps(runs[layers], indent=2) + "\n")
         print(f"{args.size} {layers} layers: {runs[layers]}", flush=True)
     info["load_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -150,35 +168,59 @@ def main() -> None:
         entry = {}
         for kind, key in (("rss", "phase_peak_gb"), ("anon", "phase_peak_anon_gb")):
             a, b, resid = fit_line(ls, [runs[n][key][ph] for n in ls])
-            entry[kind] = {"intercept_gb": round(a, 3), "per_layer_gb": round(b, 4), "max_residual_gb": round(resid, 3),
-                           "extrapolated_gb": round(a + b * full, 2)}
+            entry[kind] = {
+                "intercept_gb": round(a, 3),
+                "per_layer_gb": round(b, 4),
+                "max_residual_gb": round(resid, 3),
+                "extrapolated_gb": round(a + b * full, 2),
+            }
         fit[ph] = entry
     peak_phase = max(fit, key=lambda k: fit[k]["rss"]["extrapolated_gb"])
     peak = fit[peak_phase]["rss"]["extrapolated_gb"]
-    result = {"size": args.size, "weights": args.weights, "full_layers": full, **info, "runs": runs, "fit": fit,
-              "extrapolated_peak_gb": peak, "peak_phase": peak_phase,
-              "measured_max_gb": max(max(r["phase_peak_gb"].values()) for r in runs.values()),
-              "budget_gb": BUDGET_GB[args.size], "fits": peak <= BUDGET_GB[args.size]}
+    result = {
+        "size": args.size,
+        "weights": args.weights,
+        "full_layers": full,
+        **info,
+        "runs": runs,
+        "fit": fit,
+        "extrapolated_peak_gb": peak,
+        "peak_phase": peak_phase,
+        "measured_max_gb": max(max(r["phase_peak_gb"].values()) for r in runs.values()),
+        "budget_gb": BUDGET_GB[args.size],
+        "fits": peak <= BUDGET_GB[args.size],
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"export_memory_{args.size}_{args.weights}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     head = " | ".join(f"RSS GB @ {n}" for n in ls)
-    rows = [f"| phase | {head} | GB per layer (fit) | max residual | extrapolated RSS GB @ {full} "
-            f"| extrapolated anon GB @ {full} |", "|---" * (len(ls) + 5) + "|"]
+    rows = [
+        f"| phase | {head} | GB per layer (fit) | max residual | extrapolated RSS GB @ {full} "
+        f"| extrapolated anon GB @ {full} |",
+        "|---" * (len(ls) + 5) + "|",
+    ]
     for ph in phases:
         f = fit[ph]
-        rows.append(f"| {ph} | " + " | ".join(f"{runs[n]['phase_peak_gb'][ph]:.2f}" for n in ls) +
-                    f" | {f['rss']['per_layer_gb']:.3f} | {f['rss']['max_residual_gb']:.2f} | "
-                    f"{f['rss']['extrapolated_gb']:.2f} | {f['anon']['extrapolated_gb']:.2f} |")
-    rows.append(f"\nExtrapolated peak RSS: **{peak} GB** ({peak_phase}); budget {BUDGET_GB[args.size]} GB -> "
-                f"{'fits' if result['fits'] else 'DOES NOT FIT'}. Largest RSS measured in these runs: "
-                f"{result['measured_max_gb']:.2f} GB.")
-    md = (f"# export reasoner peak RSS, {args.size}-shaped, {args.weights}\n\n"
-          f"Real {args.size} shapes (full vocabulary, full vision tower, bf16 weights), {ls} decoder layers; per-phase "
-          f"peak RSS (VmRSS; anon = RssAnon, without file-backed pages) sampled every 20 ms, fitted by least squares "
-          f"and extrapolated to {full} layers.\n\nDate {info['date']}, {info['machine']}, {info['cores']} cores, "
-          f"load average start {info['load_start']}, end {info['load_end']}.\nCommand: `{info['command']}`\n\n"
-          + "\n".join(rows) + "\n")
+        rows.append(
+            f"| {ph} | "
+            + " | ".join(f"{runs[n]['phase_peak_gb'][ph]:.2f}" for n in ls)
+            + f" | {f['rss']['per_layer_gb']:.3f} | {f['rss']['max_residual_gb']:.2f} | "
+            f"{f['rss']['extrapolated_gb']:.2f} | {f['anon']['extrapolated_gb']:.2f} |"
+        )
+    rows.append(
+        f"\nExtrapolated peak RSS: **{peak} GB** ({peak_phase}); budget {BUDGET_GB[args.size]} GB -> "
+        f"{'fits' if result['fits'] else 'DOES NOT FIT'}. Largest RSS measured in these runs: "
+        f"{result['measured_max_gb']:.2f} GB."
+    )
+    md = (
+        f"# export reasoner peak RSS, {args.size}-shaped, {args.weights}\n\n"
+        f"Real {args.size} shapes (full vocabulary, full vision tower, bf16 weights), {ls} decoder layers; per-phase "
+        f"peak RSS (VmRSS; anon = RssAnon, without file-backed pages) sampled every 20 ms, fitted by least squares "
+        f"and extrapolated to {full} layers.\n\nDate {info['date']}, {info['machine']}, {info['cores']} cores, "
+        f"load average start {info['load_start']}, end {info['load_end']}.\nCommand: `{info['command']}`\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
     stem.with_suffix(".md").write_text(md)
     print(md)
 

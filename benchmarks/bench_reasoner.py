@@ -90,8 +90,12 @@ def _ort_worker(engine: Path, threads: int, new_tokens: int):
         return t1 - t0, time.perf_counter() - t1
 
     s = r.manifest.component("reasoner")
-    info = {"prompt_tokens": int(ids.size), "weight_bytes": sum(s["decoder"]["weight_bytes"].values()),
-            "text": s["text"], "input_size": s["input_size"]}
+    info = {
+        "prompt_tokens": int(ids.size),
+        "weight_bytes": sum(s["decoder"]["weight_bytes"].values()),
+        "text": s["text"],
+        "input_size": s["input_size"],
+    }
     return run, info
 
 
@@ -114,21 +118,34 @@ def _torch_worker(checkpoint: Path, engine: Path, threads: int, new_tokens: int)
         with torch.inference_mode():
             cache = DynamicCache(config=lm.config)
             t0 = time.perf_counter()
-            h = lm(inputs_embeds=torch.from_numpy(embeds), position_ids=torch.from_numpy(positions),
-                   past_key_values=cache, use_cache=True).last_hidden_state
+            h = lm(
+                inputs_embeds=torch.from_numpy(embeds),
+                position_ids=torch.from_numpy(positions),
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state
             logits = model.lm_head(h[:, -1:])
             t1 = time.perf_counter()
             for i in range(new_tokens):
                 token = logits[0, -1].argmax()
                 pos = torch.full((3, 1, 1), ids.size + i + delta, dtype=torch.long)
-                h = lm(inputs_embeds=lm.embed_tokens(token.view(1, 1)), position_ids=pos, past_key_values=cache,
-                       use_cache=True).last_hidden_state
+                h = lm(
+                    inputs_embeds=lm.embed_tokens(token.view(1, 1)),
+                    position_ids=pos,
+                    past_key_values=cache,
+                    use_cache=True,
+                ).last_hidden_state
                 logits = model.lm_head(h)
             return t1 - t0, time.perf_counter() - t1
 
-    weight_bytes = sum(p.numel() * p.element_size() for n, p in model.named_parameters()
-                       if "language_model.layers" in n or "language_model.norm" in n) + \
-        model.lm_head.weight.numel() * 4
+    weight_bytes = (
+        sum(
+            p.numel() * p.element_size()
+            for n, p in model.named_parameters()
+            if "language_model.layers" in n or "language_model.norm" in n
+        )
+        + model.lm_head.weight.numel() * 4
+    )
     return run, {"prompt_tokens": int(ids.size), "weight_bytes": weight_bytes}
 
 
@@ -152,7 +169,7 @@ def interleaved(workers: dict, rounds: int, threads: int) -> tuple[dict, list[fl
     names = list(workers)
     for r in range(rounds):
         bandwidth.append(copy_bandwidth(threads))
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             workers[name][0].send("run")
             pre, dec = workers[name][0].recv()
@@ -169,13 +186,20 @@ def jump_forward_savings(engine: Path, threads: int, budget: int) -> dict | None
     r = Reasoner(engine, device="cpu", threads=threads)
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     try:
-        res = r.generate(image, QUESTION, GenerationOptions(max_new_tokens=budget + 80, constrained=True,
-                                                             thinking_budget=budget))
+        res = r.generate(
+            image, QUESTION, GenerationOptions(max_new_tokens=budget + 80, constrained=True, thinking_budget=budget)
+        )
     except BackendUnavailableError as exc:
         return {"skipped": str(exc.message)}
-    return {"thinking_budget": budget, "new_tokens": len(res.token_ids), "forced_tokens": res.forced_tokens,
-            "decoder_calls": res.forward_calls - 1, "steps_saved": res.jump_forward_steps_saved,
-            "stop_reason": res.stop_reason, "text_tail": res.text[-120:]}
+    return {
+        "thinking_budget": budget,
+        "new_tokens": len(res.token_ids),
+        "forced_tokens": res.forced_tokens,
+        "decoder_calls": res.forward_calls - 1,
+        "steps_saved": res.jump_forward_steps_saved,
+        "stop_reason": res.stop_reason,
+        "text_tail": res.text[-120:],
+    }
 
 
 def _summary(v: dict, new_tokens: int) -> None:
@@ -186,27 +210,34 @@ def _summary(v: dict, new_tokens: int) -> None:
 
 
 def markdown(results: dict, args) -> str:
-    rows = ["| variant (weights:lm_head:accuracy_level) | prefill s (best / median) | decode tok/s (best / median) "
-            "| x transformers fp32 (median) | MB read / token | bound tok/s | % of bound (median) |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| variant (weights:lm_head:accuracy_level) | prefill s (best / median) | decode tok/s (best / median) "
+        "| x transformers fp32 (median) | MB read / token | bound tok/s | % of bound (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, v in results["variants"].items():
-        rows.append(f"| {name} | {v['prefill_s']:.2f} / {v['prefill_median_s']:.2f} | {v['decode_tokens_per_s']:.2f}"
-                    f" / {v['decode_median_tokens_per_s']:.2f} | {v['speedup_vs_transformers_fp32']:.2f} | "
-                    f"{v['bytes_per_token'] / 1e6:.0f} | {v['bandwidth_bound_tokens_per_s']:.1f} | "
-                    f"{100 * v['fraction_of_bound']:.0f}% |")
+        rows.append(
+            f"| {name} | {v['prefill_s']:.2f} / {v['prefill_median_s']:.2f} | {v['decode_tokens_per_s']:.2f}"
+            f" / {v['decode_median_tokens_per_s']:.2f} | {v['speedup_vs_transformers_fp32']:.2f} | "
+            f"{v['bytes_per_token'] / 1e6:.0f} | {v['bandwidth_bound_tokens_per_s']:.1f} | "
+            f"{100 * v['fraction_of_bound']:.0f}% |"
+        )
     m = results["machine"]
-    return (f"# reasoner decode benchmark (CPU)\n\n{args.size}-shaped Qwen2.5-VL, {args.layers} decoder layers, "
-            f"random weights, prompt {results['prompt_tokens']} tokens ({results['model']['input_size']}x"
-            f"{results['model']['input_size']} image), {args.new_tokens} greedy tokens, {args.threads} threads, "
-            f"{args.rounds} interleaved rounds (each variant in its own process).\n\n"
-            f"Machine: {m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, torch {m['torch']}; "
-            f"date {results['date']}; load average start {results['load_start']}, end {results['load_end']}.\n"
-            f"Command: `{results['command']}`\n\n"
-            f"Copy bandwidth (read+write, {args.threads} threads, per round, GB/s): {results['bandwidth_gb_s']}; "
-            f"the bound uses the median ({results['bandwidth_used_gb_s']:.2f} GB/s).\n\n" + "\n".join(rows) +
-            f"\n\nBytes per token = decoder weights (packed + scales) + KV cache at the mean context.\n\n"
-            f"Jump-forward (INT4 engine, answer constraint, thinking budget {args.thinking_budget}): "
-            f"{results['jump_forward']}\n")
+    return (
+        f"# reasoner decode benchmark (CPU)\n\n{args.size}-shaped Qwen2.5-VL, {args.layers} decoder layers, "
+        f"random weights, prompt {results['prompt_tokens']} tokens ({results['model']['input_size']}x"
+        f"{results['model']['input_size']} image), {args.new_tokens} greedy tokens, {args.threads} threads, "
+        f"{args.rounds} interleaved rounds (each variant in its own process).\n\n"
+        f"Machine: {m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, torch {m['torch']}; "
+        f"date {results['date']}; load average start {results['load_start']}, end {results['load_end']}.\n"
+        f"Command: `{results['command']}`\n\n"
+        f"Copy bandwidth (read+write, {args.threads} threads, per round, GB/s): {results['bandwidth_gb_s']}; "
+        f"the bound uses the median ({results['bandwidth_used_gb_s']:.2f} GB/s).\n\n"
+        + "\n".join(rows)
+        + f"\n\nBytes per token = decoder weights (packed + scales) + KV cache at the mean context.\n\n"
+        f"Jump-forward (INT4 engine, answer constraint, thinking budget {args.thinking_budget}): "
+        f"{results['jump_forward']}\n"
+    )
 
 
 def main() -> None:
@@ -229,11 +260,20 @@ def main() -> None:
     from segzero_edge.export.builders.qwen import build_tiny_qwen25vl
     from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
 
-    results: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
-                                 "onnxruntime": onnxruntime.__version__, "torch": torch.__version__},
-                     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                     "command": "python " + " ".join(sys.argv), "load_start": [round(x, 2) for x in os.getloadavg()],
-                     "model": {"size": args.size, "layers": args.layers}, "variants": {}}
+    results: dict = {
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "threads": args.threads,
+            "onnxruntime": onnxruntime.__version__,
+            "torch": torch.__version__,
+        },
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python " + " ".join(sys.argv),
+        "load_start": [round(x, 2) for x in os.getloadavg()],
+        "model": {"size": args.size, "layers": args.layers},
+        "variants": {},
+    }
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="segzero-bench-") as tmp:
         ckpt = Path(tmp) / "ckpt"
@@ -242,8 +282,13 @@ def main() -> None:
         for v in args.variants:
             weights, head, acc = v.split(":")
             out = Path(tmp) / f"engine_{weights}_{head}_{acc}"
-            export_reasoner(ckpt, out, ReasonerExportConfig(weights=weights, lm_head=head, accuracy_level=int(acc),
-                                                            block_size=args.block_size, validate="none"))
+            export_reasoner(
+                ckpt,
+                out,
+                ReasonerExportConfig(
+                    weights=weights, lm_head=head, accuracy_level=int(acc), block_size=args.block_size, validate="none"
+                ),
+            )
             engines[f"ort {v}"] = out
         ref_engine = engines.get("ort fp32:fp32:0") or next(iter(engines.values()))
         workers, procs = {}, []
@@ -251,8 +296,9 @@ def main() -> None:
             for name, engine in [*engines.items(), ("transformers fp32", ref_engine)]:
                 parent, child = ctx.Pipe()
                 kind = "torch" if name.startswith("transformers") else "ort"
-                p = ctx.Process(target=worker, args=(child, kind, str(engine), str(ckpt), args.threads,
-                                                     args.new_tokens))
+                p = ctx.Process(
+                    target=worker, args=(child, kind, str(engine), str(ckpt), args.threads, args.new_tokens)
+                )
                 p.start()
                 procs.append(p)
                 workers[name] = (parent, parent.recv())  # one at a time: each loads and warms up alone
@@ -264,8 +310,11 @@ def main() -> None:
             for p in procs:
                 p.join(timeout=60)
         for name, (_, info) in workers.items():
-            results["variants"][name] = {**info, "prefill_runs_s": times[name]["prefill"],
-                                         "decode_runs_s": times[name]["decode"]}
+            results["variants"][name] = {
+                **info,
+                "prefill_runs_s": times[name]["prefill"],
+                "decode_runs_s": times[name]["decode"],
+            }
             _summary(results["variants"][name], args.new_tokens)
         first = next(v for v in results["variants"].values() if "text" in v)
         text = first["text"]

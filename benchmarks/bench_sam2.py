@@ -276,13 +276,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["sam2.1_hiera_t"], help="official SAM2 configs")
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads (default: 2)")
-    parser.add_argument(
-        "--runs", type=int, default=4, help="timed runs per stage, side and round (default: 4)"
-    )
+    parser.add_argument("--runs", type=int, default=4, help="timed runs per stage, side and round (default: 4)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side (default: 3)")
-    parser.add_argument(
-        "--warmup", type=int, default=1, help="warm-up runs per stage and worker (default: 1)"
-    )
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up runs per stage and worker (default: 1)")
     parser.add_argument(
         "--stages", choices=("all", "decoder"), default="all", help="all stages, or the decoder ones only"
     )
@@ -303,7 +299,11 @@ def main() -> int:
         print(
             json.dumps(
                 worker_torch(
-                    Path(args.checkpoint), args.configs[0], args.threads, args.runs, args.warmup,
+                    Path(args.checkpoint),
+                    args.configs[0],
+                    args.threads,
+                    args.runs,
+                    args.warmup,
                     stage_names(args.stages),
                 )
             )

@@ -144,9 +144,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (default: 2)")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (default: 8)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per variant and round (default: 3)")
-    parser.add_argument(
-        "--out", default="benchmarks/results", help="folder for sam2_decoder_forms_<threads>t.json/.md"
-    )
+    parser.add_argument("--out", default="benchmarks/results", help="folder for sam2_decoder_forms_<threads>t.json/.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import onnxruntime as ort

@@ -77,20 +77,39 @@ def _frame(base: np.ndarray, i: int) -> np.ndarray:
 def _stages(res) -> dict[str, float]:
     t = res.timings_ms
     encoding = t.get("sam2_preprocess", 0.0) + t.get("sam2_encoder", 0.0)
-    out = {"total": t["total"], "reasoning": t["reasoning"], "encoding": encoding,
-           "decoding": t.get("sam2_decoder", 0.0), "sam2_wait": t.get("sam2_wait", 0.0)}
+    out = {
+        "total": t["total"],
+        "reasoning": t["reasoning"],
+        "encoding": encoding,
+        "decoding": t.get("sam2_decoder", 0.0),
+        "sam2_wait": t.get("sam2_wait", 0.0),
+    }
     out["pre_post"] = out["total"] - out["reasoning"] - out["sam2_wait"] - out["decoding"]
     return out
 
 
-def run_setting(engine: Path, base: np.ndarray, threads: int | None, sam2_threads: int | None, rounds: int,
-                max_new_tokens: int, counter: list[int]) -> dict:
+def run_setting(
+    engine: Path,
+    base: np.ndarray,
+    threads: int | None,
+    sam2_threads: int | None,
+    rounds: int,
+    max_new_tokens: int,
+    counter: list[int],
+) -> dict:
     from segzero_edge import Segmenter
 
     runs: dict[str, list[dict]] = {"sequential": [], "overlap": [], "cached": []}
     tokens = []
-    with Segmenter(engine, device="cpu", backend="ort", threads=threads, sam2_threads=sam2_threads,
-                   max_new_tokens=max_new_tokens, verify="size") as seg:
+    with Segmenter(
+        engine,
+        device="cpu",
+        backend="ort",
+        threads=threads,
+        sam2_threads=sam2_threads,
+        max_new_tokens=max_new_tokens,
+        verify="size",
+    ) as seg:
         seg.predict(_frame(base, 10_000 + counter[0]), QUESTIONS[0])  # warm-up (sessions, allocators)
         counter[0] += 1
         for r in range(rounds):
@@ -109,38 +128,61 @@ def run_setting(engine: Path, base: np.ndarray, threads: int | None, sam2_thread
     med = {v: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for v, rs in runs.items()}
     seq = med["sequential"]
     target = max(seq["reasoning"], seq["encoding"]) + seq["decoding"] + seq["pre_post"]
-    return {"threads": threads, "sam2_threads": sam2_threads, "rounds": rounds, "medians_ms": med,
-            "runs_ms": runs, "target_ms": target, "ratio_overlap_vs_target": med["overlap"]["total"] / target,
-            "speedup_overlap_vs_sequential": seq["total"] / med["overlap"]["total"],
-            "speedup_cached_vs_overlap": med["overlap"]["total"] / med["cached"]["total"],
-            "raw_text_chars_median": statistics.median(tokens)}
+    return {
+        "threads": threads,
+        "sam2_threads": sam2_threads,
+        "rounds": rounds,
+        "medians_ms": med,
+        "runs_ms": runs,
+        "target_ms": target,
+        "ratio_overlap_vs_target": med["overlap"]["total"] / target,
+        "speedup_overlap_vs_sequential": seq["total"] / med["overlap"]["total"],
+        "speedup_cached_vs_overlap": med["overlap"]["total"] / med["cached"]["total"],
+        "raw_text_chars_median": statistics.median(tokens),
+    }
 
 
 def _machine() -> dict:
     import onnxruntime
 
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-            "platform": platform.platform()}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def _markdown(results: dict) -> str:
-    lines = [f"# Segmenter end to end on CPU ({results['date']})", "",
-             f"Machine: {results['machine']}. Load average at start {results['loadavg_start']}, "
-             f"end {results['loadavg_end']}.", "", f"Command: `{results['command']}`", "",
-             "Stages from the sequential runs (each stage alone). target = max(reasoning, encoding) + decoding + "
-             "pre/post; ratio = overlap total / target (goal <= 1.1). Medians in ms.", ""]
+    lines = [
+        f"# Segmenter end to end on CPU ({results['date']})",
+        "",
+        f"Machine: {results['machine']}. Load average at start {results['loadavg_start']}, "
+        f"end {results['loadavg_end']}.",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        "Stages from the sequential runs (each stage alone). target = max(reasoning, encoding) + decoding + "
+        "pre/post; ratio = overlap total / target (goal <= 1.1). Medians in ms.",
+        "",
+    ]
     for name, eng in results["engines"].items():
-        lines += [f"## {name}: {eng['description']} (max_new_tokens {eng['max_new_tokens']})", "",
-                  "| threads (reasoner/sam2) | reasoning | encoding | decoding | pre/post | sequential | overlap | "
-                  "cached (2nd question) | target | ratio | overlap speedup | cache speedup |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {name}: {eng['description']} (max_new_tokens {eng['max_new_tokens']})",
+            "",
+            "| threads (reasoner/sam2) | reasoning | encoding | decoding | pre/post | sequential | overlap | "
+            "cached (2nd question) | target | ratio | overlap speedup | cache speedup |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for s in eng["settings"]:
             q, o, c = s["medians_ms"]["sequential"], s["medians_ms"]["overlap"], s["medians_ms"]["cached"]
-            lines.append(f"| {s['threads']}/{s['sam2_threads']} | {q['reasoning']:.0f} | {q['encoding']:.0f} | "
-                         f"{q['decoding']:.0f} | {q['pre_post']:.0f} | {q['total']:.0f} | {o['total']:.0f} | "
-                         f"{c['total']:.0f} | {s['target_ms']:.0f} | {s['ratio_overlap_vs_target']:.2f} | "
-                         f"{s['speedup_overlap_vs_sequential']:.2f}x | {s['speedup_cached_vs_overlap']:.2f}x |")
+            lines.append(
+                f"| {s['threads']}/{s['sam2_threads']} | {q['reasoning']:.0f} | {q['encoding']:.0f} | "
+                f"{q['decoding']:.0f} | {q['pre_post']:.0f} | {q['total']:.0f} | {o['total']:.0f} | "
+                f"{c['total']:.0f} | {s['target_ms']:.0f} | {s['ratio_overlap_vs_target']:.2f} | "
+                f"{s['speedup_overlap_vs_sequential']:.2f}x | {s['speedup_cached_vs_overlap']:.2f}x |"
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -153,9 +195,13 @@ DESCRIPTIONS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--jobs", nargs="+", default=["real:2/2", "tiny:2/2", "tiny:2/1", "tiny:1/1", "real:2/1"],
-                    help="ENGINE:REASONER_THREADS/SAM2_THREADS runs in this order (ORT intra-op threads); "
-                    "results are written after each")
+    ap.add_argument(
+        "--jobs",
+        nargs="+",
+        default=["real:2/2", "tiny:2/2", "tiny:2/1", "tiny:1/1", "real:2/1"],
+        help="ENGINE:REASONER_THREADS/SAM2_THREADS runs in this order (ORT intra-op threads); "
+        "results are written after each",
+    )
     ap.add_argument("--rounds", type=int, default=3, help="rounds per tiny job")
     ap.add_argument("--real-rounds", type=int, default=2, help="rounds per real job")
     ap.add_argument("--tiny-tokens", type=int, default=200, help="max_new_tokens of the tiny reasoner")
@@ -167,24 +213,32 @@ def main() -> None:
     from segzero_edge.training.scenes import generate_samples
 
     base = np.asarray(generate_samples(11, 1, 480)[0][0].image)
-    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": _machine(),
-               "command": " ".join([Path(sys.executable).name, *sys.argv]), "loadavg_start": os.getloadavg(),
-               "engines": {}}
+    results = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "loadavg_start": os.getloadavg(),
+        "engines": {},
+    }
     counter = [0]
     args.out.mkdir(parents=True, exist_ok=True)
     for job in args.jobs:
         kind, spec = job.split(":")
         engine = build_engine(kind)
         tokens = args.real_tokens if kind == "real" else args.tiny_tokens
-        entry = results["engines"].setdefault(kind, {"description": DESCRIPTIONS[kind], "max_new_tokens": tokens,
-                                                     "image": list(base.shape), "settings": []})
+        entry = results["engines"].setdefault(
+            kind,
+            {"description": DESCRIPTIONS[kind], "max_new_tokens": tokens, "image": list(base.shape), "settings": []},
+        )
         t, s = (int(x) for x in spec.split("/"))
         t0 = time.perf_counter()
         rounds = args.real_rounds if kind == "real" else args.rounds
         entry["settings"].append(run_setting(engine, base, t, s, rounds, tokens, counter))
         entry["settings"][-1]["loadavg_after"] = os.getloadavg()
-        print(f"{job}: ratio {entry['settings'][-1]['ratio_overlap_vs_target']:.2f} "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"{job}: ratio {entry['settings'][-1]['ratio_overlap_vs_target']:.2f} ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
         results["loadavg_end"] = os.getloadavg()
         (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / f"{args.name}.md").write_text(_markdown(results))

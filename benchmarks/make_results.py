@@ -68,15 +68,34 @@ def _f(v: Any, nd: int = 1) -> str:
 
 
 def answer_rows(d: dict) -> list[Row]:
-    rows = [[f"decode_answer, {case}", _f(v["python_us_median"], 2), _f(v["native_us_median"], 2),
-             f"{v['ratio_median']:.1f}x"] for case, v in d["decode"].items()]
+    rows = [
+        [
+            f"decode_answer, {case}",
+            _f(v["python_us_median"], 2),
+            _f(v["native_us_median"], 2),
+            f"{v['ratio_median']:.1f}x",
+        ]
+        for case, v in d["decode"].items()
+    ]
     s = d["stream"]
-    rows.append(["stream decoding, per text piece", _f(s["python_us_per_piece"], 3), _f(s["native_us_per_piece"], 3),
-                 f"{s['ratio']:.1f}x"])
+    rows.append(
+        [
+            "stream decoding, per text piece",
+            _f(s["python_us_per_piece"], 3),
+            _f(s["native_us_per_piece"], 3),
+            f"{s['ratio']:.1f}x",
+        ]
+    )
     c = d.get("constraint") or {}
     if c:
-        rows.append([f"answer constraint step, vocab {c['vocab_size']:,} (think / answer)", "–",
-                     f"{_f(c['think_step_us'], 1)} / {_f(c['answer_step_us'], 1)}", "–"])
+        rows.append(
+            [
+                f"answer constraint step, vocab {c['vocab_size']:,} (think / answer)",
+                "–",
+                f"{_f(c['think_step_us'], 1)} / {_f(c['answer_step_us'], 1)}",
+                "–",
+            ]
+        )
     return rows
 
 
@@ -96,10 +115,16 @@ def reasoner_rows(d: dict) -> list[Row]:
     rows = []
     for name, v in variants.items():
         tps = v.get("decode_median_tokens_per_s", v.get("decode_tokens_per_s"))
-        rows.append([name, _f(v.get("prefill_median_s", v.get("prefill_s")), 2), _f(tps, 2),
-                     f"{v['speedup_vs_transformers_fp32']:.2f}x" if "speedup_vs_transformers_fp32" in v else "–",
-                     _f(v["bytes_per_token"] / 1e6, 0) if "bytes_per_token" in v else "–",
-                     _f(100 * v["fraction_of_bound"], 0) if "fraction_of_bound" in v else "–"])
+        rows.append(
+            [
+                name,
+                _f(v.get("prefill_median_s", v.get("prefill_s")), 2),
+                _f(tps, 2),
+                f"{v['speedup_vs_transformers_fp32']:.2f}x" if "speedup_vs_transformers_fp32" in v else "–",
+                _f(v["bytes_per_token"] / 1e6, 0) if "bytes_per_token" in v else "–",
+                _f(100 * v["fraction_of_bound"], 0) if "fraction_of_bound" in v else "–",
+            ]
+        )
     return rows
 
 
@@ -116,8 +141,16 @@ def segmenter_rows(d: dict) -> list[Row]:
                 continue
             seq, ovl, cached = med["sequential"], med["overlap"], med.get("cached", {})
             target = max(seq["reasoning"], seq["encoding"]) + seq["decoding"] + seq["pre_post"]
-            rows.append([f"{name} ({st['threads']}/{st['sam2_threads']} threads)", _f(seq["total"]),
-                         _f(ovl["total"]), _f(cached.get("total")), _f(target), _f(ovl["total"] / target, 2)])
+            rows.append(
+                [
+                    f"{name} ({st['threads']}/{st['sam2_threads']} threads)",
+                    _f(seq["total"]),
+                    _f(ovl["total"]),
+                    _f(cached.get("total")),
+                    _f(target),
+                    _f(ovl["total"] / target, 2),
+                ]
+            )
     if not rows:
         raise UnknownLayout("no finished settings")
     return rows
@@ -127,8 +160,10 @@ def bench_rows(d: dict) -> list[Row]:
     if d.get("schema") != "segzero-edge.bench/1":
         raise UnknownLayout("not a segzero-edge bench report")
     rows = [[name, _f(s["p50"]), _f(s["p90"]), _f(s["p99"]), str(s["n"])] for name, s in d["stages"].items()]
-    for key, label, nd in (("generated_tokens", "generated tokens / request", 0),
-                           ("decode_tokens_per_s", "decode tok/s", 1)):
+    for key, label, nd in (
+        ("generated_tokens", "generated tokens / request", 0),
+        ("decode_tokens_per_s", "decode tok/s", 1),
+    ):
         s = d.get(key)
         if s:
             rows.append([label, _f(s["p50"], nd), _f(s["p90"], nd), _f(s["p99"], nd), str(s["n"])])
@@ -141,73 +176,137 @@ def eval_rows(d: dict) -> list[Row]:
     if d.get("schema") != "segzero-edge.eval/1":
         raise UnknownLayout("not a segzero-edge eval summary")
     off = d.get("both_empty_dropped_official", {})
-    return [[f"{d['dataset'].get('path')} ({d['dataset'].get('layout')})", str(d["n_samples"]),
-             _f(100 * d["giou"], 2), _f(100 * d["ciou"], 2), _f(100 * off.get("giou", float("nan")), 2),
-             _f(100 * d["parse_failure_rate"], 1)]]
+    return [
+        [
+            f"{d['dataset'].get('path')} ({d['dataset'].get('layout')})",
+            str(d["n_samples"]),
+            _f(100 * d["giou"], 2),
+            _f(100 * d["ciou"], 2),
+            _f(100 * off.get("giou", float("nan")), 2),
+            _f(100 * d["parse_failure_rate"], 1),
+        ]
+    ]
 
 
 def export_memory_rows(d: dict) -> list[Row]:
-    return [[f"{d['size']} {d['weights']}", _f(d["extrapolated_peak_gb"], 2), str(d["peak_phase"]),
-             _f(d["budget_gb"], 0), "yes" if d["fits"] else "no"]]
+    return [
+        [
+            f"{d['size']} {d['weights']}",
+            _f(d["extrapolated_peak_gb"], 2),
+            str(d["peak_phase"]),
+            _f(d["budget_gb"], 0),
+            "yes" if d["fits"] else "no",
+        ]
+    ]
 
 
 def world_accuracy_rows(d: dict) -> list[Row]:
     ref = d["rows"]["torch fp32 (reference)"]["giou"]
-    return [[name, str(r["samples"]), _f(100 * r["giou"], 1), f"{100 * (r['giou'] - ref):+.1f}",
-             _f(100 * r["ciou"], 1), _f(100 * r["parse_rate"], 1), _f(r["latency_ms_mean"], 0)]
-            for name, r in d["rows"].items()]
+    return [
+        [
+            name,
+            str(r["samples"]),
+            _f(100 * r["giou"], 1),
+            f"{100 * (r['giou'] - ref):+.1f}",
+            _f(100 * r["ciou"], 1),
+            _f(100 * r["parse_rate"], 1),
+            _f(r["latency_ms_mean"], 0),
+        ]
+        for name, r in d["rows"].items()
+    ]
 
 
 SECTIONS: tuple[Section, ...] = (
-    Section("Answer decoding: native (C++) vs Python twin",
-            "Median microseconds per call of the same inputs through the pybind11 extension and the pure-Python "
-            "twin, in one process, interleaved.",
-            ("answer.json",), "python benchmarks/bench_answer.py --repeats 5",
-            ("case", "Python µs", "native µs", "speed-up"), answer_rows),
-    Section("SAM2: ONNX Runtime vs official PyTorch",
-            "Median ms; each side in its own worker process, alternating rounds, same thread count "
-            "(random weights of the official configs: latency does not depend on the values).",
-            ("sam2_cpu.json",), "python benchmarks/bench_sam2.py --configs sam2.1_hiera_t sam2.1_hiera_s --threads 2",
-            ("stage", "PyTorch ms", "ONNX Runtime ms", "speed-up"), sam2_rows),
-    Section("Reasoner: INT4 / INT8 / fp32 on ONNX Runtime vs transformers",
-            "Prefill seconds and decode tokens/s of the same Seg-Zero-sized request (Qwen2.5-VL-3B shapes, fewer "
-            "layers, random weights) per weight precision; x = decode speed relative to transformers fp32.",
-            ("reasoner_cpu*.json", "bench_reasoner.json"), "python benchmarks/bench_reasoner.py --layers 4 --threads 2",
-            ("variant", "prefill s (median)", "decode tok/s (median)", "x transformers fp32", "MB read / token",
-             "% of bandwidth bound"), reasoner_rows),
-    Section("Segmenter: SAM2 encoding overlapped with reasoning, feature cache",
-            "End-to-end predict() with and without overlap, and with a cache hit (same frame, new question); "
-            "stages measured alone (sequential) give target = max(reasoning, encoding) + decoding + pre/post; "
-            "on 2 cores the overlapped encoder competes with the reasoner for the same cores.",
-            ("segmenter_cpu.json",), "python benchmarks/bench_segmenter.py",
-            ("engine (reasoner/SAM2 threads)", "sequential ms", "overlap ms", "cached 2nd question ms",
-             "target ms", "overlap / target (goal <= 1.1)"), segmenter_rows),
-    Section("End-to-end latency per stage (segzero-edge bench)",
-            "p50/p90/p99 ms per stage of Segmenter.predict on one engine directory; `sam2_encode` runs on a worker "
-            "thread concurrently with the reasoner, so stages do not add up to `total`. `bench_demo_tiny_cpu` is "
-            "the `make demo` engine (tiny random reasoner, 990 tokens of random thinking, random SAM2 hiera-t): it "
-            "shows the command works end to end; its numbers say nothing about Seg-Zero-7B.",
-            ("bench_*.json",),
-            "segzero-edge bench ENGINE_DIR --runs 20 --warmup 2 --out benchmarks/results/bench_<name>.json",
-            ("stage", "p50 ms", "p90 ms", "p99 ms", "n"), bench_rows),
-    Section("Accuracy (segzero-edge eval)",
-            "gIoU / cIoU in % as Seg-Zero's evaluation defines them (spec §7); official = both-empty samples dropped.",
-            ("eval_*.json",), "segzero-edge eval ENGINE_DIR DATASET --out OUT && cp OUT/summary.json "
-                              "benchmarks/results/eval_<name>.json",
-            ("dataset", "samples", "gIoU", "cIoU", "gIoU official", "parse failures %"), eval_rows),
-    Section("Accuracy of the deployment path on the small world (test split)",
-            "gIoU / cIoU in % of Segmenter.predict on the 200 test scenes of the small world (docs/world.md), with "
-            "the tiny reasoner and SAM2 trained here, per path: torch reference, ONNX fp32, INT8, INT4, answer "
-            "constraint, thinking budget, ONNX vs torch SAM2. One changed greedy answer moves gIoU by up to 0.5 "
-            "points, so deltas of a few tenths are a handful of samples.",
-            ("world_accuracy.json",), "python benchmarks/world_accuracy.py",
-            ("path", "samples", "gIoU", "Δ vs torch fp32", "cIoU", "parse rate %", "ms / sample"),
-            world_accuracy_rows),
-    Section("Export peak host memory (reasoner)",
-            "Peak RSS of `segzero-edge export reasoner` per phase, measured at 1 and 3 layers and extrapolated "
-            "linearly to the full depth.",
-            ("export_memory_*.json",), "python benchmarks/bench_export_memory.py --size 3b --layers 1 3 --weights int4",
-            ("model", "extrapolated peak GB", "peak phase", "budget GB", "fits"), export_memory_rows),
+    Section(
+        "Answer decoding: native (C++) vs Python twin",
+        "Median microseconds per call of the same inputs through the pybind11 extension and the pure-Python "
+        "twin, in one process, interleaved.",
+        ("answer.json",),
+        "python benchmarks/bench_answer.py --repeats 5",
+        ("case", "Python µs", "native µs", "speed-up"),
+        answer_rows,
+    ),
+    Section(
+        "SAM2: ONNX Runtime vs official PyTorch",
+        "Median ms; each side in its own worker process, alternating rounds, same thread count "
+        "(random weights of the official configs: latency does not depend on the values).",
+        ("sam2_cpu.json",),
+        "python benchmarks/bench_sam2.py --configs sam2.1_hiera_t sam2.1_hiera_s --threads 2",
+        ("stage", "PyTorch ms", "ONNX Runtime ms", "speed-up"),
+        sam2_rows,
+    ),
+    Section(
+        "Reasoner: INT4 / INT8 / fp32 on ONNX Runtime vs transformers",
+        "Prefill seconds and decode tokens/s of the same Seg-Zero-sized request (Qwen2.5-VL-3B shapes, fewer "
+        "layers, random weights) per weight precision; x = decode speed relative to transformers fp32.",
+        ("reasoner_cpu*.json", "bench_reasoner.json"),
+        "python benchmarks/bench_reasoner.py --layers 4 --threads 2",
+        (
+            "variant",
+            "prefill s (median)",
+            "decode tok/s (median)",
+            "x transformers fp32",
+            "MB read / token",
+            "% of bandwidth bound",
+        ),
+        reasoner_rows,
+    ),
+    Section(
+        "Segmenter: SAM2 encoding overlapped with reasoning, feature cache",
+        "End-to-end predict() with and without overlap, and with a cache hit (same frame, new question); "
+        "stages measured alone (sequential) give target = max(reasoning, encoding) + decoding + pre/post; "
+        "on 2 cores the overlapped encoder competes with the reasoner for the same cores.",
+        ("segmenter_cpu.json",),
+        "python benchmarks/bench_segmenter.py",
+        (
+            "engine (reasoner/SAM2 threads)",
+            "sequential ms",
+            "overlap ms",
+            "cached 2nd question ms",
+            "target ms",
+            "overlap / target (goal <= 1.1)",
+        ),
+        segmenter_rows,
+    ),
+    Section(
+        "End-to-end latency per stage (segzero-edge bench)",
+        "p50/p90/p99 ms per stage of Segmenter.predict on one engine directory; `sam2_encode` runs on a worker "
+        "thread concurrently with the reasoner, so stages do not add up to `total`. `bench_demo_tiny_cpu` is "
+        "the `make demo` engine (tiny random reasoner, 990 tokens of random thinking, random SAM2 hiera-t): it "
+        "shows the command works end to end; its numbers say nothing about Seg-Zero-7B.",
+        ("bench_*.json",),
+        "segzero-edge bench ENGINE_DIR --runs 20 --warmup 2 --out benchmarks/results/bench_<name>.json",
+        ("stage", "p50 ms", "p90 ms", "p99 ms", "n"),
+        bench_rows,
+    ),
+    Section(
+        "Accuracy (segzero-edge eval)",
+        "gIoU / cIoU in % as Seg-Zero's evaluation defines them (spec §7); official = both-empty samples dropped.",
+        ("eval_*.json",),
+        "segzero-edge eval ENGINE_DIR DATASET --out OUT && cp OUT/summary.json benchmarks/results/eval_<name>.json",
+        ("dataset", "samples", "gIoU", "cIoU", "gIoU official", "parse failures %"),
+        eval_rows,
+    ),
+    Section(
+        "Accuracy of the deployment path on the small world (test split)",
+        "gIoU / cIoU in % of Segmenter.predict on the 200 test scenes of the small world (docs/world.md), with "
+        "the tiny reasoner and SAM2 trained here, per path: torch reference, ONNX fp32, INT8, INT4, answer "
+        "constraint, thinking budget, ONNX vs torch SAM2. One changed greedy answer moves gIoU by up to 0.5 "
+        "points, so deltas of a few tenths are a handful of samples.",
+        ("world_accuracy.json",),
+        "python benchmarks/world_accuracy.py",
+        ("path", "samples", "gIoU", "Δ vs torch fp32", "cIoU", "parse rate %", "ms / sample"),
+        world_accuracy_rows,
+    ),
+    Section(
+        "Export peak host memory (reasoner)",
+        "Peak RSS of `segzero-edge export reasoner` per phase, measured at 1 and 3 layers and extrapolated "
+        "linearly to the full depth.",
+        ("export_memory_*.json",),
+        "python benchmarks/bench_export_memory.py --size 3b --layers 1 3 --weights int4",
+        ("model", "extrapolated peak GB", "peak phase", "budget GB", "fits"),
+        export_memory_rows,
+    ),
 )
 
 
@@ -216,8 +315,13 @@ SECTIONS: tuple[Section, ...] = (
 
 def _git_date(path: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "log", "-1", "--format=%cs", "--", path.name], cwd=path.parent,
-                             capture_output=True, text=True, timeout=20).stdout.strip()
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%cs", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return out or None
@@ -243,8 +347,11 @@ def provenance(d: dict, path: Path, default_command: str) -> tuple[str, str, str
     if threads and "thread" not in machine:
         machine += f", {threads} threads"
     command = str(d.get("command") or default_command)
-    date = str(d.get("date") or _git_date(path)
-               or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).date().isoformat())
+    date = str(
+        d.get("date")
+        or _git_date(path)
+        or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).date().isoformat()
+    )
     return machine, command, date
 
 
@@ -269,8 +376,11 @@ def render_section(section: Section, results: Path) -> list[str]:
     out = [f"## {section.title}", "", section.what, ""]
     files = _matches(results, section.files)
     if not files:
-        out += [f"**Not yet measured.** Run `{section.command}` (writes `benchmarks/results/{section.files[0]}`), "
-                "then `python benchmarks/make_results.py`.", ""]
+        out += [
+            f"**Not yet measured.** Run `{section.command}` (writes `benchmarks/results/{section.files[0]}`), "
+            "then `python benchmarks/make_results.py`.",
+            "",
+        ]
         out += _table(section.columns, [["not yet measured"] + ["–"] * (len(section.columns) - 1)])
         return [*out, ""]
     for path in files:
@@ -286,8 +396,11 @@ def render_section(section: Section, results: Path) -> list[str]:
             rows = section.rows(d)
         except (UnknownLayout, KeyError, TypeError, ValueError, AttributeError) as exc:
             keys = ", ".join(sorted(d)) if isinstance(d, dict) else type(d).__name__
-            out += [f"**Layout not recognised** ({type(exc).__name__}: {exc}); top-level keys: {keys}. "
-                    f"Update `{section.rows.__name__}` in benchmarks/make_results.py.", ""]
+            out += [
+                f"**Layout not recognised** ({type(exc).__name__}: {exc}); top-level keys: {keys}. "
+                f"Update `{section.rows.__name__}` in benchmarks/make_results.py.",
+                "",
+            ]
             continue
         out += [*_table(section.columns, rows), ""]
     return out

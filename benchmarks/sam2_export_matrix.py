@@ -42,9 +42,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="sam2_matrix_") as tmp:
             ckpt = build_sam2_checkpoint(Path(tmp) / "ckpt.pt", name)
             t0 = time.perf_counter()
-            manifest = export_sam2(
-                ckpt, Path(tmp) / "engine", Sam2ExportConfig(config=name, validation_images=1)
-            )
+            manifest = export_sam2(ckpt, Path(tmp) / "engine", Sam2ExportConfig(config=name, validation_images=1))
             v = manifest.validation["sam2"]
             rows.append(
                 {

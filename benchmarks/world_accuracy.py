@@ -72,8 +72,9 @@ class TorchSam2Predictor:
         result = self.segmenter.predict(image, text)
         if not result.found:
             return result
-        res = self.sam2.segment(image, boxes=np.asarray(result.box, np.float32),
-                                points=np.asarray(result.points, np.float32)[None])
+        res = self.sam2.segment(
+            image, boxes=np.asarray(result.box, np.float32), points=np.asarray(result.points, np.float32)[None]
+        )
         return dataclasses.replace(result, mask=res.masks[0], score=float(res.scores[0]))
 
 
@@ -91,9 +92,20 @@ def _gt(split_dir: Path, count: int | None) -> dict[str, dict]:
     return out
 
 
-def run_row(name: str, engine: Path, backend: str, options: dict, torch_sam2: bool, split_dir: Path,
-            gt: dict[str, dict], input_size: int, *, count: int | None, threads: int,
-            max_new_tokens: int) -> dict:
+def run_row(
+    name: str,
+    engine: Path,
+    backend: str,
+    options: dict,
+    torch_sam2: bool,
+    split_dir: Path,
+    gt: dict[str, dict],
+    input_size: int,
+    *,
+    count: int | None,
+    threads: int,
+    max_new_tokens: int,
+) -> dict:
     """One table row: ``evaluate`` over the split plus box IoU, reward and per-sample IoUs."""
     from tqdm.auto import tqdm
 
@@ -103,8 +115,7 @@ def run_row(name: str, engine: Path, backend: str, options: dict, torch_sam2: bo
     from segzero_edge.training.rewards import format_solution, seg_zero_reward
     from segzero_edge.training.world.evaluate import box_iou
 
-    seg = Segmenter(engine, backend=backend, threads=threads, verify="size", max_new_tokens=max_new_tokens,
-                    **options)
+    seg = Segmenter(engine, backend=backend, threads=threads, verify="size", max_new_tokens=max_new_tokens, **options)
     predictor = TorchSam2Predictor(seg, engine) if torch_sam2 else seg
     bar = tqdm(total=count or len(gt), desc=name, unit="sample")
     try:
@@ -121,50 +132,81 @@ def run_row(name: str, engine: Path, backend: str, options: dict, torch_sam2: bo
     kinds = sorted({g["kind"] for g in gt.values()})
     ious = [s.iou for s in report.samples]
     return {
-        "engine_weights": engine.name, "backend": backend, "options": options, "torch_sam2": torch_sam2,
-        "samples": len(report.samples), "giou": report.scores.giou, "ciou": report.scores.ciou,
-        "parse_rate": 1.0 - report.parse_failure_rate, "errors": report.n_errors,
-        "box_iou": float(np.mean(box_ious)), "reward": float(np.mean(rewards)),
-        "giou_by_kind": {k: float(np.mean([v for v, s in zip(ious, report.samples) if gt[s.id]["kind"] == k]))
-                         for k in kinds},
+        "engine_weights": engine.name,
+        "backend": backend,
+        "options": options,
+        "torch_sam2": torch_sam2,
+        "samples": len(report.samples),
+        "giou": report.scores.giou,
+        "ciou": report.scores.ciou,
+        "parse_rate": 1.0 - report.parse_failure_rate,
+        "errors": report.n_errors,
+        "box_iou": float(np.mean(box_ious)),
+        "reward": float(np.mean(rewards)),
+        "giou_by_kind": {
+            k: float(np.mean([v for v, s in zip(ious, report.samples) if gt[s.id]["kind"] == k])) for k in kinds
+        },
         "latency_ms_mean": float(np.mean([s.latency_ms for s in report.samples])),
         "wall_s": round(report.wall_s, 1),
-        "per_sample": {"id": [s.id for s in report.samples], "iou": [round(float(v), 6) for v in ious],
-                       "parsed": [s.status == "ok" for s in report.samples]},
+        "per_sample": {
+            "id": [s.id for s in report.samples],
+            "iou": [round(float(v), 6) for v in ious],
+            "parsed": [s.status == "ok" for s in report.samples],
+        },
     }
 
 
 def write_markdown(result: dict, path: Path) -> None:
     rows = result["rows"]
     ref = rows[ROWS[0][0]]["giou"] if ROWS[0][0] in rows else None  # absent when --rows leaves it out
-    lines = ["# World accuracy of the deployment path (test split)", "",
-             f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
-             f"Machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, "
-             f"{result['threads']} thread(s), load {result['machine']['loadavg_start']} -> "
-             f"{result['machine']['loadavg_end']}  ",
-             f"Models: reasoner `{result['reasoner']}` (input {result['input_size']}), SAM2 `{result['sam2']}`; "
-             f"INT4/INT8 block size {result['block_size']}; INT4 keeps decoder layers "
-             f"{result.get('int4_int8_layers', [])} at INT8; greedy, max_new_tokens {result['max_new_tokens']}", "",
-             "| path | samples | gIoU | Δ gIoU vs torch fp32 | cIoU | parse rate | box IoU | mean reward (0-5) "
-             "| ms / sample |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# World accuracy of the deployment path (test split)",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Date: {result['date']}  ",
+        f"Machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, "
+        f"{result['threads']} thread(s), load {result['machine']['loadavg_start']} -> "
+        f"{result['machine']['loadavg_end']}  ",
+        f"Models: reasoner `{result['reasoner']}` (input {result['input_size']}), SAM2 `{result['sam2']}`; "
+        f"INT4/INT8 block size {result['block_size']}; INT4 keeps decoder layers "
+        f"{result.get('int4_int8_layers', [])} at INT8; greedy, max_new_tokens {result['max_new_tokens']}",
+        "",
+        "| path | samples | gIoU | Δ gIoU vs torch fp32 | cIoU | parse rate | box IoU | mean reward (0-5) "
+        "| ms / sample |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         delta = "n/a" if ref is None else f"{r['giou'] - ref:+.3f}"
-        lines.append(f"| {name} | {r['samples']} | {r['giou']:.3f} | {delta} | {r['ciou']:.3f} | "
-                     f"{r['parse_rate']:.3f} | {r['box_iou']:.3f} | {r['reward']:.2f} | {r['latency_ms_mean']:.0f} |")
-    lines += ["", "gIoU by query kind: " + "; ".join(
-        f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["giou_by_kind"].items()) for name, r in rows.items()),
-        "", f"Export seconds (0 = reused): {result['export_seconds']}", ""]
+        lines.append(
+            f"| {name} | {r['samples']} | {r['giou']:.3f} | {delta} | {r['ciou']:.3f} | "
+            f"{r['parse_rate']:.3f} | {r['box_iou']:.3f} | {r['reward']:.2f} | {r['latency_ms_mean']:.0f} |"
+        )
+    lines += [
+        "",
+        "gIoU by query kind: "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["giou_by_kind"].items()) for name, r in rows.items()
+        ),
+        "",
+        f"Export seconds (0 = reused): {result['export_seconds']}",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--reasoner", type=Path, default=ROOT / "assets/world/reasoner")
     parser.add_argument("--sam2", type=Path, default=ROOT / "assets/world/sam2_tiny.pt")
     parser.add_argument("--sam2-config", type=Path, default=ROOT / "assets/world/sam2_tiny.yaml")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="world dataset folder with test/ (default: WORK_DIR/data, written when missing)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="world dataset folder with test/ (default: WORK_DIR/data, written when missing)",
+    )
     parser.add_argument("--split", default="test", choices=("val", "test"))
     parser.add_argument("--count", type=int, default=None, help="first N samples (default: all 200)")
     parser.add_argument("--rows", default=None, help="comma-separated row numbers to run (default: all)")
@@ -173,9 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=320)
     parser.add_argument("--name", default="world_accuracy", help="results file stem (default: %(default)s)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="results folder (default: %(default)s)")
-    parser.add_argument("--compare", type=Path, default=None, metavar="JSON",
-                        help="a results file (e.g. the shipped benchmarks/results/world_accuracy.json): exit 1 when "
-                             f"a shared row's gIoU differs by more than {COMPARE_MARGIN} or its parse rate is lower")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="a results file (e.g. the shipped benchmarks/results/world_accuracy.json): exit 1 when "
+        f"a shared row's gIoU differs by more than {COMPARE_MARGIN} or its parse rate is lower",
+    )
     args = parser.parse_args(argv)
 
     from segzero_edge.export.demo import WORLD_BLOCK_SIZE, WORLD_INT8_LAYERS, export_world_engine
@@ -193,18 +240,36 @@ def main(argv: list[str] | None = None) -> int:
     export_s, engines = {}, {}
     for weights in sorted({r[1] for r in ROWS}):
         engines[weights], seconds = export_world_engine(
-            args.work_dir / f"engine_{weights}", weights, reasoner=args.reasoner, sam2=args.sam2,
-            sam2_config=args.sam2_config)
+            args.work_dir / f"engine_{weights}",
+            weights,
+            reasoner=args.reasoner,
+            sam2=args.sam2,
+            sam2_config=args.sam2_config,
+        )
         export_s[weights] = round(seconds, 1)
     chosen = range(len(ROWS)) if args.rows is None else [int(i) for i in args.rows.split(",")]
     rows = {}
     for i in chosen:
         name, weights, backend, options, torch_sam2 = ROWS[i]
-        rows[name] = run_row(name, engines[weights], backend, options, torch_sam2, split_dir, gt, input_size,
-                             count=args.count, threads=args.threads, max_new_tokens=args.max_new_tokens)
+        rows[name] = run_row(
+            name,
+            engines[weights],
+            backend,
+            options,
+            torch_sam2,
+            split_dir,
+            gt,
+            input_size,
+            count=args.count,
+            threads=args.threads,
+            max_new_tokens=args.max_new_tokens,
+        )
         r = rows[name]
-        print(f"{name}: gIoU {r['giou']:.3f} cIoU {r['ciou']:.3f} parse {r['parse_rate']:.3f} "
-              f"box IoU {r['box_iou']:.3f} reward {r['reward']:.2f}", flush=True)
+        print(
+            f"{name}: gIoU {r['giou']:.3f} cIoU {r['ciou']:.3f} parse {r['parse_rate']:.3f} "
+            f"box IoU {r['box_iou']:.3f} reward {r['reward']:.2f}",
+            flush=True,
+        )
     import onnxruntime
     import torch
 
@@ -212,18 +277,29 @@ def main(argv: list[str] | None = None) -> int:
         "what": "gIoU / cIoU (spec §7) of Segmenter.predict on the world split per deployment path",
         "command": " ".join(["python benchmarks/world_accuracy.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "split": args.split, "reasoner": str(args.reasoner.relative_to(ROOT) if args.reasoner.is_relative_to(ROOT)
-                                              else args.reasoner),
+        "split": args.split,
+        "reasoner": str(args.reasoner.relative_to(ROOT) if args.reasoner.is_relative_to(ROOT) else args.reasoner),
         "sam2": str(args.sam2.relative_to(ROOT) if args.sam2.is_relative_to(ROOT) else args.sam2),
         "sam2_sha256": sha256_file(args.sam2),
         "reasoner_weights_sha256": sha256_file(args.reasoner / "model.safetensors"),
-        "input_size": input_size, "threads": args.threads, "max_new_tokens": args.max_new_tokens,
-        "block_size": WORLD_BLOCK_SIZE, "int4_int8_layers": list(WORLD_INT8_LAYERS), "export_seconds": export_s,
+        "input_size": input_size,
+        "threads": args.threads,
+        "max_new_tokens": args.max_new_tokens,
+        "block_size": WORLD_BLOCK_SIZE,
+        "int4_int8_layers": list(WORLD_INT8_LAYERS),
+        "export_seconds": export_s,
         "rows": rows,
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
-                    "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-                    "loadavg_start": load_start, "loadavg_end": list(os.getloadavg())},
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "loadavg_start": load_start,
+            "loadavg_end": list(os.getloadavg()),
+        },
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -240,8 +316,10 @@ def compare(rows: dict, reference: dict) -> int:
         a, b = rows[name], reference[name]
         ok = abs(a["giou"] - b["giou"]) <= COMPARE_MARGIN and a["parse_rate"] >= b["parse_rate"] - 1e-9
         bad += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: gIoU {a['giou']:.3f} vs {b['giou']:.3f}, parse rate "
-              f"{a['parse_rate']:.3f} vs {b['parse_rate']:.3f}")
+        print(
+            f"{'ok  ' if ok else 'FAIL'} {name}: gIoU {a['giou']:.3f} vs {b['giou']:.3f}, parse rate "
+            f"{a['parse_rate']:.3f} vs {b['parse_rate']:.3f}"
+        )
     return int(bad > 0)
 
 

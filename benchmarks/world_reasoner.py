@@ -33,11 +33,15 @@ def main() -> int:
     p.add_argument("--out", default="benchmarks/results/world_reasoner")
     a = p.parse_args()
     ns = argparse.Namespace(
-        checkpoint=[f"SFT={a.sft or a.run + '/sft/final'}",
-                    f"SFT+GRPO={a.grpo or a.run + '/grpo/final'}"],
-        data=a.data or a.run + "/data", split=a.split, count=a.count, threads=a.threads, out=a.out,
+        checkpoint=[f"SFT={a.sft or a.run + '/sft/final'}", f"SFT+GRPO={a.grpo or a.run + '/grpo/final'}"],
+        data=a.data or a.run + "/data",
+        split=a.split,
+        count=a.count,
+        threads=a.threads,
+        out=a.out,
         sam2_engine=a.sam2_engine,
-        command=" ".join(["python benchmarks/world_reasoner.py", *sys.argv[1:]]))
+        command=" ".join(["python benchmarks/world_reasoner.py", *sys.argv[1:]]),
+    )
     return run_eval_cli(ns)
 
 

@@ -42,8 +42,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def _summary(ious) -> dict:
     x = np.asarray(ious, dtype=np.float64)
-    return {"mean_iou": float(x.mean()), "frac_iou_ge_0.5": float((x >= 0.5).mean()),
-            "frac_iou_ge_0.9": float((x >= 0.9).mean()), "count": len(x)}
+    return {
+        "mean_iou": float(x.mean()),
+        "frac_iou_ge_0.5": float((x >= 0.5).mean()),
+        "frac_iou_ge_0.9": float((x >= 0.9).mean()),
+        "count": len(x),
+    }
 
 
 def _engine(checkpoint: Path, config: str, engine_dir: Path | None) -> tuple[Path, float | None]:
@@ -68,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="assets/world/sam2_tiny.yaml")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--count", type=int, default=None, help="first N samples of the split (default: all)")
-    parser.add_argument("--engine-dir", type=Path, default=None,
-                        help="engine directory to export into or reuse (default: a temporary one)")
+    parser.add_argument(
+        "--engine-dir",
+        type=Path,
+        default=None,
+        help="engine directory to export into or reuse (default: a temporary one)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="world_sam2", help="results file stem (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -117,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((engine / "manifest.json").read_text())
     result = {
         "what": "Mask IoU vs the visible ground-truth mask, ground-truth Seg-Zero prompt (tight box + 2 mask "
-                "points) of each query target, Seg-Zero mask choice (best predicted IoU of 3 multimask outputs)",
+        "points) of each query target, Seg-Zero mask choice (best predicted IoU of 3 multimask outputs)",
         "split": args.split,
         "samples": len(store),
         "checkpoint": str(checkpoint),
@@ -131,17 +139,29 @@ def main(argv: list[str] | None = None) -> int:
         "torch_by_kind": {k: _summary([v for v, q in zip(iou_torch, store.kinds) if q == k]) for k in kinds},
         "onnx_by_kind": {k: _summary([v for v, q in zip(iou_ort, store.kinds) if q == k]) for k in kinds},
         "torch_vs_onnx_mask_iou": {"min": float(np.min(agree)), "mean": float(np.mean(agree))},
-        "export_validation": {k: manifest["validation"]["sam2"].get(k) for k in
-                              ("mask_iou_min", "runtime_mask_iou_min", "mask_choice_agreement")},
+        "export_validation": {
+            k: manifest["validation"]["sam2"].get(k)
+            for k in ("mask_iou_min", "runtime_mask_iou_min", "mask_choice_agreement")
+        },
         "export_seconds": None if export_s is None else round(export_s, 1),
-        "seconds": {"torch_eval": round(t_torch, 1), "onnx_eval": round(t_ort, 1),
-                    "total": round(time.perf_counter() - t_start, 1)},
+        "seconds": {
+            "torch_eval": round(t_torch, 1),
+            "onnx_eval": round(t_ort, 1),
+            "total": round(time.perf_counter() - t_start, 1),
+        },
         "onnx_ms_per_sample": {k: float(np.mean([t[k] for t in timings])) for k in timings[0]},
         "per_sample_iou": {"torch": [round(v, 6) for v in iou_torch], "onnx": [round(v, 6) for v in iou_ort]},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "python": sys.version.split()[0], "torch": torch.__version__,
-                    "onnxruntime": onnxruntime.__version__, "threads": args.threads,
-                    "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "threads": args.threads,
+            "loadavg_start": list(load_start),
+            "loadavg_end": list(os.getloadavg()),
+        },
         "command": "python benchmarks/world_sam2.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -153,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _markdown(r: dict) -> str:
-    rows = [("torch (official SAM2Base, predictor semantics)", r["torch"]),
-            ("ONNX engine on segzero_edge.sam2 (ORT CPU)", r["onnx"])]
+    rows = [
+        ("torch (official SAM2Base, predictor semantics)", r["torch"]),
+        ("ONNX engine on segzero_edge.sam2 (ORT CPU)", r["onnx"]),
+    ]
     lines = [
         f"# World tiny SAM2: mask IoU with ground-truth prompts ({r['split']} split, {r['samples']} samples)",
         "",
@@ -163,18 +185,24 @@ def _markdown(r: dict) -> str:
         "",
         "| path | mean IoU | IoU >= 0.5 | IoU >= 0.9 |",
         "|---|---|---|---|",
-        *(f"| {name} | {s['mean_iou']:.4f} | {s['frac_iou_ge_0.5']:.3f} | {s['frac_iou_ge_0.9']:.3f} |"
-          for name, s in rows),
+        *(
+            f"| {name} | {s['mean_iou']:.4f} | {s['frac_iou_ge_0.5']:.3f} | {s['frac_iou_ge_0.9']:.3f} |"
+            for name, s in rows
+        ),
         "",
         "| query kind | n | torch mean IoU | ONNX mean IoU |",
         "|---|---|---|---|",
-        *(f"| {k} | {r['torch_by_kind'][k]['count']} | {r['torch_by_kind'][k]['mean_iou']:.4f} | "
-          f"{r['onnx_by_kind'][k]['mean_iou']:.4f} |" for k in r["torch_by_kind"]),
+        *(
+            f"| {k} | {r['torch_by_kind'][k]['count']} | {r['torch_by_kind'][k]['mean_iou']:.4f} | "
+            f"{r['onnx_by_kind'][k]['mean_iou']:.4f} |"
+            for k in r["torch_by_kind"]
+        ),
         "",
         f"torch vs ONNX masks: IoU min {r['torch_vs_onnx_mask_iou']['min']:.5f}, mean "
         f"{r['torch_vs_onnx_mask_iou']['mean']:.5f}. Export-time validation: {r['export_validation']}.",
         "ONNX runtime ms per sample (mean): "
-        + ", ".join(f"{k} {v:.1f}" for k, v in r["onnx_ms_per_sample"].items()) + ".",
+        + ", ".join(f"{k} {v:.1f}" for k, v in r["onnx_ms_per_sample"].items())
+        + ".",
         "",
         f"Command: `{r['command']}` on {r['date_utc']}; {r['machine']['platform']}, {r['machine']['cpus']} CPUs, "
         f"{r['machine']['threads']} threads, torch {r['machine']['torch']}, onnxruntime "

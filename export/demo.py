@@ -54,16 +54,31 @@ With real checkpoints (downloaded yourself; nothing here fetches weights):
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--work-dir", type=Path, default=Path(".cache/demo"),
-                        help="where the engine directory is cached (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("demo_out"),
-                        help="folder for the overlay PNG and the JSON (default: %(default)s)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(".cache/demo"),
+        help="where the engine directory is cached (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo_out"),
+        help="folder for the overlay PNG and the JSON (default: %(default)s)",
+    )
     parser.add_argument("--image", type=Path, default=None, help="image to segment (default: the bundled scene)")
     parser.add_argument("--text", default=None, help="instruction (default: the bundled scene's query)")
-    parser.add_argument("--weights", choices=("int4", "int8", "fp32"), default="int4",
-                        help="reasoner precision of the exported engine (default: %(default)s)")
-    parser.add_argument("--random", action="store_true",
-                        help="random tiny models (Qwen2.5-VL 'tiny', SAM2.1 hiera-t) instead of the trained world ones")
+    parser.add_argument(
+        "--weights",
+        choices=("int4", "int8", "fp32"),
+        default="int4",
+        help="reasoner precision of the exported engine (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--random",
+        action="store_true",
+        help="random tiny models (Qwen2.5-VL 'tiny', SAM2.1 hiera-t) instead of the trained world ones",
+    )
     parser.add_argument("--rebuild", action="store_true", help="re-export the engine directory")
 
 
@@ -71,13 +86,20 @@ def _reasoner_config(weights: str) -> ReasonerExportConfig:
     """The reasoner export of the world engine: INT4 keeps ``WORLD_INT8_LAYERS`` at INT8."""
     from .reasoner_export.onnx_export import ReasonerExportConfig
 
-    return ReasonerExportConfig(weights=weights, block_size=WORLD_BLOCK_SIZE,
-                                int8_layers=WORLD_INT8_LAYERS if weights == "int4" else ())
+    return ReasonerExportConfig(
+        weights=weights, block_size=WORLD_BLOCK_SIZE, int8_layers=WORLD_INT8_LAYERS if weights == "int4" else ()
+    )
 
 
-def export_world_engine(out: Path, weights: str = "int4", *, reasoner: Path = WORLD_REASONER,
-                        sam2: Path = WORLD_SAM2, sam2_config: Path = WORLD_SAM2_CONFIG,
-                        rebuild: bool = False) -> tuple[Path, float]:
+def export_world_engine(
+    out: Path,
+    weights: str = "int4",
+    *,
+    reasoner: Path = WORLD_REASONER,
+    sam2: Path = WORLD_SAM2,
+    sam2_config: Path = WORLD_SAM2_CONFIG,
+    rebuild: bool = False,
+) -> tuple[Path, float]:
     """An engine directory at ``out`` with ``reasoner`` exported at ``weights`` and ``sam2`` (official-format
     ``.pt`` + config file), both validated. An existing ``out`` is kept when its recorded sources have the
     same sha256 and its reasoner the same precision (block size, INT8 layers), else replaced. Returns
@@ -91,8 +113,9 @@ def export_world_engine(out: Path, weights: str = "int4", *, reasoner: Path = WO
         try:
             m = load_manifest(out, verify="size")
             # the precision (the manifest's record of it) is part of the export: another one is stale
-            if {s.component: s.sha256 for s in m.sources} == want and \
-                    m.component("reasoner").get("precision") == cfg.decoder_precision().to_dict():
+            if {s.component: s.sha256 for s in m.sources} == want and m.component("reasoner").get(
+                "precision"
+            ) == cfg.decoder_precision().to_dict():
                 log.info("using the cached engine directory %s", out)
                 return out, 0.0
         except SegZeroError as exc:
@@ -149,8 +172,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.random:
         engine = build_random_engine(args.work_dir, rebuild=args.rebuild)
     else:
-        engine, _ = export_world_engine(args.work_dir / f"engine_world_{args.weights}", args.weights,
-                                        rebuild=args.rebuild)
+        engine, _ = export_world_engine(
+            args.work_dir / f"engine_world_{args.weights}", args.weights, rebuild=args.rebuild
+        )
     image_path = args.image or DEFAULT_IMAGE
     text = args.text
     if text is None:
@@ -160,10 +184,20 @@ def _run(args: argparse.Namespace) -> int:
     with Segmenter(engine, device="cpu", max_new_tokens=320) as seg:
         res = seg.predict(rgb, text)
     args.out.mkdir(parents=True, exist_ok=True)
-    weights = ("random (tiny Qwen2.5-VL-architecture reasoner, SAM2.1 hiera-t)" if args.random else
-               f"trained world models (assets/world/), reasoner {args.weights}")
-    overlay, record_path, _ = save_result(rgb, res, image=image_path, text=text, out_dir=args.out, stem="demo",
-                                          extra={"engine_dir": str(engine), "weights": weights})
+    weights = (
+        "random (tiny Qwen2.5-VL-architecture reasoner, SAM2.1 hiera-t)"
+        if args.random
+        else f"trained world models (assets/world/), reasoner {args.weights}"
+    )
+    overlay, record_path, _ = save_result(
+        rgb,
+        res,
+        image=image_path,
+        text=text,
+        out_dir=args.out,
+        stem="demo",
+        extra={"engine_dir": str(engine), "weights": weights},
+    )
     print()
     if args.random:
         print("segzero-edge demo: RANDOM WEIGHTS. Every stage ran for real (INT4 ONNX reasoner with the answer")

@@ -124,8 +124,7 @@ class EngineDirWriter:
             base = load_manifest(out, verify="size")
         elif out.is_dir() and any(out.iterdir()):
             raise ExportError(
-                f"{out} exists and is not an engine directory (no {MANIFEST_NAME}); refusing to "
-                "write into it",
+                f"{out} exists and is not an engine directory (no {MANIFEST_NAME}); refusing to write into it",
                 hint="pass a new or empty folder, or an existing engine directory",
             )
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,9 +133,7 @@ class EngineDirWriter:
         try:
             if (out / MANIFEST_NAME).exists():
                 for entry in out.iterdir():
-                    if entry.name in (self.component, "trt", MANIFEST_NAME) or entry.name.startswith(
-                        ".manifest."
-                    ):
+                    if entry.name in (self.component, "trt", MANIFEST_NAME) or entry.name.startswith(".manifest."):
                         continue  # replaced, or engines built from the old graphs (dropped from the manifest)
                     if entry.is_dir():
                         shutil.copytree(entry, self.dir / entry.name, copy_function=_link_or_copy)
@@ -162,9 +159,7 @@ class EngineDirWriter:
     def _files(self) -> list[FileEntry]:
         root = self.dir / self.component
         return [
-            file_entry(self.dir, p.relative_to(self.dir).as_posix())
-            for p in sorted(root.rglob("*"))
-            if p.is_file()
+            file_entry(self.dir, p.relative_to(self.dir).as_posix()) for p in sorted(root.rglob("*")) if p.is_file()
         ]
 
     def manifest(

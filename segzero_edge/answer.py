@@ -99,9 +99,7 @@ if _native is not None:
         Answer,
         AnswerObject,
         _can_fill_directly(Answer, ("ok", "box", "points", "think", "error", "objects", "raw_text"))
-        and _can_fill_directly(
-            AnswerObject, ("box", "points", "raw_box", "raw_points", "model_box", "model_points")
-        ),
+        and _can_fill_directly(AnswerObject, ("box", "points", "raw_box", "raw_points", "model_box", "model_points")),
     )
     _BACKENDS["native"] = _native.decode_answer
 _decode = _BACKENDS[BACKEND]
@@ -179,9 +177,7 @@ def decode_answer(
     else:
         w, h = _size_pair(image_size, "image_size", allow_int=False)
     if len(text) > MAX_TEXT_CHARS:
-        return Answer(
-            ok=False, error=f"the text is too long to be an answer ({len(text)} characters)", raw_text=text
-        )
+        return Answer(ok=False, error=f"the text is too long to be an answer ({len(text)} characters)", raw_text=text)
     return _decode(text, w, h, mw, mh)
 
 

@@ -88,8 +88,7 @@ def token_bytes_from_tokenizer(tokenizer) -> tuple[list[bytes | None], dict[str,
     tok = getattr(tokenizer, "backend_tokenizer", tokenizer)
     if not all(hasattr(tok, name) for name in ("get_vocab_size", "decode_batch", "id_to_token")):
         raise InputError(
-            "expected a tokenizers.Tokenizer or a transformers fast tokenizer, "
-            f"got {type(tokenizer).__name__}",
+            f"expected a tokenizers.Tokenizer or a transformers fast tokenizer, got {type(tokenizer).__name__}",
             hint="pass tokenizer.backend_tokenizer, or build the vocabulary yourself (one bytes per id)",
         )
     n = tok.get_vocab_size(with_added_tokens=True)
@@ -171,8 +170,7 @@ class AnswerConstraint:
         native = _native_module()
         if native is None:
             raise BackendUnavailableError(
-                "the answer constraint needs the native extension segzero_edge._native, "
-                "which is not available",
+                "the answer constraint needs the native extension segzero_edge._native, which is not available",
                 hint="build it with `make install` (or `pip install --no-build-isolation -e .`)",
             )
         self._native = native

@@ -25,9 +25,7 @@ class AnswerLogitsProcessor:
     Use one processor per ``generate`` call.
     """
 
-    def __init__(
-        self, constraint: AnswerConstraint, *, thinking_budget: int | type(...) | None = ...
-    ) -> None:
+    def __init__(self, constraint: AnswerConstraint, *, thinking_budget: int | type(...) | None = ...) -> None:
         self.constraint = constraint
         self.thinking_budget = thinking_budget
         self.states: list[ConstraintState] | None = None

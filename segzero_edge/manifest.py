@@ -214,8 +214,7 @@ class SourceCheckpoint:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SourceCheckpoint:
         d = _check_keys("source", data, cls)
-        return cls(str(d.get("component", "")), str(d.get("path", "")), str(d.get("sha256", "")),
-                   d.get("details", {}))
+        return cls(str(d.get("component", "")), str(d.get("path", "")), str(d.get("sha256", "")), d.get("details", {}))
 
 
 @dataclass(frozen=True)
@@ -486,11 +485,13 @@ def load_manifest(engine_dir: str | Path, *, verify: Verify = "full", check_prom
     engine_dir = Path(engine_dir)
     path = engine_dir / MANIFEST_NAME
     if not engine_dir.is_dir():
-        raise ManifestError(f"engine directory {engine_dir} does not exist",
-                            hint="pass the folder `segzero-edge export --out` wrote")
+        raise ManifestError(
+            f"engine directory {engine_dir} does not exist", hint="pass the folder `segzero-edge export --out` wrote"
+        )
     if not path.is_file():
-        raise ManifestError(f"{engine_dir} has no {MANIFEST_NAME}: it is not an engine directory "
-                            "(or its export did not finish)")
+        raise ManifestError(
+            f"{engine_dir} has no {MANIFEST_NAME}: it is not an engine directory (or its export did not finish)"
+        )
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

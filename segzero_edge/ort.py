@@ -76,9 +76,7 @@ def provider_list(
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if device == "auto":
-        return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + [
-            "CPUExecutionProvider"
-        ]
+        return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
     wanted = _PROVIDER[device]
     if wanted not in available:
         raise BackendUnavailableError(

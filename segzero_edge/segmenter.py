@@ -86,8 +86,11 @@ class SegmenterOptions:
     def __post_init__(self) -> None:
         if self.mask_mode not in MASK_MODES:
             raise ConfigError(f"mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}")
-        if isinstance(self.max_text_length, bool) or not isinstance(self.max_text_length, int) \
-                or self.max_text_length < 1:
+        if (
+            isinstance(self.max_text_length, bool)
+            or not isinstance(self.max_text_length, int)
+            or self.max_text_length < 1
+        ):
             raise ConfigError(f"max_text_length must be an int >= 1, got {self.max_text_length!r}")
         self.generation_options()  # validates the generation fields (ConfigError naming the field)
 
@@ -96,8 +99,13 @@ class SegmenterOptions:
         if budget is None and self.constrained:
             budget = max(0, self.max_new_tokens - ANSWER_RESERVE)
         return GenerationOptions(
-            max_new_tokens=self.max_new_tokens, do_sample=self.do_sample, temperature=self.temperature,
-            top_k=self.top_k, top_p=self.top_p, seed=self.seed, constrained=self.constrained,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            seed=self.seed,
+            constrained=self.constrained,
             thinking_budget=budget if self.constrained else None,
         )
 
@@ -149,16 +157,29 @@ class Segmenter:
         BackendUnavailableError: onnxruntime (or TensorRT for ``backend="trt"``) is not installed.
     """
 
-    def __init__(self, engine_dir: str | Path, device: str = "auto", backend: str = "auto", *,
-                 options: SegmenterOptions | None = None, threads: int | None = None,
-                 sam2_threads: int | None = None, cache_size: int = 4, verify: Verify = "full",
-                 reasoner_checkpoint: str | Path | None = None, sam2_checkpoint: str | Path | None = None,
-                 torch_weights: str = "auto", **overrides: Any) -> None:
+    def __init__(
+        self,
+        engine_dir: str | Path,
+        device: str = "auto",
+        backend: str = "auto",
+        *,
+        options: SegmenterOptions | None = None,
+        threads: int | None = None,
+        sam2_threads: int | None = None,
+        cache_size: int = 4,
+        verify: Verify = "full",
+        reasoner_checkpoint: str | Path | None = None,
+        sam2_checkpoint: str | Path | None = None,
+        torch_weights: str = "auto",
+        **overrides: Any,
+    ) -> None:
         if backend not in BACKENDS:
             raise InputError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
         if backend != "torch" and (reasoner_checkpoint is not None or sam2_checkpoint is not None):
-            raise InputError("reasoner_checkpoint/sam2_checkpoint are for backend='torch'",
-                             hint="pass backend='torch', or drop the checkpoint arguments")
+            raise InputError(
+                "reasoner_checkpoint/sam2_checkpoint are for backend='torch'",
+                hint="pass backend='torch', or drop the checkpoint arguments",
+            )
         self.engine_dir = Path(engine_dir)
         self.backend_name = backend
         self.options = (options or SegmenterOptions()).updated(**overrides)
@@ -167,20 +188,29 @@ class Segmenter:
         self.manifest.component("sam2")
         sam2_threads = threads if sam2_threads is None else sam2_threads
         if backend == "torch":
-            self.sam2, self.reasoner = self._torch_stages(device, threads, verify, reasoner_checkpoint,
-                                                          sam2_checkpoint, torch_weights)
+            self.sam2, self.reasoner = self._torch_stages(
+                device, threads, verify, reasoner_checkpoint, sam2_checkpoint, torch_weights
+            )
         else:
-            self.sam2 = Sam2Runtime(self.engine_dir, manifest=self.manifest, device=device, backend=backend,
-                                    threads=sam2_threads)
-            self.reasoner = Reasoner(self.manifest, engine_dir=self.engine_dir, device=device, threads=threads,
-                                     verify="none", image_cache_size=cache_size)
+            self.sam2 = Sam2Runtime(
+                self.engine_dir, manifest=self.manifest, device=device, backend=backend, threads=sam2_threads
+            )
+            self.reasoner = Reasoner(
+                self.manifest,
+                engine_dir=self.engine_dir,
+                device=device,
+                threads=threads,
+                verify="none",
+                image_cache_size=cache_size,
+            )
         self._features: LRUCache[Sam2Features] = LRUCache(cache_size)
         self._reasoner_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="segzero-sam2")
         log.info("segmenter ready: %s (sam2 %s backend)", self.engine_dir, self.sam2.backend.name)
 
-    def _torch_stages(self, device: str, threads: int | None, verify: Verify, reasoner_checkpoint,
-                      sam2_checkpoint, torch_weights: str):
+    def _torch_stages(
+        self, device: str, threads: int | None, verify: Verify, reasoner_checkpoint, sam2_checkpoint, torch_weights: str
+    ):
         """Both stages on torch from the engine's source checkpoints (``backends.sources``)."""
         from .backends.sources import resolve_checkpoint
         from .backends.torch_reasoner import QUANTO_WEIGHTS, TorchReasoner
@@ -189,10 +219,17 @@ class Segmenter:
         if torch_weights == "auto":
             torch_weights = TORCH_WEIGHTS.get(str(self.manifest.component("reasoner").get("weights")), "fp32")
         if torch_weights not in QUANTO_WEIGHTS:
-            raise InputError(f"unknown torch_weights {torch_weights!r}",
-                             hint=f"use auto or one of {', '.join(QUANTO_WEIGHTS)}")
-        sam2 = TorchSam2(self.engine_dir, manifest=self.manifest, device=device, checkpoint=sam2_checkpoint,
-                         threads=threads, verify=verify)
+            raise InputError(
+                f"unknown torch_weights {torch_weights!r}", hint=f"use auto or one of {', '.join(QUANTO_WEIGHTS)}"
+            )
+        sam2 = TorchSam2(
+            self.engine_dir,
+            manifest=self.manifest,
+            device=device,
+            checkpoint=sam2_checkpoint,
+            threads=threads,
+            verify=verify,
+        )
         model_dir = resolve_checkpoint(self.manifest, "reasoner", reasoner_checkpoint, verify=verify)
         reasoner = TorchReasoner(model_dir, device=torch_device(device), weights=torch_weights)
         return sam2, reasoner
@@ -211,13 +248,17 @@ class Segmenter:
     # -- helpers -----------------------------------------------------------------------------------
     def _check_text(self, text: object, options: SegmenterOptions) -> str:
         if not isinstance(text, str):
-            raise InputError(f"text must be a str, got {type(text).__name__}",
-                             hint="pass the instruction, e.g. 'the cup the robot should pick up'")
+            raise InputError(
+                f"text must be a str, got {type(text).__name__}",
+                hint="pass the instruction, e.g. 'the cup the robot should pick up'",
+            )
         if not text.strip():
             raise InputError("text is empty", hint="describe the object to segment")
         if len(text) > options.max_text_length:
-            raise InputError(f"text has {len(text)} characters, more than max_text_length="
-                             f"{options.max_text_length}", hint="shorten the instruction or raise max_text_length")
+            raise InputError(
+                f"text has {len(text)} characters, more than max_text_length={options.max_text_length}",
+                hint="shorten the instruction or raise max_text_length",
+            )
         return text
 
     def _encode(self, rgb: np.ndarray, key: str) -> tuple[Sam2Features, bool]:
@@ -229,16 +270,22 @@ class Segmenter:
             return future.result
         return lambda: self._encode(rgb, key)
 
-    def _reason(self, rgb: np.ndarray, text: str, options: SegmenterOptions,
-                on_text: Callable[[str], None] | None):
+    def _reason(self, rgb: np.ndarray, text: str, options: SegmenterOptions, on_text: Callable[[str], None] | None):
         with self._reasoner_lock:
             t0 = time.perf_counter()
             result = self.reasoner.generate(rgb, text, options.generation_options(), on_text=on_text)
             return result, _ms(t0)
 
     # -- public ------------------------------------------------------------------------------------
-    def predict(self, image: ImageLike, text: str, *, color: Color = "rgb",
-                on_text: Callable[[str], None] | None = None, **overrides: Any) -> Segmentation:
+    def predict(
+        self,
+        image: ImageLike,
+        text: str,
+        *,
+        color: Color = "rgb",
+        on_text: Callable[[str], None] | None = None,
+        **overrides: Any,
+    ) -> Segmentation:
         """Segment the object ``text`` refers to.
 
         Args:
@@ -267,14 +314,25 @@ class Segmenter:
         t0 = time.perf_counter()
         feats, hit = features()
         t_wait = _ms(t0)
-        timings = {"load": t_load, **{k: v for k, v in reasoned.timings_ms.items() if k != "total"},
-                   "reasoning": t_reason, "sam2_wait": t_wait}
+        timings = {
+            "load": t_load,
+            **{k: v for k, v in reasoned.timings_ms.items() if k != "total"},
+            "reasoning": t_reason,
+            "sam2_wait": t_wait,
+        }
         if not hit:
             timings.update({f"sam2_{k}": v for k, v in feats.timings_ms.items()})
         return self._finish(rgb, answer, feats, options, timings, t_start, raw_text=reasoned.text)
 
-    def reason(self, image: ImageLike, text: str, *, color: Color = "rgb",
-               on_text: Callable[[str], None] | None = None, **overrides: Any) -> Answer:
+    def reason(
+        self,
+        image: ImageLike,
+        text: str,
+        *,
+        color: Color = "rgb",
+        on_text: Callable[[str], None] | None = None,
+        **overrides: Any,
+    ) -> Answer:
         """Only the reasoning stage: the decoded ``Answer`` (box and points in original-image pixels)."""
         options = self.options.updated(**overrides)
         text = self._check_text(text, options)
@@ -282,9 +340,16 @@ class Segmenter:
         reasoned, _ = self._reason(rgb, text, options, on_text)
         return reasoned.answer()
 
-    def segment(self, image: ImageLike, *, box: Sequence[float] | None = None,
-                points: Sequence[Sequence[float]] | None = None, labels: Sequence[int] | None = None,
-                color: Color = "rgb", **overrides: Any) -> Segmentation:
+    def segment(
+        self,
+        image: ImageLike,
+        *,
+        box: Sequence[float] | None = None,
+        points: Sequence[Sequence[float]] | None = None,
+        labels: Sequence[int] | None = None,
+        color: Color = "rgb",
+        **overrides: Any,
+    ) -> Segmentation:
         """Only the SAM2 stage, from a box ``(x1, y1, x2, y2)`` and/or points ``[(x, y), ...]`` in
         original-image pixels (labels 1 = foreground, 0 = background; default all foreground)."""
         t_start = time.perf_counter()
@@ -301,23 +366,46 @@ class Segmenter:
         result = self.sam2.decode(feats, boxes=box, points=pts or None, labels=labels, mask_mode=options.mask_mode)
         timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
         timings["total"] = _ms(t_start)
-        return Segmentation(mask=result.masks[0], found=True, box=box, points=pts, score=float(result.scores[0]),
-                            timings_ms=timings)
+        return Segmentation(
+            mask=result.masks[0], found=True, box=box, points=pts, score=float(result.scores[0]), timings_ms=timings
+        )
 
-    def _finish(self, rgb: np.ndarray, answer: Answer, feats: Sam2Features, options: SegmenterOptions,
-                timings: dict[str, float], t_start: float, raw_text: str) -> Segmentation:
+    def _finish(
+        self,
+        rgb: np.ndarray,
+        answer: Answer,
+        feats: Sam2Features,
+        options: SegmenterOptions,
+        timings: dict[str, float],
+        t_start: float,
+        raw_text: str,
+    ) -> Segmentation:
         h, w = rgb.shape[:2]
         if not answer.ok or answer.box is None:
             timings["total"] = _ms(t_start)
-            return Segmentation(mask=np.zeros((h, w), bool), found=False, reasoning=answer.think,
-                                raw_text=raw_text, timings_ms=timings, answer=answer,
-                                error=answer.error or "the answer has no box")
+            return Segmentation(
+                mask=np.zeros((h, w), bool),
+                found=False,
+                reasoning=answer.think,
+                raw_text=raw_text,
+                timings_ms=timings,
+                answer=answer,
+                error=answer.error or "the answer has no box",
+            )
         result = self.sam2.decode(feats, boxes=answer.box, points=answer.points or None, mask_mode=options.mask_mode)
         timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
         timings["total"] = _ms(t_start)
-        return Segmentation(mask=result.masks[0], found=True, box=answer.box, points=answer.points,
-                            score=float(result.scores[0]), reasoning=answer.think, raw_text=raw_text,
-                            timings_ms=timings, answer=answer)
+        return Segmentation(
+            mask=result.masks[0],
+            found=True,
+            box=answer.box,
+            points=answer.points,
+            score=float(result.scores[0]),
+            reasoning=answer.think,
+            raw_text=raw_text,
+            timings_ms=timings,
+            answer=answer,
+        )
 
 
 def _clip_box(box: Sequence[float], w: int, h: int) -> tuple[float, float, float, float]:

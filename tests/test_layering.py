@@ -17,8 +17,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # source folder -> installed package name
 PACKAGES = {"segzero_edge": "segzero_edge", "export": "segzero_edge.export", "training": "segzero_edge.training"}
-HEAVY = {"torch", "transformers", "trl", "accelerate", "datasets", "sam2", "onnx", "onnxscript", "optimum", "vllm",
-         "deepspeed", "torchvision"}
+HEAVY = {
+    "torch",
+    "transformers",
+    "trl",
+    "accelerate",
+    "datasets",
+    "sam2",
+    "onnx",
+    "onnxscript",
+    "optimum",
+    "vllm",
+    "deepspeed",
+    "torchvision",
+}
 
 
 def _modules():
@@ -73,8 +85,10 @@ def _problems(modules) -> list[str]:
             where = f"{label}:{line} imports {mod}"
             first = mod.split(".")[0]
             if folder == "segzero_edge":
-                if _under(mod, "segzero_edge.export") or _under(mod, "segzero_edge.training") or first in (
-                    "export", "training"
+                if (
+                    _under(mod, "segzero_edge.export")
+                    or _under(mod, "segzero_edge.training")
+                    or first in ("export", "training")
                 ):
                     problems.setdefault((label, line), f"{where}: the runtime must not import export/ or training/")
                 elif top_level and first in HEAVY:

@@ -47,8 +47,12 @@ def test_fresh_venv_runtime_imports_without_torch(wheel, tmp_path):
     py = env_dir / "bin" / "python"
     subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900, env=_pip_env())
     site = Path(
-        subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                       check=True, capture_output=True, text=True).stdout.strip()
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     )
     assert (site / "segzero_edge" / "export").is_dir() and (site / "segzero_edge" / "training").is_dir()
     assert not (site / "export").exists() and not (site / "training").exists()
@@ -61,6 +65,19 @@ def test_fresh_venv_runtime_imports_without_torch(wheel, tmp_path):
     )
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
-    cli = subprocess.run([str(env_dir / "bin" / "segzero-edge", ), "export", "tiny-sam2", "--out", "x.pt"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    cli = subprocess.run(
+        [
+            str(
+                env_dir / "bin" / "segzero-edge",
+            ),
+            "export",
+            "tiny-sam2",
+            "--out",
+            "x.pt",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert cli.returncode == 3 and "segzero-edge[export]" in cli.stderr, cli.stderr

@@ -60,9 +60,7 @@ class MetricsLogger(TrainerCallback):
                 " (resumed)" if state.global_step else "",
             )
 
-    def on_log(
-        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
-    ) -> None:
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs or "reward" not in logs:
             return
         record = {"step": state.global_step, "time": time.time(), **logs}
@@ -73,8 +71,7 @@ class MetricsLogger(TrainerCallback):
         eta = elapsed / done * (state.max_steps - state.global_step) if done > 0 else float("nan")
         parts = " ".join(f"{c}={logs.get(f'rewards/{c}/mean', float('nan')):.2f}" for c in COMPONENTS)
         logger.info(
-            "step %d/%d reward=%.3f [%s] kl=%.4g clip=%.3f len=%.0f zero_std=%.2f loss=%.4g "
-            "| %.0fs, eta %.0fs",
+            "step %d/%d reward=%.3f [%s] kl=%.4g clip=%.3f len=%.0f zero_std=%.2f loss=%.4g | %.0fs, eta %.0fs",
             state.global_step,
             state.max_steps,
             logs.get("reward", float("nan")),

@@ -83,9 +83,7 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     out = Path(output_dir)
     if not out.is_dir():
         return []
-    found = [
-        (int(m.group(1)), p) for p in out.iterdir() if p.is_dir() and (m := _CHECKPOINT_RE.match(p.name))
-    ]
+    found = [(int(m.group(1)), p) for p in out.iterdir() if p.is_dir() and (m := _CHECKPOINT_RE.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
@@ -93,9 +91,7 @@ def find_resume_checkpoint(output_dir: str | Path, resume: str) -> str | None:
     """The checkpoint to resume from for ``run.resume`` (``auto``, ``never`` or a directory), or None."""
     if resume == "never":
         if list_checkpoints(output_dir):
-            logger.warning(
-                "run.resume=never: starting from scratch although %s holds checkpoints", output_dir
-            )
+            logger.warning("run.resume=never: starting from scratch although %s holds checkpoints", output_dir)
         return None
     if resume != "auto":
         problem = checkpoint_problem(resume)
@@ -147,7 +143,5 @@ def read_training_meta(checkpoint_dir: str | Path) -> dict[str, Any]:
     """The ``training_meta.json`` of a checkpoint written by ``segzero-edge train``."""
     path = Path(checkpoint_dir) / TRAINING_META_FILE
     if not path.is_file():
-        raise CheckpointError(
-            f"{path} not found", hint="only checkpoints written by `segzero-edge train` have it"
-        )
+        raise CheckpointError(f"{path} not found", hint="only checkpoints written by `segzero-edge train` have it")
     return json.loads(path.read_text())

@@ -92,8 +92,11 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         _require(self.set in REWARD_SETS, "rewards.set", f"must be one of {REWARD_SETS}, got {self.set!r}")
-        _require(self.thresholds in THRESHOLD_MODES, "rewards.thresholds",
-                 f"must be one of {THRESHOLD_MODES}, got {self.thresholds!r}")
+        _require(
+            self.thresholds in THRESHOLD_MODES,
+            "rewards.thresholds",
+            f"must be one of {THRESHOLD_MODES}, got {self.thresholds!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -142,9 +145,7 @@ class GRPOSection:
         _require(self.per_device_batch_size >= 1, "grpo.per_device_batch_size", "must be >= 1")
         _require(self.beta >= 0, "grpo.beta", "must be >= 0")
         _require(0 < self.epsilon < 1, "grpo.epsilon", "must be in (0, 1)")
-        _require(
-            self.epsilon_high is None or self.epsilon_high > 0, "grpo.epsilon_high", "must be > 0 or null"
-        )
+        _require(self.epsilon_high is None or self.epsilon_high > 0, "grpo.epsilon_high", "must be > 0 or null")
         _require(self.num_iterations >= 1, "grpo.num_iterations", "must be >= 1")
         _require(self.entropy_coef >= 0, "grpo.entropy_coef", "must be >= 0")
         _require(self.temperature > 0, "grpo.temperature", "must be > 0")
@@ -293,9 +294,7 @@ _SECTIONS: dict[str, type] = {
 
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
-        raise ConfigError(
-            f"{key}: {message}", hint="fix the value in the YAML file or the key=value override"
-        )
+        raise ConfigError(f"{key}: {message}", hint="fix the value in the YAML file or the key=value override")
 
 
 def _plain(value: Any) -> Any:
@@ -317,9 +316,7 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         args = get_args(tp)
-        if type(None) in args and (
-            value is None or (isinstance(value, str) and value.lower() in ("null", "none"))
-        ):
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("null", "none"))):
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(key, inner[0], value)
@@ -379,9 +376,7 @@ def _build_section(name: str, cls: type, values: Any) -> Any:
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise ConfigError(
-            f"{name}: expected a mapping of keys, got {values!r}", hint=f"write `{name}:` then keys"
-        )
+        raise ConfigError(f"{name}: expected a mapping of keys, got {values!r}", hint=f"write `{name}:` then keys")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}

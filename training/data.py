@@ -153,9 +153,7 @@ def _scale(v: float, factor: float, size: int) -> int:
     return min(max(int(v * factor + 0.5), 0), size - 1)
 
 
-def record_geometry(
-    mask: np.ndarray, input_size: int
-) -> tuple[tuple[int, int, int, int], list[tuple[int, int]], bool]:
+def record_geometry(mask: np.ndarray, input_size: int) -> tuple[tuple[int, int, int, int], list[tuple[int, int]], bool]:
     """Box and two points of ``mask`` (original resolution) in ``input_size`` pixels.
 
     Geometry is computed on the original mask, then scaled with ``int(v * S / W + 0.5)`` (spec §5).
@@ -179,9 +177,7 @@ def record_geometry(
     )
     small = (
         np.asarray(
-            Image.fromarray(mask.astype(np.uint8) * 255).resize(
-                (input_size, input_size), Image.Resampling.NEAREST
-            )
+            Image.fromarray(mask.astype(np.uint8) * 255).resize((input_size, input_size), Image.Resampling.NEAREST)
         )
         > 127
     )
@@ -222,16 +218,12 @@ def _read(path: str, cache_dir: str | None) -> Any:
 
     p = Path(path)
     if p.is_dir() and (
-        (p / "dataset_info.json").exists()
-        or (p / "state.json").exists()
-        or (p / "dataset_dict.json").exists()
+        (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists()
     ):
         ds = datasets.load_from_disk(str(p))
         if isinstance(ds, datasets.DatasetDict):
             if "train" not in ds:
-                raise TrainingError(
-                    f"{p} has splits {list(ds)}, no 'train'", hint="point data.train at a split"
-                )
+                raise TrainingError(f"{p} has splits {list(ds)}, no 'train'", hint="point data.train at a split")
             ds = ds["train"]
         return ds
     if p.is_dir() or p.suffix == ".parquet":

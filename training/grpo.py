@@ -128,9 +128,7 @@ def check_prompt_contract(processor: Any, question: str = "the cup the robot sho
     rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     if rendered != render_chat(question):
         if processor.chat_template != QWEN25VL_CHAT_TEMPLATE:
-            logger.warning(
-                "the checkpoint's chat template does not render the Seg-Zero prompt: using Qwen2.5-VL's"
-            )
+            logger.warning("the checkpoint's chat template does not render the Seg-Zero prompt: using Qwen2.5-VL's")
             processor.chat_template = QWEN25VL_CHAT_TEMPLATE
             return check_prompt_contract(processor, question)
         raise TrainingError(
@@ -177,9 +175,7 @@ def resolve_device(cfg: TrainConfig) -> str:
     import torch
 
     if cfg.run.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "run.device=cuda but no CUDA device is available", hint="use run.device=auto or cpu"
-        )
+        raise ConfigError("run.device=cuda but no CUDA device is available", hint="use run.device=auto or cpu")
     if cfg.run.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return cfg.run.device
@@ -232,13 +228,9 @@ def grpo_kwargs(
     if v.enabled and device != "cuda":
         raise ConfigError("vllm.enabled=true needs CUDA", hint="set vllm.enabled=false on CPU")
     bf16 = r.precision == "bf16" or (r.precision == "auto" and device == "cuda")
-    checkpointing = r.gradient_checkpointing == "true" or (
-        r.gradient_checkpointing == "auto" and device == "cuda"
-    )
+    checkpointing = r.gradient_checkpointing == "true" or (r.gradient_checkpointing == "auto" and device == "cuda")
     suppress = vision_token_ids(tokenizer)
-    generation_kwargs = (
-        {"logit_bias": dict.fromkeys(suppress, -100.0)} if v.enabled else {"suppress_tokens": suppress}
-    )
+    generation_kwargs = {"logit_bias": dict.fromkeys(suppress, -100.0)} if v.enabled else {"suppress_tokens": suppress}
     return dict(
         output_dir=r.output_dir,
         # batch geometry: one optimizer step per prompts_per_step x num_generations completions
@@ -388,9 +380,7 @@ def build_trainer(
             skip_bad_rows=cfg.data.skip_bad_rows,
             cache_dir=cache_dir,
         )
-    dataset = filter_long_prompts(
-        dataset, processor.tokenizer, input_size, cfg.grpo.max_prompt_length, report
-    )
+    dataset = filter_long_prompts(dataset, processor.tokenizer, input_size, cfg.grpo.max_prompt_length, report)
     if reward_funcs is None:
         reward_funcs = reward_functions(cfg.rewards.set, input_size=input_size, thresholds=cfg.rewards.thresholds)
     funcs = reward_funcs
@@ -404,9 +394,7 @@ def build_trainer(
         processing_class=processor,
         callbacks=[MetricsLogger(cfg.run.output_dir), *(callbacks or [])],
     )
-    return TrainerBundle(
-        trainer=trainer, config=cfg, model_path=model_path, input_size=input_size, data_report=report
-    )
+    return TrainerBundle(trainer=trainer, config=cfg, model_path=model_path, input_size=input_size, data_report=report)
 
 
 def train(cfg: TrainConfig, **build_kwargs: Any) -> Path | None:
@@ -430,9 +418,7 @@ def train(cfg: TrainConfig, **build_kwargs: Any) -> Path | None:
     trainer.save_model(str(final))
     if trainer.args.should_save:
         args = trainer.args
-        resolved = dataclasses.replace(
-            cfg, model=dataclasses.replace(cfg.model, input_size=bundle.input_size)
-        )
+        resolved = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_size=bundle.input_size))
         write_training_meta(
             final,
             config=resolved.to_dict(),

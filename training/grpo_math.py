@@ -33,9 +33,7 @@ def group_advantages(
 ) -> torch.Tensor:
     """Group-relative advantages of ``rewards`` (shape [B], groups of ``num_generations`` in a row)."""
     if rewards.ndim != 1 or rewards.numel() % num_generations:
-        raise ValueError(
-            f"rewards of shape {tuple(rewards.shape)} do not split into groups of {num_generations}"
-        )
+        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {num_generations}")
     grouped = rewards.view(-1, num_generations)
     mean = grouped.mean(dim=1, keepdim=True)
     centred = (grouped - mean).reshape(-1)

@@ -52,8 +52,18 @@ SOURCES = ("index", "refcoco", "reasonseg")
 RESAMPLE = {"area": "BOX", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "NEAREST"}
 
 __all__ = [
-    "SOURCES", "BadRecord", "Item", "coco_segmentation_to_mask", "convert_item", "iter_index", "iter_reasonseg",
-    "iter_refcoco", "polygons_to_mask", "prepare_dataset", "reasonseg_mask", "rle_to_mask",
+    "SOURCES",
+    "BadRecord",
+    "Item",
+    "coco_segmentation_to_mask",
+    "convert_item",
+    "iter_index",
+    "iter_reasonseg",
+    "iter_refcoco",
+    "polygons_to_mask",
+    "prepare_dataset",
+    "reasonseg_mask",
+    "rle_to_mask",
 ]
 
 
@@ -215,9 +225,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source_dir", help="folder with the source data")
     p.add_argument("out_dir", help="output folder (parquet shards under data/, prepare_report.json)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument(
-        "--input-size", type=int, default=None, help="model input size S: images become SxS (840)"
-    )
+    size.add_argument("--input-size", type=int, default=None, help="model input size S: images become SxS (840)")
     size.add_argument(
         "--checkpoint",
         default=None,
@@ -231,9 +239,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--index", default="index.json", help="index file name inside SOURCE_DIR (index layout)")
     p.add_argument("--split", default="train", help="RefCOCO split to convert (train, val, test, ...)")
-    p.add_argument(
-        "--split-by", default=None, help="RefCOCO refs file: refs(SPLIT_BY).p, e.g. umd, unc, google"
-    )
+    p.add_argument("--split-by", default=None, help="RefCOCO refs file: refs(SPLIT_BY).p, e.g. umd, unc, google")
     p.add_argument("--image-dir", default=None, help="RefCOCO: folder of the COCO images")
     p.add_argument("--shard-rows", type=int, default=256, help="rows per parquet file")
     p.add_argument("--max-records", type=int, default=None, help="convert only the first N source records")

@@ -77,6 +77,7 @@ def thresholds_for(mode: str, input_size: int) -> Thresholds:
     f = float(input_size) / SEG_ZERO_INPUT_SIZE
     return Thresholds(IOU_THRESHOLD, BOX_L1_THRESHOLD * f, POINT_DISTANCE_THRESHOLD * f)
 
+
 _THINK_ANSWER = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 _FIRST_BRACES = re.compile(r"{[^}]+}")
 _GT_BOX = re.compile(r"<box>\((\d+),(\d+)\),\((\d+),(\d+)\)</box>")
@@ -161,7 +162,9 @@ def _dist(p: Sequence[Any], q: Sequence[Any]) -> float:
 
 
 def _points_reward(
-    pred_points: list[list[Any]], pred_box: Sequence[Any], gt_points: list[list[int]],
+    pred_points: list[list[Any]],
+    pred_box: Sequence[Any],
+    gt_points: list[list[int]],
     threshold: float = POINT_DISTANCE_THRESHOLD,
 ) -> float:
     if not (_point_in_box(pred_points[0], pred_box) and _point_in_box(pred_points[1], pred_box)):
@@ -223,8 +226,9 @@ def _pred_box(data: dict, strict: bool) -> Any:
     raise _Unset("pred_bbox")
 
 
-def bbox_iou(completion: str, solution: str, strict: bool = True,
-             thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> float:
+def bbox_iou(
+    completion: str, solution: str, strict: bool = True, thresholds: Thresholds = SEG_ZERO_THRESHOLDS
+) -> float:
     """1 if the predicted box's inclusive-pixel IoU with the ground truth is > 0.5."""
 
     def run() -> float:
@@ -237,8 +241,7 @@ def bbox_iou(completion: str, solution: str, strict: bool = True,
     return _guard(run)
 
 
-def bbox_l1(completion: str, solution: str, strict: bool = True,
-            thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> float:
+def bbox_l1(completion: str, solution: str, strict: bool = True, thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> float:
     """1 if the mean absolute difference of the four box coordinates is < 10 (``thresholds.box_l1``)."""
 
     def run() -> float:
@@ -251,8 +254,9 @@ def bbox_l1(completion: str, solution: str, strict: bool = True,
     return _guard(run)
 
 
-def point_l1(completion: str, solution: str, strict: bool = True,
-             thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> float:
+def point_l1(
+    completion: str, solution: str, strict: bool = True, thresholds: Thresholds = SEG_ZERO_THRESHOLDS
+) -> float:
     """1 if both int()-truncated points lie in the raw predicted box and the mean Euclidean distance
     to the ground-truth points under the better pairing is < 100 (``thresholds.point_distance``; called
     "L1" in Seg-Zero)."""
@@ -270,8 +274,9 @@ def point_l1(completion: str, solution: str, strict: bool = True,
     return _guard(run)
 
 
-def seg_zero_reward_components(completion: str, solution: str, strict: bool = True,
-                               thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> dict[str, float]:
+def seg_zero_reward_components(
+    completion: str, solution: str, strict: bool = True, thresholds: Thresholds = SEG_ZERO_THRESHOLDS
+) -> dict[str, float]:
     """The five Seg-Zero reward components of one completion (each 0.0 or 1.0).
 
     Args:
@@ -303,8 +308,9 @@ def seg_zero_reward(completion: str, solution: str, strict: bool = True) -> floa
 # --------------------------------------------------------------------------------------------------
 
 
-def robust_reward_components(completion: str, solution: str, input_size: int,
-                             thresholds: Thresholds = SEG_ZERO_THRESHOLDS) -> dict[str, float]:
+def robust_reward_components(
+    completion: str, solution: str, input_size: int, thresholds: Thresholds = SEG_ZERO_THRESHOLDS
+) -> dict[str, float]:
     """The five components computed on ``segzero_edge.decode_answer``'s reading of the answer.
 
     ``thinking_format`` is the official one. ``segmentation_format`` is 1 when the decoder finds a box
@@ -371,9 +377,7 @@ class RewardFunction:
         self.thresholds = thresholds_for(thresholds, self.input_size)
         self.__name__ = component
 
-    def __call__(
-        self, completions: Sequence[Any], solution: Sequence[str] | None = None, **_: Any
-    ) -> list[float]:
+    def __call__(self, completions: Sequence[Any], solution: Sequence[str] | None = None, **_: Any) -> list[float]:
         if solution is None:
             raise ConfigError(
                 "the training dataset has no 'solution' column",
@@ -394,12 +398,15 @@ class RewardFunction:
         return out
 
     def __repr__(self) -> str:
-        return (f"RewardFunction({self.component!r}, {self.reward_set!r}, input_size={self.input_size}, "
-                f"thresholds={self.threshold_mode!r})")
+        return (
+            f"RewardFunction({self.component!r}, {self.reward_set!r}, input_size={self.input_size}, "
+            f"thresholds={self.threshold_mode!r})"
+        )
 
 
-def reward_functions(reward_set: str = "strict", *, input_size: int,
-                     thresholds: str = "absolute") -> list[RewardFunction]:
+def reward_functions(
+    reward_set: str = "strict", *, input_size: int, thresholds: str = "absolute"
+) -> list[RewardFunction]:
     """The five components of ``reward_set`` as TRL reward functions, in Seg-Zero's order; ``thresholds``
     is ``absolute`` (Seg-Zero's pixels) or ``scaled`` (to ``input_size``, see ``thresholds_for``)."""
     return [RewardFunction(name, reward_set, input_size, thresholds) for name in COMPONENTS]

@@ -23,8 +23,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (215, 45, 45), "green": (45, 165, 70), "blue": (50, 90, 215),
-    "yellow": (235, 200, 45), "purple": (140, 70, 180), "orange": (240, 135, 35),
+    "red": (215, 45, 45),
+    "green": (45, 165, 70),
+    "blue": (50, 90, 215),
+    "yellow": (235, 200, 45),
+    "purple": (140, 70, 180),
+    "orange": (240, 135, 35),
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "hexagon")
 KINDS: tuple[str, ...] = ("attribute", "relation", "superlative", "indirect")
@@ -96,8 +100,13 @@ def _compose(*parts: str | Mention) -> tuple[str, tuple[tuple[int, int, int], ..
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
     def ring(n, radius, phase=0.0):
-        return [(cx + radius * math.cos(phase + angle + 2 * math.pi * k / n),
-                 cy + radius * math.sin(phase + angle + 2 * math.pi * k / n)) for k in range(n)]
+        return [
+            (
+                cx + radius * math.cos(phase + angle + 2 * math.pi * k / n),
+                cy + radius * math.sin(phase + angle + 2 * math.pi * k / n),
+            )
+            for k in range(n)
+        ]
 
     if shape == "square":
         return ring(4, r * 1.25, math.pi / 4)
@@ -136,8 +145,11 @@ def _background(rng: np.random.Generator, size: int, clutter: bool) -> np.ndarra
             x, y = rng.uniform(0, size, 2)
             g = int(rng.integers(90, 200))
             if rng.random() < 0.5:
-                draw.line([x, y, x + rng.uniform(-size / 5, size / 5), y + rng.uniform(-size / 5, size / 5)],
-                          fill=(g, g, g), width=1)
+                draw.line(
+                    [x, y, x + rng.uniform(-size / 5, size / 5), y + rng.uniform(-size / 5, size / 5)],
+                    fill=(g, g, g),
+                    width=1,
+                )
             else:
                 s = rng.uniform(1, size / 60 + 1)
                 draw.ellipse([x - s, y - s, x + s, y + s], fill=(g, g, g))
@@ -179,7 +191,10 @@ def generate_scene(
                 if far:
                     break
             obj = SceneObject(
-                shape=str(rng.choice(SHAPES)), color=str(rng.choice(list(COLORS))), center=c, radius=r,
+                shape=str(rng.choice(SHAPES)),
+                color=str(rng.choice(list(COLORS))),
+                center=c,
+                radius=r,
                 texture=str(rng.choice(["flat", "stripes", "noise"])) if textures else "flat",
             )
             objects.append(obj)
@@ -187,7 +202,7 @@ def generate_scene(
         visible = []
         for i, m in enumerate(full):
             above = np.zeros_like(m)
-            for later in full[i + 1:]:
+            for later in full[i + 1 :]:
                 above |= later
             visible.append(m & ~above)
         if all(v.sum() >= min_visible * f.sum() and f.sum() > 0 for v, f in zip(visible, full)):
@@ -248,8 +263,7 @@ def _name(scene: Scene, i: int) -> str | None:
     return None
 
 
-def generate_queries(scene: Scene, rng: np.random.Generator, size: int, *,
-                     think_boxes: bool = False) -> list[Query]:
+def generate_queries(scene: Scene, rng: np.random.Generator, size: int, *, think_boxes: bool = False) -> list[Query]:
     """Every unambiguous query of each kind that this scene supports (at most one per kind).
 
     ``think_boxes``: the think's inventory gives each shape's visible box in scene pixels,
@@ -261,33 +275,55 @@ def generate_queries(scene: Scene, rng: np.random.Generator, size: int, *,
     out: list[Query] = []
 
     named = [i for i in range(n) if _name(scene, i)]
+
     def query(text: str, target: int, kind: str, *why: str | Mention) -> Query:
         return Query(text, target, kind, *_compose(*inv, *why))
 
     if named:
         i = int(rng.choice(named))
-        out.append(query(_name(scene, i), i, "attribute", f"Only one matches {_name(scene, i)}: ",
-                         (f"the {objs[i].describe()} at the {_where(objs[i], size)}", i), "."))
+        out.append(
+            query(
+                _name(scene, i),
+                i,
+                "attribute",
+                f"Only one matches {_name(scene, i)}: ",
+                (f"the {objs[i].describe()} at the {_where(objs[i], size)}", i),
+                ".",
+            )
+        )
 
     rel = []
     for ref in named:
         rname = _name(scene, ref)
-        for side, test in (("left of", lambda a, b: a[0] < b[0] - 0.5 * size / 10),
-                           ("right of", lambda a, b: a[0] > b[0] + 0.5 * size / 10),
-                           ("above", lambda a, b: a[1] < b[1] - 0.5 * size / 10),
-                           ("below", lambda a, b: a[1] > b[1] + 0.5 * size / 10)):
+        for side, test in (
+            ("left of", lambda a, b: a[0] < b[0] - 0.5 * size / 10),
+            ("right of", lambda a, b: a[0] > b[0] + 0.5 * size / 10),
+            ("above", lambda a, b: a[1] < b[1] - 0.5 * size / 10),
+            ("below", lambda a, b: a[1] > b[1] + 0.5 * size / 10),
+        ):
             for shape in sorted({o.shape for o in objs}):  # sorted: set order varies between processes
-                hits = [j for j in range(n)
-                        if j != ref and objs[j].shape == shape and test(objs[j].center, objs[ref].center)]
+                hits = [
+                    j
+                    for j in range(n)
+                    if j != ref and objs[j].shape == shape and test(objs[j].center, objs[ref].center)
+                ]
                 if len(hits) == 1:
-                    why = ((f"{rname.capitalize()} is at the {_where(objs[ref], size)}", ref),
-                           f"; the only {shape} {side} it is ", (f"the {objs[hits[0]].describe()}", hits[0]), ".")
+                    why = (
+                        (f"{rname.capitalize()} is at the {_where(objs[ref], size)}", ref),
+                        f"; the only {shape} {side} it is ",
+                        (f"the {objs[hits[0]].describe()}", hits[0]),
+                        ".",
+                    )
                     rel.append((f"the {shape} {side} {rname}", hits[0], why))
         dists = sorted((math.dist(objs[j].center, objs[ref].center), j) for j in range(n) if j != ref)
         if len(dists) >= 2 and dists[1][0] > 1.3 * dists[0][0]:
             j = dists[0][1]
-            why = ((f"{rname.capitalize()} is at the {_where(objs[ref], size)}", ref),
-                   "; the nearest shape to it is ", (f"the {objs[j].describe()}", j), ".")
+            why = (
+                (f"{rname.capitalize()} is at the {_where(objs[ref], size)}", ref),
+                "; the nearest shape to it is ",
+                (f"the {objs[j].describe()}", j),
+                ".",
+            )
             rel.append((f"the shape closest to {rname}", j, why))
     if rel:
         text, j, why = rel[int(rng.integers(len(rel)))]
@@ -307,24 +343,35 @@ def generate_queries(scene: Scene, rng: np.random.Generator, size: int, *,
             sup.append((f"the {hi} shape", pos[-1], hi))
     if sup:
         text, j, word = sup[int(rng.integers(len(sup)))]
-        out.append(query(text, j, "superlative", f"Comparing them, the {word} one is ",
-                         (f"the {objs[j].describe()}", j), "."))
+        out.append(
+            query(text, j, "superlative", f"Comparing them, the {word} one is ", (f"the {objs[j].describe()}", j), ".")
+        )
 
     ind = []
     for ref in named:
         same = [j for j in range(n) if j != ref and objs[j].color == objs[ref].color]
         if len(same) == 1:
-            ind.append((f"the shape with the same colour as {_name(scene, ref)}", same[0],
-                        ((f"{_name(scene, ref).capitalize()} is {objs[ref].color}", ref),
-                         f"; the other {objs[ref].color} shape is ", (f"the {objs[same[0]].shape}", same[0]), ".")))
+            ind.append(
+                (
+                    f"the shape with the same colour as {_name(scene, ref)}",
+                    same[0],
+                    (
+                        (f"{_name(scene, ref).capitalize()} is {objs[ref].color}", ref),
+                        f"; the other {objs[ref].color} shape is ",
+                        (f"the {objs[same[0]].shape}", same[0]),
+                        ".",
+                    ),
+                )
+            )
     if ind:
         text, j, why = ind[int(rng.integers(len(ind)))]
         out.append(query(text, j, "indirect", *why))
     return out
 
 
-def generate_samples(seed: int, count: int, size: int = 224, *, think_boxes: bool = False,
-                     **scene_kwargs) -> list[tuple[Scene, Query]]:
+def generate_samples(
+    seed: int, count: int, size: int = 224, *, think_boxes: bool = False, **scene_kwargs
+) -> list[tuple[Scene, Query]]:
     """``count`` (scene, query) pairs from ``seed``, cycling through the query kinds evenly."""
     rng = np.random.default_rng(seed)
     samples: list[tuple[Scene, Query]] = []

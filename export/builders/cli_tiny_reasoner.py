@@ -24,26 +24,58 @@ The weights are random: the model writes gibberish, deterministically for a give
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="checkpoint directory to write (must be new or empty unless --overwrite)")
-    parser.add_argument("--size", default="tiny", choices=("tiny", "world", "3b", "7b"),
-                        help="model shapes (default: %(default)s)")
-    parser.add_argument("--num-layers", type=int, default=None, metavar="N",
-                        help="text decoder layers (default: the size's: tiny 2, world 3, 3b 36, 7b 28)")
-    parser.add_argument("--vision-depth", type=int, default=None, metavar="N",
-                        help="vision transformer blocks (default: the size's: tiny 2, world 4, 3b/7b 32)")
-    parser.add_argument("--input-size", type=int, default=None, metavar="N",
-                        help="square model input size in pixels, a multiple of 28 "
-                             "(default: tiny 112, world 224, 3b/7b 840 as in Seg-Zero)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed of the weights (default: %(default)s)")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                        help="weight dtype (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="checkpoint directory to write (must be new or empty unless --overwrite)",
+    )
+    parser.add_argument(
+        "--size", default="tiny", choices=("tiny", "world", "3b", "7b"), help="model shapes (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--num-layers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="text decoder layers (default: the size's: tiny 2, world 3, 3b 36, 7b 28)",
+    )
+    parser.add_argument(
+        "--vision-depth",
+        type=int,
+        default=None,
+        metavar="N",
+        help="vision transformer blocks (default: the size's: tiny 2, world 4, 3b/7b 32)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="square model input size in pixels, a multiple of 28 "
+        "(default: tiny 112, world 224, 3b/7b 840 as in Seg-Zero)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default: %(default)s)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="weight dtype (default: %(default)s)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
-    parser.add_argument("--tokenizer-corpus", default=None, metavar="FILE",
-                        help="JSON list of texts to train the offline BPE tokenizer on (default: built-in corpus)")
-    parser.add_argument("--bpe-vocab-size", type=int, default=None, metavar="N",
-                        help="BPE vocabulary bound of the tokenizer (default: 1000)")
+    parser.add_argument(
+        "--tokenizer-corpus",
+        default=None,
+        metavar="FILE",
+        help="JSON list of texts to train the offline BPE tokenizer on (default: built-in corpus)",
+    )
+    parser.add_argument(
+        "--bpe-vocab-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="BPE vocabulary bound of the tokenizer (default: 1000)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,13 +91,21 @@ def run(args: argparse.Namespace) -> int:
         try:
             corpus = json.loads(Path(args.tokenizer_corpus).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise InputError(f"--tokenizer-corpus {args.tokenizer_corpus}: {exc}",
-                             hint="give a JSON file holding a list of strings") from exc
+            raise InputError(
+                f"--tokenizer-corpus {args.tokenizer_corpus}: {exc}", hint="give a JSON file holding a list of strings"
+            ) from exc
 
     path = build_tiny_qwen25vl(
-        args.out, args.size, num_layers=args.num_layers, vision_depth=args.vision_depth,
-        input_size=args.input_size, seed=args.seed, dtype=args.dtype, overwrite=args.overwrite,
-        tokenizer_corpus=corpus, bpe_vocab_size=args.bpe_vocab_size,
+        args.out,
+        args.size,
+        num_layers=args.num_layers,
+        vision_depth=args.vision_depth,
+        input_size=args.input_size,
+        seed=args.seed,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        tokenizer_corpus=corpus,
+        bpe_vocab_size=args.bpe_vocab_size,
     )
     size_mb = sum(f.stat().st_size for f in path.iterdir()) / 1e6
     print(f"wrote {path} (random Qwen2.5-VL, size {args.size}, {size_mb:.1f} MB)")

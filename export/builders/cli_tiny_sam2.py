@@ -7,8 +7,11 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the .pt file to write")
-    parser.add_argument("--config", default="sam2.1_hiera_t",
-                        help="official SAM2 config name, e.g. sam2.1_hiera_t, sam2_hiera_l (default: %(default)s)")
+    parser.add_argument(
+        "--config",
+        default="sam2.1_hiera_t",
+        help="official SAM2 config name, e.g. sam2.1_hiera_t, sam2_hiera_l (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default: %(default)s)")
 
 

@@ -88,14 +88,19 @@ class QwenSize:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
-            raise InputError(f"{self.name}: hidden {self.hidden_size}, heads {self.num_heads} and "
-                             f"KV heads {self.num_kv_heads} do not divide")
+            raise InputError(
+                f"{self.name}: hidden {self.hidden_size}, heads {self.num_heads} and "
+                f"KV heads {self.num_kv_heads} do not divide"
+            )
         if 2 * sum(self.mrope_section) != self.head_dim:
-            raise InputError(f"{self.name}: 2 * sum(mrope_section {list(self.mrope_section)}) must equal "
-                             f"head_dim {self.head_dim}")
+            raise InputError(
+                f"{self.name}: 2 * sum(mrope_section {list(self.mrope_section)}) must equal head_dim {self.head_dim}"
+            )
         if self.vision_hidden_size % self.vision_num_heads:
-            raise InputError(f"{self.name}: vision hidden {self.vision_hidden_size} is not a multiple of "
-                             f"{self.vision_num_heads} heads")
+            raise InputError(
+                f"{self.name}: vision hidden {self.vision_hidden_size} is not a multiple of "
+                f"{self.vision_num_heads} heads"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -103,31 +108,75 @@ class QwenSize:
 
 
 #: The shapes ``build_tiny_qwen25vl`` knows. "3b" and "7b" are the real Qwen2.5-VL-3B/7B-Instruct shapes.
-QWEN_SIZES: types.MappingProxyType[str, QwenSize] = types.MappingProxyType({
-    "tiny": QwenSize(
-        name="tiny", hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
-        mrope_section=(2, 3, 3), vocab_size=None, tie_word_embeddings=False, max_window_layers=2,
-        vision_depth=2, vision_hidden_size=32, vision_intermediate_size=64, vision_num_heads=2,
-        window_size=56, fullatt_block_indexes=(1,), input_size=112,
-    ),
-    # The tiny reasoner of issue 9's small world (training/world): trained on CPU in about an hour, <1M
-    # params. 4 vision blocks with full attention in 1 and 3: 2 blocks cannot work out where a token is
-    # (the tower's 2-D RoPE is relative only), 4 can (docs/world.md, grounding loss).
-    "world": QwenSize(
-        name="world", hidden_size=128, intermediate_size=256, num_layers=3, num_heads=4, num_kv_heads=2,
-        mrope_section=(4, 6, 6), vocab_size=None, tie_word_embeddings=False, max_window_layers=3,
-        vision_depth=4, vision_hidden_size=64, vision_intermediate_size=128, vision_num_heads=2,
-        window_size=112, fullatt_block_indexes=(1, 3), input_size=224,
-    ),
-    "3b": QwenSize(
-        name="3b", hidden_size=2048, intermediate_size=11008, num_layers=36, num_heads=16, num_kv_heads=2,
-        mrope_section=(16, 24, 24), vocab_size=151936, tie_word_embeddings=True, max_window_layers=70,
-    ),
-    "7b": QwenSize(
-        name="7b", hidden_size=3584, intermediate_size=18944, num_layers=28, num_heads=28, num_kv_heads=4,
-        mrope_section=(16, 24, 24), vocab_size=152064, tie_word_embeddings=False, max_window_layers=28,
-    ),
-})
+QWEN_SIZES: types.MappingProxyType[str, QwenSize] = types.MappingProxyType(
+    {
+        "tiny": QwenSize(
+            name="tiny",
+            hidden_size=64,
+            intermediate_size=128,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            mrope_section=(2, 3, 3),
+            vocab_size=None,
+            tie_word_embeddings=False,
+            max_window_layers=2,
+            vision_depth=2,
+            vision_hidden_size=32,
+            vision_intermediate_size=64,
+            vision_num_heads=2,
+            window_size=56,
+            fullatt_block_indexes=(1,),
+            input_size=112,
+        ),
+        # The tiny reasoner of issue 9's small world (training/world): trained on CPU in about an hour, <1M
+        # params. 4 vision blocks with full attention in 1 and 3: 2 blocks cannot work out where a token is
+        # (the tower's 2-D RoPE is relative only), 4 can (docs/world.md, grounding loss).
+        "world": QwenSize(
+            name="world",
+            hidden_size=128,
+            intermediate_size=256,
+            num_layers=3,
+            num_heads=4,
+            num_kv_heads=2,
+            mrope_section=(4, 6, 6),
+            vocab_size=None,
+            tie_word_embeddings=False,
+            max_window_layers=3,
+            vision_depth=4,
+            vision_hidden_size=64,
+            vision_intermediate_size=128,
+            vision_num_heads=2,
+            window_size=112,
+            fullatt_block_indexes=(1, 3),
+            input_size=224,
+        ),
+        "3b": QwenSize(
+            name="3b",
+            hidden_size=2048,
+            intermediate_size=11008,
+            num_layers=36,
+            num_heads=16,
+            num_kv_heads=2,
+            mrope_section=(16, 24, 24),
+            vocab_size=151936,
+            tie_word_embeddings=True,
+            max_window_layers=70,
+        ),
+        "7b": QwenSize(
+            name="7b",
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_layers=28,
+            num_heads=28,
+            num_kv_heads=4,
+            mrope_section=(16, 24, 24),
+            vocab_size=152064,
+            tie_word_embeddings=False,
+            max_window_layers=28,
+        ),
+    }
+)
 
 
 def _resolve_size(size: str | QwenSize, num_layers: int | None, vision_depth: int | None) -> QwenSize:
@@ -136,8 +185,9 @@ def _resolve_size(size: str | QwenSize, num_layers: int | None, vision_depth: in
     elif isinstance(size, str) and size in QWEN_SIZES:
         spec = QWEN_SIZES[size]
     else:
-        raise InputError(f"unknown Qwen2.5-VL size {size!r}",
-                         hint=f"use one of {', '.join(QWEN_SIZES)} (or pass a QwenSize)")
+        raise InputError(
+            f"unknown Qwen2.5-VL size {size!r}", hint=f"use one of {', '.join(QWEN_SIZES)} (or pass a QwenSize)"
+        )
     for name, value in (("num_layers", num_layers), ("vision_depth", vision_depth)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{name} must be an int >= 1, got {value!r}")
@@ -181,8 +231,11 @@ def qwen_config(spec: QwenSize, token_ids: dict[str, int], vocab_size: int, dtyp
         use_sliding_window=False,
         sliding_window=32768,
         attention_dropout=0.0,
-        rope_parameters={"rope_type": "default", "rope_theta": spec.rope_theta,
-                         "mrope_section": list(spec.mrope_section)},
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": spec.rope_theta,
+            "mrope_section": list(spec.mrope_section),
+        },
         bos_token_id=token_ids["bos_token_id"],
         eos_token_id=token_ids["eos_token_id"],
         pad_token_id=token_ids["pad_token_id"],
@@ -337,8 +390,9 @@ def build_tiny_qwen25vl(
     ids = qwen_token_ids(tokenizer)
     vocab_size = spec.vocab_size if spec.vocab_size is not None else tokenizer.get_vocab_size()
     if vocab_size < tokenizer.get_vocab_size():
-        raise InputError(f"{spec.name}: vocab_size {vocab_size} is smaller than the tokenizer "
-                         f"({tokenizer.get_vocab_size()} tokens)")
+        raise InputError(
+            f"{spec.name}: vocab_size {vocab_size} is smaller than the tokenizer ({tokenizer.get_vocab_size()} tokens)"
+        )
     config = qwen_config(spec, ids, vocab_size, dtype)
 
     # Build without torch's default init (a wasted pass of uniform_ over every Linear: ~1/3 of the time
@@ -370,8 +424,18 @@ def build_tiny_qwen25vl(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("wrote random Qwen2.5-VL checkpoint %s (%s: %d text layers, %d vision blocks, %.2fM params, "
-             "vocab %d, input %d, %s, seed %d) in %.2f s", out_dir, spec.name, spec.num_layers,
-             spec.vision_depth, n_params / 1e6, vocab_size, input_size, dtype, seed,
-             time.perf_counter() - start)
+    log.info(
+        "wrote random Qwen2.5-VL checkpoint %s (%s: %d text layers, %d vision blocks, %.2fM params, "
+        "vocab %d, input %d, %s, seed %d) in %.2f s",
+        out_dir,
+        spec.name,
+        spec.num_layers,
+        spec.vision_depth,
+        n_params / 1e6,
+        vocab_size,
+        input_size,
+        dtype,
+        seed,
+        time.perf_counter() - start,
+    )
     return out_dir

@@ -46,6 +46,11 @@ def build_sam2_checkpoint(out_path: str | Path, config: str = "sam2.1_hiera_t", 
     torch.save({"model": model.state_dict()}, tmp)
     tmp.replace(out_path)
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("wrote random SAM2 checkpoint %s (%s, %.1fM params, seed %d)", out_path,
-             resolve_sam2_config(config), n_params / 1e6, seed)
+    log.info(
+        "wrote random SAM2 checkpoint %s (%s, %.1fM params, seed %d)",
+        out_path,
+        resolve_sam2_config(config),
+        n_params / 1e6,
+        seed,
+    )
     return out_path

@@ -75,20 +75,90 @@ DEFAULT_BPE_VOCAB_SIZE = 1000
 
 # Words of the built-in corpus: objects, colours and positions a robot is asked about.
 _OBJECTS = (
-    "cup", "mug", "bottle", "bowl", "plate", "knife", "fork", "spoon", "apple", "banana", "orange",
-    "book", "laptop", "phone", "remote", "keyboard", "mouse", "chair", "table", "box", "bag", "shoe",
-    "hat", "dog", "cat", "person", "man", "woman", "child", "car", "bicycle", "umbrella", "towel",
-    "sponge", "scissors", "screwdriver", "hammer", "drill", "glass", "jar", "can", "lid", "toy",
-    "block", "ball", "plant", "lamp", "pillow", "basket", "bin",
+    "cup",
+    "mug",
+    "bottle",
+    "bowl",
+    "plate",
+    "knife",
+    "fork",
+    "spoon",
+    "apple",
+    "banana",
+    "orange",
+    "book",
+    "laptop",
+    "phone",
+    "remote",
+    "keyboard",
+    "mouse",
+    "chair",
+    "table",
+    "box",
+    "bag",
+    "shoe",
+    "hat",
+    "dog",
+    "cat",
+    "person",
+    "man",
+    "woman",
+    "child",
+    "car",
+    "bicycle",
+    "umbrella",
+    "towel",
+    "sponge",
+    "scissors",
+    "screwdriver",
+    "hammer",
+    "drill",
+    "glass",
+    "jar",
+    "can",
+    "lid",
+    "toy",
+    "block",
+    "ball",
+    "plant",
+    "lamp",
+    "pillow",
+    "basket",
+    "bin",
 )
 _COLORS = (
-    "red", "green", "blue", "yellow", "white", "black", "brown", "gray", "orange", "purple", "pink",
-    "silver", "transparent", "dark", "light",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "white",
+    "black",
+    "brown",
+    "gray",
+    "orange",
+    "purple",
+    "pink",
+    "silver",
+    "transparent",
+    "dark",
+    "light",
 )
 _POSITIONS = (
-    "on the left", "on the right", "in the middle", "at the top", "at the bottom", "in front",
-    "behind the box", "next to the cup", "on the table", "near the edge", "in the corner",
-    "closest to the camera", "farthest from the robot", "under the chair", "inside the bowl",
+    "on the left",
+    "on the right",
+    "in the middle",
+    "at the top",
+    "at the bottom",
+    "in front",
+    "behind the box",
+    "next to the cup",
+    "on the table",
+    "near the edge",
+    "in the corner",
+    "closest to the camera",
+    "farthest from the robot",
+    "under the chair",
+    "inside the bowl",
 )
 _SIZES = ("small", "large", "tall", "short", "big", "tiny", "long", "round", "flat", "empty", "full")
 _QUESTION_FORMS = (
@@ -134,8 +204,7 @@ def _answer_json(rng: random.Random, *, single_quotes: bool = False) -> str:
         return "[" + sep.join(str(n) for n in v) + "]"
 
     q = "'" if single_quotes else '"'
-    return (f"{{{q}bbox{q}: {arr([x1, y1, x2, y2])}, {q}points_1{q}: {arr(p1)}, "
-            f"{q}points_2{q}: {arr(p2)}}}")
+    return f"{{{q}bbox{q}: {arr([x1, y1, x2, y2])}, {q}points_1{q}: {arr(p1)}, {q}points_2{q}: {arr(p2)}}}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -149,8 +218,14 @@ def default_corpus() -> tuple[str, ...]:
     def fill(form: str) -> str:
         obj, obj2, obj3 = rng.sample(_OBJECTS, 3)
         return form.format(
-            obj=obj, obj2=obj2, obj3=obj3, color=rng.choice(_COLORS), size=rng.choice(_SIZES),
-            pos=rng.choice(_POSITIONS), pos2=rng.choice(_POSITIONS), q="the " + obj,
+            obj=obj,
+            obj2=obj2,
+            obj3=obj3,
+            color=rng.choice(_COLORS),
+            size=rng.choice(_SIZES),
+            pos=rng.choice(_POSITIONS),
+            pos2=rng.choice(_POSITIONS),
+            q="the " + obj,
         )
 
     lines: list[str] = ["system\n" + DEFAULT_SYSTEM_PROMPT + "\n", "user\n", "assistant\n"]
@@ -182,10 +257,12 @@ def _trained_json(vocab_size: int, corpus: tuple[str, ...] | None) -> str:
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -225,8 +302,7 @@ def build_qwen_tokenizer(vocab_size: int = DEFAULT_BPE_VOCAB_SIZE, corpus: Itera
     if corpus is not None:
         corpus = tuple(corpus)
         if not corpus or not all(isinstance(t, str) for t in corpus):
-            raise InputError("corpus must be a non-empty iterable of str",
-                             hint="or pass None for the built-in one")
+            raise InputError("corpus must be a non-empty iterable of str", hint="or pass None for the built-in one")
     return Tokenizer.from_str(_trained_json(vocab_size, corpus))
 
 

@@ -31,8 +31,16 @@ log = logging.getLogger(__name__)
 #: ``tokenizers`` library reads; tokenizer_config.json names the special tokens).
 REQUIRED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 #: Optional files copied when present.
-OPTIONAL_FILES = ("chat_template.jinja", "chat_template.json", "generation_config.json", "special_tokens_map.json",
-                  "vocab.json", "merges.txt", "added_tokens.json", "processor_config.json")
+OPTIONAL_FILES = (
+    "chat_template.jinja",
+    "chat_template.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "processor_config.json",
+)
 SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
 
 
@@ -63,11 +71,15 @@ class TextShape:
 
     def __post_init__(self) -> None:
         if self.num_heads % self.num_kv_heads or self.head_dim * self.num_heads != self.hidden_size:
-            raise CheckpointError(f"inconsistent attention shape: hidden {self.hidden_size}, heads {self.num_heads}, "
-                                  f"kv heads {self.num_kv_heads}")
+            raise CheckpointError(
+                f"inconsistent attention shape: hidden {self.hidden_size}, heads {self.num_heads}, "
+                f"kv heads {self.num_kv_heads}"
+            )
         if 2 * sum(self.mrope_section) != self.head_dim:
-            raise CheckpointError(f"mrope_section {list(self.mrope_section)} does not match head_dim {self.head_dim} "
-                                  "(2 * sum must equal it)")
+            raise CheckpointError(
+                f"mrope_section {list(self.mrope_section)} does not match head_dim {self.head_dim} "
+                "(2 * sum must equal it)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -122,8 +134,10 @@ def inspect_checkpoint(path: str | Path, *, input_size: int | None = None) -> Qw
     """
     root = Path(path)
     if not root.is_dir():
-        raise CheckpointError(f"checkpoint directory {root} does not exist",
-                              hint="pass a Hugging Face Qwen2.5-VL directory (config.json, *.safetensors, tokenizer)")
+        raise CheckpointError(
+            f"checkpoint directory {root} does not exist",
+            hint="pass a Hugging Face Qwen2.5-VL directory (config.json, *.safetensors, tokenizer)",
+        )
     config_path = root / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{config_path} is missing: {root} is not a Hugging Face checkpoint")
@@ -136,16 +150,21 @@ def inspect_checkpoint(path: str | Path, *, input_size: int | None = None) -> Qw
         )
     for name in REQUIRED_TOKENIZER_FILES:
         if not (root / name).is_file():
-            raise CheckpointError(f"tokenizer file {root / name} is missing",
-                                  hint="copy the tokenizer files of the base model into the checkpoint directory")
+            raise CheckpointError(
+                f"tokenizer file {root / name} is missing",
+                hint="copy the tokenizer files of the base model into the checkpoint directory",
+            )
     pre_path = root / "preprocessor_config.json"
     if not pre_path.is_file():
-        raise CheckpointError(f"image processor settings {pre_path} are missing",
-                              hint="copy preprocessor_config.json of the base Qwen2.5-VL model into the checkpoint")
+        raise CheckpointError(
+            f"image processor settings {pre_path} are missing",
+            hint="copy preprocessor_config.json of the base Qwen2.5-VL model into the checkpoint",
+        )
     weight_files = tuple(sorted(root.glob("*.safetensors")))
     if not weight_files:
-        raise CheckpointError(f"no *.safetensors weights in {root}",
-                              hint="save the model with save_pretrained(safe_serialization=True)")
+        raise CheckpointError(
+            f"no *.safetensors weights in {root}", hint="save the model with save_pretrained(safe_serialization=True)"
+        )
 
     from transformers import Qwen2_5_VLConfig
 
@@ -160,9 +179,15 @@ def inspect_checkpoint(path: str | Path, *, input_size: int | None = None) -> Qw
         raise CheckpointError(f"{config_path}: rope type {rope_type!r} is not supported (only default M-RoPE)")
     head_dim = tc.hidden_size // tc.num_attention_heads
     text = TextShape(
-        hidden_size=tc.hidden_size, intermediate_size=tc.intermediate_size, num_layers=tc.num_hidden_layers,
-        num_heads=tc.num_attention_heads, num_kv_heads=tc.num_key_value_heads, head_dim=head_dim,
-        vocab_size=tc.vocab_size, rms_norm_eps=float(tc.rms_norm_eps), rope_theta=float(rope["rope_theta"]),
+        hidden_size=tc.hidden_size,
+        intermediate_size=tc.intermediate_size,
+        num_layers=tc.num_hidden_layers,
+        num_heads=tc.num_attention_heads,
+        num_kv_heads=tc.num_key_value_heads,
+        head_dim=head_dim,
+        vocab_size=tc.vocab_size,
+        rms_norm_eps=float(tc.rms_norm_eps),
+        rope_theta=float(rope["rope_theta"]),
         mrope_section=tuple(int(v) for v in rope.get("mrope_section", (16, 24, 24))),
         tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
     )
@@ -177,17 +202,28 @@ def inspect_checkpoint(path: str | Path, *, input_size: int | None = None) -> Qw
         raise
     vc = config.vision_config
     if (preprocess.patch_size, preprocess.merge_size, preprocess.temporal_patch_size) != (
-        vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size
+        vc.patch_size,
+        vc.spatial_merge_size,
+        vc.temporal_patch_size,
     ):
         raise CheckpointError(f"{pre_path} disagrees with config.json on patch/merge/temporal sizes")
 
     tok_cfg = _read_json(root / "tokenizer_config.json")
     token_ids = _special_token_ids(root, config, tok_cfg)
     generation = _read_json(root / "generation_config.json") if (root / "generation_config.json").is_file() else {}
-    files = tuple(n for n in (*REQUIRED_TOKENIZER_FILES, "preprocessor_config.json", *OPTIONAL_FILES)
-                  if (root / n).is_file())
-    return QwenCheckpoint(path=root, config=config, text=text, preprocess=preprocess, token_ids=token_ids,
-                          generation=generation, files=files, weight_files=weight_files)
+    files = tuple(
+        n for n in (*REQUIRED_TOKENIZER_FILES, "preprocessor_config.json", *OPTIONAL_FILES) if (root / n).is_file()
+    )
+    return QwenCheckpoint(
+        path=root,
+        config=config,
+        text=text,
+        preprocess=preprocess,
+        token_ids=token_ids,
+        generation=generation,
+        files=files,
+        weight_files=weight_files,
+    )
 
 
 def _special_token_ids(root: Path, config: Any, tok_cfg: dict) -> dict[str, int]:
@@ -195,16 +231,25 @@ def _special_token_ids(root: Path, config: Any, tok_cfg: dict) -> dict[str, int]
     tok = _read_json(root / "tokenizer.json")
     added = {t["content"]: int(t["id"]) for t in tok.get("added_tokens", []) if "content" in t}
     vocab = (tok.get("model") or {}).get("vocab") or {}
-    wanted = {"image_pad": "<|image_pad|>", "vision_start": "<|vision_start|>", "vision_end": "<|vision_end|>",
-              "im_start": "<|im_start|>", "im_end": "<|im_end|>", "endoftext": "<|endoftext|>"}
+    wanted = {
+        "image_pad": "<|image_pad|>",
+        "vision_start": "<|vision_start|>",
+        "vision_end": "<|vision_end|>",
+        "im_start": "<|im_start|>",
+        "im_end": "<|im_end|>",
+        "endoftext": "<|endoftext|>",
+    }
     ids = {}
     for key, text in wanted.items():
         value = added.get(text, vocab.get(text))
         if value is None:
             raise CheckpointError(f"{root / 'tokenizer.json'} has no token {text!r}: it is not a Qwen2.5-VL tokenizer")
         ids[key] = int(value)
-    for key, attr in (("image_pad", "image_token_id"), ("vision_start", "vision_start_token_id"),
-                      ("vision_end", "vision_end_token_id")):
+    for key, attr in (
+        ("image_pad", "image_token_id"),
+        ("vision_start", "vision_start_token_id"),
+        ("vision_end", "vision_end_token_id"),
+    ):
         cfg_id = getattr(config, attr, None)
         if cfg_id is not None and int(cfg_id) != ids[key]:
             raise CheckpointError(f"config.json {attr}={cfg_id} but tokenizer.json has {wanted[key]} = {ids[key]}")
@@ -217,14 +262,19 @@ def _special_token_ids(root: Path, config: Any, tok_cfg: dict) -> dict[str, int]
 
 def canonical_weight_name(name: str) -> str | None:
     """Checkpoint tensor name -> ``lm.*`` / ``lm_head.weight`` / ``visual.*`` (None for unknown names)."""
-    for prefix, new in (("model.language_model.", "lm."), ("model.visual.", "visual."), ("visual.", "visual."),
-                        ("language_model.model.", "lm."), ("language_model.lm_head.", "lm_head.")):
+    for prefix, new in (
+        ("model.language_model.", "lm."),
+        ("model.visual.", "visual."),
+        ("visual.", "visual."),
+        ("language_model.model.", "lm."),
+        ("language_model.lm_head.", "lm_head."),
+    ):
         if name.startswith(prefix):
-            return new + name[len(prefix):]
+            return new + name[len(prefix) :]
     if name.startswith("lm_head."):
         return name
     if name.startswith("model."):
-        return "lm." + name[len("model."):]
+        return "lm." + name[len("model.") :]
     return None
 
 
@@ -241,8 +291,10 @@ def _read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
                 raise ValueError(f"implausible header length {n}")
             header = json.loads(f.read(n))
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read weights {path}: {exc}",
-                              hint="is the file a complete safetensors shard (not a git-lfs pointer)?") from exc
+        raise CheckpointError(
+            f"cannot read weights {path}: {exc}",
+            hint="is the file a complete safetensors shard (not a git-lfs pointer)?",
+        ) from exc
     header.pop("__metadata__", None)
     return 8 + n, header
 
@@ -286,16 +338,17 @@ class WeightReader:
         path, base = self._files[i]
         stored = _SAFETENSORS_DTYPES.get(info["dtype"])
         if stored is None:
-            raise CheckpointError(f"{path}: weight {name!r} has dtype {info['dtype']}",
-                                  hint="segzero-edge exports float32, float16 or bfloat16 checkpoints")
+            raise CheckpointError(
+                f"{path}: weight {name!r} has dtype {info['dtype']}",
+                hint="segzero-edge exports float32, float16 or bfloat16 checkpoints",
+            )
         begin, end = (int(x) for x in info["data_offsets"])
         shape = tuple(int(d) for d in info["shape"])
         raw = np.empty((end - begin) // np.dtype(stored).itemsize, stored)
         with open(path, "rb") as f:
             f.seek(base + begin)
             if f.readinto(memoryview(raw).cast("B")) != end - begin:
-                raise CheckpointError(f"{path} is truncated (weight {name!r})",
-                                      hint="download the checkpoint again")
+                raise CheckpointError(f"{path} is truncated (weight {name!r})", hint="download the checkpoint again")
         if stored is np.float32:
             return raw.reshape(shape)
         if stored is np.uint16:  # bfloat16: the upper half of a float32
@@ -310,5 +363,6 @@ class WeightReader:
         """Every tensor whose canonical name starts with ``prefix`` (prefix removed), as torch tensors (float32)."""
         import torch
 
-        return {canon[len(prefix):]: torch.from_numpy(self.get(canon))
-                for canon in self._where if canon.startswith(prefix)}
+        return {
+            canon[len(prefix) :]: torch.from_numpy(self.get(canon)) for canon in self._where if canon.startswith(prefix)
+        }

@@ -71,23 +71,33 @@ class DecoderPrecision:
     def __post_init__(self) -> None:
         for which in ("body", "lm_head"):
             if getattr(self, which) not in LINEAR_PRECISIONS:
-                raise ConfigError(f"unsupported {which} precision {getattr(self, which)!r}",
-                                  hint=f"use one of {', '.join(LINEAR_PRECISIONS)}")
+                raise ConfigError(
+                    f"unsupported {which} precision {getattr(self, which)!r}",
+                    hint=f"use one of {', '.join(LINEAR_PRECISIONS)}",
+                )
         layers = self.int8_layers
-        if not isinstance(layers, tuple) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0
-                                                for i in layers) or len(set(layers)) != len(layers):
+        if (
+            not isinstance(layers, tuple)
+            or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in layers)
+            or len(set(layers)) != len(layers)
+        ):
             raise ConfigError(f"int8_layers must be a tuple of distinct layer indices >= 0, got {layers!r}")
         if layers and self.body != "int4":
-            raise ConfigError(f"int8_layers only applies to int4 exports (body is {self.body})",
-                              hint="drop int8_layers, or export with weights int4")
+            raise ConfigError(
+                f"int8_layers only applies to int4 exports (body is {self.body})",
+                hint="drop int8_layers, or export with weights int4",
+            )
 
     def layer(self, i: int) -> str:
         """Precision of decoder layer ``i``'s linear layers."""
         return "int8" if i in self.int8_layers else self.body
 
     def spec(self, precision: str) -> QuantSpec:
-        return QuantSpec(bits=4 if precision == "int4" else 8, block_size=self.quant.block_size,
-                         accuracy_level=self.quant.accuracy_level)
+        return QuantSpec(
+            bits=4 if precision == "int4" else 8,
+            block_size=self.quant.block_size,
+            accuracy_level=self.quant.accuracy_level,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"body": self.body, "lm_head": self.lm_head}
@@ -104,8 +114,15 @@ class _Decoder:
     def __init__(self, g: GraphWriter, shape: TextShape, precision: DecoderPrecision):
         self.g, self.s, self.p = g, shape, precision
 
-    def linear(self, x: str, w_out_in: np.ndarray, name: str, precision: str, bias: np.ndarray | None = None,
-               group: str = "body") -> str:
+    def linear(
+        self,
+        x: str,
+        w_out_in: np.ndarray,
+        name: str,
+        precision: str,
+        bias: np.ndarray | None = None,
+        group: str = "body",
+    ) -> str:
         g = self.g
         n, k = w_out_in.shape
         if precision in ("int4", "int8"):
@@ -134,11 +151,17 @@ class _Decoder:
         g = self.g
         sq = g.op("Pow", [x, g.const(np.array(2.0, np.float32))], name=f"{name}/Pow")
         var = g.op("ReduceMean", [sq], name=f"{name}/ReduceMean", axes=[-1], keepdims=1)
-        std = g.op("Sqrt", [g.op("Add", [var, g.const(np.array(self.s.rms_norm_eps, np.float32))],
-                                 name=f"{name}/AddEps")], name=f"{name}/Sqrt")
+        std = g.op(
+            "Sqrt",
+            [g.op("Add", [var, g.const(np.array(self.s.rms_norm_eps, np.float32))], name=f"{name}/AddEps")],
+            name=f"{name}/Sqrt",
+        )
         normed = g.op("Mul", [x, g.op("Reciprocal", [std], name=f"{name}/Reciprocal")], name=f"{name}/MulInv")
-        return g.op("Mul", [g.weight(f"{name}.weight", weight.astype(np.float32), group="norms"), normed],
-                    name=f"{name}/MulWeight")
+        return g.op(
+            "Mul",
+            [g.weight(f"{name}.weight", weight.astype(np.float32), group="norms"), normed],
+            name=f"{name}/MulWeight",
+        )
 
     def rotary(self, position_ids: str, inv_freq: np.ndarray) -> tuple[str, str]:
         """cos, sin ``[1, 1, seq, head_dim]`` from ``position_ids [3, 1, seq]`` (HF's M-RoPE recomposition)."""
@@ -149,10 +172,17 @@ class _Decoder:
         onehot = np.zeros((3, 1, 1, half), np.float32)
         start = 0
         for i, width in enumerate(s.mrope_section):
-            onehot[i % 3, 0, 0, start:start + width] = 1.0
+            onehot[i % 3, 0, 0, start : start + width] = 1.0
             start += width
-        picked = g.op("ReduceSum", [g.op("Mul", [freqs, g.const(onehot, "mrope_select")], name="rope/Select"),
-                                    g.const(np.array([0], np.int64))], name="rope/ReduceSum", keepdims=0)
+        picked = g.op(
+            "ReduceSum",
+            [
+                g.op("Mul", [freqs, g.const(onehot, "mrope_select")], name="rope/Select"),
+                g.const(np.array([0], np.int64)),
+            ],
+            name="rope/ReduceSum",
+            keepdims=0,
+        )
         emb = g.op("Concat", [picked, picked], name="rope/Concat", axis=-1)  # [1,seq,hd]
         cos = self.unsqueeze(g.op("Cos", [emb], name="rope/Cos"), 1, "rope/CosU")
         sin = self.unsqueeze(g.op("Sin", [emb], name="rope/Sin"), 1, "rope/SinU")
@@ -161,28 +191,53 @@ class _Decoder:
     def apply_rotary(self, x: str, cos: str, sin: str, name: str) -> str:
         g = self.g
         half = self.s.head_dim // 2
-        x1 = g.op("Slice", [x, g.const(np.array([0], np.int64)), g.const(np.array([half], np.int64)),
-                            g.const(np.array([-1], np.int64))], name=f"{name}/SliceLo")
-        x2 = g.op("Slice", [x, g.const(np.array([half], np.int64)), g.const(np.array([2 * half], np.int64)),
-                            g.const(np.array([-1], np.int64))], name=f"{name}/SliceHi")
+        x1 = g.op(
+            "Slice",
+            [
+                x,
+                g.const(np.array([0], np.int64)),
+                g.const(np.array([half], np.int64)),
+                g.const(np.array([-1], np.int64)),
+            ],
+            name=f"{name}/SliceLo",
+        )
+        x2 = g.op(
+            "Slice",
+            [
+                x,
+                g.const(np.array([half], np.int64)),
+                g.const(np.array([2 * half], np.int64)),
+                g.const(np.array([-1], np.int64)),
+            ],
+            name=f"{name}/SliceHi",
+        )
         rot = g.op("Concat", [g.op("Neg", [x2], name=f"{name}/Neg"), x1], name=f"{name}/RotHalf", axis=-1)
-        return g.op("Add", [g.op("Mul", [x, cos], name=f"{name}/MulCos"),
-                            g.op("Mul", [rot, sin], name=f"{name}/MulSin")], name=f"{name}/Add")
+        return g.op(
+            "Add",
+            [g.op("Mul", [x, cos], name=f"{name}/MulCos"), g.op("Mul", [rot, sin], name=f"{name}/MulSin")],
+            name=f"{name}/Add",
+        )
 
     def allowed_mask(self, inputs_embeds: str, attention_mask: str) -> str:
         """bool ``[seq, total]``: key j is visible to query i iff ``j <= past + i`` and ``attention_mask[j]``."""
         g = self.g
-        seq = g.op("Squeeze", [g.op("Shape", [inputs_embeds], name="mask/ShapeSeq", start=1, end=2)],
-                   name="mask/SeqScalar")
-        total = g.op("Squeeze", [g.op("Shape", [attention_mask], name="mask/ShapeTotal", start=1, end=2)],
-                     name="mask/TotalScalar")
+        seq = g.op(
+            "Squeeze", [g.op("Shape", [inputs_embeds], name="mask/ShapeSeq", start=1, end=2)], name="mask/SeqScalar"
+        )
+        total = g.op(
+            "Squeeze",
+            [g.op("Shape", [attention_mask], name="mask/ShapeTotal", start=1, end=2)],
+            name="mask/TotalScalar",
+        )
         past = g.op("Sub", [total, seq], name="mask/Past")
         one = g.const(np.array(1, np.int64))
         k_idx = g.op("Range", [g.const(np.array(0, np.int64)), total, one], name="mask/KeyIdx")
         q_idx = g.op("Range", [past, total, one], name="mask/QueryIdx")
-        causal = g.op("LessOrEqual", [self.unsqueeze(k_idx, 0, "mask/KeyRow"),
-                                      self.unsqueeze(q_idx, 1, "mask/QueryCol")],
-                      name="mask/Causal")
+        causal = g.op(
+            "LessOrEqual",
+            [self.unsqueeze(k_idx, 0, "mask/KeyRow"), self.unsqueeze(q_idx, 1, "mask/QueryCol")],
+            name="mask/Causal",
+        )
         pad = g.op("Cast", [attention_mask], name="mask/Pad", to=9)  # bool [1,total]
         return g.op("And", [causal, pad], name="mask/Allowed")
 
@@ -194,8 +249,13 @@ class _Decoder:
         h = self.rms_norm(x, get(f"{pre}.input_layernorm.weight"), f"layers.{i}.input_layernorm")
         proj = {}
         for which in ("q_proj", "k_proj", "v_proj"):
-            proj[which] = self.linear(h, get(f"{pre}.self_attn.{which}.weight"), f"layers.{i}.self_attn.{which}",
-                                      self.p.layer(i), bias=get(f"{pre}.self_attn.{which}.bias"))
+            proj[which] = self.linear(
+                h,
+                get(f"{pre}.self_attn.{which}.weight"),
+                f"layers.{i}.self_attn.{which}",
+                self.p.layer(i),
+                bias=get(f"{pre}.self_attn.{which}.bias"),
+            )
 
         def heads_first(t: str, n: int, tag: str) -> str:
             r = g.op("Reshape", [t, g.const(np.array([1, -1, n, hd], np.int64))], name=f"layers.{i}/{tag}/Reshape")
@@ -204,20 +264,32 @@ class _Decoder:
         q = self.apply_rotary(heads_first(proj["q_proj"], heads, "q"), cos, sin, f"layers.{i}/q_rope")
         k = self.apply_rotary(heads_first(proj["k_proj"], kv, "k"), cos, sin, f"layers.{i}/k_rope")
         v = heads_first(proj["v_proj"], kv, "v")
-        k_all = g.op("Concat", [past_name(i, "key"), k], outputs=[present_name(i, "key")],
-                     name=f"layers.{i}/PresentKey", axis=2)
-        v_all = g.op("Concat", [past_name(i, "value"), v], outputs=[present_name(i, "value")],
-                     name=f"layers.{i}/PresentValue", axis=2)
+        k_all = g.op(
+            "Concat", [past_name(i, "key"), k], outputs=[present_name(i, "key")], name=f"layers.{i}/PresentKey", axis=2
+        )
+        v_all = g.op(
+            "Concat",
+            [past_name(i, "value"), v],
+            outputs=[present_name(i, "value")],
+            name=f"layers.{i}/PresentValue",
+            axis=2,
+        )
         q5 = g.op("Reshape", [q, g.const(np.array([1, kv, groups, -1, hd], np.int64))], name=f"layers.{i}/q5")
-        k_t = g.op("Transpose", [self.unsqueeze(k_all, 2, f"layers.{i}/k5")],
-                   name=f"layers.{i}/kT", perm=[0, 1, 2, 4, 3])
-        scores = g.op("Mul", [g.op("MatMul", [q5, k_t], name=f"layers.{i}/QK"),
-                              g.const(np.array(hd ** -0.5, np.float32))], name=f"layers.{i}/Scale")
-        scores = g.op("Where", [allowed, scores, g.const(np.array(np.finfo(np.float32).min, np.float32))],
-                      name=f"layers.{i}/Mask")
+        k_t = g.op(
+            "Transpose", [self.unsqueeze(k_all, 2, f"layers.{i}/k5")], name=f"layers.{i}/kT", perm=[0, 1, 2, 4, 3]
+        )
+        scores = g.op(
+            "Mul",
+            [g.op("MatMul", [q5, k_t], name=f"layers.{i}/QK"), g.const(np.array(hd**-0.5, np.float32))],
+            name=f"layers.{i}/Scale",
+        )
+        scores = g.op(
+            "Where", [allowed, scores, g.const(np.array(np.finfo(np.float32).min, np.float32))], name=f"layers.{i}/Mask"
+        )
         probs = g.op("Softmax", [scores], name=f"layers.{i}/Softmax", axis=-1)
-        ctx = g.op("MatMul", [probs, self.unsqueeze(v_all, 2, f"layers.{i}/v5")],
-                   name=f"layers.{i}/PV")  # [1,kv,groups,seq,hd]
+        ctx = g.op(
+            "MatMul", [probs, self.unsqueeze(v_all, 2, f"layers.{i}/v5")], name=f"layers.{i}/PV"
+        )  # [1,kv,groups,seq,hd]
         ctx = g.op("Reshape", [ctx, g.const(np.array([1, heads, -1, hd], np.int64))], name=f"layers.{i}/ctx4")
         ctx = g.op("Transpose", [ctx], name=f"layers.{i}/ctxT", perm=[0, 2, 1, 3])
         ctx = g.op("Reshape", [ctx, g.const(np.array([1, -1, heads * hd], np.int64))], name=f"layers.{i}/ctx3")
@@ -226,8 +298,11 @@ class _Decoder:
         h = self.rms_norm(x, get(f"{pre}.post_attention_layernorm.weight"), f"layers.{i}.post_attention_layernorm")
         gate = self.linear(h, get(f"{pre}.mlp.gate_proj.weight"), f"layers.{i}.mlp.gate_proj", self.p.layer(i))
         up = self.linear(h, get(f"{pre}.mlp.up_proj.weight"), f"layers.{i}.mlp.up_proj", self.p.layer(i))
-        act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate], name=f"layers.{i}/Sigmoid")],
-                                name=f"layers.{i}/SiLU"), up], name=f"layers.{i}/GLU")
+        act = g.op(
+            "Mul",
+            [g.op("Mul", [gate, g.op("Sigmoid", [gate], name=f"layers.{i}/Sigmoid")], name=f"layers.{i}/SiLU"), up],
+            name=f"layers.{i}/GLU",
+        )
         down = self.linear(act, get(f"{pre}.mlp.down_proj.weight"), f"layers.{i}.mlp.down_proj", self.p.layer(i))
         return g.op("Add", [x, down], name=f"layers.{i}/Residual2")
 
@@ -235,9 +310,11 @@ class _Decoder:
 def decoder_io(shape: TextShape) -> tuple[list[tuple[str, str, tuple]], list[tuple[str, str, tuple]]]:
     """``(inputs, outputs)`` as ``(name, dtype, shape)`` with named dynamic dims (manifest and graph)."""
     kv = (1, shape.num_kv_heads)
-    inputs = [("inputs_embeds", "float32", (1, "seq", shape.hidden_size)),
-              ("attention_mask", "int64", (1, "total")),
-              ("position_ids", "int64", (3, 1, "seq"))]
+    inputs = [
+        ("inputs_embeds", "float32", (1, "seq", shape.hidden_size)),
+        ("attention_mask", "int64", (1, "total")),
+        ("position_ids", "int64", (3, 1, "seq")),
+    ]
     outputs = [("logits", "float32", (1, shape.vocab_size))]
     for i in range(shape.num_layers):
         for kind in ("key", "value"):
@@ -246,9 +323,16 @@ def decoder_io(shape: TextShape) -> tuple[list[tuple[str, str, tuple]], list[tup
     return inputs, outputs
 
 
-def build_decoder(shape: TextShape, get: Callable[[str], np.ndarray], inv_freq: np.ndarray,
-                  precision: DecoderPrecision, out_dir: Path, *, file_name: str = "decoder.onnx",
-                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def build_decoder(
+    shape: TextShape,
+    get: Callable[[str], np.ndarray],
+    inv_freq: np.ndarray,
+    precision: DecoderPrecision,
+    out_dir: Path,
+    *,
+    file_name: str = "decoder.onnx",
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Write ``out_dir/decoder.onnx`` (+ ``.data``) from checkpoint weights.
 
     Args:
@@ -266,8 +350,10 @@ def build_decoder(shape: TextShape, get: Callable[[str], np.ndarray], inv_freq: 
     from onnx import TensorProto, helper
 
     if any(i >= shape.num_layers for i in precision.int8_layers):
-        raise ConfigError(f"int8_layers {sorted(precision.int8_layers)} name a layer the model does not have "
-                          f"(it has {shape.num_layers}: 0..{shape.num_layers - 1})")
+        raise ConfigError(
+            f"int8_layers {sorted(precision.int8_layers)} name a layer the model does not have "
+            f"(it has {shape.num_layers}: 0..{shape.num_layers - 1})"
+        )
     out_dir = Path(out_dir)
     data = ExternalData(out_dir / (file_name + ".data"))
     g = GraphWriter(data)
@@ -281,8 +367,16 @@ def build_decoder(shape: TextShape, get: Callable[[str], np.ndarray], inv_freq: 
             if progress:
                 progress(1)
         x = d.rms_norm(x, get("lm.norm.weight"), "norm")
-        last = g.op("Slice", [x, g.const(np.array([-1], np.int64)), g.const(np.array([2**62], np.int64)),
-                              g.const(np.array([1], np.int64))], name="LastPosition")
+        last = g.op(
+            "Slice",
+            [
+                x,
+                g.const(np.array([-1], np.int64)),
+                g.const(np.array([2**62], np.int64)),
+                g.const(np.array([1], np.int64)),
+            ],
+            name="LastPosition",
+        )
         last = g.op("Reshape", [last, g.const(np.array([1, shape.hidden_size], np.int64))], name="LastHidden")
         head = get("lm.embed_tokens.weight") if shape.tie_word_embeddings else get("lm_head.weight")
         d.linear(last, head, "lm_head", precision.lm_head, group="lm_head")
@@ -292,11 +386,19 @@ def build_decoder(shape: TextShape, get: Callable[[str], np.ndarray], inv_freq: 
         data.close()
     dtypes = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
     ins, outs = decoder_io(shape)
-    model = g.model([helper.make_tensor_value_info(n, dtypes[t], list(s)) for n, t, s in ins],
-                    [helper.make_tensor_value_info(n, dtypes[t], list(s)) for n, t, s in outs],
-                    graph_name="qwen25vl_decoder", domains={"com.microsoft": 1})
+    model = g.model(
+        [helper.make_tensor_value_info(n, dtypes[t], list(s)) for n, t, s in ins],
+        [helper.make_tensor_value_info(n, dtypes[t], list(s)) for n, t, s in outs],
+        graph_name="qwen25vl_decoder",
+        domains={"com.microsoft": 1},
+    )
     path = out_dir / file_name
     with open(path, "wb") as f:
         f.write(model.SerializeToString())
-    return {"file": file_name, "data_file": data.path.name, "weight_bytes": dict(g.weight_bytes),
-            "inputs": ins, "outputs": outs}
+    return {
+        "file": file_name,
+        "data_file": data.path.name,
+        "weight_bytes": dict(g.weight_bytes),
+        "inputs": ins,
+        "outputs": outs,
+    }

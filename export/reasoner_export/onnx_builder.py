@@ -92,8 +92,17 @@ class GraphWriter:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def op(self, op_type: str, inputs: list[str], *, name: str | None = None, outputs: list[str] | None = None,
-           n_out: int = 1, domain: str | None = None, **attrs) -> str | list[str]:
+    def op(
+        self,
+        op_type: str,
+        inputs: list[str],
+        *,
+        name: str | None = None,
+        outputs: list[str] | None = None,
+        n_out: int = 1,
+        domain: str | None = None,
+        **attrs,
+    ) -> str | list[str]:
         """Add a node; returns its output name (or names when ``n_out > 1``)."""
         from onnx import helper
 

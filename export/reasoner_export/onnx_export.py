@@ -91,8 +91,9 @@ class ReasonerExportConfig:
         if self.weights not in WEIGHTS:
             raise ConfigError(f"unsupported precision {self.weights!r}", hint=f"use one of {', '.join(WEIGHTS)}")
         if self.lm_head not in ("auto", *WEIGHTS):
-            raise ConfigError(f"unsupported LM head precision {self.lm_head!r}",
-                              hint=f"use auto or one of {', '.join(WEIGHTS)}")
+            raise ConfigError(
+                f"unsupported LM head precision {self.lm_head!r}", hint=f"use auto or one of {', '.join(WEIGHTS)}"
+            )
         if self.embeddings_dtype not in ("auto", "float32", "float16"):
             raise ConfigError(f"embeddings_dtype must be auto, float32 or float16, got {self.embeddings_dtype!r}")
         if self.validate not in ("full", "quick", "none"):
@@ -112,9 +113,12 @@ class ReasonerExportConfig:
         head = self.lm_head
         if head == "auto":
             head = "int8" if self.weights in ("int4", "int8") else self.weights
-        return DecoderPrecision(self.weights, head, QuantSpec(block_size=self.block_size,
-                                                              accuracy_level=self.accuracy_level),
-                                int8_layers=self.int8_layers)
+        return DecoderPrecision(
+            self.weights,
+            head,
+            QuantSpec(block_size=self.block_size, accuracy_level=self.accuracy_level),
+            int8_layers=self.int8_layers,
+        )
 
     def embedding_dtype(self) -> str:
         if self.embeddings_dtype != "auto":
@@ -142,8 +146,15 @@ def export_vision(ckpt: QwenCheckpoint, reader: WeightReader, path: Path) -> dic
         raw = Path(tmp) / "vision.onnx"
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, (dummy,), str(raw), dynamo=False, input_names=["pixel_values"],
-                              output_names=["image_embeds"], opset_version=17)
+            torch.onnx.export(
+                wrapper,
+                (dummy,),
+                str(raw),
+                dynamo=False,
+                input_names=["pixel_values"],
+                output_names=["image_embeds"],
+                opset_version=17,
+            )
         del wrapper, visual
         release_memory()
         return _consolidate(raw, path)
@@ -213,16 +224,23 @@ def _copy_files(ckpt: QwenCheckpoint, dest: Path) -> dict[str, str]:
     return files
 
 
-def _settings(ckpt: QwenCheckpoint, cfg: ReasonerExportConfig, files: dict[str, str],
-              emb_shape: tuple[int, int], emb_dtype: str, precision: DecoderPrecision) -> dict[str, Any]:
+def _settings(
+    ckpt: QwenCheckpoint,
+    cfg: ReasonerExportConfig,
+    files: dict[str, str],
+    emb_shape: tuple[int, int],
+    emb_dtype: str,
+    precision: DecoderPrecision,
+) -> dict[str, Any]:
     pre = ckpt.preprocess
     gen = ckpt.generation
     eos = gen.get("eos_token_id", getattr(ckpt.config.text_config, "eos_token_id", None))
     eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
     if not eos_ids:
         eos_ids = [ckpt.token_ids["im_end"]]
-    template = next((files[n] for n in ("chat_template.jinja", "chat_template.json") if n in files),
-                    files["tokenizer_config.json"])
+    template = next(
+        (files[n] for n in ("chat_template.jinja", "chat_template.json") if n in files), files["tokenizer_config.json"]
+    )
     return {
         "format": REASONER_FORMAT,
         "model_type": "qwen2_5_vl",
@@ -238,19 +256,25 @@ def _settings(ckpt: QwenCheckpoint, cfg: ReasonerExportConfig, files: dict[str, 
         "eos_token_ids": eos_ids,
         "pad_token_id": gen.get("pad_token_id", ckpt.token_ids["endoftext"]),
         "bos_token_id": gen.get("bos_token_id"),
-        "generation_defaults": {k: gen[k] for k in ("do_sample", "temperature", "top_p", "top_k",
-                                                    "repetition_penalty") if k in gen},
-        "files": {"tokenizer": files["tokenizer.json"], "tokenizer_config": files["tokenizer_config.json"],
-                  "chat_template": template, "preprocessor_config": files["preprocessor_config.json"],
-                  "settings": "reasoner/reasoner.json", **({"generation_config": files["generation_config.json"]}
-                                                           if "generation_config.json" in files else {})},
+        "generation_defaults": {
+            k: gen[k] for k in ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty") if k in gen
+        },
+        "files": {
+            "tokenizer": files["tokenizer.json"],
+            "tokenizer_config": files["tokenizer_config.json"],
+            "chat_template": template,
+            "preprocessor_config": files["preprocessor_config.json"],
+            "settings": "reasoner/reasoner.json",
+            **({"generation_config": files["generation_config.json"]} if "generation_config.json" in files else {}),
+        },
         "embeddings": {"file": "reasoner/embed_tokens.npy", "dtype": emb_dtype, "shape": list(emb_shape)},
         "decoder": {"logits": "last_position", "batch": 1, "kv_dtype": "float32"},
     }
 
 
-def _graph_specs(ckpt: QwenCheckpoint, vision: dict, decoder: dict, precision: DecoderPrecision,
-                 cfg: ReasonerExportConfig) -> dict[str, GraphSpec]:
+def _graph_specs(
+    ckpt: QwenCheckpoint, vision: dict, decoder: dict, precision: DecoderPrecision, cfg: ReasonerExportConfig
+) -> dict[str, GraphSpec]:
     pre, text = ckpt.preprocess, ckpt.text
     max_ctx = cfg.max_context or pre.num_image_tokens + 2048
     max_prompt = min(max_ctx, pre.num_image_tokens + PROMPT_TEXT_TOKENS)
@@ -259,23 +283,22 @@ def _graph_specs(ckpt: QwenCheckpoint, vision: dict, decoder: dict, precision: D
         file=f"reasoner/{vision['file']}",
         inputs=(TensorSpec("pixel_values", "float32", (pre.num_patches, pre.patch_dim)),),
         outputs=(TensorSpec("image_embeds", "float32", (pre.num_image_tokens, text.hidden_size)),),
-        precision="fp32", external_data=tuple(f"reasoner/{f}" for f in vision["external_data"]),
+        precision="fp32",
+        external_data=tuple(f"reasoner/{f}" for f in vision["external_data"]),
     )
     decoder_spec = GraphSpec(
         file=f"reasoner/{decoder['file']}",
         inputs=tuple(TensorSpec(n, t, s) for n, t, s in decoder["inputs"]),
         outputs=tuple(TensorSpec(n, t, s) for n, t, s in decoder["outputs"]),
         precision=precision.body,
-        dynamic_dims={"seq": (1, 1, max_prompt), "past": (1, typical, max_ctx),
-                      "total": (2, typical + 1, max_ctx + 1)},
+        dynamic_dims={"seq": (1, 1, max_prompt), "past": (1, typical, max_ctx), "total": (2, typical + 1, max_ctx + 1)},
         quantization=precision.to_dict(),
         external_data=(f"reasoner/{decoder['data_file']}",),
     )
     return {"reasoner.vision": vision_spec, "reasoner.decoder": decoder_spec}
 
 
-def export_reasoner(model_dir: str | Path, out_dir: str | Path,
-                    config: ReasonerExportConfig | None = None) -> Manifest:
+def export_reasoner(model_dir: str | Path, out_dir: str | Path, config: ReasonerExportConfig | None = None) -> Manifest:
     """Export a Qwen2.5-VL checkpoint into the ``reasoner`` component of ``out_dir``.
 
     Raises:
@@ -288,10 +311,17 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path,
     ckpt = inspect_checkpoint(model_dir, input_size=cfg.input_size)
     precision = cfg.decoder_precision()
     reader = WeightReader(ckpt.weight_files)
-    log.info("exporting %s: %d layers, hidden %d, input %d (%d image tokens), decoder %s%s / lm_head %s",
-             ckpt.path, ckpt.text.num_layers, ckpt.text.hidden_size, ckpt.preprocess.input_size,
-             ckpt.preprocess.num_image_tokens, precision.body,
-             f" (int8 layers {list(precision.int8_layers)})" if precision.int8_layers else "", precision.lm_head)
+    log.info(
+        "exporting %s: %d layers, hidden %d, input %d (%d image tokens), decoder %s%s / lm_head %s",
+        ckpt.path,
+        ckpt.text.num_layers,
+        ckpt.text.hidden_size,
+        ckpt.preprocess.input_size,
+        ckpt.preprocess.num_image_tokens,
+        precision.body,
+        f" (int8 layers {list(precision.int8_layers)})" if precision.int8_layers else "",
+        precision.lm_head,
+    )
     with EngineDirWriter(out_dir, "reasoner") as w:
         comp = w.path("reasoner/reasoner.json").parent
         files = _copy_files(ckpt, comp)
@@ -305,8 +335,14 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path,
         log.info("writing the decoder graph (%s)", precision.body)
         bar = _progress(ckpt.text.num_layers, "decoder")
         try:
-            decoder = build_decoder(ckpt.text, reader.get, rotary_inv_freq(ckpt.config), precision, comp,
-                                    progress=bar.update if bar else None)
+            decoder = build_decoder(
+                ckpt.text,
+                reader.get,
+                rotary_inv_freq(ckpt.config),
+                precision,
+                comp,
+                progress=bar.update if bar else None,
+            )
         finally:
             if bar:
                 bar.close()
@@ -319,8 +355,14 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path,
         settings["decoder"]["weight_bytes"] = decoder["weight_bytes"]
         (comp / "reasoner.json").write_text(json.dumps(settings, indent=2) + "\n")
         graphs = _graph_specs(ckpt, vision, decoder, precision, cfg)
-        sources = [SourceCheckpoint("reasoner", str(model_dir), sha256_tree(ckpt.path),
-                                    {"model_type": "qwen2_5_vl", "text": ckpt.text.to_dict()})]
+        sources = [
+            SourceCheckpoint(
+                "reasoner",
+                str(model_dir),
+                sha256_tree(ckpt.path),
+                {"model_type": "qwen2_5_vl", "text": ckpt.text.to_dict()},
+            )
+        ]
         numbers: dict[str, Any] = {}
         if cfg.validate != "none":
             from .validate import validate_reasoner

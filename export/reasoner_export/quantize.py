@@ -54,9 +54,16 @@ class QuantSpec:
             raise ConfigError("only symmetric quantization is supported")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bits": self.bits, "block_size": self.block_size, "symmetric": True,
-                "accuracy_level": self.accuracy_level, "format": "MatMulNBits", "algorithm": "rtn",
-                "scale_dtype": "float32", "zero_point": 2 ** (self.bits - 1)}
+        return {
+            "bits": self.bits,
+            "block_size": self.block_size,
+            "symmetric": True,
+            "accuracy_level": self.accuracy_level,
+            "format": "MatMulNBits",
+            "algorithm": "rtn",
+            "scale_dtype": "float32",
+            "zero_point": 2 ** (self.bits - 1),
+        }
 
 
 def _blocks(k: int, block_size: int) -> int:
@@ -111,13 +118,13 @@ def dequantize_rows(packed: np.ndarray, scales: np.ndarray, k: int, bits: int, c
     n, kb, _ = packed.shape
     out = np.empty((n, k), dtype=np.float32)
     for i in range(0, n, chunk):
-        p = packed[i:i + chunk]
+        p = packed[i : i + chunk]
         if bits == 4:
             q = np.stack([p & 0x0F, p >> 4], axis=-1).reshape(p.shape[0], kb, -1).astype(np.float32) - 8
         else:
             q = p.astype(np.float32) - 128
-        q *= scales[i:i + chunk].reshape(p.shape[0], kb, 1).astype(np.float32)
-        out[i:i + chunk] = q.reshape(p.shape[0], -1)[:, :k]
+        q *= scales[i : i + chunk].reshape(p.shape[0], kb, 1).astype(np.float32)
+        out[i : i + chunk] = q.reshape(p.shape[0], -1)[:, :k]
     return out
 
 

@@ -56,11 +56,12 @@ def validation_samples(n: int, seed: int = 0) -> list[tuple[np.ndarray, str]]:
     for i in range(n):
         h, w = sizes[i % len(sizes)]
         yy, xx = np.mgrid[0:h, 0:w]
-        img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)),
-                        np.full_like(xx, 40 * i % 256)], axis=-1).astype(np.int32)
+        img = np.stack(
+            [(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), np.full_like(xx, 40 * i % 256)], axis=-1
+        ).astype(np.int32)
         for _ in range(4):
             y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
-            img[y0:y0 + rng.integers(10, h // 2), x0:x0 + rng.integers(10, w // 2)] = rng.integers(0, 256, 3)
+            img[y0 : y0 + rng.integers(10, h // 2), x0 : x0 + rng.integers(10, w // 2)] = rng.integers(0, 256, 3)
         img = np.clip(img + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
         out.append((img, QUESTIONS[i % len(QUESTIONS)]))
     return out
@@ -137,8 +138,10 @@ def _chat_template_matches(ckpt: QwenCheckpoint) -> bool:
     question = "the cup the robot should pick up"
     rendered = proc.apply_chat_template(seg_zero_messages(question), add_generation_prompt=True, tokenize=False)
     if rendered != render_chat(question):
-        log.warning("the checkpoint's chat template renders the Seg-Zero prompt differently from the prompt "
-                    "contract; the runtime uses the contract (segzero_edge.prompt.render_chat)")
+        log.warning(
+            "the checkpoint's chat template renders the Seg-Zero prompt differently from the prompt "
+            "contract; the runtime uses the contract (segzero_edge.prompt.render_chat)"
+        )
         return False
     return True
 
@@ -174,8 +177,9 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     n_pairs = cfg.validation_pairs if cfg.validate == "full" else min(2, cfg.validation_pairs)
     samples = validation_samples(n_pairs)
     opts = GenerationOptions(max_new_tokens=cfg.validation_tokens, stop_at_answer=False)
-    constrained = GenerationOptions(max_new_tokens=cfg.validation_tokens + 128, constrained=True,
-                                    thinking_budget=cfg.validation_tokens)
+    constrained = GenerationOptions(
+        max_new_tokens=cfg.validation_tokens + 128, constrained=True, thinking_budget=cfg.validation_tokens
+    )
     weights = manifest.component("reasoner")["weights"]
     try:  # the answer constraint needs the native extension
         from segzero_edge import _native  # noqa: F401
@@ -199,17 +203,28 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
             vis = ref.model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
         res = ref.generate(image, question, opts, output_logits=True)
         c_ref = list(ref.generate(image, question, constrained).token_ids) if constrained else None
-        refs.append({"ids": inputs["input_ids"][0].numpy(), "pixels": inputs["pixel_values"].numpy(),
-                     "vision": torch.cat(list(vis)).numpy(), "tokens": list(res.token_ids), "logits": ref.last_logits,
-                     "constrained": c_ref})
+        refs.append(
+            {
+                "ids": inputs["input_ids"][0].numpy(),
+                "pixels": inputs["pixel_values"].numpy(),
+                "vision": torch.cat(list(vis)).numpy(),
+                "tokens": list(res.token_ids),
+                "logits": ref.last_logits,
+                "constrained": c_ref,
+            }
+        )
     del ref
     _free()
 
     # phase 2: ONNX Runtime
     log.info("validation phase 2/3: the engine on ONNX Runtime")
     engine = Reasoner(manifest, engine_dir=engine_root, device="cpu", threads=cfg.threads, verify="none")
-    numbers: dict[str, Any] = {"pairs": n_pairs, "max_new_tokens": cfg.validation_tokens, "weights": weights,
-                               "checkpoint_chat_template_matches_prompt_contract": template_ok}
+    numbers: dict[str, Any] = {
+        "pairs": n_pairs,
+        "max_new_tokens": cfg.validation_tokens,
+        "weights": weights,
+        "checkpoint_chat_template_matches_prompt_contract": template_ok,
+    }
     ids_equal = pix = vis = 0.0
     identical, c_identical, top1, errs, rel = 0, 0, [], [], []
     engine_tokens, engine_constrained = [], []
@@ -243,20 +258,31 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
             t = manifest.component("reasoner")["text"]
             engine.decoder = None  # release the exported graph's session before building the twin's
             _free()
-            engine.decoder = DecoderRunner(make_session(twin, engine.device, threads=cfg.threads), t["num_layers"],
-                                           t["num_kv_heads"], t["head_dim"])
+            engine.decoder = DecoderRunner(
+                make_session(twin, engine.device, threads=cfg.threads),
+                t["num_layers"],
+                t["num_kv_heads"],
+                t["head_dim"],
+            )
             exact_tokens = [list(engine.generate(im, q, opts).token_ids) for im, q in samples]
-            exact_constrained = [list(engine.generate(im, q, constrained).token_ids) for im, q in samples] \
-                if constrained else []
+            exact_constrained = (
+                [list(engine.generate(im, q, constrained).token_ids) for im, q in samples] if constrained else []
+            )
         finally:
             twin.unlink(missing_ok=True)
     del engine
     _free()
-    numbers.update(prompt_ids_identical=int(ids_equal), pixel_values_max_abs_diff=pix,
-                   vision_max_rel_diff=round(vis, 8), greedy_identical_to_transformers_fp32=identical)
+    numbers.update(
+        prompt_ids_identical=int(ids_equal),
+        pixel_values_max_abs_diff=pix,
+        vision_max_rel_diff=round(vis, 8),
+        greedy_identical_to_transformers_fp32=identical,
+    )
     if constrained:
-        numbers.update(constrained_identical_to_transformers_fp32=c_identical,
-                       constrained_thinking_budget=constrained.thinking_budget)
+        numbers.update(
+            constrained_identical_to_transformers_fp32=c_identical,
+            constrained_thinking_budget=constrained.thinking_budget,
+        )
     problems = []
     if ids_equal < n_pairs:
         problems.append("prompt ids differ from the transformers processor")
@@ -269,8 +295,11 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     if weights == "fp32" and constrained and c_identical < n_pairs:
         problems.append("fp32 constrained greedy tokens differ from transformers generate")
     if weights != "fp32":
-        numbers.update(top1_agreement_vs_fp32=round(float(np.mean(top1)), 4), logits_max_abs_err=max(errs),
-                       logits_rel_rms_err=round(float(np.mean(rel)), 6))
+        numbers.update(
+            top1_agreement_vs_fp32=round(float(np.mean(top1)), 4),
+            logits_max_abs_err=max(errs),
+            logits_rel_rms_err=round(float(np.mean(rel)), 6),
+        )
 
         # phase 3: transformers carrying the engine's dequantized weights
         log.info("validation phase 3/3: transformers with the engine's dequantized weights")
@@ -278,13 +307,15 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
         replaced = load_engine_weights_into(model, engine_root, manifest)
         deq = TorchReasoner(ckpt.path, model=model)
         deq_tokens = [list(deq.generate(image, q, opts).token_ids) for image, q in samples]
-        deq_constrained = [list(deq.generate(image, q, constrained).token_ids) for image, q in samples] \
-            if constrained else []
+        deq_constrained = (
+            [list(deq.generate(image, q, constrained).token_ids) for image, q in samples] if constrained else []
+        )
         same = sum(int(a == b) for a, b in zip(deq_tokens, exact_tokens))
         c_same = sum(int(a == b) for a, b in zip(deq_constrained, exact_constrained)) if constrained else None
         if twin is not None:  # informational: the engine as exported (int8 activations on CPU)
             numbers["accuracy_level_greedy_identical_to_dequantized_torch"] = sum(
-                int(a == b) for a, b in zip(deq_tokens, engine_tokens))
+                int(a == b) for a, b in zip(deq_tokens, engine_tokens)
+            )
         del deq, model
         _free()
         numbers.update(greedy_identical_to_dequantized_torch=same, dequantized_tensors=replaced)
@@ -296,6 +327,9 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
                 problems.append("constrained tokens differ from transformers carrying the same dequantized weights")
     log.info("reasoner validation: %s", numbers)
     if problems:
-        raise ExportValidationError("; ".join(problems), numbers=numbers,
-                                    hint="nothing was written; report this with the checkpoint's config.json")
+        raise ExportValidationError(
+            "; ".join(problems),
+            numbers=numbers,
+            hint="nothing was written; report this with the checkpoint's config.json",
+        )
     return numbers

@@ -60,7 +60,7 @@ def load_vision_tower(config: Any, weights: WeightReader):
         for name in list(weights.names()):
             if not name.startswith("visual."):
                 continue
-            key = name[len("visual."):]
+            key = name[len("visual.") :]
             if key not in params:
                 log.warning("ignoring unexpected vision weight %s", name)
                 continue
@@ -100,7 +100,7 @@ def load_reference_model(config: Any, weights: WeightReader):
     prefixes = (("lm.", "model.language_model."), ("visual.", "model.visual."), ("lm_head.", "lm_head."))
     with torch.no_grad():
         for name in list(weights.names()):
-            target = next((new + name[len(old):] for old, new in prefixes if name.startswith(old)), None)
+            target = next((new + name[len(old) :] for old, new in prefixes if name.startswith(old)), None)
             if target not in params:
                 if not (target == "lm_head.weight" and config.tie_word_embeddings):
                     log.warning("ignoring unexpected weight %s", name)

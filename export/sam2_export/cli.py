@@ -8,9 +8,7 @@ import signal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint", required=True, help="official SAM 2 / 2.1 .pt file ({'model': state_dict})"
-    )
+    parser.add_argument("--checkpoint", required=True, help="official SAM 2 / 2.1 .pt file ({'model': state_dict})")
     parser.add_argument(
         "--config",
         required=True,

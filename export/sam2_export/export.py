@@ -119,8 +119,6 @@ def export_sam2(
         del runtime
         check_gates(numbers, cfg)
         numbers["export_seconds"] = round(time.perf_counter() - t0, 1)
-        manifest = writer.commit(
-            settings=settings.to_dict(), graphs=graphs, sources=sources, validation=numbers
-        )
+        manifest = writer.commit(settings=settings.to_dict(), graphs=graphs, sources=sources, validation=numbers)
     log.info("exported %s to %s in %.0f s", cfg.config, out_dir, time.perf_counter() - t0)
     return manifest

@@ -58,9 +58,7 @@ def _quiet_exporter():
             log.debug("torch.onnx: %s", line)
 
 
-def _export(
-    module, args: tuple, path: Path, *, input_names, output_names, dynamic_shapes, opset: int
-) -> None:
+def _export(module, args: tuple, path: Path, *, input_names, output_names, dynamic_shapes, opset: int) -> None:
     import torch
 
     with _quiet_exporter(), torch.no_grad():

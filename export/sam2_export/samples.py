@@ -75,14 +75,8 @@ def prompt_cases(height: int, width: int, seed: int) -> list[PromptCase]:
     return [
         PromptCase("box+points", b[None], two[None], np.ones((1, 2), np.float32)),
         PromptCase("box", b[None]),
-        PromptCase(
-            "points", points=np.concatenate([two[:1], bg])[None], labels=np.array([[1, 0]], np.float32)
-        ),
+        PromptCase("points", points=np.concatenate([two[:1], bg])[None], labels=np.array([[1, 0]], np.float32)),
         PromptCase("point", points=two[:1][None], labels=np.ones((1, 1), np.float32)),
-        PromptCase(
-            "3 objects", boxes3, np.stack([inside(x, 1) for x in boxes3]), np.ones((3, 1), np.float32)
-        ),
-        PromptCase(
-            "box+points+mask", b[None], two[None], np.ones((1, 2), np.float32), use_previous_mask=True
-        ),
+        PromptCase("3 objects", boxes3, np.stack([inside(x, 1) for x in boxes3]), np.ones((3, 1), np.float32)),
+        PromptCase("box+points+mask", b[None], two[None], np.ones((1, 2), np.float32), use_previous_mask=True),
     ]

@@ -73,9 +73,7 @@ def _previous_mask(oracle: OfficialPredictor, case: PromptCase) -> np.ndarray:
     return np.asarray(low_res)[int(np.argmax(scores))][None]  # [1, r, r], clamped as the predictor returns it
 
 
-def validate_sam2(
-    model, runtime: Sam2Runtime, cfg: Sam2ExportConfig, *, progress: bool = False
-) -> dict[str, Any]:
+def validate_sam2(model, runtime: Sam2Runtime, cfg: Sam2ExportConfig, *, progress: bool = False) -> dict[str, Any]:
     """Run the comparisons of the module docstring; returns the numbers for ``manifest.validation``."""
     import onnxruntime
     import torch
@@ -102,9 +100,7 @@ def validate_sam2(
                 kinds.append(case.kind)
             mask_input = _previous_mask(oracle, case) if case.use_previous_mask else None
             prompts = dict(boxes=case.boxes, points=case.points, labels=case.labels, mask_input=mask_input)
-            ref_low, ref_iou, ref_obj = oracle.predict_all_tokens(
-                case.points, case.labels, case.boxes, mask_input
-            )
+            ref_low, ref_iou, ref_obj = oracle.predict_all_tokens(case.points, case.labels, case.boxes, mask_input)
             n, batches = build_prompts(
                 **prompts,
                 image_wh=(w, h),
@@ -145,9 +141,7 @@ def _numbers(rep: _Report, kinds, sizes, cfg: Sam2ExportConfig, torch_version: s
         "reference_max_abs": {k: rep.ref[k] for k in sorted(rep.ref) if not k.startswith("runtime.")},
         "mask_iou_min": min(graphs),
         "mask_iou_mean": float(np.mean(graphs)),
-        "mask_iou_min_per_kind": {
-            k.split(".", 1)[1]: min(v) for k, v in rep.iou.items() if k.startswith("graphs.")
-        },
+        "mask_iou_min_per_kind": {k.split(".", 1)[1]: min(v) for k, v in rep.iou.items() if k.startswith("graphs.")},
         "mask_choice_agreement": float(np.mean(rep.agree)) if rep.agree else 1.0,
         "runtime_preprocess_max_abs_diff": rep.diff["runtime.preprocess"],
         "runtime_mask_iou_min": min(runtime),

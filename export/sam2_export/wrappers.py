@@ -118,9 +118,7 @@ class MaskDecoderGraph(nn.Module):
         # Divisors of (x, y): the official forward_with_coords divides x by W and y by H.
         self.register_buffer("input_wh", torch.tensor([float(w), float(h)]), persistent=False)
         # Constant per model: the positional encoding of the 64x64 grid (get_dense_pe()).
-        self.register_buffer(
-            "dense_pe", self.prompt_encoder.get_dense_pe().detach().clone(), persistent=False
-        )
+        self.register_buffer("dense_pe", self.prompt_encoder.get_dense_pe().detach().clone(), persistent=False)
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pe_layer = self.prompt_encoder.pe_layer
@@ -148,9 +146,7 @@ class MaskDecoderGraph(nn.Module):
         pe = self.prompt_encoder
         sparse = self._embed_points(point_coords, point_labels)
         has = has_mask_input.reshape(-1, 1, 1, 1)
-        dense = has * pe.mask_downscaling(mask_input) + (1.0 - has) * pe.no_mask_embed.weight.reshape(
-            1, -1, 1, 1
-        )
+        dense = has * pe.mask_downscaling(mask_input) + (1.0 - has) * pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
         n = sparse.shape[0]
         masks, iou_pred, _, object_score_logits = self.mask_decoder.predict_masks(
             image_embeddings=image_embed.expand(n, -1, -1, -1),

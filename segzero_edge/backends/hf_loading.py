@@ -80,8 +80,10 @@ def processor_class() -> type:
             if getattr(self, "video_processor", None) is not None:
                 return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
             if push_to_hub:
-                raise InputError("push_to_hub is not supported by the image-only processor",
-                                 hint="save to a directory and upload it yourself")
+                raise InputError(
+                    "push_to_hub is not supported by the image-only processor",
+                    hint="save to a directory and upload it yourself",
+                )
             save_directory = Path(save_directory)
             save_directory.mkdir(parents=True, exist_ok=True)
             if self.chat_template and not self.tokenizer.chat_template:
@@ -142,8 +144,12 @@ def load_qwen_processor(path: str | Path):
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(path))
     cls = processor_class()
-    return cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-               chat_template=_chat_template(path, tokenizer))
+    return cls(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=None,
+        chat_template=_chat_template(path, tokenizer),
+    )
 
 
 def _torch_dtype(dtype):
@@ -156,8 +162,9 @@ def _torch_dtype(dtype):
     return "auto" if dtype == "auto" else getattr(torch, dtype)
 
 
-def load_qwen_model(path: str | Path, dtype: Any = "float32", *, device: str = "cpu",
-                    attn_implementation: str | None = None):
+def load_qwen_model(
+    path: str | Path, dtype: Any = "float32", *, device: str = "cpu", attn_implementation: str | None = None
+):
     """The ``Qwen2_5_VLForConditionalGeneration`` of a checkpoint directory, in eval mode.
 
     Args:
@@ -174,8 +181,7 @@ def load_qwen_model(path: str | Path, dtype: Any = "float32", *, device: str = "
         raise CheckpointError(f"{path / 'config.json'} is not valid JSON: {exc}") from exc
     if config.get("model_type") != "qwen2_5_vl":
         raise CheckpointError(
-            f"{path} holds a {config.get('model_type')!r} model, not a Qwen2.5-VL one "
-            "(model_type 'qwen2_5_vl')",
+            f"{path} holds a {config.get('model_type')!r} model, not a Qwen2.5-VL one (model_type 'qwen2_5_vl')",
             hint="Seg-Zero reasoners are Qwen2.5-VL checkpoints (e.g. Ricky06662/Seg-Zero-7B)",
         )
     _import_transformers()

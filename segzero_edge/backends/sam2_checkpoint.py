@@ -39,16 +39,19 @@ def build_sam2_model(config: str, *, apply_postprocessing: bool = True):
     if not is_config_file(resolved):
         from sam2.build_sam import build_sam2
 
-        return build_sam2(resolved, ckpt_path=None, device="cpu", mode="eval",
-                          apply_postprocessing=apply_postprocessing)
+        return build_sam2(
+            resolved, ckpt_path=None, device="cpu", mode="eval", apply_postprocessing=apply_postprocessing
+        )
     from hydra.utils import instantiate
     from omegaconf import DictConfig, OmegaConf
 
     try:
         cfg = OmegaConf.load(resolved)
     except Exception as exc:  # yaml / omegaconf raise several types
-        raise ConfigError(f"cannot read SAM2 config file {resolved}: {exc}",
-                          hint="pass a YAML file in the official SAM2 config format") from exc
+        raise ConfigError(
+            f"cannot read SAM2 config file {resolved}: {exc}",
+            hint="pass a YAML file in the official SAM2 config format",
+        ) from exc
     target = OmegaConf.select(cfg, "model._target_") if isinstance(cfg, DictConfig) else None
     if not isinstance(target, str) or not target.startswith("sam2."):
         raise ConfigError(
@@ -141,11 +144,7 @@ def load_sam2_model(path: str | Path, config: str):
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    reshaped = [
-        k
-        for k in expected
-        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)
-    ]
+    reshaped = [k for k in expected if k in state and tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape)]
     if missing or unexpected or reshaped:
         guess = guess_config(state)
         examples = ", ".join((missing + unexpected + reshaped)[:3])
@@ -157,9 +156,11 @@ def load_sam2_model(path: str | Path, config: str):
                 f"{guess.split('/')[-1].removesuffix('.yaml')}"
             )
         else:
-            hint = "pass the --config the checkpoint belongs to: " + ", ".join(
-                c.split("/")[-1].removesuffix(".yaml") for c in SAM2_CONFIGS
-            ) + ", or the config .yaml file it was trained with"
+            hint = (
+                "pass the --config the checkpoint belongs to: "
+                + ", ".join(c.split("/")[-1].removesuffix(".yaml") for c in SAM2_CONFIGS)
+                + ", or the config .yaml file it was trained with"
+            )
         raise CheckpointError(
             f"checkpoint {path} does not match config {config_path}: {len(missing)} keys missing, "
             f"{len(unexpected)} unexpected, {len(reshaped)} with another shape (e.g. {examples})",

@@ -23,8 +23,7 @@ from ..manifest import Manifest, SourceCheckpoint, Verify, sha256_file, sha256_t
 
 log = logging.getLogger(__name__)
 
-_ARGS = {"reasoner": ("reasoner_checkpoint", "--reasoner-checkpoint"),
-         "sam2": ("sam2_checkpoint", "--sam2-checkpoint")}
+_ARGS = {"reasoner": ("reasoner_checkpoint", "--reasoner-checkpoint"), "sam2": ("sam2_checkpoint", "--sam2-checkpoint")}
 
 
 def recorded_source(manifest: Manifest, component: str) -> SourceCheckpoint | None:
@@ -32,8 +31,9 @@ def recorded_source(manifest: Manifest, component: str) -> SourceCheckpoint | No
     return next((s for s in manifest.sources if s.component == component), None)
 
 
-def resolve_checkpoint(manifest: Manifest, component: str, given: str | Path | None = None, *,
-                       verify: Verify = "full") -> Path:
+def resolve_checkpoint(
+    manifest: Manifest, component: str, given: str | Path | None = None, *, verify: Verify = "full"
+) -> Path:
     """The checkpoint of ``component`` (``"reasoner"``: HF directory; ``"sam2"``: official ``.pt``).
 
     Raises:
@@ -48,20 +48,23 @@ def resolve_checkpoint(manifest: Manifest, component: str, given: str | Path | N
         if not path.exists():
             raise CheckpointError(f"{component} checkpoint {path} does not exist", hint=how)
     elif source is None or not source.path:
-        raise CheckpointError(f"the manifest records no {component} source checkpoint: the torch backend has no "
-                              "weights to load", hint=how)
+        raise CheckpointError(
+            f"the manifest records no {component} source checkpoint: the torch backend has no weights to load", hint=how
+        )
     else:
         path = Path(source.path)
         if not path.exists():
             raise CheckpointError(
                 f"the {component} checkpoint this engine was exported from ({path}) is not on this machine",
-                hint=how + ", or use backend='ort'")
+                hint=how + ", or use backend='ort'",
+            )
     if verify == "full" and source is not None and source.sha256:
         digest = sha256_tree(path) if path.is_dir() else sha256_file(path)
         if digest != source.sha256:
             raise CheckpointError(
                 f"{component} checkpoint {path} is not the one this engine was exported from "
                 f"(sha256 {digest[:12]}..., manifest {source.sha256[:12]}...)",
-                hint=how + "; or verify='none' to run other weights on purpose")
+                hint=how + "; or verify='none' to run other weights on purpose",
+            )
     log.info("torch backend: %s weights from %s", component, path)
     return path

@@ -53,7 +53,7 @@ def constraint_logits_processor(constraint: TokenConstraint, prompt_len: int):
 
         def __call__(self, input_ids, scores):
             new = input_ids[0, prompt_len:].tolist()
-            for token in new[self.seen:]:
+            for token in new[self.seen :]:
                 constraint.advance(int(token))
             self.seen = len(new)
             forced = list(constraint.forced())
@@ -100,8 +100,16 @@ class TorchReasoner:
             constraint for this tokenizer, the model's logits width and input size).
     """
 
-    def __init__(self, model_dir: str | Path, *, device: str = "cpu", dtype: str = "float32", weights: str = "fp32",
-                 model: Any = None, constraint_factory: Callable[..., TokenConstraint] | None = None):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        weights: str = "fp32",
+        model: Any = None,
+        constraint_factory: Callable[..., TokenConstraint] | None = None,
+    ):
         if weights not in QUANTO_WEIGHTS:
             raise InputError(f"unsupported torch weights {weights!r}", hint=f"use one of {', '.join(QUANTO_WEIGHTS)}")
         self.model_dir = Path(model_dir)
@@ -112,7 +120,8 @@ class TorchReasoner:
         if weights != "fp32":
             self._quantize(weights)
         self._constraint_factory = constraint_factory or AnswerConstraintFactory(
-            self.tokenizer, vocab_size=self.model.config.text_config.vocab_size, input_size=self.input_size)
+            self.tokenizer, vocab_size=self.model.config.text_config.vocab_size, input_size=self.input_size
+        )
 
     def _quantize(self, weights: str) -> None:
         try:
@@ -133,8 +142,15 @@ class TorchReasoner:
         inputs = self.processor(images=[resized], text=[render_chat(question)], return_tensors="pt")
         return inputs.to(self.model.device)
 
-    def generate(self, image: ImageInput, question: str, options: GenerationOptions | None = None, *,
-                 on_text: Callable[[str], None] | None = None, output_logits: bool = False) -> ReasonerResult:
+    def generate(
+        self,
+        image: ImageInput,
+        question: str,
+        options: GenerationOptions | None = None,
+        *,
+        on_text: Callable[[str], None] | None = None,
+        output_logits: bool = False,
+    ) -> ReasonerResult:
         """Like ``Reasoner.generate``. With ``output_logits``, the per-step logits are kept in ``self.last_logits``
         (``[new_tokens, vocab]`` float32)."""
         torch = _torch()
@@ -157,9 +173,15 @@ class TorchReasoner:
         streamer = _CallbackStreamer(self.tokenizer, on_text) if on_text else None
         t0 = time.perf_counter()
         with torch.no_grad():  # (quanto int4 fails under inference_mode)
-            out = self.model.generate(**inputs, logits_processor=processors, stopping_criteria=stops,
-                                      streamer=streamer, return_dict_in_generate=True, output_logits=output_logits,
-                                      **kwargs)
+            out = self.model.generate(
+                **inputs,
+                logits_processor=processors,
+                stopping_criteria=stops,
+                streamer=streamer,
+                return_dict_in_generate=True,
+                output_logits=output_logits,
+                **kwargs,
+            )
         t1 = time.perf_counter()
         tokens = out.sequences[0, prompt_len:].tolist()
         if output_logits:
@@ -167,13 +189,22 @@ class TorchReasoner:
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos])
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        reason = "eos" if tokens and tokens[-1] in eos else (
-            "answer" if options.stop_at_answer and AnswerStream().feed(text) else "max_new_tokens")
-        return ReasonerResult(text=text, token_ids=tuple(tokens), prompt_tokens=prompt_len, stop_reason=reason,
-                              timings_ms={"generate": (t1 - t0) * 1e3, "total": (t1 - start) * 1e3},
-                              decode_tokens_per_s=len(tokens) / (t1 - t0) if t1 > t0 else 0.0,
-                              forward_calls=len(tokens), image_size=load_image(image).size,
-                              input_size=self.input_size)
+        reason = (
+            "eos"
+            if tokens and tokens[-1] in eos
+            else ("answer" if options.stop_at_answer and AnswerStream().feed(text) else "max_new_tokens")
+        )
+        return ReasonerResult(
+            text=text,
+            token_ids=tuple(tokens),
+            prompt_tokens=prompt_len,
+            stop_reason=reason,
+            timings_ms={"generate": (t1 - t0) * 1e3, "total": (t1 - start) * 1e3},
+            decode_tokens_per_s=len(tokens) / (t1 - t0) if t1 > t0 else 0.0,
+            forward_calls=len(tokens),
+            image_size=load_image(image).size,
+            input_size=self.input_size,
+        )
 
     def teacher_forced_logits(self, image: ImageInput, question: str, token_ids: list[int]) -> np.ndarray:
         """Logits ``[len(token_ids), vocab]`` predicting each of ``token_ids`` (one forward pass)."""
@@ -185,7 +216,7 @@ class TorchReasoner:
         inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
         inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(extra)], dim=1)
         with torch.no_grad():  # (quanto int4 fails under inference_mode)
-            logits = self.model(**inputs).logits[0, prompt_len - 1:]
+            logits = self.model(**inputs).logits[0, prompt_len - 1 :]
         return logits.float().cpu().numpy()
 
 
@@ -205,12 +236,12 @@ class _CallbackStreamer:
         self.ids.extend(int(v) for v in value.reshape(-1).tolist())
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if len(text) > len(self.text) and not text.endswith("\ufffd"):
-            self.callback(text[len(self.text):])
+            self.callback(text[len(self.text) :])
             self.text = text
 
     def end(self) -> None:
         """Flush what was held back (a trailing partial UTF-8 character decodes to U+FFFD)."""
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if len(text) > len(self.text) and text.startswith(self.text):
-            self.callback(text[len(self.text):])
+            self.callback(text[len(self.text) :])
             self.text = text

@@ -211,11 +211,13 @@ def torch_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" or device == "cuda" or device.startswith("cuda:"):
         if device != "cpu" and not torch.cuda.is_available():
-            raise BackendUnavailableError(f"device {device!r}: this torch has no CUDA",
-                                          hint="use device='cpu', or install a CUDA build of torch")
+            raise BackendUnavailableError(
+                f"device {device!r}: this torch has no CUDA", hint="use device='cpu', or install a CUDA build of torch"
+            )
         return device
-    raise InputError(f"device {device!r} is not a torch device",
-                     hint="use 'auto', 'cpu' or 'cuda' with backend='torch'")
+    raise InputError(
+        f"device {device!r} is not a torch device", hint="use 'auto', 'cpu' or 'cuda' with backend='torch'"
+    )
 
 
 class TorchSam2Backend:
@@ -250,8 +252,11 @@ class TorchSam2Backend:
             raise InputError("mask_input must be given for all objects of a call or for none")
         masks = self._tensor(feeds["mask_input"]) if has.all() else None
         low_res, iou, obj = decode_tokens(self.model, feats, (coords, labels), masks)
-        return {"low_res_masks": low_res.float().cpu().numpy(), "iou_scores": iou.float().cpu().numpy(),
-                "object_score_logits": obj.float().cpu().numpy()}
+        return {
+            "low_res_masks": low_res.float().cpu().numpy(),
+            "iou_scores": iou.float().cpu().numpy(),
+            "object_score_logits": obj.float().cpu().numpy(),
+        }
 
 
 class TorchSam2:
@@ -276,8 +281,16 @@ class TorchSam2:
         CheckpointError: no usable checkpoint. BackendUnavailableError: torch/sam2 or CUDA missing.
     """
 
-    def __init__(self, engine_dir: str | Path, *, manifest: Manifest | None = None, device: str = "auto",
-                 checkpoint: str | Path | None = None, threads: int | None = None, verify: Verify = "full") -> None:
+    def __init__(
+        self,
+        engine_dir: str | Path,
+        *,
+        manifest: Manifest | None = None,
+        device: str = "auto",
+        checkpoint: str | Path | None = None,
+        threads: int | None = None,
+        verify: Verify = "full",
+    ) -> None:
         from .sam2_checkpoint import load_sam2_model
         from .sources import recorded_source, resolve_checkpoint
 
@@ -285,8 +298,7 @@ class TorchSam2:
         try:
             import sam2  # noqa: F401
         except ImportError as exc:
-            raise missing_extra("the torch reference SAM2 backend (official sam2 package)", "torch",
-                                cause=exc) from exc
+            raise missing_extra("the torch reference SAM2 backend (official sam2 package)", "torch", cause=exc) from exc
         self.engine_dir = Path(engine_dir)
         self.manifest = manifest if manifest is not None else load_manifest(self.engine_dir, verify=verify)
         self.settings = Sam2Settings.from_mapping(self.manifest.component(COMPONENT))
@@ -298,8 +310,10 @@ class TorchSam2:
         dev = torch_device(device)
         model = load_sam2_model(self.checkpoint, config).to(dev)
         if model.image_size != self.settings.image_size:
-            raise CheckpointError(f"{self.checkpoint} has input size {model.image_size}, the engine "
-                                  f"{self.settings.image_size}", hint="pass the checkpoint this engine came from")
+            raise CheckpointError(
+                f"{self.checkpoint} has input size {model.image_size}, the engine {self.settings.image_size}",
+                hint="pass the checkpoint this engine came from",
+            )
         self.model = model
         self.backend = TorchSam2Backend(model, dev)
         log.info("sam2 stage: torch (%s on %s)", config, dev)
@@ -316,8 +330,9 @@ class TorchSam2:
         x = official_preprocess(rgb, self.image_size).numpy()
         t_pre = _ms(t0)
         feats = self.encode_preprocessed(x, (rgb.shape[1], rgb.shape[0]))
-        return Sam2Features(**feats.feeds(), image_size=feats.image_size,
-                            timings_ms={"preprocess": t_pre, **feats.timings_ms})
+        return Sam2Features(
+            **feats.feeds(), image_size=feats.image_size, timings_ms={"preprocess": t_pre, **feats.timings_ms}
+        )
 
     def encode_preprocessed(self, image: np.ndarray, image_size: tuple[int, int]) -> Sam2Features:
         """Encode a preprocessed ``[1, 3, S, S]`` float32 image of original size ``(W, H)``."""
@@ -343,8 +358,17 @@ class TorchSam2:
         stable = (stability >= dec.dynamic_multimask_stability_thresh).numpy().reshape(-1)
         return np.where(stable, 0, best)
 
-    def decode(self, features: Sam2Features, *, boxes=None, points=None, labels=None, mask_input=None,
-               mask_mode: str | None = None, image_size: tuple[int, int] | None = None) -> Sam2Result:
+    def decode(
+        self,
+        features: Sam2Features,
+        *,
+        boxes=None,
+        points=None,
+        labels=None,
+        mask_input=None,
+        mask_mode: str | None = None,
+        image_size: tuple[int, int] | None = None,
+    ) -> Sam2Result:
         """``Sam2Runtime.decode``: N masks in prompt order, coordinates in original-image pixels."""
         torch = _torch()
         import torch.nn.functional as F
@@ -353,8 +377,16 @@ class TorchSam2:
         mode = resolve_mask_mode(mask_mode, s.default_mask_mode)
         w, h = image_size or features.image_size
         t0 = time.perf_counter()
-        n, batches = build_prompts(boxes=boxes, points=points, labels=labels, mask_input=mask_input, image_wh=(w, h),
-                                   image_size=s.image_size, low_res_size=s.low_res_size, max_objects=s.max_objects)
+        n, batches = build_prompts(
+            boxes=boxes,
+            points=points,
+            labels=labels,
+            mask_input=mask_input,
+            image_wh=(w, h),
+            image_size=s.image_size,
+            low_res_size=s.low_res_size,
+            max_objects=s.max_objects,
+        )
         r = s.low_res_size
         low_res = np.empty((n, 4, r, r), np.float32)
         iou = np.empty((n, 4), np.float32)
@@ -371,10 +403,17 @@ class TorchSam2:
         with torch.no_grad():  # postprocess_masks: bilinear straight to the original size, then > threshold
             up = F.interpolate(torch.from_numpy(logits[:, None].copy()), (h, w), mode="bilinear", align_corners=False)
         masks = (up[:, 0] > s.mask_threshold).numpy()
-        return Sam2Result(masks=masks, scores=iou[rows, chosen].astype(np.float32), chosen=chosen.astype(np.int64),
-                          low_res_logits=np.clip(logits, -s.logit_clamp, s.logit_clamp), iou_scores=iou,
-                          object_score_logits=obj.reshape(n), mask_mode=mode, image_size=(w, h),
-                          timings_ms={"decoder": t_dec, "postprocess": _ms(t0)})
+        return Sam2Result(
+            masks=masks,
+            scores=iou[rows, chosen].astype(np.float32),
+            chosen=chosen.astype(np.int64),
+            low_res_logits=np.clip(logits, -s.logit_clamp, s.logit_clamp),
+            iou_scores=iou,
+            object_score_logits=obj.reshape(n),
+            mask_mode=mode,
+            image_size=(w, h),
+            timings_ms={"decoder": t_dec, "postprocess": _ms(t0)},
+        )
 
     def segment(self, image: ImageLike, **prompts) -> Sam2Result:
         """``decode(encode(image), **prompts)``."""

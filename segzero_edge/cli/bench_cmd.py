@@ -28,27 +28,44 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("engine_dir", type=Path, help="engine directory written by `segzero-edge export`")
-    parser.add_argument("--images", type=Path, default=None,
-                        help="an image, or a folder of images, each optionally with <name>.json holding its query "
-                             "as {\"text\": ...} (default: the repository's assets/demo_scene.png and its query)")
-    parser.add_argument("--text", nargs="+", default=None,
-                        help="instruction(s), used in turn (overrides the <name>.json queries)")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        help="an image, or a folder of images, each optionally with <name>.json holding its query "
+        'as {"text": ...} (default: the repository\'s assets/demo_scene.png and its query)',
+    )
+    parser.add_argument(
+        "--text", nargs="+", default=None, help="instruction(s), used in turn (overrides the <name>.json queries)"
+    )
     parser.add_argument("--runs", type=int, default=10, help="timed requests (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed requests first (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON report (default: %(default)s)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the markdown table to this file")
     parser.add_argument("--plot", type=Path, default=None, help="latency plot PNG (needs matplotlib)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="where to run (default: %(default)s: CUDA when ONNX Runtime can use it)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "ort", "trt"],
-                        help="SAM2 backend: ort, or trt (engines from `segzero-edge build`) (default: auto)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where to run (default: %(default)s: CUDA when ONNX Runtime can use it)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "ort", "trt"],
+        help="SAM2 backend: ort, or trt (engines from `segzero-edge build`) (default: auto)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per ONNX Runtime session")
     parser.add_argument("--max-new-tokens", type=int, default=1024, help="most generated tokens (default: %(default)s)")
-    parser.add_argument("--no-overlap", action="store_true",
-                        help="encode with SAM2 after reasoning instead of concurrently")
-    parser.add_argument("--cache", action="store_true",
-                        help="keep SAM2 features and vision embeddings between requests (repeated frames); by "
-                             "default every request encodes its image")
+    parser.add_argument(
+        "--no-overlap", action="store_true", help="encode with SAM2 after reasoning instead of concurrently"
+    )
+    parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="keep SAM2 features and vision embeddings between requests (repeated frames); by "
+        "default every request encodes its image",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -57,8 +74,9 @@ def find_requests(images: Path | None, texts: list[str] | None) -> list[tuple[Pa
     if images is None:
         images = REPO_ASSETS / "demo_scene.png"
         if not images.is_file():
-            raise InputError(f"the default image {images} is not here (installed from a wheel?)",
-                             hint="pass --images and --text")
+            raise InputError(
+                f"the default image {images} is not here (installed from a wheel?)", hint="pass --images and --text"
+            )
     if images.is_dir():
         paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     elif images.is_file():
@@ -75,7 +93,7 @@ def find_requests(images: Path | None, texts: list[str] | None) -> list[tuple[Pa
         meta = p.with_suffix(".json")
         text = json.loads(meta.read_text()).get("text") if meta.is_file() else None
         if not isinstance(text, str) or not text.strip():
-            raise InputError(f"no query for {p}", hint=f"pass --text, or write {meta.name} with {{\"text\": ...}}")
+            raise InputError(f"no query for {p}", hint=f'pass --text, or write {meta.name} with {{"text": ...}}')
         out.append((p, text))
     return out
 
@@ -109,14 +127,18 @@ class _Progress:
 
 
 def _engine_summary(manifest: Any) -> dict[str, Any]:
-    return {name: {"file": g.file, "precision": g.precision, "quantization": dict(g.quantization or {})}
-            for name, g in manifest.graphs.items()}
+    return {
+        name: {"file": g.file, "precision": g.precision, "quantization": dict(g.quantization or {})}
+        for name, g in manifest.graphs.items()
+    }
 
 
 def _providers(seg: Any) -> dict[str, list[str]]:
     out = {}
-    for name, session in (("reasoner.vision", getattr(seg.reasoner, "vision_session", None)),
-                          ("reasoner.decoder", getattr(getattr(seg.reasoner, "decoder", None), "session", None))):
+    for name, session in (
+        ("reasoner.vision", getattr(seg.reasoner, "vision_session", None)),
+        ("reasoner.decoder", getattr(getattr(seg.reasoner, "decoder", None), "session", None)),
+    ):
         if session is not None and hasattr(session, "get_providers"):
             out[name] = list(session.get_providers())
     return out
@@ -139,8 +161,12 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     ax.scatter([s["p99"] for s in st], names, marker="x", color="#c44e52", label="p99", zorder=3)
     ax.set_xlabel("ms per request")
     m = report["machine"]
-    ax.set_title(f"segzero-edge bench: {Path(report['engine_dir']).name} on {report['device']} "
-                 f"({m['cpu']}, {report['config']['runs']} runs)", fontsize=9, pad=24)
+    ax.set_title(
+        f"segzero-edge bench: {Path(report['engine_dir']).name} on {report['device']} "
+        f"({m['cpu']}, {report['config']['runs']} runs)",
+        fontsize=9,
+        pad=24,
+    )
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,17 +183,24 @@ def _run(args: argparse.Namespace) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("segzero-edge bench: --plot needs matplotlib.\n  -> pip install 'segzero-edge[bench]'",
-                  file=sys.stderr)
+            print(
+                "segzero-edge bench: --plot needs matplotlib.\n  -> pip install 'segzero-edge[bench]'", file=sys.stderr
+            )
             return 3
     pairs = find_requests(args.images, args.text)
     requests = [(load_image(p), t) for p, t in pairs]
     machine = machine_info()
     started = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     t0 = time.perf_counter()
-    seg = Segmenter(args.engine_dir, device=args.device, backend=args.backend, threads=args.threads,
-                    cache_size=4 if args.cache else 0, max_new_tokens=args.max_new_tokens,
-                    overlap=not args.no_overlap)
+    seg = Segmenter(
+        args.engine_dir,
+        device=args.device,
+        backend=args.backend,
+        threads=args.threads,
+        cache_size=4 if args.cache else 0,
+        max_new_tokens=args.max_new_tokens,
+        overlap=not args.no_overlap,
+    )
     load_s = time.perf_counter() - t0
     progress = _Progress(args.warmup + args.runs, enabled=not args.no_progress)
 
@@ -176,8 +209,14 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         with seg:
-            report = run_bench(seg, requests, runs=args.runs, warmup=args.warmup, on_run=on_run,
-                               track_gpu=seg.reasoner.device.kind != "cpu")
+            report = run_bench(
+                seg,
+                requests,
+                runs=args.runs,
+                warmup=args.warmup,
+                on_run=on_run,
+                track_gpu=seg.reasoner.device.kind != "cpu",
+            )
             device = {"reasoner": str(seg.reasoner.device.kind), "sam2": seg.sam2.backend.device}
             backend = {"reasoner": "ort", "sam2": seg.sam2.backend.name}
             providers = _providers(seg)
@@ -198,10 +237,17 @@ def _run(args: argparse.Namespace) -> int:
         "backend": backend,
         "providers": providers,
         "versions": machine["versions"],
-        "config": {"runs": args.runs, "warmup": args.warmup, "cache": args.cache, "overlap": not args.no_overlap,
-                   "max_new_tokens": args.max_new_tokens},
-        "requests": [{"image": str(p), "text": t, "size": [int(r[0].shape[1]), int(r[0].shape[0])]}
-                     for (p, t), r in zip(pairs, requests)],
+        "config": {
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "cache": args.cache,
+            "overlap": not args.no_overlap,
+            "max_new_tokens": args.max_new_tokens,
+        },
+        "requests": [
+            {"image": str(p), "text": t, "size": [int(r[0].shape[1]), int(r[0].shape[0])]}
+            for (p, t), r in zip(pairs, requests)
+        ],
         "load_s": load_s,
         **report.to_dict(),
     }
@@ -209,8 +255,10 @@ def _run(args: argparse.Namespace) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown_table(result)
     mem = result["memory"]
-    print(f"segzero-edge bench: {args.engine_dir} on {result['device']} (sam2 backend {backend['sam2']}), "
-          f"{args.runs} runs after {args.warmup} warm-up, load average {machine['load_average']}")
+    print(
+        f"segzero-edge bench: {args.engine_dir} on {result['device']} (sam2 backend {backend['sam2']}), "
+        f"{args.runs} runs after {args.warmup} warm-up, load average {machine['load_average']}"
+    )
     print()
     print(table)
     print()
@@ -218,8 +266,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"peak host memory {mem['peak_rss_mb']:.0f} MB{gpu}; engine load {load_s:.1f} s")
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"# segzero-edge bench\n\n`{result['command']}` ({started}, {machine['cpu']}, "
-                                 f"load average {machine['load_average']})\n\n{table}\n")
+        args.markdown.write_text(
+            f"# segzero-edge bench\n\n`{result['command']}` ({started}, {machine['cpu']}, "
+            f"load average {machine['load_average']})\n\n{table}\n"
+        )
     if args.plot is not None:
         plot_report(result, args.plot)
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))

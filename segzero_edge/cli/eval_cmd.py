@@ -37,16 +37,26 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="parquet/hf-disk split (e.g. test), RefCOCO split (val)")
     parser.add_argument("--split-by", default=None, help="RefCOCO refs file refs(SPLIT_BY).p: umd, unc, google")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
-    parser.add_argument("--drop-both-empty", action="store_true",
-                        help="drop samples whose prediction and ground truth are both empty (official behaviour)")
-    parser.add_argument("--out", type=Path, default=Path("eval_out"),
-                        help="folder for samples.jsonl and summary.json (default: %(default)s)")
+    parser.add_argument(
+        "--drop-both-empty",
+        action="store_true",
+        help="drop samples whose prediction and ground truth are both empty (official behaviour)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("eval_out"),
+        help="folder for samples.jsonl and summary.json (default: %(default)s)",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
     parser.add_argument("--backend", default="auto", choices=["auto", "ort", "trt"], help="SAM2 backend")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per ONNX Runtime session")
     parser.add_argument("--max-new-tokens", type=int, default=1024, help="most generated tokens (default: %(default)s)")
-    parser.add_argument("--no-constraint", action="store_true",
-                        help="unconstrained generation (as the official evaluation; answers may then fail to parse)")
+    parser.add_argument(
+        "--no-constraint",
+        action="store_true",
+        help="unconstrained generation (as the official evaluation; answers may then fail to parse)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -73,9 +83,18 @@ def _run(args: argparse.Namespace) -> int:
     started = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     machine = machine_info()
     bar = _progress(total, not args.no_progress)
-    with Segmenter(args.engine_dir, device=args.device, backend=args.backend, threads=args.threads, cache_size=1,
-                   max_new_tokens=args.max_new_tokens, constrained=not args.no_constraint) as seg, \
-            open(args.out / "samples.jsonl", "w") as jsonl:
+    with (
+        Segmenter(
+            args.engine_dir,
+            device=args.device,
+            backend=args.backend,
+            threads=args.threads,
+            cache_size=1,
+            max_new_tokens=args.max_new_tokens,
+            constrained=not args.no_constraint,
+        ) as seg,
+        open(args.out / "samples.jsonl", "w") as jsonl,
+    ):
 
         def on_sample(r: Any) -> None:
             jsonl.write(json.dumps(r.to_dict()) + "\n")
@@ -85,8 +104,7 @@ def _run(args: argparse.Namespace) -> int:
                 bar.update(1)
 
         try:
-            report = evaluate(seg, dataset, limit=args.limit, drop_both_empty=args.drop_both_empty,
-                              on_sample=on_sample)
+            report = evaluate(seg, dataset, limit=args.limit, drop_both_empty=args.drop_both_empty, on_sample=on_sample)
         finally:
             if bar is not None:
                 bar.close()
@@ -99,22 +117,33 @@ def _run(args: argparse.Namespace) -> int:
         "date": started,
         "machine": machine,
         "engine_dir": str(args.engine_dir),
-        "options": {"limit": args.limit, "drop_both_empty": args.drop_both_empty, "device": args.device,
-                    "backend": args.backend, "max_new_tokens": args.max_new_tokens,
-                    "constrained": not args.no_constraint},
+        "options": {
+            "limit": args.limit,
+            "drop_both_empty": args.drop_both_empty,
+            "device": args.device,
+            "backend": args.backend,
+            "max_new_tokens": args.max_new_tokens,
+            "constrained": not args.no_constraint,
+        },
         **report.to_dict(),
         "both_empty_counted": {"giou": kept.giou, "ciou": kept.ciou, "n_scored": kept.n_scored},
         "both_empty_dropped_official": {"giou": official.giou, "ciou": official.ciou, "n_scored": official.n_scored},
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     s = report.scores
-    print(f"segzero-edge eval: {args.dataset} ({dataset.layout}), {s.n_samples} samples scored, "
-          f"{report.n_skipped} skipped")
-    print(f"gIoU {100 * s.giou:.2f}  cIoU {100 * s.ciou:.2f}  "
-          f"({'both-empty samples dropped' if s.dropped_both_empty else f'{s.n_both_empty} both-empty counted'})")
+    print(
+        f"segzero-edge eval: {args.dataset} ({dataset.layout}), {s.n_samples} samples scored, "
+        f"{report.n_skipped} skipped"
+    )
+    print(
+        f"gIoU {100 * s.giou:.2f}  cIoU {100 * s.ciou:.2f}  "
+        f"({'both-empty samples dropped' if s.dropped_both_empty else f'{s.n_both_empty} both-empty counted'})"
+    )
     print(f"official (both-empty dropped): gIoU {100 * official.giou:.2f}  cIoU {100 * official.ciou:.2f}")
-    print(f"parse failures {report.n_parse_failures} ({100 * report.parse_failure_rate:.1f}%), "
-          f"errors {report.n_errors}, misses in total {s.n_failed}")
+    print(
+        f"parse failures {report.n_parse_failures} ({100 * report.parse_failure_rate:.1f}%), "
+        f"errors {report.n_errors}, misses in total {s.n_failed}"
+    )
     print(f"wrote {args.out / 'samples.jsonl'} and {args.out / 'summary.json'}")
     return 0
 

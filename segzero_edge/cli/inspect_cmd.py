@@ -13,10 +13,16 @@ from .base import Command
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("engine_dir", type=Path,
-                        help="engine directory written by `segzero-edge export` (the folder holding manifest.json)")
-    parser.add_argument("--quick", action="store_true",
-                        help="check file presence and sizes only, not their sha256 (fast for multi-GB models)")
+    parser.add_argument(
+        "engine_dir",
+        type=Path,
+        help="engine directory written by `segzero-edge export` (the folder holding manifest.json)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="check file presence and sizes only, not their sha256 (fast for multi-GB models)",
+    )
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary")
 
 
@@ -59,16 +65,24 @@ def _device_lines(m: Manifest, engine_dir: Path) -> list[str]:
 
         providers = ort.get_available_providers()
         lines.append(f"onnxruntime       {ort.__version__}, providers: {', '.join(providers)}")
-        lines.append("this device       can run it with ONNX Runtime (CPU" +
-                     (", CUDA" if "CUDAExecutionProvider" in providers else "") + ")")
+        lines.append(
+            "this device       can run it with ONNX Runtime (CPU"
+            + (", CUDA" if "CUDAExecutionProvider" in providers else "")
+            + ")"
+        )
     except ImportError:
         lines.append("onnxruntime       not installed -> pip install 'segzero-edge[ort]' (or [ort-gpu])")
         lines.append("this device       cannot run it until ONNX Runtime is installed")
     for src in m.sources:
         there = Path(src.path).exists()
-        lines.append(f"torch backend     {src.component} source {src.path}: " +
-                     ("present" if there else f"missing here (pass --{src.component}-checkpoint to use "
-                      "`predict --backend torch`)"))
+        lines.append(
+            f"torch backend     {src.component} source {src.path}: "
+            + (
+                "present"
+                if there
+                else f"missing here (pass --{src.component}-checkpoint to use `predict --backend torch`)"
+            )
+        )
     for build in m.trt_builds:
         try:
             verify_files(build.files, engine_dir, "size")
@@ -92,8 +106,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     for line in _summary(manifest, engine_dir):
         print(line)
-    print(f"file check        all {len(manifest.files)} files present" +
-          (", sizes match" if args.quick else ", sizes and sha256 match"))
+    print(
+        f"file check        all {len(manifest.files)} files present"
+        + (", sizes match" if args.quick else ", sizes and sha256 match")
+    )
     for line in _device_lines(manifest, engine_dir):
         print(line)
     return 0

@@ -13,49 +13,97 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("engine_dir", type=Path, help="engine directory written by `segzero-edge export`")
     parser.add_argument("image", type=Path, help="image file (PNG, JPEG, ...)")
     parser.add_argument("text", help='the instruction, e.g. "the cup the robot should pick up"')
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for <image>.overlay.png and <image>.json (default: next to the image)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="where to run (default: %(default)s: CUDA when ONNX Runtime, or torch for "
-                        "--backend torch, can use it, else the CPU)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "ort", "trt", "torch"],
-                        help="ort: ONNX Runtime; trt: SAM2 from the TensorRT engines of `segzero-edge build` "
-                        "(reasoner on ONNX Runtime); torch: the PyTorch reference (transformers + official sam2) "
-                        "run from the engine's source checkpoints; auto: trt when such engines and TensorRT are "
-                        "present, else ort (default: %(default)s)")
-    parser.add_argument("--reasoner-checkpoint", type=Path, default=None,
-                        help="--backend torch: the Hugging Face Qwen2.5-VL directory the engine was exported from "
-                        "(default: the source path recorded in manifest.json)")
-    parser.add_argument("--sam2-checkpoint", type=Path, default=None,
-                        help="--backend torch: the official SAM2 .pt the engine was exported from "
-                        "(default: the source path recorded in manifest.json)")
-    parser.add_argument("--torch-weights", default="auto", choices=["auto", "fp32", "int8", "int4"],
-                        help="--backend torch: reasoner weights (optimum-quanto weight-only int8/int4); auto: "
-                        "int4/int8 when the engine's decoder is, else fp32 (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for <image>.overlay.png and <image>.json (default: next to the image)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where to run (default: %(default)s: CUDA when ONNX Runtime, or torch for "
+        "--backend torch, can use it, else the CPU)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "ort", "trt", "torch"],
+        help="ort: ONNX Runtime; trt: SAM2 from the TensorRT engines of `segzero-edge build` "
+        "(reasoner on ONNX Runtime); torch: the PyTorch reference (transformers + official sam2) "
+        "run from the engine's source checkpoints; auto: trt when such engines and TensorRT are "
+        "present, else ort (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--reasoner-checkpoint",
+        type=Path,
+        default=None,
+        help="--backend torch: the Hugging Face Qwen2.5-VL directory the engine was exported from "
+        "(default: the source path recorded in manifest.json)",
+    )
+    parser.add_argument(
+        "--sam2-checkpoint",
+        type=Path,
+        default=None,
+        help="--backend torch: the official SAM2 .pt the engine was exported from "
+        "(default: the source path recorded in manifest.json)",
+    )
+    parser.add_argument(
+        "--torch-weights",
+        default="auto",
+        choices=["auto", "fp32", "int8", "int4"],
+        help="--backend torch: reasoner weights (optimum-quanto weight-only int8/int4); auto: "
+        "int4/int8 when the engine's decoder is, else fp32 (default: %(default)s)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=1024, help="most generated tokens (default: %(default)s)")
-    parser.add_argument("--thinking-budget", type=int, default=None,
-                        help="most thinking tokens before the answer is forced (default: max-new-tokens - 80)")
-    parser.add_argument("--no-constraint", action="store_true",
-                        help="do not constrain generation to a valid answer (the model may then fail to answer)")
+    parser.add_argument(
+        "--thinking-budget",
+        type=int,
+        default=None,
+        help="most thinking tokens before the answer is forced (default: max-new-tokens - 80)",
+    )
+    parser.add_argument(
+        "--no-constraint",
+        action="store_true",
+        help="do not constrain generation to a valid answer (the model may then fail to answer)",
+    )
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="sampling temperature (with --sample; default: %(default)s)")
-    parser.add_argument("--top-p", type=float, default=1.0,
-                        help="nucleus sampling threshold (with --sample; default: %(default)s = off)")
-    parser.add_argument("--top-k", type=int, default=0,
-                        help="keep the k most likely tokens (with --sample; default: %(default)s = off)")
+    parser.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature (with --sample; default: %(default)s)"
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        default=1.0,
+        help="nucleus sampling threshold (with --sample; default: %(default)s = off)",
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=0, help="keep the k most likely tokens (with --sample; default: %(default)s = off)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (with --sample; default: random)")
-    parser.add_argument("--mask-mode", default="best", choices=["best", "single"],
-                        help="best: highest predicted IoU of SAM2's 3 masks (Seg-Zero); single: single-mask "
-                        "output with SAM2's stability fallback (default: %(default)s)")
-    parser.add_argument("--no-overlap", action="store_true",
-                        help="encode the image with SAM2 after reasoning instead of at the same time "
-                        "(on a small CPU the overlapped stages compete for cores)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads per ONNX Runtime session (torch threads with --backend torch; "
-                        "default: one per core)")
-    parser.add_argument("--sam2-threads", type=int, default=None,
-                        help="CPU threads of the SAM2 sessions only (default: --threads)")
+    parser.add_argument(
+        "--mask-mode",
+        default="best",
+        choices=["best", "single"],
+        help="best: highest predicted IoU of SAM2's 3 masks (Seg-Zero); single: single-mask "
+        "output with SAM2's stability fallback (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="encode the image with SAM2 after reasoning instead of at the same time "
+        "(on a small CPU the overlapped stages compete for cores)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per ONNX Runtime session (torch threads with --backend torch; default: one per core)",
+    )
+    parser.add_argument(
+        "--sam2-threads", type=int, default=None, help="CPU threads of the SAM2 sessions only (default: --threads)"
+    )
     parser.add_argument("--stream", action="store_true", help="print the generated text as it is produced")
 
 
@@ -67,25 +115,47 @@ def _run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     rgb = load_image(args.image)
     on_text = (lambda piece: print(piece, end="", flush=True)) if args.stream else None
-    torch_args = {"reasoner_checkpoint": args.reasoner_checkpoint, "sam2_checkpoint": args.sam2_checkpoint,
-                  "torch_weights": args.torch_weights} if args.backend == "torch" else {}
-    with Segmenter(args.engine_dir, device=args.device, backend=args.backend, threads=args.threads,
-                   sam2_threads=args.sam2_threads, max_new_tokens=args.max_new_tokens,
-                   thinking_budget=args.thinking_budget, constrained=not args.no_constraint, do_sample=args.sample,
-                   temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
-                   mask_mode=args.mask_mode, overlap=not args.no_overlap, **torch_args) as seg:
+    torch_args = (
+        {
+            "reasoner_checkpoint": args.reasoner_checkpoint,
+            "sam2_checkpoint": args.sam2_checkpoint,
+            "torch_weights": args.torch_weights,
+        }
+        if args.backend == "torch"
+        else {}
+    )
+    with Segmenter(
+        args.engine_dir,
+        device=args.device,
+        backend=args.backend,
+        threads=args.threads,
+        sam2_threads=args.sam2_threads,
+        max_new_tokens=args.max_new_tokens,
+        thinking_budget=args.thinking_budget,
+        constrained=not args.no_constraint,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+        mask_mode=args.mask_mode,
+        overlap=not args.no_overlap,
+        **torch_args,
+    ) as seg:
         res = seg.predict(rgb, args.text, on_text=on_text)
     if args.stream:
         print()
-    overlay_path, json_path, _ = save_result(rgb, res, image=args.image, text=args.text, out_dir=out_dir,
-                                             stem=args.image.stem)
+    overlay_path, json_path, _ = save_result(
+        rgb, res, image=args.image, text=args.text, out_dir=out_dir, stem=args.image.stem
+    )
     print_result(res)
     print(f"wrote     : {overlay_path} and {json_path}")
     return 0
 
 
-def save_result(rgb, res, *, image: Path | str, text: str, out_dir: Path, stem: str,
-                extra: dict | None = None) -> tuple[Path, Path, dict]:
+def save_result(
+    rgb, res, *, image: Path | str, text: str, out_dir: Path, stem: str, extra: dict | None = None
+) -> tuple[Path, Path, dict]:
     """Write ``out_dir/<stem>.overlay.png`` (mask tinted, box and points drawn) and ``<stem>.json`` for a
     ``Segmentation`` of the ``(H, W, 3)`` uint8 image ``rgb``. Returns both paths and the JSON record."""
     import numpy as np
@@ -96,10 +166,20 @@ def save_result(rgb, res, *, image: Path | str, text: str, out_dir: Path, stem: 
     json_path = out_dir / f"{stem}.json"
     draw_overlay(rgb, res.mask, res.box, res.points).save(overlay_path)
     record = {
-        "image": str(image), "text": text, "found": res.found, "error": res.error,
-        "box": res.box, "points": res.points, "score": res.score, "mask_pixels": int(np.count_nonzero(res.mask)),
-        "image_size": [rgb.shape[1], rgb.shape[0]], "reasoning": res.reasoning, "raw_text": res.raw_text,
-        "timings_ms": dict(res.timings_ms), "overlay": str(overlay_path), **(extra or {}),
+        "image": str(image),
+        "text": text,
+        "found": res.found,
+        "error": res.error,
+        "box": res.box,
+        "points": res.points,
+        "score": res.score,
+        "mask_pixels": int(np.count_nonzero(res.mask)),
+        "image_size": [rgb.shape[1], rgb.shape[0]],
+        "reasoning": res.reasoning,
+        "raw_text": res.raw_text,
+        "timings_ms": dict(res.timings_ms),
+        "overlay": str(overlay_path),
+        **(extra or {}),
     }
     json_path.write_text(json.dumps(record, indent=2) + "\n")
     return overlay_path, json_path, record

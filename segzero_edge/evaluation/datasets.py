@@ -88,8 +88,9 @@ def iter_index(root: Path, index: str = "index.json") -> Iterator[Item]:
         yield rid, Path(root) / str(rec["image"]), (lambda p=mask_path: load_mask_file(p)), record_texts(rec)
 
 
-def iter_refcoco(root: Path, split: str = "train", split_by: str | None = None,
-                 image_dir: Path | None = None) -> Iterator[Item]:
+def iter_refcoco(
+    root: Path, split: str = "train", split_by: str | None = None, image_dir: Path | None = None
+) -> Iterator[Item]:
     """Refs of ``split`` in a RefCOCO release folder (``refs(<split_by>).p`` is a pickle: trusted sources only)."""
     root = Path(root)
     refs_files = sorted(root.glob("refs(*).p")) if split_by is None else [root / f"refs({split_by}).p"]
@@ -209,8 +210,9 @@ def _from_items(items: Iterator[Item], *, first_text_only: bool = False) -> Iter
             continue
         for j, text in enumerate(texts):
             sid = rid if len(texts) == 1 else f"{rid}_{j}"
-            yield EvalSample(sid, text, str(image_path),
-                             lambda p=image_path, m=mask_loader: (_rgb(p), np.asarray(m(), dtype=bool)))
+            yield EvalSample(
+                sid, text, str(image_path), lambda p=image_path, m=mask_loader: (_rgb(p), np.asarray(m(), dtype=bool))
+            )
 
 
 def _row_sample(row: dict[str, Any], n: int, source: str) -> EvalSample:
@@ -308,8 +310,10 @@ def detect_layout(path: str | Path) -> str:
         return "parquet"
     if any(f.suffix.lower() in IMAGE_SUFFIXES and f.with_suffix(".json").is_file() for f in p.iterdir()):
         return "reasonseg"
-    raise DatasetError(f"{p}: unknown dataset layout", hint=f"use one of the layouts {LAYOUTS[1:]} "
-                       "(see `segzero-edge eval --help`) or pass --layout")
+    raise DatasetError(
+        f"{p}: unknown dataset layout",
+        hint=f"use one of the layouts {LAYOUTS[1:]} (see `segzero-edge eval --help`) or pass --layout",
+    )
 
 
 class EvalDataset:
@@ -323,8 +327,15 @@ class EvalDataset:
         index: index file name of the ``index`` layout.
     """
 
-    def __init__(self, path: str | Path, layout: str = "auto", *, split: str | None = None,
-                 split_by: str | None = None, index: str = "index.json") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        layout: str = "auto",
+        *,
+        split: str | None = None,
+        split_by: str | None = None,
+        index: str = "index.json",
+    ) -> None:
         if layout not in LAYOUTS:
             raise InputError(f"unknown dataset layout {layout!r}", hint=f"use one of {', '.join(LAYOUTS)}")
         self.path = Path(path)

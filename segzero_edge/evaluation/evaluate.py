@@ -77,8 +77,7 @@ class SampleResult:
         """The metric counts, or None for a skipped sample."""
         if self.status == "skipped":
             return None
-        return SampleIoU(self.intersection, self.union, self.gt_pixels, self.pred_pixels,
-                         failed=self.status != "ok")
+        return SampleIoU(self.intersection, self.union, self.gt_pixels, self.pred_pixels, failed=self.status != "ok")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,11 +113,21 @@ class EvalReport:
         """The summary (no per-sample rows), JSON-ready."""
         s = self.scores
         return {
-            "giou": s.giou, "ciou": s.ciou, "n_samples": s.n_samples, "n_scored": s.n_scored,
-            "n_both_empty": s.n_both_empty, "dropped_both_empty": s.dropped_both_empty,
-            "n_failed": s.n_failed, "failure_rate": s.failure_rate, "n_parse_failures": self.n_parse_failures,
-            "parse_failure_rate": self.parse_failure_rate, "n_errors": self.n_errors, "n_skipped": self.n_skipped,
-            "skipped_reasons": _reasons(self.samples), "wall_s": self.wall_s, "dataset": dict(self.dataset),
+            "giou": s.giou,
+            "ciou": s.ciou,
+            "n_samples": s.n_samples,
+            "n_scored": s.n_scored,
+            "n_both_empty": s.n_both_empty,
+            "dropped_both_empty": s.dropped_both_empty,
+            "n_failed": s.n_failed,
+            "failure_rate": s.failure_rate,
+            "n_parse_failures": self.n_parse_failures,
+            "parse_failure_rate": self.parse_failure_rate,
+            "n_errors": self.n_errors,
+            "n_skipped": self.n_skipped,
+            "skipped_reasons": _reasons(self.samples),
+            "wall_s": self.wall_s,
+            "dataset": dict(self.dataset),
         }
 
 
@@ -144,24 +153,49 @@ def evaluate_sample(segmenter: Predictor, sample: EvalSample) -> SampleResult:
     except Exception as exc:  # the official evaluation counts any exception as a miss; so do we
         log.warning("sample %s: predict raised %s: %s", sample.id, type(exc).__name__, exc)
         counts = sample_iou(None, gt)
-        return SampleResult(sample.id, sample.text, sample.source, "error", iou=0.0, union=counts.union,
-                            gt_pixels=counts.gt_pixels, error=f"{type(exc).__name__}: {exc}", image_size=size,
-                            latency_ms=(time.perf_counter() - t0) * 1e3)
+        return SampleResult(
+            sample.id,
+            sample.text,
+            sample.source,
+            "error",
+            iou=0.0,
+            union=counts.union,
+            gt_pixels=counts.gt_pixels,
+            error=f"{type(exc).__name__}: {exc}",
+            image_size=size,
+            latency_ms=(time.perf_counter() - t0) * 1e3,
+        )
     latency = (time.perf_counter() - t0) * 1e3
     counts = sample_iou(res.mask if res.found else None, gt)
     return SampleResult(
-        sample.id, sample.text, sample.source, "ok" if res.found else "parse_failure", iou=counts.iou,
-        intersection=counts.intersection, union=counts.union, gt_pixels=counts.gt_pixels,
-        pred_pixels=counts.pred_pixels, both_empty=counts.both_empty, score=float(res.score),
+        sample.id,
+        sample.text,
+        sample.source,
+        "ok" if res.found else "parse_failure",
+        iou=counts.iou,
+        intersection=counts.intersection,
+        union=counts.union,
+        gt_pixels=counts.gt_pixels,
+        pred_pixels=counts.pred_pixels,
+        both_empty=counts.both_empty,
+        score=float(res.score),
         box=tuple(float(v) for v in res.box) if res.box is not None else None,
-        points=tuple((float(x), float(y)) for x, y in res.points), error=res.error, image_size=size,
-        latency_ms=latency, raw_text=res.raw_text,
+        points=tuple((float(x), float(y)) for x, y in res.points),
+        error=res.error,
+        image_size=size,
+        latency_ms=latency,
+        raw_text=res.raw_text,
     )
 
 
-def evaluate(segmenter: Predictor, dataset: Iterable[EvalSample] | str | os.PathLike, *, limit: int | None = None,
-             drop_both_empty: bool = False,
-             on_sample: Callable[[SampleResult], None] | None = None) -> EvalReport:
+def evaluate(
+    segmenter: Predictor,
+    dataset: Iterable[EvalSample] | str | os.PathLike,
+    *,
+    limit: int | None = None,
+    drop_both_empty: bool = False,
+    on_sample: Callable[[SampleResult], None] | None = None,
+) -> EvalReport:
     """gIoU / cIoU of ``segmenter`` on ``dataset`` (reference/segzero_spec.md §7).
 
     Args:

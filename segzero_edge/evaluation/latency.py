@@ -180,8 +180,13 @@ def gpu_memory_mb(pid: int | None = None) -> float | None:
     except Exception:  # not installed, no driver: try nvidia-smi
         pass
     try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     rows = [line.split(",") for line in out.strip().splitlines() if "," in line]
@@ -217,8 +222,10 @@ def machine_info() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "versions": {d: _version(d) for d in ("segzero-edge", "onnxruntime", "onnxruntime-gpu", "tensorrt",
-                                              "numpy", "tokenizers", "pillow")},
+        "versions": {
+            d: _version(d)
+            for d in ("segzero-edge", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy", "tokenizers", "pillow")
+        },
     }
 
 
@@ -240,8 +247,15 @@ class _RecordingReasoner:
         return getattr(self._inner, name)
 
 
-def run_bench(segmenter: Any, requests: Sequence[tuple[Any, str]], *, runs: int = 10, warmup: int = 2,
-              on_run: Callable[[int, BenchRun | None], None] | None = None, track_gpu: bool = False) -> BenchReport:
+def run_bench(
+    segmenter: Any,
+    requests: Sequence[tuple[Any, str]],
+    *,
+    runs: int = 10,
+    warmup: int = 2,
+    on_run: Callable[[int, BenchRun | None], None] | None = None,
+    track_gpu: bool = False,
+) -> BenchReport:
     """Time ``segmenter.predict`` on ``requests`` (``(image, text)`` pairs, cycled).
 
     Args:
@@ -278,11 +292,17 @@ def run_bench(segmenter: Any, requests: Sequence[tuple[Any, str]], *, runs: int 
                 continue
             r = recorder.last if recorder is not None else None
             run = BenchRun(
-                request=k, stages=stage_times(res.timings_ms), timings_ms=dict(res.timings_ms), found=res.found,
+                request=k,
+                stages=stage_times(res.timings_ms),
+                timings_ms=dict(res.timings_ms),
+                found=res.found,
                 generated_tokens=len(r.token_ids) if r is not None else None,
                 prompt_tokens=r.prompt_tokens if r is not None else None,
                 decode_tokens_per_s=r.decode_tokens_per_s if r is not None else None,
-                stop_reason=r.stop_reason if r is not None else None, rss_mb=rss_mb(), gpu_mb=gpu)
+                stop_reason=r.stop_reason if r is not None else None,
+                rss_mb=rss_mb(),
+                gpu_mb=gpu,
+            )
             timed.append(run)
             if on_run is not None:
                 on_run(i, run)
@@ -296,7 +316,8 @@ def run_bench(segmenter: Any, requests: Sequence[tuple[Any, str]], *, runs: int 
         stages=stages,
         generated_tokens=Stats.of([r.generated_tokens for r in timed if r.generated_tokens is not None]),
         decode_tokens_per_s=Stats.of([r.decode_tokens_per_s for r in timed if r.decode_tokens_per_s is not None]),
-        runs=tuple(timed), warmup=warmup,
+        runs=tuple(timed),
+        warmup=warmup,
         memory={"peak_rss_mb": peak_rss_mb(), "rss_mb_after_runs": rss_mb(), "gpu_peak_mb": gpu_peak},
         wall_s=wall,
     )
@@ -307,10 +328,13 @@ def markdown_table(report: Mapping[str, Any]) -> str:
     lines = ["| stage | p50 ms | p90 ms | p99 ms | mean ms | n |", "|---|---:|---:|---:|---:|---:|"]
     for name, s in report["stages"].items():
         lines.append(f"| {name} | {s['p50']:.1f} | {s['p90']:.1f} | {s['p99']:.1f} | {s['mean']:.1f} | {s['n']} |")
-    for key, label, fmt in (("generated_tokens", "generated tokens / request", ".0f"),
-                            ("decode_tokens_per_s", "decode tokens/s", ".1f")):
+    for key, label, fmt in (
+        ("generated_tokens", "generated tokens / request", ".0f"),
+        ("decode_tokens_per_s", "decode tokens/s", ".1f"),
+    ):
         s = report.get(key)
         if s:
-            lines.append(f"| {label} | {s['p50']:{fmt}} | {s['p90']:{fmt}} | {s['p99']:{fmt}} | {s['mean']:{fmt}} "
-                         f"| {s['n']} |")
+            lines.append(
+                f"| {label} | {s['p50']:{fmt}} | {s['p90']:{fmt}} | {s['p99']:{fmt}} | {s['mean']:{fmt}} | {s['n']} |"
+            )
     return "\n".join(lines)

@@ -103,8 +103,9 @@ def reasonseg_label_map(shapes: list[dict[str, Any]], height: int, width: int) -
     return np.asarray(canvas)
 
 
-def reasonseg_mask(shapes: list[dict[str, Any]], height: int, width: int, *,
-                   ignore_as_target: bool = False) -> np.ndarray:
+def reasonseg_mask(
+    shapes: list[dict[str, Any]], height: int, width: int, *, ignore_as_target: bool = False
+) -> np.ndarray:
     """ReasonSeg's ground truth as an ``(height, width)`` bool mask.
 
     Args:

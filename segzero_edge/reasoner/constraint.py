@@ -49,8 +49,9 @@ class AnswerConstraintFactory:
     @property
     def constraint(self) -> AnswerConstraint:
         if self._constraint is None:
-            self._constraint = AnswerConstraint.from_tokenizer(self.tokenizer, model_size=self.input_size,
-                                                               vocab_size=self.vocab_size)
+            self._constraint = AnswerConstraint.from_tokenizer(
+                self.tokenizer, model_size=self.input_size, vocab_size=self.vocab_size
+            )
         return self._constraint
 
     def __call__(self, options: GenerationOptions) -> AnswerConstraintAdapter:

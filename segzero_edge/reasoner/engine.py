@@ -118,14 +118,25 @@ class Reasoner:
         EngineIncompatibleError: settings written by another (newer) segzero-edge.
     """
 
-    def __init__(self, engine: str | Path | Manifest, *, engine_dir: str | Path | None = None, device: str = "auto",
-                 threads: int | None = None, io_binding: bool | None = None, verify: Verify = "size",
-                 constraint_factory: ConstraintFactory | None = None, image_cache_size: int = 1):
+    def __init__(
+        self,
+        engine: str | Path | Manifest,
+        *,
+        engine_dir: str | Path | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        io_binding: bool | None = None,
+        verify: Verify = "size",
+        constraint_factory: ConstraintFactory | None = None,
+        image_cache_size: int = 1,
+    ):
         self.manifest, self.engine_dir = _open(engine, engine_dir, verify)
         s = self.manifest.component("reasoner")
         if s.get("format") != REASONER_FORMAT:
-            raise EngineIncompatibleError(f"reasoner settings format {s.get('format')!r} is not {REASONER_FORMAT}",
-                                          hint="re-export the reasoner with this segzero-edge")
+            raise EngineIncompatibleError(
+                f"reasoner settings format {s.get('format')!r} is not {REASONER_FORMAT}",
+                hint="re-export the reasoner with this segzero-edge",
+            )
         self.settings = s
         root = self.engine_dir
         self.preprocess_config = PreprocessConfig.from_dict(s["preprocess"])
@@ -139,17 +150,25 @@ class Reasoner:
         text = s["text"]
         self.num_image_tokens = int(s["num_image_tokens"])
         self.device = resolve_device(device)
-        self.vision_session = make_session(root / self.manifest.graph("reasoner.vision").file, self.device,
-                                           threads=threads)
+        self.vision_session = make_session(
+            root / self.manifest.graph("reasoner.vision").file, self.device, threads=threads
+        )
         decoder = make_session(root / self.manifest.graph("reasoner.decoder").file, self.device, threads=threads)
-        self.decoder = DecoderRunner(decoder, int(text["num_layers"]), int(text["num_kv_heads"]),
-                                     int(text["head_dim"]), io_binding=io_binding, device_index=self.device.index)
+        self.decoder = DecoderRunner(
+            decoder,
+            int(text["num_layers"]),
+            int(text["num_kv_heads"]),
+            int(text["head_dim"]),
+            io_binding=io_binding,
+            device_index=self.device.index,
+        )
         if isinstance(image_cache_size, bool) or not isinstance(image_cache_size, int) or image_cache_size < 0:
             raise InputError(f"image_cache_size must be an int >= 0, got {image_cache_size!r}")
         self._cache_size = image_cache_size
         self._image_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._constraint_factory = constraint_factory or AnswerConstraintFactory(
-            self.tokenizer.tokenizer, vocab_size=int(text["vocab_size"]), input_size=self.preprocess_config.input_size)
+            self.tokenizer.tokenizer, vocab_size=int(text["vocab_size"]), input_size=self.preprocess_config.input_size
+        )
 
     # -- stages ----------------------------------------------------------------------------------
     def image_embeddings(self, image: ImageInput) -> tuple[np.ndarray, tuple[int, int], dict[str, float]]:
@@ -162,8 +181,9 @@ class Reasoner:
         if embeds is None:
             embeds = self.vision_session.run(None, {"pixel_values": pre.pixel_values})[0]
             if embeds.shape[0] != self.num_image_tokens:
-                raise EngineIncompatibleError(f"the vision graph returned {embeds.shape[0]} embeddings, the "
-                                              f"manifest says {self.num_image_tokens}")
+                raise EngineIncompatibleError(
+                    f"the vision graph returned {embeds.shape[0]} embeddings, the manifest says {self.num_image_tokens}"
+                )
             if key is not None:
                 embeds.setflags(write=False)
                 self._image_cache[key] = embeds
@@ -180,8 +200,9 @@ class Reasoner:
         embeds = self.embed(ids)
         pads = ids == self.token_ids["image_pad"]
         embeds[pads] = image_embeds
-        positions, delta = mrope_position_ids(ids, self.token_ids["image_pad"], [self.preprocess_config.grid_thw],
-                                              self.preprocess_config.merge_size)
+        positions, delta = mrope_position_ids(
+            ids, self.token_ids["image_pad"], [self.preprocess_config.grid_thw], self.preprocess_config.merge_size
+        )
         return ids, embeds[None], positions, delta
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
@@ -204,8 +225,14 @@ class Reasoner:
         return self._constraint_factory(options)
 
     # -- public ----------------------------------------------------------------------------------
-    def generate(self, image: ImageInput, question: str, options: GenerationOptions | None = None, *,
-                 on_text: Callable[[str], None] | None = None) -> ReasonerResult:
+    def generate(
+        self,
+        image: ImageInput,
+        question: str,
+        options: GenerationOptions | None = None,
+        *,
+        on_text: Callable[[str], None] | None = None,
+    ) -> ReasonerResult:
         """Run the reasoning model on one image and question.
 
         Args:
@@ -228,19 +255,32 @@ class Reasoner:
         first = self.decoder(embeds, positions)
         t2 = time.perf_counter()
         stream = self.tokenizer.stream()
-        trace = generate_loop(first, self._step_fn(len(ids), delta), options, eos_ids=self.eos_ids,
-                              constraint=constraint, text_step=stream.step, on_text=on_text)
+        trace = generate_loop(
+            first,
+            self._step_fn(len(ids), delta),
+            options,
+            eos_ids=self.eos_ids,
+            constraint=constraint,
+            text_step=stream.step,
+            on_text=on_text,
+        )
         t3 = time.perf_counter()
         timings.update(prefill=(t2 - t1) * 1e3, decode=(t3 - t2) * 1e3, total=(t3 - start) * 1e3)
         n = len(trace.token_ids)
         text = self.tokenizer.decode(trace.token_ids)
         if on_text is not None and len(text) > len(trace.text) and text.startswith(trace.text):
-            on_text(text[len(trace.text):])  # a trailing partial UTF-8 character the stream held back
+            on_text(text[len(trace.text) :])  # a trailing partial UTF-8 character the stream held back
         return ReasonerResult(
-            text=text, token_ids=trace.token_ids, prompt_tokens=int(ids.size),
-            stop_reason=trace.stop_reason, timings_ms=timings,
-            decode_tokens_per_s=n / (t3 - t2) if t3 > t2 else 0.0, forward_calls=1 + trace.decoder_calls,
-            forced_tokens=trace.forced_tokens, jump_forward_steps_saved=trace.steps_saved, image_size=original,
+            text=text,
+            token_ids=trace.token_ids,
+            prompt_tokens=int(ids.size),
+            stop_reason=trace.stop_reason,
+            timings_ms=timings,
+            decode_tokens_per_s=n / (t3 - t2) if t3 > t2 else 0.0,
+            forward_calls=1 + trace.decoder_calls,
+            forced_tokens=trace.forced_tokens,
+            jump_forward_steps_saved=trace.steps_saved,
+            image_size=original,
             input_size=self.preprocess_config.input_size,
         )
 
@@ -255,4 +295,3 @@ class Reasoner:
         for token in token_ids[:-1]:
             rows.append(step([int(token)]))
         return np.stack(rows)
-

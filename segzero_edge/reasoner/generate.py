@@ -64,8 +64,9 @@ class GenerationOptions:
 
         _int("max_new_tokens", 1)
         _int("top_k", 0)
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
-                and self.temperature > 0):
+        if not (
+            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
+        ):
             raise ConfigError(f"GenerationOptions.temperature must be > 0, got {self.temperature!r}")
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
             raise ConfigError(f"GenerationOptions.top_p must be in (0, 1], got {self.top_p!r}")
@@ -74,8 +75,10 @@ class GenerationOptions:
         if self.thinking_budget is not None:
             _int("thinking_budget", 0)
             if not self.constrained:
-                raise ConfigError("GenerationOptions.thinking_budget needs constrained=True",
-                                  hint="the budget is enforced by the answer constraint")
+                raise ConfigError(
+                    "GenerationOptions.thinking_budget needs constrained=True",
+                    hint="the budget is enforced by the answer constraint",
+                )
 
 
 @runtime_checkable
@@ -234,6 +237,12 @@ def generate_loop(
         calls += 1
         saved += len(batch) - 1
         sizes.append(len(batch))
-    return GenerationTrace(token_ids=tuple(tokens), stop_reason=stop_reason, decoder_calls=calls,
-                           forced_tokens=forced_count, steps_saved=saved, text="".join(pieces),
-                           step_sizes=tuple(sizes))
+    return GenerationTrace(
+        token_ids=tuple(tokens),
+        stop_reason=stop_reason,
+        decoder_calls=calls,
+        forced_tokens=forced_count,
+        steps_saved=saved,
+        text="".join(pieces),
+        step_sizes=tuple(sizes),
+    )

@@ -42,8 +42,9 @@ QWEN_MAX_PIXELS = 12845056
 ImageInput = ImageLike
 
 
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS,
-                 max_pixels: int = QWEN_MAX_PIXELS) -> tuple[int, int]:
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS, max_pixels: int = QWEN_MAX_PIXELS
+) -> tuple[int, int]:
     """The size the Qwen2-VL image processor resizes ``(height, width)`` to (transformers' ``smart_resize``)."""
     if max(height, width) / min(height, width) > 200:
         raise InputError(f"absolute aspect ratio must be smaller than 200, got {height}x{width}")
@@ -91,8 +92,9 @@ class PreprocessConfig:
         object.__setattr__(self, "image_mean", tuple(float(v) for v in self.image_mean))
         object.__setattr__(self, "image_std", tuple(float(v) for v in self.image_std))
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
-            raise ConfigError(f"preprocessing: image_mean/std must be 3 values (std > 0), got "
-                              f"{self.image_mean} / {self.image_std}")
+            raise ConfigError(
+                f"preprocessing: image_mean/std must be 3 values (std > 0), got {self.image_mean} / {self.image_std}"
+            )
         if not (self.rescale_factor > 0):
             raise ConfigError(f"preprocessing: rescale_factor must be > 0, got {self.rescale_factor!r}")
         try:
@@ -101,8 +103,9 @@ class PreprocessConfig:
             raise InputError(f"unsupported image size {self.input_size!r}: {exc.message}", hint=exc.hint) from None
         factor = self.patch_size * self.merge_size
         if factor != INPUT_SIZE_MULTIPLE or self.input_size % factor:
-            raise InputError(f"unsupported image size {self.input_size}: not a multiple of patch_size*merge_size "
-                             f"= {factor}")
+            raise InputError(
+                f"unsupported image size {self.input_size}: not a multiple of patch_size*merge_size = {factor}"
+            )
         kept = smart_resize(self.input_size, self.input_size, factor, self.min_pixels, self.max_pixels)
         if kept != (self.input_size, self.input_size):
             raise InputError(
@@ -138,16 +141,31 @@ class PreprocessConfig:
     # -- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "input_size": self.input_size, "resize": "bilinear", "patch_size": self.patch_size,
-            "temporal_patch_size": self.temporal_patch_size, "merge_size": self.merge_size,
-            "image_mean": list(self.image_mean), "image_std": list(self.image_std),
-            "rescale_factor": self.rescale_factor, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
+            "input_size": self.input_size,
+            "resize": "bilinear",
+            "patch_size": self.patch_size,
+            "temporal_patch_size": self.temporal_patch_size,
+            "merge_size": self.merge_size,
+            "image_mean": list(self.image_mean),
+            "image_std": list(self.image_std),
+            "rescale_factor": self.rescale_factor,
+            "min_pixels": self.min_pixels,
+            "max_pixels": self.max_pixels,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
-        keys = {"input_size", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std",
-                "rescale_factor", "min_pixels", "max_pixels"}
+        keys = {
+            "input_size",
+            "patch_size",
+            "temporal_patch_size",
+            "merge_size",
+            "image_mean",
+            "image_std",
+            "rescale_factor",
+            "min_pixels",
+            "max_pixels",
+        }
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in keys})
 
     @classmethod
@@ -157,8 +175,10 @@ class PreprocessConfig:
         min_pixels = data.get("min_pixels", size.get("shortest_edge", QWEN_MIN_PIXELS))
         max_pixels = data.get("max_pixels", size.get("longest_edge", QWEN_MAX_PIXELS))
         if data.get("do_rescale", True) is False or data.get("do_normalize", True) is False:
-            raise ConfigError("preprocessor_config.json disables rescaling or normalization; only Qwen2.5-VL's "
-                              "standard preprocessing is supported")
+            raise ConfigError(
+                "preprocessor_config.json disables rescaling or normalization; only Qwen2.5-VL's "
+                "standard preprocessing is supported"
+            )
         return cls(
             input_size=input_size,
             patch_size=int(data.get("patch_size", 14)),

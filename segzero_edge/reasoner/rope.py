@@ -64,8 +64,9 @@ def mrope_position_ids(
         image_index += 1
         lh, lw = h // spatial_merge_size, w // spatial_merge_size
         if (end - start) != t * lh * lw:
-            raise InputError(f"image {image_index} has {end - start} pad tokens, its grid {t}x{h}x{w} needs "
-                             f"{t * lh * lw}")
+            raise InputError(
+                f"image {image_index} has {end - start} pad tokens, its grid {t}x{h}x{w} needs {t * lh * lw}"
+            )
         tt, hh, ww = np.meshgrid(np.arange(t), np.arange(lh), np.arange(lw), indexing="ij")
         pieces.append(np.stack([tt.reshape(-1), hh.reshape(-1), ww.reshape(-1)]).astype(np.int64) + current)
         current += max(h, w) // spatial_merge_size

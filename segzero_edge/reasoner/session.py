@@ -113,8 +113,16 @@ class DecoderRunner:
         device_index: the GPU of the session.
     """
 
-    def __init__(self, session, num_layers: int, num_kv_heads: int, head_dim: int, *,
-                 io_binding: bool | None = None, device_index: int = 0):
+    def __init__(
+        self,
+        session,
+        num_layers: int,
+        num_kv_heads: int,
+        head_dim: int,
+        *,
+        io_binding: bool | None = None,
+        device_index: int = 0,
+    ):
         self.session = session
         self.num_layers = num_layers
         self.kv_shape = (1, num_kv_heads, 1, head_dim)

@@ -47,16 +47,19 @@ class PromptTokenizer:
 
         path = Path(tokenizer_file)
         if not path.is_file():
-            raise ManifestError(f"tokenizer file {path} is missing",
-                                hint="re-export the reasoner; the engine directory is incomplete")
+            raise ManifestError(
+                f"tokenizer file {path} is missing", hint="re-export the reasoner; the engine directory is incomplete"
+            )
         try:
             self._tok = Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises a plain Exception on malformed files
             raise ManifestError(f"cannot read tokenizer {path}: {exc}") from exc
         self.image_pad_id = int(image_pad_id)
         if self._tok.id_to_token(self.image_pad_id) != "<|image_pad|>":
-            raise ManifestError(f"{path}: token {self.image_pad_id} is not <|image_pad|>",
-                                hint="the tokenizer does not belong to this engine; re-export it")
+            raise ManifestError(
+                f"{path}: token {self.image_pad_id} is not <|image_pad|>",
+                hint="the tokenizer does not belong to this engine; re-export it",
+            )
 
     @property
     def tokenizer(self):
@@ -70,17 +73,20 @@ class PromptTokenizer:
         """Plain encoding of ``text`` (special tokens written in it are recognised)."""
         return list(self._tok.encode(text, add_special_tokens=True).ids)
 
-    def encode_prompt(self, question: str, num_image_tokens: int, *,
-                      system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> np.ndarray:
+    def encode_prompt(
+        self, question: str, num_image_tokens: int, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    ) -> np.ndarray:
         """``(seq,)`` int64 ids of the full Seg-Zero prompt with ``num_image_tokens`` image pads."""
         ids = np.asarray(self.encode_text(render_chat(question, system_prompt=system_prompt)), dtype=np.int64)
         where = np.flatnonzero(ids == self.image_pad_id)
         if where.size != 1:
-            raise InputError(f"the rendered prompt has {where.size} image pads instead of 1",
-                             hint="the question must not contain <|image_pad|>")
+            raise InputError(
+                f"the rendered prompt has {where.size} image pads instead of 1",
+                hint="the question must not contain <|image_pad|>",
+            )
         i = int(where[0])
         pads = np.full(int(num_image_tokens), self.image_pad_id, dtype=np.int64)
-        return np.concatenate([ids[:i], pads, ids[i + 1:]])
+        return np.concatenate([ids[:i], pads, ids[i + 1 :]])
 
     def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = True) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)

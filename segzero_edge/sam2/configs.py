@@ -14,14 +14,21 @@ from ..errors import InputError
 
 #: Canonical Hydra config names shipped inside the official ``sam2`` package.
 SAM2_CONFIGS: tuple[str, ...] = tuple(
-    f"configs/{family}/{family}_hiera_{size}.yaml"
-    for family in ("sam2.1", "sam2")
-    for size in ("t", "s", "b+", "l")
+    f"configs/{family}/{family}_hiera_{size}.yaml" for family in ("sam2.1", "sam2") for size in ("t", "s", "b+", "l")
 )
 
-_SIZE_ALIASES = {"t": "t", "tiny": "t", "s": "s", "small": "s", "b+": "b+", "base_plus": "b+",
-                 "base-plus": "b+", "bplus": "b+", "l": "l", "large": "l"}
-
+_SIZE_ALIASES = {
+    "t": "t",
+    "tiny": "t",
+    "s": "s",
+    "small": "s",
+    "b+": "b+",
+    "base_plus": "b+",
+    "base-plus": "b+",
+    "bplus": "b+",
+    "l": "l",
+    "large": "l",
+}
 
 
 def _looks_like_file(raw: str) -> bool:
@@ -52,7 +59,7 @@ def resolve_sam2_config(name: str | Path) -> str:
         for sep in ("_hiera_", "-hiera-"):
             prefix = family + sep
             if key.startswith(prefix):
-                size = _SIZE_ALIASES.get(key[len(prefix):])
+                size = _SIZE_ALIASES.get(key[len(prefix) :])
                 if size is not None:
                     return f"configs/{family}/{family}_hiera_{size}.yaml"
     valid = ", ".join(c.split("/")[-1].removesuffix(".yaml") for c in SAM2_CONFIGS)
@@ -64,4 +71,3 @@ def resolve_sam2_config(name: str | Path) -> str:
             hint=f"pass an existing .yaml file in the official SAM2 config format, or one of: {valid}",
         )
     raise InputError(f"unknown SAM2 config {raw!r}", hint=f"use one of: {valid}, or a config .yaml file")
-

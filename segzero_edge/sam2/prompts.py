@@ -80,9 +80,7 @@ def _per_object_points(points, labels, n_boxes: int | None) -> tuple[list[np.nda
             arr = np.asarray(labels, dtype=np.float32)
             labs = list(arr[None] if arr.ndim == 1 else arr)
         if len(labs) != len(pts) or any(len(lab) != len(p) for lab, p in zip(labs, pts)):
-            raise InputError(
-                "labels must give one label per point (same shape as points without the last axis)"
-            )
+            raise InputError("labels must give one label per point (same shape as points without the last axis)")
         for lab in labs:
             if not np.all(np.isin(lab, (-1, 0, 1, 2, 3))):
                 raise InputError(

@@ -36,9 +36,7 @@ class Sam2Features:
 
     def __post_init__(self) -> None:
         for name in ("image_embed", "high_res_feats_0", "high_res_feats_1"):
-            object.__setattr__(
-                self, name, _readonly(np.ascontiguousarray(getattr(self, name), dtype=np.float32))
-            )
+            object.__setattr__(self, name, _readonly(np.ascontiguousarray(getattr(self, name), dtype=np.float32)))
         object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[1])))
         object.__setattr__(self, "timings_ms", MappingProxyType(dict(self.timings_ms)))
 
@@ -83,9 +81,7 @@ class Sam2Result:
         for name in ("masks", "scores", "chosen", "low_res_logits", "iou_scores", "object_score_logits"):
             object.__setattr__(self, name, _readonly(getattr(self, name)))
         if self.masks.dtype != np.bool_ or self.masks.ndim != 3:
-            raise ValueError(
-                f"Sam2Result.masks must be [N, H, W] bool, got {self.masks.dtype} {self.masks.shape}"
-            )
+            raise ValueError(f"Sam2Result.masks must be [N, H, W] bool, got {self.masks.dtype} {self.masks.shape}")
         object.__setattr__(self, "timings_ms", MappingProxyType(dict(self.timings_ms)))
 
     def __len__(self) -> int:

@@ -69,9 +69,7 @@ class Sam2Runtime:
         if backend not in BACKENDS:
             raise InputError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
         if backend == "trt" and device == "cpu":
-            raise InputError(
-                "backend='trt' runs on the GPU, not device='cpu'", hint="use backend='ort' for the CPU"
-            )
+            raise InputError("backend='trt' runs on the GPU, not device='cpu'", hint="use backend='ort' for the CPU")
         self.engine_dir = Path(engine_dir)
         self.manifest = manifest if manifest is not None else load_manifest(self.engine_dir, verify=verify)
         self.settings = Sam2Settings.from_mapping(self.manifest.component(COMPONENT))
@@ -101,9 +99,7 @@ class Sam2Runtime:
                 log.info("TensorRT engines not usable here (%s); using ONNX Runtime", exc.message)
         from .ort_backend import OrtSam2Backend
 
-        return OrtSam2Backend(
-            self.engine_dir, self.encoder_spec, self.decoder_spec, device=device, threads=threads
-        )
+        return OrtSam2Backend(self.engine_dir, self.encoder_spec, self.decoder_spec, device=device, threads=threads)
 
     @property
     def image_size(self) -> int:

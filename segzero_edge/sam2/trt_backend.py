@@ -25,9 +25,7 @@ class TrtSam2Backend:
 
     name = "trt"
 
-    def __init__(
-        self, engine_dir: str | Path, manifest: Manifest, encoder: GraphSpec, decoder: GraphSpec
-    ) -> None:
+    def __init__(self, engine_dir: str | Path, manifest: Manifest, encoder: GraphSpec, decoder: GraphSpec) -> None:
         trt = import_tensorrt()
         gpu = gpu_info()
         engine_dir = Path(engine_dir)

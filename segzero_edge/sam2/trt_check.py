@@ -24,8 +24,8 @@ def check_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarra
     img = np.stack([xx * 255 / width, yy * 255 / height, (xx + yy) * 127 / (width + height)], -1)
     for _ in range(5):
         x0, y0 = int(rng.integers(0, width * 3 // 4)), int(rng.integers(0, height * 3 // 4))
-        img[y0 : y0 + int(rng.integers(40, height // 3)), x0 : x0 + int(rng.integers(40, width // 3))] = (
-            rng.uniform(0, 255, 3)
+        img[y0 : y0 + int(rng.integers(40, height // 3)), x0 : x0 + int(rng.integers(40, width // 3))] = rng.uniform(
+            0, 255, 3
         )
     return img.astype(np.uint8)
 
@@ -38,9 +38,7 @@ def check_trt_sam2(engine_dir, manifest: Manifest, *, min_iou: float = 0.99) -> 
     h, w = image.shape[:2]
     f_ref, f_trt = ref.encode(image), trt.encode(image)
     numbers: dict[str, Any] = {
-        "feature_max_abs_diff": {
-            k: float(np.abs(f_ref.feeds()[k] - f_trt.feeds()[k]).max()) for k in f_ref.feeds()
-        }
+        "feature_max_abs_diff": {k: float(np.abs(f_ref.feeds()[k] - f_trt.feeds()[k]).max()) for k in f_ref.feeds()}
     }
     prompts = [
         dict(boxes=[0.2 * w, 0.2 * h, 0.6 * w, 0.7 * h], points=[[0.35 * w, 0.4 * h], [0.45 * w, 0.5 * h]]),

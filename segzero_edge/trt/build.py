@@ -167,9 +167,7 @@ def build_engine(onnx_path: Path, plan: GraphPlan, *, workspace_gib: float) -> t
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
             done["fp32_layers"] = _pin_sensitive_layers(network, trt)
         else:  # strongly typed TensorRT: precisions come from the ONNX types, which are FP32 here
-            log.warning(
-                "TensorRT %s has no FP16 builder flag; building %s in FP32", trt.__version__, plan.graph
-            )
+            log.warning("TensorRT %s has no FP16 builder flag; building %s in FP32", trt.__version__, plan.graph)
             done["precision"] = "fp32"
     if done["precision"] == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default; FP32 here means IEEE FP32
@@ -223,9 +221,7 @@ def install_build(engine_dir: Path, staged: Path, build: TrtBuild) -> TrtBuild:
         **{
             **{f: getattr(build, f) for f in build.__dataclass_fields__},
             "engines": {g: f"trt/{build.key}/{Path(p).name}" for g, p in build.engines.items()},
-            "files": tuple(
-                file_entry(engine_dir, f"trt/{build.key}/{Path(f.path).name}") for f in build.files
-            ),
+            "files": tuple(file_entry(engine_dir, f"trt/{build.key}/{Path(f.path).name}") for f in build.files),
         }
     )
     save_manifest(load_manifest(engine_dir, verify="size").with_trt_build(final), engine_dir)
@@ -268,9 +264,7 @@ def build_engines(
         for plan in plans:
             if progress:
                 progress(f"building {plan.graph} ({plan.precision})")
-            data, graphs[plan.graph] = build_engine(
-                engine_dir / plan.onnx, plan, workspace_gib=options.workspace_gib
-            )
+            data, graphs[plan.graph] = build_engine(engine_dir / plan.onnx, plan, workspace_gib=options.workspace_gib)
             with open(staged / plan.engine_name, "wb") as f:
                 f.write(data)
                 f.flush()

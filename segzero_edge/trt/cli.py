@@ -24,12 +24,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--encoder-precision",
         choices=("fp16-mixed", "fp32"),
         default="fp16-mixed",
-        help="SAM2 image encoder: FP16 with LayerNorm/softmax/reductions in FP32, or FP32 "
-        "(default: %(default)s)",
+        help="SAM2 image encoder: FP16 with LayerNorm/softmax/reductions in FP32, or FP32 (default: %(default)s)",
     )
-    parser.add_argument(
-        "--workspace-gib", type=float, default=4.0, help="builder workspace (default: %(default)s)"
-    )
+    parser.add_argument("--workspace-gib", type=float, default=4.0, help="builder workspace (default: %(default)s)")
     parser.add_argument(
         "--min-iou",
         type=float,

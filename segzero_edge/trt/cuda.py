@@ -29,9 +29,7 @@ def import_cudart():
         try:
             from cuda import cudart
         except ImportError as exc:
-            raise missing_extra(
-                "the TensorRT backend (cuda-python)", "tensorrt", cause=exc
-            ) from exc
+            raise missing_extra("the TensorRT backend (cuda-python)", "tensorrt", cause=exc) from exc
     return cudart
 
 

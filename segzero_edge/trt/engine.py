@@ -39,15 +39,12 @@ class TrtEngine:
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise EngineIncompatibleError(
-                f"TensorRT {trt.__version__} cannot load {self.path} "
-                "(built for another GPU or TensorRT version?)",
+                f"TensorRT {trt.__version__} cannot load {self.path} (built for another GPU or TensorRT version?)",
                 hint="rebuild the engines on this device: segzero-edge build ENGINE_DIR",
             )
         self.context = self.engine.create_execution_context()
         if self.context is None:
-            raise EngineIncompatibleError(
-                f"cannot create an execution context for {self.path} (out of GPU memory?)"
-            )
+            raise EngineIncompatibleError(f"cannot create an execution context for {self.path} (out of GPU memory?)")
         self._stream = call(self._cudart.cudaStreamCreate())
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]

@@ -106,9 +106,7 @@ def vision_reasoner_json(rng: random.Random, *, exotic: float = 0.05) -> str:
     for _ in range(rng.choice([0, 1, 1, 2, 3, 4])):
         a, b = _arr(rng, 4, exotic=exotic), _arr(rng, 2, exotic=exotic)
         items.append(
-            rng.choice(['{{"bbox_2d": {a}, "point_2d": {b}}}', '{{"point_2d": {b}, "bbox_2d": {a}}}']).format(
-                a=a, b=b
-            )
+            rng.choice(['{{"bbox_2d": {a}, "point_2d": {b}}}', '{{"point_2d": {b}, "bbox_2d": {a}}}']).format(a=a, b=b)
         )
     return "[" + rng.choice([", ", ","]).join(items) + "]"
 

@@ -72,7 +72,6 @@ def vision_reasoner_parse(output_text: str, x_factor: float, y_factor: float):
             for item in data
         ]
         points = [
-            [int(item["point_2d"][0] * x_factor + 0.5), int(item["point_2d"][1] * y_factor + 0.5)]
-            for item in data
+            [int(item["point_2d"][0] * x_factor + 0.5), int(item["point_2d"][1] * y_factor + 0.5)] for item in data
         ]
     return boxes, points

@@ -12,10 +12,7 @@ import pytest
 
 from segzero_edge import answer, decode_answer
 
-GOOD = (
-    '<think>t</think><answer>{"bbox": [10, 100, 200, 210], "points_1": [30, 110], "points_2": [35, 180]}'
-    "</answer>"
-)
+GOOD = '<think>t</think><answer>{"bbox": [10, 100, 200, 210], "points_1": [30, 110], "points_2": [35, 180]}</answer>'
 
 
 def _run(code: str, **env: str) -> str:

@@ -22,26 +22,15 @@ ANSWER = '{"bbox": [10, 100, 200, 210], "points_1": [30, 110], "points_2": [35, 
 # multi-byte character, an empty token. It also holds every single character of the skeleton, like a
 # byte-level vocabulary, so every valid prefix can be completed (dead ends are tested separately).
 WHOLE = b'{"bbox": [0, 0, 840, 840], "points_1": [0, 0], "points_2": [840, 840]}</answer>'
-_SKELETON_CHARS = sorted(
-    set('</think><answer>{"bbox": [0123456789, ], "points_1": [, ], "points_2": [\n]}</answer>')
-)
+_SKELETON_CHARS = sorted(set('</think><answer>{"bbox": [0123456789, ], "points_1": [, ], "points_2": [\n]}</answer>'))
 HAND_VOCAB = [
     *[c.encode() for c in _SKELETON_CHARS if not c.isdigit() and c not in "<>/\n "],
     *[str(d).encode() for d in range(10)],
     *[s.encode() for s in ("84", "840", "841", "100", "07", "8,", "0]", "0, 1", "45,", "9999")],
     *[s.encode() for s in ("<", "/", ">", "think", "answer", "</", "<ans", "wer>", "</think>", "<answer>")],
-    *[
-        s.encode()
-        for s in ("</think><answer>", "</think>\n", '</think>\n<answer>{"', "</think>   ", "<answer>x")
-    ],
-    *[
-        s.encode()
-        for s in ('<answer>{"bbox": [', '{"', "{", '"', "bbox", "bb", "ox", '":', '": [', " [", "[")
-    ],
-    *[
-        s.encode()
-        for s in (",", ", ", " ", "]", "],", '], "', "points", "_", "points_1", '_2": [', "]}", "]}</")
-    ],
+    *[s.encode() for s in ("</think><answer>", "</think>\n", '</think>\n<answer>{"', "</think>   ", "<answer>x")],
+    *[s.encode() for s in ('<answer>{"bbox": [', '{"', "{", '"', "bbox", "bb", "ox", '":', '": [', " [", "[")],
+    *[s.encode() for s in (",", ", ", " ", "]", "],", '], "', "points", "_", "points_1", '_2": [', "]}", "]}</")],
     *[s.encode() for s in ("]}</answer>", "</answer>", "\n", "x", "hello {", "think>", " <answer>")],
     WHOLE,
     "日".encode()[:2],
@@ -59,9 +48,7 @@ def hand_constraint():
     return AnswerConstraint(HAND_VOCAB, model_size=840, eos_token_ids=[EOS])
 
 
-def _walk(
-    constraint, vocab: list[bytes], rng: random.Random, budget, *, mw=840, mh=840, eos=(), max_steps=400
-):
+def _walk(constraint, vocab: list[bytes], rng: random.Random, budget, *, mw=840, mh=840, eos=(), max_steps=400):
     """A random generation; at every step the mask must equal the reference's brute-force answer."""
     texts = [t.decode("latin-1") for t in vocab]
     ref = Reference(mw, mh, budget)
@@ -130,9 +117,7 @@ def _walk_banned(constraint, vocab, rng, budget, eos, banned):
         if ref.done:
             expected = np.array([i in eos for i in range(len(texts))])
         else:
-            expected = np.array(
-                [ref.allowed(t) and i not in eos and i not in banned for i, t in enumerate(texts)]
-            )
+            expected = np.array([ref.allowed(t) and i not in eos and i not in banned for i, t in enumerate(texts)])
         assert np.array_equal(mask, expected), (ref.think, ref.answer)
         if state.done:
             return True

@@ -55,9 +55,7 @@ def test_seg_zero_rounding_truncates_then_rounds_half_to_even(decode):
 
 def test_vision_reasoner_rounding_adds_half_then_truncates(decode):
     # int(v * 0.5 + 0.5): 5 -> 3; 7 -> 4; 9.9 -> 5.45 -> 5; 11 -> 6; point 1 -> 1; 3 -> 2
-    text = wrap(
-        '[{"bbox_2d": [5, 7, 9.9, 11], "point_2d": [1, 3]}, {"bbox_2d": [0, 0, 8, 8], "point_2d": [4, 4]}]'
-    )
+    text = wrap('[{"bbox_2d": [5, 7, 9.9, 11], "point_2d": [1, 3]}, {"bbox_2d": [0, 0, 8, 8], "point_2d": [4, 4]}]')
     a = decode(text, (420, 420))
     assert a.ok and len(a.objects) == 2
     assert a.objects[0].raw_box == (3.0, 4.0, 5.0, 6.0) and a.objects[0].raw_points == ((1.0, 2.0),)
@@ -101,10 +99,7 @@ def test_prompt_single_quoted_example_decodes(decode):
 
 def test_numbers_ints_floats_and_numeric_strings(decode):
     # Python int(): whitespace, '+', underscores and Unicode digits; decimals truncate like int(float)
-    body = (
-        '{"bbox": ["10", " 20 ", "3_0", "\u0664\u0660"], '
-        + '"points_1": [30.9, "+11"], "points_2": ["12.7", 1e1]}'
-    )
+    body = '{"bbox": ["10", " 20 ", "3_0", "\u0664\u0660"], ' + '"points_1": [30.9, "+11"], "points_2": ["12.7", 1e1]}'
     a = decode(wrap(body))
     assert a.ok
     assert a.objects[0].raw_box == (10.0, 20.0, 30.0, 40.0)
@@ -113,9 +108,7 @@ def test_numbers_ints_floats_and_numeric_strings(decode):
 
 
 def test_numeric_strings_match_official_where_it_succeeds(decode):
-    body = (
-        '{"bbox": ["10", " 20 ", "3_0", "\u0664\u0660"], "points_1": [30.9, "+11"], "points_2": [" 7", 1e1]}'
-    )
+    body = '{"bbox": ["10", " 20 ", "3_0", "\u0664\u0660"], "points_1": [30.9, "+11"], "points_2": [" 7", 1e1]}'
     text = wrap(body)
     box, points, _ = official(text, 1000, 500)
     a = decode(text, (1000, 500))
@@ -213,9 +206,7 @@ def test_answers_without_tags_or_with_extra_text(decode, text):
 
 def test_python_json_specifics(decode):
     # duplicate keys: first position, last value; points with 3 numbers use the first two
-    text = wrap(
-        '{"bbox": [1, 1, 2, 2], "points_1": [30, 110, 7], "points_2": [35, 180], "bbox": [10, 100, 200, 210]}'
-    )
+    text = wrap('{"bbox": [1, 1, 2, 2], "points_1": [30, 110, 7], "points_2": [35, 180], "bbox": [10, 100, 200, 210]}')
     a = decode(text)
     assert a.box == (10.0, 100.0, 200.0, 210.0) and a.points == ((30.0, 110.0), (35.0, 180.0))
     box, points, _ = official(text, 840, 840)

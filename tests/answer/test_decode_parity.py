@@ -171,9 +171,7 @@ _coordinate = st.one_of(
     st.booleans(),
     st.sampled_from([None, float("nan"), float("inf")]),
 )
-_key = st.sampled_from(
-    ["bbox", "Bbox", " bbox", "bbox_2d", "points_1", "points_2", "Points 2", "point_1", "x"]
-)
+_key = st.sampled_from(["bbox", "Bbox", " bbox", "bbox_2d", "points_1", "points_2", "Points 2", "point_1", "x"])
 
 
 @settings(max_examples=600, deadline=None, derandomize=True)

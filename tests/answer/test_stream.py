@@ -70,11 +70,7 @@ def test_completion_follows_the_decoder_regions(text, done_at):
 
 def test_stop_at_json_end():
     # brackets inside strings (either quote, with escapes) do not count
-    text = (
-        "<think>t</think><answer>"
-        + '{"bbox": [1, 2, 3, 4], "s": "]\\"[", \'q\': \'{\', "p": [[1]]}'
-        + "</answer>"
-    )
+    text = "<think>t</think><answer>" + '{"bbox": [1, 2, 3, 4], "s": "]\\"[", \'q\': \'{\', "p": [[1]]}' + "</answer>"
     s = AnswerStream(stop_at_json_end=True)
     idx = feed_chars(s, text)
     assert idx == text.index("</answer>") - 1 and s.reason == "json_closed"
@@ -111,9 +107,7 @@ def test_decoding_at_the_stop_point_equals_decoding_everything():
         assert s.done == ("</answer>" in text)
         if s.done:
             a, b = answer.decode_answer(s.text), answer.decode_answer(text)
-            assert (a.ok, a.box, a.points, a.error, a.think) == (b.ok, b.box, b.points, b.error, b.think), (
-                text
-            )
+            assert (a.ok, a.box, a.points, a.error, a.think) == (b.ok, b.box, b.points, b.error, b.think), text
 
 
 @needs_native

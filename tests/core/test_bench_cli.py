@@ -15,9 +15,20 @@ from segzero_edge.evaluation.latency import Stats, markdown_table, stage_times
 
 
 def test_stage_times_sum_and_omit():
-    t = {"load": 1.0, "preprocess": 2.0, "vision": 3.0, "prefill": 4.0, "decode": 5.0, "reasoning": 14.0,
-         "sam2_wait": 0.5, "sam2_preprocess": 6.0, "sam2_encoder": 7.0, "sam2_decoder": 8.0,
-         "sam2_postprocess": 9.0, "total": 40.0}
+    t = {
+        "load": 1.0,
+        "preprocess": 2.0,
+        "vision": 3.0,
+        "prefill": 4.0,
+        "decode": 5.0,
+        "reasoning": 14.0,
+        "sam2_wait": 0.5,
+        "sam2_preprocess": 6.0,
+        "sam2_encoder": 7.0,
+        "sam2_decoder": 8.0,
+        "sam2_postprocess": 9.0,
+        "total": 40.0,
+    }
     st = stage_times(t)
     assert st["sam2_encode"] == 13.0 and st["sam2_decode"] == 8.0 and st["postprocess"] == 9.0
     assert st["total"] == 40.0 and "reasoning" not in st
@@ -28,11 +39,22 @@ def test_stage_times_sum_and_omit():
 def test_stats_percentiles_by_hand():
     s = Stats.of([10.0, 20.0, 30.0, 40.0, 50.0, float("nan"), None])
     # linear interpolation on 5 values: p50 = 30, p90 = 46, p99 = 49.6
-    assert (s.p50, s.p90, s.p99, s.mean, s.min, s.max, s.n) == (30.0, pytest.approx(46.0), pytest.approx(49.6),
-                                                                   30.0, 10.0, 50.0, 5)
+    assert (s.p50, s.p90, s.p99, s.mean, s.min, s.max, s.n) == (
+        30.0,
+        pytest.approx(46.0),
+        pytest.approx(49.6),
+        30.0,
+        10.0,
+        50.0,
+        5,
+    )
     assert Stats.of([]) is None
-    table = markdown_table({"stages": {"total": {"p50": 1, "p90": 2, "p99": 3, "mean": 2, "n": 3}},
-                            "generated_tokens": {"p50": 7, "p90": 8, "p99": 9, "mean": 8, "n": 3}})
+    table = markdown_table(
+        {
+            "stages": {"total": {"p50": 1, "p90": 2, "p99": 3, "mean": 2, "n": 3}},
+            "generated_tokens": {"p50": 7, "p90": 8, "p99": 9, "mean": 8, "n": 3},
+        }
+    )
     assert "| total | 1.0 | 2.0 | 3.0 | 2.0 | 3 |" in table and "| generated tokens / request | 7 |" in table
 
 
@@ -51,9 +73,15 @@ def test_find_requests(tmp_path):
 
 
 def test_plot_without_matplotlib_exits_3_before_loading_anything(tmp_path):
-    code = ("import sys\nsys.modules['matplotlib'] = None\nfrom segzero_edge.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))\n")
-    out = subprocess.run([sys.executable, "-c", code, "bench", str(tmp_path / "no-engine"), "--plot",
-                          str(tmp_path / "p.png")], capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys\nsys.modules['matplotlib'] = None\nfrom segzero_edge.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "bench", str(tmp_path / "no-engine"), "--plot", str(tmp_path / "p.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 3, out.stderr
     assert "pip install 'segzero-edge[bench]'" in out.stderr

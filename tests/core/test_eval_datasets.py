@@ -62,8 +62,12 @@ def test_index_layout_scores_misses_both_empty_and_skips(tmp_path):
     root = tmp_path / "world"
     root.mkdir()
     records = []
-    for rid, mask, text in (("a", GT_A, "the square"), ("b", GT_B, "the strip"), ("c", EMPTY, "nothing"),
-                            ("e", GT_A, "boom")):
+    for rid, mask, text in (
+        ("a", GT_A, "the square"),
+        ("b", GT_B, "the strip"),
+        ("c", EMPTY, "nothing"),
+        ("e", GT_A, "boom"),
+    ):
         _image(root / f"{rid}.png")
         _png(mask, root / f"{rid}_mask.png")
         records.append({"id": rid, "image": f"{rid}.png", "mask": f"{rid}_mask.png", "text": text})
@@ -90,8 +94,7 @@ def test_index_layout_scores_misses_both_empty_and_skips(tmp_path):
     a = report.samples[0]
     assert (a.intersection, a.union, a.gt_pixels, a.pred_pixels, a.image_size) == (200, 600, 400, 400, (W, H))
     summary = report.to_dict()
-    assert summary["skipped_reasons"] == {"record without image, mask or annotation": 1,
-                                          "unreadable image or mask": 1}
+    assert summary["skipped_reasons"] == {"record without image, mask or annotation": 1, "unreadable image or mask": 1}
     json.dumps(summary)
     json.dumps([r.to_dict() for r in report.samples])
     limited = evaluate(seg, ds, limit=2)
@@ -120,8 +123,10 @@ def _parquet_rows(rows, path):
 
 def test_parquet_layout_as_seg_zero_publishes_it(tmp_path):
     root = tmp_path / "ReasonSeg_test"
-    _parquet_rows([("img1", 0, "the square", GT_A), ("img2", 3, "the strip", GT_B), ("img3", 1, "nothing", EMPTY)],
-                  root / "data" / "test-00000-of-00001.parquet")
+    _parquet_rows(
+        [("img1", 0, "the square", GT_A), ("img2", 3, "the strip", GT_B), ("img3", 1, "nothing", EMPTY)],
+        root / "data" / "test-00000-of-00001.parquet",
+    )
     _parquet_rows([("v", 0, "val only", GT_A)], root / "data" / "val-00000-of-00001.parquet")
     assert detect_layout(root) == "parquet"
     with pytest.raises(DatasetError, match="splits"):
@@ -143,13 +148,26 @@ def test_parquet_layout_as_seg_zero_publishes_it(tmp_path):
 
 def test_hf_disk_layout(tmp_path):
     datasets = pytest.importorskip("datasets")
-    feats = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string"),
-                               "mask": datasets.Sequence(datasets.Sequence(datasets.Value("bool"))),
-                               "image_id": datasets.Value("string"), "ann_id": datasets.Value("int64")})
+    feats = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "text": datasets.Value("string"),
+            "mask": datasets.Sequence(datasets.Sequence(datasets.Value("bool"))),
+            "image_id": datasets.Value("string"),
+            "ann_id": datasets.Value("int64"),
+        }
+    )
     img = Image.fromarray(np.full((H, W, 3), 100, np.uint8))
-    ds = datasets.Dataset.from_dict({"image": [img, img], "text": ["the square", "the strip"],
-                                     "mask": [GT_A.tolist(), GT_B.tolist()], "image_id": ["p", "q"],
-                                     "ann_id": [1, 2]}, features=feats)
+    ds = datasets.Dataset.from_dict(
+        {
+            "image": [img, img],
+            "text": ["the square", "the strip"],
+            "mask": [GT_A.tolist(), GT_B.tolist()],
+            "image_id": ["p", "q"],
+            "ann_id": [1, 2],
+        },
+        features=feats,
+    )
     datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "disk"))
     eds = open_dataset(tmp_path / "disk")
     assert eds.layout == "hf-disk" and len(eds) == 2
@@ -177,14 +195,21 @@ def test_refcoco_layout_one_sample_per_sentence(tmp_path):
     _image(root / "images" / "COCO_1.jpg")
     instances = {
         "images": [{"id": 1, "file_name": "COCO_1.jpg", "height": H, "width": W}],
-        "annotations": [{"id": 10, "image_id": 1, "segmentation": [SQUARE_POLY]},
-                        {"id": 11, "image_id": 1, "segmentation": {"size": [H, W], "counts": _rle_counts(GT_B)}}],
+        "annotations": [
+            {"id": 10, "image_id": 1, "segmentation": [SQUARE_POLY]},
+            {"id": 11, "image_id": 1, "segmentation": {"size": [H, W], "counts": _rle_counts(GT_B)}},
+        ],
     }
     (root / "instances.json").write_text(json.dumps(instances))
     refs = [
         {"ref_id": 1, "ann_id": 10, "image_id": 1, "split": "val", "sentences": [{"sent": "the square"}]},
-        {"ref_id": 2, "ann_id": 11, "image_id": 1, "split": "val",
-         "sentences": [{"sent": "top strip"}, {"sent": "upper band"}]},
+        {
+            "ref_id": 2,
+            "ann_id": 11,
+            "image_id": 1,
+            "split": "val",
+            "sentences": [{"sent": "top strip"}, {"sent": "upper band"}],
+        },
         {"ref_id": 3, "ann_id": 10, "image_id": 1, "split": "train", "sentences": [{"sent": "train only"}]},
     ]
     with open(root / "refs(umd).p", "wb") as f:
@@ -203,14 +228,18 @@ def test_reasonseg_layout_first_query_and_ignore_counts_as_target(tmp_path):
     root = tmp_path / "reasonseg_val"
     root.mkdir()
     _image(root / "a.jpg")
-    (root / "a.json").write_text(json.dumps({
-        "text": ["what holds the coffee?", "a second query the official conversion does not use"],
-        "shapes": [
-            {"label": "target", "points": [[10, 10], [29, 10], [29, 29], [10, 29]]},
-            {"label": "ignore", "points": [[30, 10], [39, 10], [39, 29], [30, 29]]},
-            {"label": "flag", "points": [[0, 0], [49, 0], [49, 39]]},
-        ],
-    }))
+    (root / "a.json").write_text(
+        json.dumps(
+            {
+                "text": ["what holds the coffee?", "a second query the official conversion does not use"],
+                "shapes": [
+                    {"label": "target", "points": [[10, 10], [29, 10], [29, 29], [10, 29]]},
+                    {"label": "ignore", "points": [[30, 10], [39, 10], [39, 29], [30, 29]]},
+                    {"label": "flag", "points": [[0, 0], [49, 0], [49, 39]]},
+                ],
+            }
+        )
+    )
     _image(root / "b.jpg")  # no annotation: skipped
     ds = open_dataset(root)
     assert ds.layout == "reasonseg" and len(ds) == 2

@@ -34,10 +34,15 @@ def test_rows_come_from_the_json_and_foreign_layouts_do_not_crash(tmp_path):
     shutil.copy(ROOT / "benchmarks" / "results" / "answer.json", tmp_path / "answer.json")
     (tmp_path / "reasoner_cpu.json").write_text(json.dumps({"machine": {"cpu": "X", "cores": 2}, "whatever": 1}))
     (tmp_path / "segmenter_cpu.json").write_text("{not json")
-    bench = {"schema": "segzero-edge.bench/1", "command": "segzero-edge bench E", "date": "2026-01-02T00:00:00+00:00",
-             "machine": {"cpu": "Some CPU", "cores": 4, "load_average": [1.0, 2.0, 3.0]},
-             "stages": {"total": {"p50": 12.0, "p90": 13.0, "p99": 14.5, "n": 5}},
-             "generated_tokens": {"p50": 40, "p90": 41, "p99": 42, "n": 5}, "memory": {"peak_rss_mb": 321.0}}
+    bench = {
+        "schema": "segzero-edge.bench/1",
+        "command": "segzero-edge bench E",
+        "date": "2026-01-02T00:00:00+00:00",
+        "machine": {"cpu": "Some CPU", "cores": 4, "load_average": [1.0, 2.0, 3.0]},
+        "stages": {"total": {"p50": 12.0, "p90": 13.0, "p99": 14.5, "n": 5}},
+        "generated_tokens": {"p50": 40, "p90": 41, "p99": 42, "n": 5},
+        "memory": {"peak_rss_mb": 321.0},
+    }
     (tmp_path / "bench_demo.json").write_text(json.dumps(bench))
     text = mr.render(tmp_path)
     answer = json.loads((tmp_path / "answer.json").read_text())
@@ -47,8 +52,10 @@ def test_rows_come_from_the_json_and_foreign_layouts_do_not_crash(tmp_path):
     assert "**Layout not recognised**" in text and "top-level keys: machine, whatever" in text
     assert "**unreadable**" in text
     assert "| total | 12.0 | 13.0 | 14.5 | 5 |" in text and "| peak host memory (MB) | 321 |" in text
-    assert "machine: Some CPU, 4 cores, load 1.0 2.0 3.0; date: 2026-01-02T00:00:00+00:00; " \
-           "command: `segzero-edge bench E`" in text
+    assert (
+        "machine: Some CPU, 4 cores, load 1.0 2.0 3.0; date: 2026-01-02T00:00:00+00:00; "
+        "command: `segzero-edge bench E`" in text
+    )
 
 
 def test_check_mode(tmp_path):

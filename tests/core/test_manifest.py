@@ -99,7 +99,9 @@ def test_replace_component_keeps_the_other_and_drops_trt(tmp_path):
     assert len(m.trt_builds) == 1
     dec = mf.GraphSpec("reasoner/decoder.onnx", (), (), precision="int4", quantization={"bits": 4, "block_size": 32})
     m2 = m.replace_component(
-        "reasoner", settings={"input_size": 840}, graphs={"reasoner.decoder": dec},
+        "reasoner",
+        settings={"input_size": 840},
+        graphs={"reasoner.decoder": dec},
         files=[mf.file_entry(d, "reasoner/decoder.onnx")],
     )
     assert set(m2.components) == {"sam2", "reasoner"}

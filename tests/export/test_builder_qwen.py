@@ -55,8 +55,16 @@ needs_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None,
     reason="needs torch and transformers (pip install 'segzero-edge[export]')",
 )
-FILES = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-         "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json", "segzero_edge.json"}
+FILES = {
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+    "segzero_edge.json",
+}
 
 
 def _raw_tokenizer(checkpoint):
@@ -116,10 +124,11 @@ def test_special_tokens_are_single_ids_and_skippable():
 
 def test_tokenizer_is_the_same_in_every_process():
     tok = build_qwen_tokenizer()
-    code = ("import hashlib; from segzero_edge.export.builders.tokenizer import build_qwen_tokenizer; "
-            "print(hashlib.sha256(build_qwen_tokenizer().to_str().encode()).hexdigest())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         check=True)
+    code = (
+        "import hashlib; from segzero_edge.export.builders.tokenizer import build_qwen_tokenizer; "
+        "print(hashlib.sha256(build_qwen_tokenizer().to_str().encode()).hexdigest())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == hashlib.sha256(tok.to_str().encode()).hexdigest()
     assert tok.to_str() == build_qwen_tokenizer().to_str()
 
@@ -136,6 +145,7 @@ def test_custom_corpus_and_bad_arguments():
 
 # ---------------------------------------------------------------- the checkpoint directory
 
+
 @needs_torch
 def test_checkpoint_has_the_files_and_ids_of_a_real_one(tiny_qwen_dir):
     assert {f.name for f in tiny_qwen_dir.iterdir()} == FILES
@@ -145,11 +155,16 @@ def test_checkpoint_has_the_files_and_ids_of_a_real_one(tiny_qwen_dir):
     assert cfg["model_type"] == "qwen2_5_vl"
     assert cfg["architectures"] == ["Qwen2_5_VLForConditionalGeneration"]
     assert (cfg["image_token_id"], cfg["video_token_id"]) == (tid("<|image_pad|>"), tid("<|video_pad|>"))
-    assert (cfg["vision_start_token_id"], cfg["vision_end_token_id"]) == (tid("<|vision_start|>"),
-                                                                          tid("<|vision_end|>"))
+    assert (cfg["vision_start_token_id"], cfg["vision_end_token_id"]) == (
+        tid("<|vision_start|>"),
+        tid("<|vision_end|>"),
+    )
     text = cfg["text_config"]
     assert (text["eos_token_id"], text["pad_token_id"], text["bos_token_id"]) == (
-        tid("<|im_end|>"), tid("<|endoftext|>"), tid("<|endoftext|>"))
+        tid("<|im_end|>"),
+        tid("<|endoftext|>"),
+        tid("<|endoftext|>"),
+    )
     assert text["vocab_size"] == tok.get_vocab_size()
     head_dim = text["hidden_size"] // text["num_attention_heads"]
     assert text["rope_parameters"]["mrope_section"] == [2, 3, 3] and head_dim == 16
@@ -158,10 +173,15 @@ def test_checkpoint_has_the_files_and_ids_of_a_real_one(tiny_qwen_dir):
     assert gen["pad_token_id"] == gen["bos_token_id"] == tid("<|endoftext|>")
     pre = json.loads((tiny_qwen_dir / "preprocessor_config.json").read_text())
     assert pre == {
-        "min_pixels": 3136, "max_pixels": 12845056,
-        "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor",
+        "min_pixels": 3136,
+        "max_pixels": 12845056,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
     }
     assert read_checkpoint_meta(tiny_qwen_dir)["input_size"] == 112
     assert (tiny_qwen_dir / "chat_template.jinja").read_text() == QWEN25VL_CHAT_TEMPLATE
@@ -169,8 +189,13 @@ def test_checkpoint_has_the_files_and_ids_of_a_real_one(tiny_qwen_dir):
 
     with safe_open(str(tiny_qwen_dir / "model.safetensors"), "pt") as f:  # the official key layout
         keys = set(f.keys())
-    assert {"lm_head.weight", "model.embed_tokens.weight", "visual.patch_embed.proj.weight",
-            "visual.merger.mlp.2.weight", "model.layers.1.self_attn.q_proj.bias"} <= keys
+    assert {
+        "lm_head.weight",
+        "model.embed_tokens.weight",
+        "visual.patch_embed.proj.weight",
+        "visual.merger.mlp.2.weight",
+        "model.layers.1.self_attn.q_proj.bias",
+    } <= keys
 
 
 @needs_torch
@@ -184,7 +209,8 @@ def test_transformers_tokenizer_matches_plain_tokenizers(tiny_qwen_dir):
     assert hf.chat_template == QWEN25VL_CHAT_TEMPLATE
     assert len(hf) == raw.get_vocab_size()
     assert {i: t.content for i, t in hf.added_tokens_decoder.items()} == {
-        i: t.content for i, t in raw.get_added_tokens_decoder().items()}
+        i: t.content for i, t in raw.get_added_tokens_decoder().items()
+    }
     for i, t in raw.get_added_tokens_decoder().items():
         assert hf.added_tokens_decoder[i].special == t.special
     for text in TEXTS:
@@ -216,8 +242,7 @@ def test_generate_from_pretrained_is_deterministic(tiny_qwen_dir):
     assert type(processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"
     size = read_checkpoint_meta(tiny_qwen_dir)["input_size"]
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8))
-    text = processor.apply_chat_template(seg_zero_messages("the red cup"), add_generation_prompt=True,
-                                         tokenize=False)
+    text = processor.apply_chat_template(seg_zero_messages("the red cup"), add_generation_prompt=True, tokenize=False)
     assert text == render_chat("the red cup")
     inputs = processor(images=[image], text=[text], return_tensors="pt")
     assert inputs["image_grid_thw"].tolist() == [[1, size // 14, size // 14]]
@@ -228,7 +253,7 @@ def test_generate_from_pretrained_is_deterministic(tiny_qwen_dir):
         with torch.no_grad():
             runs.append(model.generate(**inputs, max_new_tokens=8, do_sample=False))
     assert torch.equal(runs[0], runs[1])
-    new = runs[0][0, inputs["input_ids"].shape[1]:]
+    new = runs[0][0, inputs["input_ids"].shape[1] :]
     assert 1 <= len(new) <= 8 and all(0 <= t < model.config.text_config.vocab_size for t in new.tolist())
     processor.decode(new)  # decodes without error
 
@@ -265,10 +290,10 @@ def test_loaders_refuse_what_is_not_a_qwen_checkpoint(tmp_path, tiny_qwen_dir):
 
 
 def test_hf_loading_imports_no_torch():
-    code = ("import sys, segzero_edge.backends.hf_loading; "
-            "print('torch' in sys.modules or 'transformers' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         check=True)
+    code = (
+        "import sys, segzero_edge.backends.hf_loading; print('torch' in sys.modules or 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -296,9 +321,7 @@ def test_overrides_reach_the_config(tmp_path):
     assert json.loads((path / "config.json").read_text())["dtype"] == "bfloat16"
 
 
-@pytest.mark.parametrize(
-    ("depth", "fullatt"), [(1, (0,)), (4, (3,)), (8, (7,)), (16, (7, 15)), (32, (7, 15, 23, 31))]
-)
+@pytest.mark.parametrize(("depth", "fullatt"), [(1, (0,)), (4, (3,)), (8, (7,)), (16, (7, 15)), (32, (7, 15, 23, 31))])
 def test_reduced_vision_depth_keeps_real_full_attention_blocks(depth, fullatt):
     assert _resolve_size("3b", None, depth).fullatt_block_indexes == fullatt
 
@@ -322,7 +345,12 @@ def test_real_size_configs():
         assert t.rope_parameters["mrope_section"] == [16, 24, 24] and t.rope_parameters["rope_theta"] == 1e6
         assert t.rms_norm_eps == 1e-6 and spec.head_dim == 128
         assert (v.depth, v.hidden_size, v.intermediate_size, v.num_heads, v.out_hidden_size) == (
-            32, 1280, 3420, 16, hidden)
+            32,
+            1280,
+            3420,
+            16,
+            hidden,
+        )
         assert (v.window_size, list(v.fullatt_block_indexes)) == (112, [7, 15, 23, 31])
         assert spec.input_size == 840
 
@@ -333,8 +361,7 @@ def test_3b_shaped_checkpoint_builds_and_loads(tmp_path):
 
     from segzero_edge.backends.hf_loading import load_qwen_model
 
-    path = build_tiny_qwen25vl(tmp_path / "3b", "3b", num_layers=1, vision_depth=1, input_size=56,
-                               dtype="bfloat16")
+    path = build_tiny_qwen25vl(tmp_path / "3b", "3b", num_layers=1, vision_depth=1, input_size=56, dtype="bfloat16")
     model = load_qwen_model(path, dtype="auto")
     assert model.dtype == torch.bfloat16
     assert model.config.text_config.vocab_size == 151936 and model.config.text_config.num_hidden_layers == 1
@@ -383,8 +410,17 @@ def test_non_empty_out_dir_needs_overwrite(tmp_path):
 
 def test_qwen_size_checks_its_shapes():
     with pytest.raises(InputError, match="mrope_section"):
-        QwenSize(name="bad", hidden_size=64, intermediate_size=128, num_layers=1, num_heads=4, num_kv_heads=2,
-                 mrope_section=(4, 6, 6), vocab_size=None, tie_word_embeddings=False)
+        QwenSize(
+            name="bad",
+            hidden_size=64,
+            intermediate_size=128,
+            num_layers=1,
+            num_heads=4,
+            num_kv_heads=2,
+            mrope_section=(4, 6, 6),
+            vocab_size=None,
+            tie_word_embeddings=False,
+        )
 
 
 @needs_torch

@@ -19,16 +19,51 @@ REQUIRED = ("preprocess", "vision", "prefill", "decode", "sam2_encode", "sam2_de
 
 def test_bench_writes_the_json_schema_a_table_and_a_plot(full_engine_dir, tmp_path, capsys):
     out, png, md = tmp_path / "bench.json", tmp_path / "latency.png", tmp_path / "bench.md"
-    code = main(["bench", str(full_engine_dir), "--runs", "3", "--warmup", "1", "--device", "cpu", "--threads", "1",
-                 "--max-new-tokens", "100", "--out", str(out), "--plot", str(png), "--markdown", str(md),
-                 "--no-progress"])
+    code = main(
+        [
+            "bench",
+            str(full_engine_dir),
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--max-new-tokens",
+            "100",
+            "--out",
+            str(out),
+            "--plot",
+            str(png),
+            "--markdown",
+            str(md),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     stdout = capsys.readouterr().out
     assert "| total |" in stdout and "| decode tokens/s |" in stdout and "peak host memory" in stdout
     r = json.loads(out.read_text())
     assert r["schema"] == "segzero-edge.bench/1" and "--runs 3 --warmup 1" in r["command"]
-    for key in ("command", "date", "machine", "engine", "device", "backend", "versions", "config", "requests",
-                "stages", "generated_tokens", "decode_tokens_per_s", "memory", "runs", "load_s"):
+    for key in (
+        "command",
+        "date",
+        "machine",
+        "engine",
+        "device",
+        "backend",
+        "versions",
+        "config",
+        "requests",
+        "stages",
+        "generated_tokens",
+        "decode_tokens_per_s",
+        "memory",
+        "runs",
+        "load_s",
+    ):
         assert key in r, key
     assert r["device"] == "cpu" and r["backend"] == {"reasoner": "ort", "sam2": "ort"}
     assert r["versions"]["onnxruntime"] and r["machine"]["load_average"] is not None
@@ -57,8 +92,27 @@ def test_bench_writes_the_json_schema_a_table_and_a_plot(full_engine_dir, tmp_pa
 
 def test_bench_with_cache_skips_the_encoder_after_the_first_request(full_engine_dir, tmp_path):
     out = tmp_path / "bench.json"
-    assert main(["bench", str(full_engine_dir), "--runs", "2", "--warmup", "1", "--device", "cpu", "--cache",
-                 "--max-new-tokens", "100", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(full_engine_dir),
+                "--runs",
+                "2",
+                "--warmup",
+                "1",
+                "--device",
+                "cpu",
+                "--cache",
+                "--max-new-tokens",
+                "100",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert "sam2_encode" not in r["stages"]  # every timed request hit the feature cache
     assert all("sam2_encoder" not in run["timings_ms"] for run in r["runs"]) and r["config"]["cache"]
@@ -92,8 +146,25 @@ def test_evaluate_matches_predict_sample_by_sample(segmenter, tmp_path):
 def test_eval_cli_writes_jsonl_and_a_consistent_summary(full_engine_dir, tmp_path, capsys):
     ds = _index_dataset(tmp_path / "world", n=3)
     out = tmp_path / "eval"
-    assert main(["eval", str(full_engine_dir), str(ds), "--out", str(out), "--device", "cpu", "--max-new-tokens",
-                 "100", "--no-progress", "--limit", "2"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(full_engine_dir),
+                str(ds),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--max-new-tokens",
+                "100",
+                "--no-progress",
+                "--limit",
+                "2",
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert [x["id"] for x in lines] == ["s0", "s1"]
     summary = json.loads((out / "summary.json").read_text())
@@ -105,7 +176,8 @@ def test_eval_cli_writes_jsonl_and_a_consistent_summary(full_engine_dir, tmp_pat
     assert summary["n_samples"] == 2 and summary["parse_failure_rate"] == 0.0  # constrained: always parses
     from segzero_edge.evaluation import SampleIoU
 
-    counts = [SampleIoU(x["intersection"], x["union"], x["gt_pixels"], x["pred_pixels"], x["status"] != "ok")
-              for x in lines]
+    counts = [
+        SampleIoU(x["intersection"], x["union"], x["gt_pixels"], x["pred_pixels"], x["status"] != "ok") for x in lines
+    ]
     assert summary["both_empty_dropped_official"]["giou"] == pytest.approx(aggregate(counts, drop_both_empty=True).giou)
     assert "gIoU" in capsys.readouterr().out

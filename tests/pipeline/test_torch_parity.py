@@ -62,8 +62,11 @@ def test_torch_sam2_stage_matches_ort_for_all_prompt_kinds(segmenter, torch_segm
     for name, a in feats_ort.feeds().items():
         b = feats_ref.feeds()[name]
         assert np.max(np.abs(a - b)) <= 1e-3 * max(1.0, float(np.max(np.abs(b)))), name
-    prompts = [dict(boxes=(10, 5, w - 20, h - 30)), dict(points=[(40, 30), (90, 60)], labels=[1, 0]),
-               dict(boxes=[(10, 5, 80, 70), (60, 20, w - 1, h - 1)], points=[[(30, 30)], [(100, 50)]])]
+    prompts = [
+        dict(boxes=(10, 5, w - 20, h - 30)),
+        dict(points=[(40, 30), (90, 60)], labels=[1, 0]),
+        dict(boxes=[(10, 5, 80, 70), (60, 20, w - 1, h - 1)], points=[[(30, 30)], [(100, 50)]]),
+    ]
     for prompt in prompts:
         for mode in ("best", "single"):
             a = segmenter.sam2.decode(feats_ort, mask_mode=mode, **prompt)

@@ -24,8 +24,9 @@ from segzero_edge.export.reasoner_export.wrappers import rotary_inv_freq
 def _build(ckpt_dir, tmp_path, body, head, accuracy_level=0, int8_layers=()):
     ckpt = inspect_checkpoint(ckpt_dir)
     reader = WeightReader(ckpt.weight_files)
-    precision = DecoderPrecision(body, head, QuantSpec(block_size=32, accuracy_level=accuracy_level),
-                                 int8_layers=int8_layers)
+    precision = DecoderPrecision(
+        body, head, QuantSpec(block_size=32, accuracy_level=accuracy_level), int8_layers=int8_layers
+    )
     info = build_decoder(ckpt.text, reader.get, rotary_inv_freq(ckpt.config), precision, tmp_path)
     onnx.checker.check_model(str(tmp_path / info["file"]))
     sess = ort.InferenceSession(str(tmp_path / info["file"]), providers=["CPUExecutionProvider"])
@@ -34,13 +35,17 @@ def _build(ckpt_dir, tmp_path, body, head, accuracy_level=0, int8_layers=()):
 
 def _feeds(ckpt, embeds, positions, past, mask=None):
     total = (past[0].shape[2] if past else 0) + embeds.shape[1]
-    feeds = {"inputs_embeds": embeds, "position_ids": positions,
-             "attention_mask": np.ones((1, total), np.int64) if mask is None else mask}
+    feeds = {
+        "inputs_embeds": embeds,
+        "position_ids": positions,
+        "attention_mask": np.ones((1, total), np.int64) if mask is None else mask,
+    }
     t = ckpt.text
     for i in range(t.num_layers):
         for j, kind in enumerate(("key", "value")):
-            feeds[f"past_key_values.{i}.{kind}"] = (past[2 * i + j] if past else
-                                                    np.zeros((1, t.num_kv_heads, 0, t.head_dim), np.float32))
+            feeds[f"past_key_values.{i}.{kind}"] = (
+                past[2 * i + j] if past else np.zeros((1, t.num_kv_heads, 0, t.head_dim), np.float32)
+            )
     return feeds
 
 
@@ -54,9 +59,13 @@ def _hf_steps(model, chunks):
     with torch.no_grad():
         for embeds, positions in chunks:
             seen += embeds.shape[1]
-            h = lm(inputs_embeds=torch.from_numpy(embeds), position_ids=torch.from_numpy(positions),
-                   attention_mask=torch.ones(1, seen, dtype=torch.long), past_key_values=cache,
-                   use_cache=True).last_hidden_state
+            h = lm(
+                inputs_embeds=torch.from_numpy(embeds),
+                position_ids=torch.from_numpy(positions),
+                attention_mask=torch.ones(1, seen, dtype=torch.long),
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state
             out.append(model.lm_head(h)[0, -1].numpy())
     return out, cache
 
@@ -66,8 +75,9 @@ def _chunks(hidden, seed=0):
     lens = [11, 3, 1]  # prefill, a jump-forward of 3 tokens, one token
     chunks, start = [], 0
     for n in lens:
-        pos = np.stack([np.arange(start, start + n), np.arange(start, start + n) // 2,
-                        np.arange(start, start + n) % 4])[:, None, :].astype(np.int64)
+        pos = np.stack(
+            [np.arange(start, start + n), np.arange(start, start + n) // 2, np.arange(start, start + n) % 4]
+        )[:, None, :].astype(np.int64)
         chunks.append((rng.standard_normal((1, n, hidden)).astype(np.float32), pos))
         start += n
     return chunks
@@ -101,19 +111,23 @@ def test_masked_placeholder_slot_changes_nothing(tiny_qwen_dir, tmp_path):
     embeds, positions = _chunks(ckpt.text.hidden_size)[0]
     plain = sess.run(None, _feeds(ckpt, embeds, positions, None))[0]
     t = ckpt.text
-    slot = [np.random.default_rng(0).standard_normal((1, t.num_kv_heads, 1, t.head_dim)).astype(np.float32)
-            for _ in range(2 * t.num_layers)]
+    slot = [
+        np.random.default_rng(0).standard_normal((1, t.num_kv_heads, 1, t.head_dim)).astype(np.float32)
+        for _ in range(2 * t.num_layers)
+    ]
     mask = np.ones((1, embeds.shape[1] + 1), np.int64)
     mask[0, 0] = 0
     masked = sess.run(None, _feeds(ckpt, embeds, positions, slot, mask))[0]
     assert np.abs(plain - masked).max() < 1e-5
 
 
-@pytest.mark.parametrize(("body", "head", "int8_layers"), [("int4", "int8", ()), ("int8", "int8", ()),
-                                                          ("fp16", "fp16", ()), ("int4", "int4", ()),
-                                                          ("int4", "int8", (0,))])
-def test_quantized_decoder_equals_transformers_with_dequantized_weights(tiny_qwen_dir, tiny_model, tmp_path, body,
-                                                                       head, int8_layers):
+@pytest.mark.parametrize(
+    ("body", "head", "int8_layers"),
+    [("int4", "int8", ()), ("int8", "int8", ()), ("fp16", "fp16", ()), ("int4", "int4", ()), ("int4", "int8", (0,))],
+)
+def test_quantized_decoder_equals_transformers_with_dequantized_weights(
+    tiny_qwen_dir, tiny_model, tmp_path, body, head, int8_layers
+):
     import copy
 
     ckpt, sess, info = _build(tiny_qwen_dir, tmp_path, body, head, int8_layers=int8_layers)

@@ -42,13 +42,16 @@ def test_non_qwen_checkpoint_is_named(tiny_qwen_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("missing", ["tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
-                                     "config.json", "model.safetensors"])
+@pytest.mark.parametrize(
+    "missing",
+    ["tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "config.json", "model.safetensors"],
+)
 def test_missing_files_are_named(tiny_qwen_dir, tmp_path, missing):
     ckpt = _copy(tiny_qwen_dir, tmp_path)
     (ckpt / missing).unlink()
-    with pytest.raises(CheckpointError, match=missing.replace(".", r"\.") if missing != "model.safetensors"
-                       else r"safetensors"):
+    with pytest.raises(
+        CheckpointError, match=missing.replace(".", r"\.") if missing != "model.safetensors" else r"safetensors"
+    ):
         export_reasoner(ckpt, tmp_path / "out", QUICK)
     assert not (tmp_path / "out").exists()
 
@@ -75,9 +78,16 @@ def test_unsupported_image_size_is_named(tiny_qwen_dir, tmp_path, size):
         export_reasoner(tiny_qwen_dir, tmp_path / "out", ReasonerExportConfig(weights="fp32", input_size=size))
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [({"weights": "int3"}, "int3"), ({"weights": "bf16"}, "bf16"),
-                                               ({"lm_head": "int2"}, "int2"), ({"block_size": 48}, "48"),
-                                               ({"validate": "full", "validation_pairs": 2}, "5")])
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"weights": "int3"}, "int3"),
+        ({"weights": "bf16"}, "bf16"),
+        ({"lm_head": "int2"}, "int2"),
+        ({"block_size": 48}, "48"),
+        ({"validate": "full", "validation_pairs": 2}, "5"),
+    ],
+)
 def test_unsupported_options_are_named(kwargs, named):
     with pytest.raises(ConfigError, match=named):
         ReasonerExportConfig(**kwargs)
@@ -95,8 +105,18 @@ def test_cli_refuses_bad_int8_layers(tiny_qwen_dir, tmp_path, capsys):
     from segzero_edge.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["export", "reasoner", "--model", str(tiny_qwen_dir), "--out", str(tmp_path / "o"),
-              "--int8-layers", "first"])
+        main(
+            [
+                "export",
+                "reasoner",
+                "--model",
+                str(tiny_qwen_dir),
+                "--out",
+                str(tmp_path / "o"),
+                "--int8-layers",
+                "first",
+            ]
+        )
     assert exc.value.code == 2 and "layer indices" in capsys.readouterr().err
 
 
@@ -150,8 +170,24 @@ def test_cli_export_end_to_end(tiny_qwen_dir, tmp_path):
     from segzero_edge.cli import main
 
     out = tmp_path / "engine"
-    rc = main(["export", "reasoner", "--model", str(tiny_qwen_dir), "--out", str(out), "--weights", "int8",
-               "--block-size", "32", "--validate", "quick", "--threads", "1"])
+    rc = main(
+        [
+            "export",
+            "reasoner",
+            "--model",
+            str(tiny_qwen_dir),
+            "--out",
+            str(out),
+            "--weights",
+            "int8",
+            "--block-size",
+            "32",
+            "--validate",
+            "quick",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     m = load_manifest(out, verify="full")
     assert m.graph("reasoner.decoder").precision == "int8"
@@ -160,8 +196,21 @@ def test_cli_export_end_to_end(tiny_qwen_dir, tmp_path):
 
 def test_killed_export_leaves_nothing(tiny_qwen_dir, tmp_path):
     out = tmp_path / "engine"
-    cmd = [sys.executable, "-m", "segzero_edge", "export", "reasoner", "--model", str(tiny_qwen_dir), "--out",
-           str(out), "--weights", "fp32", "--validate", "quick"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "segzero_edge",
+        "export",
+        "reasoner",
+        "--model",
+        str(tiny_qwen_dir),
+        "--out",
+        str(out),
+        "--weights",
+        "fp32",
+        "--validate",
+        "quick",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not _leftovers(out) and time.monotonic() < deadline and proc.poll() is None:
@@ -186,14 +235,24 @@ def test_vision_weights_are_consolidated_into_one_file(engine_fp32, tmp_path, la
     raw = tmp_path / "raw" / "vision.onnx"
     raw.parent.mkdir()
     model = onnx.load(str(engine_fp32 / "reasoner/vision.onnx"))
-    onnx.save_model(model, str(raw), save_as_external_data=layout != "inline", all_tensors_to_one_file=False,
-                    size_threshold=0, convert_attribute=True)
+    onnx.save_model(
+        model,
+        str(raw),
+        save_as_external_data=layout != "inline",
+        all_tensors_to_one_file=False,
+        size_threshold=0,
+        convert_attribute=True,
+    )
     if layout != "inline":  # like torch's TorchScript exporter: one file per tensor (Constant values included),
         m = onnx.load(str(raw), load_external_data=False)  # no offset/length recorded
         from onnx.external_data_helper import _get_all_tensors
 
-        assert any(t.data_location == onnx.TensorProto.EXTERNAL for n in m.graph.node for a in n.attribute
-                   for t in ([a.t] if a.type == onnx.AttributeProto.TENSOR else []))
+        assert any(
+            t.data_location == onnx.TensorProto.EXTERNAL
+            for n in m.graph.node
+            for a in n.attribute
+            for t in ([a.t] if a.type == onnx.AttributeProto.TENSOR else [])
+        )
         for t in _get_all_tensors(m):
             if t.data_location != onnx.TensorProto.EXTERNAL:
                 continue

@@ -62,8 +62,7 @@ def test_eos_stops_and_is_kept():
     m = TableModel()
     greedy = generate_loop(m.table[3], TableModel().step, GenerationOptions(max_new_tokens=10, stop_at_answer=False))
     eos = greedy.token_ids[4]
-    trace = generate_loop(m.table[3], m.step, GenerationOptions(max_new_tokens=10, stop_at_answer=False),
-                          eos_ids=[eos])
+    trace = generate_loop(m.table[3], m.step, GenerationOptions(max_new_tokens=10, stop_at_answer=False), eos_ids=[eos])
     assert trace.stop_reason == "eos" and trace.token_ids[-1] == eos
     assert trace.token_ids == greedy.token_ids[: greedy.token_ids.index(eos) + 1]
 
@@ -84,15 +83,25 @@ class ScriptModel:
         return self.logits()
 
 
-WORDS = {1: "I think", 2: "<think>", 3: "</think>", 4: "<answer>", 5: '{"bbox": [1, 2, 3, 4]}', 6: "</ans",
-         7: "wer> tail", 8: "</answer>", 9: " more"}
+WORDS = {
+    1: "I think",
+    2: "<think>",
+    3: "</think>",
+    4: "<answer>",
+    5: '{"bbox": [1, 2, 3, 4]}',
+    6: "</ans",
+    7: "wer> tail",
+    8: "</answer>",
+    9: " more",
+}
 
 
 def test_stop_when_the_streaming_decoder_sees_the_answer_closed():
     m = ScriptModel([2, 1, 3, 4, 5, 6, 7, 9, 9, 9])
     pieces = []
-    trace = generate_loop(m.logits(), m.step, GenerationOptions(max_new_tokens=10), text_step=WORDS.__getitem__,
-                          on_text=pieces.append)
+    trace = generate_loop(
+        m.logits(), m.step, GenerationOptions(max_new_tokens=10), text_step=WORDS.__getitem__, on_text=pieces.append
+    )
     assert trace.stop_reason == "answer" and trace.token_ids == (2, 1, 3, 4, 5, 6, 7)  # "</answer>" split in two
     assert "".join(pieces) == trace.text and trace.text.endswith("wer> tail")
 
@@ -106,8 +115,7 @@ def test_answer_end_inside_the_think_does_not_stop():
 def test_constraint_mask_and_jump_forward_counts():
     m = TableModel(1)
     c = ScriptConstraint(free=3, script=[11, 13, 15, 17])
-    trace = generate_loop(m.table[0], m.step, GenerationOptions(max_new_tokens=9, stop_at_answer=False),
-                          constraint=c)
+    trace = generate_loop(m.table[0], m.step, GenerationOptions(max_new_tokens=9, stop_at_answer=False), constraint=c)
     assert all(t % 2 == 0 for t in trace.token_ids[:3])  # the mask
     assert list(trace.token_ids[3:7]) == [11, 13, 15, 17]  # forced, in order
     assert trace.forced_tokens == 4
@@ -117,11 +125,19 @@ def test_constraint_mask_and_jump_forward_counts():
 
 
 def test_jump_forward_off_gives_the_same_tokens_one_call_each():
-    on = generate_loop(TableModel(1).table[0], TableModel(1).step, GenerationOptions(max_new_tokens=9,
-                       stop_at_answer=False), constraint=ScriptConstraint(3, [11, 13, 15, 17]))
+    on = generate_loop(
+        TableModel(1).table[0],
+        TableModel(1).step,
+        GenerationOptions(max_new_tokens=9, stop_at_answer=False),
+        constraint=ScriptConstraint(3, [11, 13, 15, 17]),
+    )
     m = TableModel(1)
-    off = generate_loop(m.table[0], m.step, GenerationOptions(max_new_tokens=9, stop_at_answer=False,
-                        jump_forward=False), constraint=ScriptConstraint(3, [11, 13, 15, 17]))
+    off = generate_loop(
+        m.table[0],
+        m.step,
+        GenerationOptions(max_new_tokens=9, stop_at_answer=False, jump_forward=False),
+        constraint=ScriptConstraint(3, [11, 13, 15, 17]),
+    )
     assert off.steps_saved == 0 and set(m.calls) == {1}
     assert off.forced_tokens == on.forced_tokens == 4
     # the logits differ only by the fed-length term, which is the same in both runs at each position
@@ -130,8 +146,12 @@ def test_jump_forward_off_gives_the_same_tokens_one_call_each():
 
 def test_forced_tokens_right_after_prefill():
     m = TableModel()
-    trace = generate_loop(m.table[0], m.step, GenerationOptions(max_new_tokens=5, stop_at_answer=False),
-                          constraint=ScriptConstraint(0, [7, 8, 9]))
+    trace = generate_loop(
+        m.table[0],
+        m.step,
+        GenerationOptions(max_new_tokens=5, stop_at_answer=False),
+        constraint=ScriptConstraint(0, [7, 8, 9]),
+    )
     assert trace.token_ids[:3] == (7, 8, 9) and m.calls[0] == 3
 
 
@@ -145,8 +165,9 @@ def test_seeded_sampling_is_reproducible_and_covers_the_distribution():
     assert np.allclose(freq[:3], [0.5, 0.3, 0.2], atol=0.04) and freq[3] == 0
 
 
-@pytest.mark.parametrize(("top_k", "top_p", "temperature"),
-                         [(0, 0.7, 1.0), (3, 1.0, 1.0), (5, 0.5, 0.7), (0, 0.05, 2.0)])
+@pytest.mark.parametrize(
+    ("top_k", "top_p", "temperature"), [(0, 0.7, 1.0), (3, 1.0, 1.0), (5, 0.5, 0.7), (0, 0.05, 2.0)]
+)
 def test_warpers_keep_the_same_tokens_as_transformers(top_k, top_p, temperature):
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
@@ -172,9 +193,20 @@ def test_mask_applies_to_sampling_too():
     assert {sampler(np.zeros(40, np.float32), allowed) for _ in range(200)} == {3, 9}
 
 
-@pytest.mark.parametrize("kwargs", [{"max_new_tokens": 0}, {"temperature": 0}, {"top_p": 0}, {"top_p": 1.5},
-                                    {"top_k": -1}, {"seed": -2}, {"thinking_budget": 5},
-                                    {"constrained": True, "thinking_budget": -1}, {"max_new_tokens": 2.5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_new_tokens": 0},
+        {"temperature": 0},
+        {"top_p": 0},
+        {"top_p": 1.5},
+        {"top_k": -1},
+        {"seed": -2},
+        {"thinking_budget": 5},
+        {"constrained": True, "thinking_budget": -1},
+        {"max_new_tokens": 2.5},
+    ],
+)
 def test_invalid_options_are_refused(kwargs):
     with pytest.raises(ConfigError):
         GenerationOptions(**kwargs)

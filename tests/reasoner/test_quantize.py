@@ -34,8 +34,9 @@ def test_kernel_equals_numpy_spec(bits, k, n, bs):
     assert packed.shape == (n, kb, bs * bits // 8) and scales.shape == (n, kb)
     assert np.array_equal(scales, ref_scales)
     # the bytes equal the spec everywhere but the zero padding of the last block (never read)
-    assert np.array_equal(dequantize_blockwise(packed, scales, k, bits), dequantize_blockwise(ref_packed, ref_scales,
-                                                                                            k, bits))
+    assert np.array_equal(
+        dequantize_blockwise(packed, scales, k, bits), dequantize_blockwise(ref_packed, ref_scales, k, bits)
+    )
     if k % bs == 0:
         assert np.array_equal(packed, ref_packed)
 
@@ -49,8 +50,9 @@ def test_round_trip_error_is_within_half_a_step(bits, k, n, bs):
     step = np.repeat(np.abs(scales).T, bs, axis=0)[:k]  # per-element |scale|
     signed = np.repeat(scales.T, bs, axis=0)[:k]
     lo, hi = np.minimum(-8 * signed, 7 * signed), np.maximum(-8 * signed, 7 * signed)
-    lo, hi = (lo, hi) if bits == 4 else (np.minimum(-128 * signed, 127 * signed), np.maximum(-128 * signed,
-                                                                                          127 * signed))
+    lo, hi = (
+        (lo, hi) if bits == 4 else (np.minimum(-128 * signed, 127 * signed), np.maximum(-128 * signed, 127 * signed))
+    )
     inside = (w >= lo) & (w <= hi)
     err = np.abs(deq - w)
     assert np.all(err[inside] <= step[inside] / 2 + 1e-6)  # rounding
@@ -65,10 +67,13 @@ def _matmul_model(w: np.ndarray):
     from onnx import TensorProto, helper, numpy_helper
 
     k, n = w.shape
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", k])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "s", n])],
-                              initializer=[numpy_helper.from_array(w, "W")])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "s", n])],
+        initializer=[numpy_helper.from_array(w, "W")],
+    )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     return m
@@ -81,8 +86,9 @@ def test_same_bytes_as_onnxruntime_matmulnbits_quantizer(bits):
 
     rng = np.random.default_rng(bits)
     w = rng.standard_normal((256, 64)).astype(np.float32)
-    q = MatMulNBitsQuantizer(_matmul_model(w), algo_config=DefaultWeightOnlyQuantConfig(
-        block_size=64, is_symmetric=True, bits=bits))
+    q = MatMulNBitsQuantizer(
+        _matmul_model(w), algo_config=DefaultWeightOnlyQuantConfig(block_size=64, is_symmetric=True, bits=bits)
+    )
     q.process()
     inits = {t.name: numpy_helper.to_array(t) for t in q.model.model.graph.initializer}
     node = next(nd for nd in q.model.model.graph.node if nd.op_type == "MatMulNBits")
@@ -105,10 +111,12 @@ def test_matmulnbits_computes_x_times_dequantized_weight(bits, accuracy_level, t
     if accuracy_level:
         attrs["accuracy_level"] = accuracy_level
     graph = helper.make_graph(
-        [helper.make_node("MatMulNBits", ["x", "B", "S"], ["y"], domain="com.microsoft", **attrs)], "g",
+        [helper.make_node("MatMulNBits", ["x", "B", "S"], ["y"], domain="com.microsoft", **attrs)],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", k])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "s", n])],
-        initializer=[numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales.reshape(-1), "S")])
+        initializer=[numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales.reshape(-1), "S")],
+    )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     m.ir_version = 8
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -118,8 +126,17 @@ def test_matmulnbits_computes_x_times_dequantized_weight(bits, accuracy_level, t
     assert np.abs(got - ref).max() <= tol * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("kwargs", [{"bits": 3}, {"block_size": 24}, {"block_size": 8}, {"accuracy_level": 7},
-                                    {"symmetric": False}, {"block_size": True}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"bits": 3},
+        {"block_size": 24},
+        {"block_size": 8},
+        {"accuracy_level": 7},
+        {"symmetric": False},
+        {"block_size": True},
+    ],
+)
 def test_invalid_specs_are_refused(kwargs):
     with pytest.raises(ConfigError):
         QuantSpec(**kwargs)

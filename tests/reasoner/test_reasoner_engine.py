@@ -62,7 +62,7 @@ def test_quantized_agreement_and_dequantized_identity(bits, max_rel, request, to
         ref = torch_ref.generate(image, question, GREEDY, output_logits=True)
         ours = ours_r.teacher_forced_logits(image, question, list(ref.token_ids))
         top1.append(np.mean(ours.argmax(-1) == torch_ref.last_logits.argmax(-1)))
-        rel.append(np.sqrt(np.mean((ours - torch_ref.last_logits) ** 2) / np.mean(torch_ref.last_logits ** 2)))
+        rel.append(np.sqrt(np.mean((ours - torch_ref.last_logits) ** 2) / np.mean(torch_ref.last_logits**2)))
     assert 0 < np.mean(rel) < max_rel and np.mean(top1) >= 0.6  # quantized, but close
     v = ours_r.manifest.validation["reasoner"]
     assert v["weights"] == bits and 0.6 <= v["top1_agreement_vs_fp32"] <= 1
@@ -74,8 +74,10 @@ def test_quantized_agreement_and_dequantized_identity(bits, max_rel, request, to
     deq = TorchReasoner(tiny_qwen_dir, model=model)
     for image, question in PAIRS:
         assert ours_r.generate(image, question, GREEDY).token_ids == deq.generate(image, question, GREEDY).token_ids
-        assert ours_r.generate(image, question, CONSTRAINED).token_ids == \
-            deq.generate(image, question, CONSTRAINED).token_ids
+        assert (
+            ours_r.generate(image, question, CONSTRAINED).token_ids
+            == deq.generate(image, question, CONSTRAINED).token_ids
+        )
 
 
 def test_manifest_records_shapes_precisions_settings_and_validation(engine_fp32, engine_int4):
@@ -123,8 +125,9 @@ def test_io_binding_path_gives_the_same_tokens(engine_fp32, fp32):
 
 def test_seeded_sampling_is_reproducible(fp32):
     image, question = PAIRS[1]
-    opts = GenerationOptions(max_new_tokens=12, do_sample=True, temperature=1.5, top_p=0.9, seed=7,
-                             stop_at_answer=False)
+    opts = GenerationOptions(
+        max_new_tokens=12, do_sample=True, temperature=1.5, top_p=0.9, seed=7, stop_at_answer=False
+    )
     a, b = fp32.generate(image, question, opts), fp32.generate(image, question, opts)
     c = fp32.generate(image, question, GenerationOptions(**{**opts.__dict__, "seed": 8}))
     assert a.token_ids == b.token_ids and a.token_ids != c.token_ids
@@ -155,10 +158,11 @@ def test_jump_forward_on_the_engine_saves_calls_and_matches_transformers(engine_
     r = Reasoner(engine_fp32, device="cpu", threads=1, constraint_factory=make)
     jf = r.generate(image, question, opts)
     one = r.generate(image, question, GenerationOptions(**{**opts.__dict__, "jump_forward": False}))
-    ref = TorchReasoner(torch_ref.model_dir, model=torch_ref.model, constraint_factory=make).generate(image, question,
-                                                                                                     opts)
+    ref = TorchReasoner(torch_ref.model_dir, model=torch_ref.model, constraint_factory=make).generate(
+        image, question, opts
+    )
     assert jf.token_ids == one.token_ids == ref.token_ids
-    assert list(jf.token_ids[3:3 + len(script)]) == script
+    assert list(jf.token_ids[3 : 3 + len(script)]) == script
     assert jf.forced_tokens == len(script) and jf.jump_forward_steps_saved == len(script)
     assert jf.forward_calls == one.forward_calls - len(script)
 
@@ -219,10 +223,12 @@ def test_thinking_budget_bounds_the_free_tokens(fp32):
 
     image, question = PAIRS[3]
     for budget in (0, 4, 16):
-        res = fp32.generate(image, question, GenerationOptions(max_new_tokens=200, constrained=True,
-                                                               thinking_budget=budget))
-        constraint = AnswerConstraint.from_tokenizer(fp32.tokenizer.tokenizer, model_size=112,
-                                                     vocab_size=fp32.embeddings.shape[0])
+        res = fp32.generate(
+            image, question, GenerationOptions(max_new_tokens=200, constrained=True, thinking_budget=budget)
+        )
+        constraint = AnswerConstraint.from_tokenizer(
+            fp32.tokenizer.tokenizer, model_size=112, vocab_size=fp32.embeddings.shape[0]
+        )
         state = constraint.new_state(budget)
         for t in res.token_ids:
             state.advance(t)

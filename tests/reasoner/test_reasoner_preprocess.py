@@ -70,8 +70,9 @@ def test_loader_is_the_shared_one():
         assert np.array_equal(np.asarray(load_image(arr)), shared(arr))  # grayscale / RGBA arrays as everywhere
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 5), np.uint8),
-                                 np.zeros((0, 4, 3), np.uint8), 3.0])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 5), np.uint8), np.zeros((0, 4, 3), np.uint8), 3.0]
+)
 def test_bad_images_are_refused(bad):
     with pytest.raises(InputError):
         preprocess_image(bad, PreprocessConfig(input_size=56))

@@ -19,11 +19,21 @@ def _reference(ids: np.ndarray, grids: list[tuple[int, int, int]]):
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
 
     cfg = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=64, hidden_size=16, intermediate_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [1, 1, 2]}),
+        text_config=dict(
+            vocab_size=64,
+            hidden_size=16,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [1, 1, 2]},
+        ),
         vision_config=dict(depth=1, hidden_size=8, intermediate_size=8, num_heads=1, out_hidden_size=16),
-        image_token_id=IMG, video_token_id=53, vision_start_token_id=VS, vision_end_token_id=VE)
+        image_token_id=IMG,
+        video_token_id=53,
+        vision_start_token_id=VS,
+        vision_end_token_id=VE,
+    )
     model = Qwen2_5_VLModel(cfg)
     t = torch.from_numpy(ids)[None]
     pos, delta = model.get_rope_index(t, (t == IMG).long(), image_grid_thw=torch.tensor(grids))

@@ -15,10 +15,10 @@ def test_3b_shaped_int4_export_validates(tmp_path):
     from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
     from segzero_edge.reasoner import GenerationOptions, Reasoner
 
-    ckpt = build_tiny_qwen25vl(tmp_path / "ckpt", "3b", num_layers=1, vision_depth=1, input_size=112,
-                               dtype="bfloat16")
-    m = export_reasoner(ckpt, tmp_path / "engine", ReasonerExportConfig(weights="int4", validate="quick",
-                                                                          validation_tokens=8))
+    ckpt = build_tiny_qwen25vl(tmp_path / "ckpt", "3b", num_layers=1, vision_depth=1, input_size=112, dtype="bfloat16")
+    m = export_reasoner(
+        ckpt, tmp_path / "engine", ReasonerExportConfig(weights="int4", validate="quick", validation_tokens=8)
+    )
     v = m.validation["reasoner"]
     assert v["greedy_identical_to_dequantized_torch"] == v["pairs"] == 2
     assert v["prompt_ids_identical"] == 2 and v["pixel_values_max_abs_diff"] == 0
@@ -28,6 +28,9 @@ def test_3b_shaped_int4_export_validates(tmp_path):
     assert wb["body"] == pytest.approx(body_params * (0.5 + 4 / 128) + (2048 + 2 * 256) * 4, rel=1e-6)
     assert wb["lm_head"] == pytest.approx(151936 * 2048 * (1 + 4 / 128), rel=1e-6)
     r = Reasoner(tmp_path / "engine", device="cpu")
-    res = r.generate(np.zeros((64, 64, 3), np.uint8), "the cup", GenerationOptions(max_new_tokens=80,
-                     constrained=True, thinking_budget=4))
+    res = r.generate(
+        np.zeros((64, 64, 3), np.uint8),
+        "the cup",
+        GenerationOptions(max_new_tokens=80, constrained=True, thinking_budget=4),
+    )
     assert res.stop_reason == "answer" and res.jump_forward_steps_saved > 0

@@ -19,8 +19,7 @@ IMAGE, QUESTION = validation_samples(1)[0]
 def test_generate_streams_and_reports(tiny_qwen_dir, tiny_model):
     r = TorchReasoner(tiny_qwen_dir, model=tiny_model)
     pieces = []
-    res = r.generate(IMAGE, QUESTION, GenerationOptions(max_new_tokens=15, stop_at_answer=False),
-                     on_text=pieces.append)
+    res = r.generate(IMAGE, QUESTION, GenerationOptions(max_new_tokens=15, stop_at_answer=False), on_text=pieces.append)
     assert len(res.token_ids) == 15 and res.stop_reason == "max_new_tokens"
     assert "".join(pieces) == res.text == r.tokenizer.decode(list(res.token_ids), skip_special_tokens=True)
     assert res.input_size == 112 and res.image_size == (640, 480)
@@ -47,7 +46,7 @@ def test_quanto_weights(tiny_qwen_dir, tiny_model, weights):
     ref = TorchReasoner(tiny_qwen_dir, model=tiny_model)
     res = ref.generate(IMAGE, QUESTION, GenerationOptions(max_new_tokens=12, stop_at_answer=False), output_logits=True)
     got = q.teacher_forced_logits(IMAGE, QUESTION, list(res.token_ids))
-    rel = np.sqrt(np.mean((got - ref.last_logits) ** 2) / np.mean(ref.last_logits ** 2))
+    rel = np.sqrt(np.mean((got - ref.last_logits) ** 2) / np.mean(ref.last_logits**2))
     assert 0 < rel < (0.05 if weights == "int8" else 0.3)
 
 

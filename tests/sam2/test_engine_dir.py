@@ -67,9 +67,7 @@ def test_refuses_foreign_directory_and_paths_outside_component(tmp_path):
 
 def test_folders_of_killed_writers_are_removed(tmp_path):
     out = make_reasoner_dir(tmp_path / "engine")
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".engine.partial-{dead.stdout.strip()}-abc123"
     (stale / "sam2").mkdir(parents=True)
     live = tmp_path / f".engine.partial-{os.getpid()}-def456"  # this process: maybe another export

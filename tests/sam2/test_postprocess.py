@@ -56,9 +56,7 @@ def test_single_mode_matches_official_stability_fallback():
     logits[4, 0, :1] = 0.01  # one row inside the band: area_i/area_u = 0 -> unstable
     logits[4, 0, 1:] = -3.0
     iou = rng.uniform(0, 1, (n, 4)).astype(np.float32)
-    ref_logits, ref_iou = dec._dynamic_multimask_via_stability(
-        torch.from_numpy(logits), torch.from_numpy(iou)
-    )
+    ref_logits, ref_iou = dec._dynamic_multimask_via_stability(torch.from_numpy(logits), torch.from_numpy(iou))
     chosen = choose_masks(logits, iou, "single", delta=0.05, threshold=0.98)
     rows = np.arange(n)
     assert np.array_equal(logits[rows, chosen], ref_logits[:, 0].numpy())

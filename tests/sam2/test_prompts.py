@@ -17,9 +17,7 @@ def test_box_and_points_layout_and_scaling():
     b = batches[0]
     assert b.point_labels.tolist() == [[2, 3, 1, 0]]
     # SAM2Transforms.transform_coords: x / W * S, y / H * S (each axis on its own).
-    expected = np.array([[10, 20], [300, 400], [50, 60], [70, 80]], np.float32) / np.array(
-        [640, 480], np.float32
-    )
+    expected = np.array([[10, 20], [300, 400], [50, 60], [70, 80]], np.float32) / np.array([640, 480], np.float32)
     assert np.array_equal(b.point_coords[0], expected * np.float32(1024))
     assert b.has_mask_input.tolist() == [0.0] and b.mask_input.shape == (1, 1, 256, 256)
 

@@ -34,9 +34,7 @@ def _official(oracle, case, mode, mask_input=None):
         case.points, case.labels, case.boxes, mask_input, multimask_output=(mode == "best")
     )
     n = case.num_objects
-    masks, scores, low = (
-        np.asarray(a).reshape(n, -1, *np.shape(a)[-2:]) for a in (masks, scores[..., None], low)
-    )
+    masks, scores, low = (np.asarray(a).reshape(n, -1, *np.shape(a)[-2:]) for a in (masks, scores[..., None], low))
     if mode == "best":
         best = np.argmax(scores[:, :, 0, 0], axis=1)
         rows = np.arange(n)

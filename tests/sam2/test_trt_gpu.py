@@ -17,9 +17,7 @@ from segzero_edge.sam2.contract import DECODER, ENCODER
 from segzero_edge.trt.build import BuildOptions
 
 # Checked at collection, before the session fixtures would export an engine directory for nothing.
-pytest.importorskip(
-    "tensorrt", reason="TensorRT is not installed (extra `tensorrt`, needs NVIDIA's package index)"
-)
+pytest.importorskip("tensorrt", reason="TensorRT is not installed (extra `tensorrt`, needs NVIDIA's package index)")
 try:
     from segzero_edge.trt.cuda import gpu_info
 
@@ -64,9 +62,7 @@ def test_build_and_run_sam2_engines(tmp_path, engine_dir, encoder_precision):
     b = ort_rt.decode(ort_rt.encode(image), boxes=boxes)
     assert a.masks.shape == b.masks.shape == (2, 300, 500)
     assert min(mask_iou(x, y) for x, y in zip(a.masks, b.masks)) >= min_iou
-    many = trt_rt.decode(
-        feats, boxes=np.tile(boxes, (10, 1))
-    )  # 20 objects: two calls within the 1..16 profile
+    many = trt_rt.decode(feats, boxes=np.tile(boxes, (10, 1)))  # 20 objects: two calls within the 1..16 profile
     assert many.masks.shape == (20, 300, 500)
     with pytest.raises(InputError, match="TensorRT profile"):
         trt_rt.decode(feats, points=np.zeros((1, 17, 2), np.float32))  # 17 points > the profile's 16

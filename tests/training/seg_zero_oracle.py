@@ -129,9 +129,7 @@ def oracle(predict_str: str, ground_truth: str, strict: bool = True) -> dict[str
                 p1, p2 = data[keys[0]], data[keys[1]]
             q1 = [int(p1[0]), int(p1[1])]
             q2 = [int(p2[0]), int(p2[1])]
-            inside = all(
-                pred_box[0] <= q[0] <= pred_box[2] and pred_box[1] <= q[1] <= pred_box[3] for q in (q1, q2)
-            )
+            inside = all(pred_box[0] <= q[0] <= pred_box[2] and pred_box[1] <= q[1] <= pred_box[3] for q in (q1, q2))
             if inside:
 
                 def d(a, b):

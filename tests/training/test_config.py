@@ -226,14 +226,8 @@ def test_grpo_kwargs_set_every_recipe_option_explicitly(tiny_qwen_dir):
         "shuffle_dataset",
     }
     assert algorithm_fields <= set(kw) and algorithm_fields <= set(GRPOConfig.__dataclass_fields__)
-    vllm = grpo_kwargs(
-        cfg.replace(["vllm.enabled=true"]), num_rows=2000, tokenizer=tok, world_size=8, device="cuda"
-    )
-    assert (
-        vllm["use_vllm"]
-        and vllm["vllm_mode"] == "colocate"
-        and set(vllm["generation_kwargs"]) == {"logit_bias"}
-    )
+    vllm = grpo_kwargs(cfg.replace(["vllm.enabled=true"]), num_rows=2000, tokenizer=tok, world_size=8, device="cuda")
+    assert vllm["use_vllm"] and vllm["vllm_mode"] == "colocate" and set(vllm["generation_kwargs"]) == {"logit_bias"}
     # on CPU: fp32, no gradient checkpointing; the config builds
     cpu = build_grpo_args(
         cfg.replace(["run.output_dir=" + str(tiny_qwen_dir.parent / "o")]),
@@ -364,9 +358,7 @@ def test_processor_is_pinned_to_the_input_size_and_renders_the_prompt_contract(t
     text = proc.tokenizer.decode(out["input_ids"][0])
     assert text == expand_image_pads(render_chat("The cup."), 16)  # 112 px -> 4x4 merged patches
     assert list(out["image_grid_thw"][0]) == [1, 8, 8]
-    big = proc(
-        images=[Image.fromarray(np.zeros((56, 56, 3), np.uint8))], text=[IMAGE_PAD], return_tensors="pt"
-    )
+    big = proc(images=[Image.fromarray(np.zeros((56, 56, 3), np.uint8))], text=[IMAGE_PAD], return_tensors="pt")
     assert list(big["image_grid_thw"][0]) == [1, 8, 8]  # any image is brought to exactly 112x112 pixels
     # a checkpoint whose template renders something else is switched to Qwen2.5-VL's, with a warning
     proc.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"

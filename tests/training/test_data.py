@@ -78,9 +78,7 @@ def test_geometry_at_model_size_is_exact_and_scaled_otherwise():
     big[40:120, 120:364] = True
     box, points, _ = record_geometry(big, 112)
     assert box == (int(120 / 4 + 0.5), int(40 / 2 + 0.5), int(363 / 4 + 0.5), int(119 / 2 + 0.5))
-    small = np.asarray(
-        Image.fromarray(big.astype(np.uint8) * 255).resize((112, 112), Image.Resampling.NEAREST)
-    )
+    small = np.asarray(Image.fromarray(big.astype(np.uint8) * 255).resize((112, 112), Image.Resampling.NEAREST))
     for x, y in points:
         assert small[y, x]
 
@@ -109,9 +107,7 @@ def test_prepare_index_layout_and_loader(tmp_path, hf_cache):
     }
     assert json.loads((tmp_path / "out" / "prepare_report.json").read_text())["kept"] == 5
 
-    ds, load_report = load_seg_zero_dataset(
-        str(tmp_path / "out"), input_size=TINY_INPUT_SIZE, cache_dir=hf_cache
-    )
+    ds, load_report = load_seg_zero_dataset(str(tmp_path / "out"), input_size=TINY_INPUT_SIZE, cache_dir=hf_cache)
     assert load_report.kept == 5 and not load_report.skipped
     assert ds.column_names[:6] == ["id", "problem", "solution", "image", "img_height", "img_width"]
     assert sorted(ds["id"]) == ["rec0", "rec1_0", "rec1_1", "rec4", "rec5"]
@@ -172,9 +168,7 @@ def test_loader_reports_bad_rows_and_save_to_disk(tmp_path, tiny_seg_data, hf_ca
     with pytest.raises(TrainingError, match="missing column"):
         ds.remove_columns(["solution"]).save_to_disk(str(tmp_path / "nosol"))
         load_seg_zero_dataset(str(tmp_path / "nosol"), input_size=TINY_INPUT_SIZE)
-    loaded, _ = load_seg_zero_dataset(
-        str(tiny_seg_data), input_size=TINY_INPUT_SIZE, max_rows=3, cache_dir=hf_cache
-    )
+    loaded, _ = load_seg_zero_dataset(str(tiny_seg_data), input_size=TINY_INPUT_SIZE, max_rows=3, cache_dir=hf_cache)
     assert len(loaded) == 3
 
 
@@ -310,9 +304,7 @@ def test_prepare_data_cli(tmp_path, capsys, tiny_qwen_dir):
     from segzero_edge.cli import main
 
     src = write_index_source(tmp_path / "src", n=2)
-    assert (
-        main(["train", "prepare-data", "index", str(src), str(tmp_path / "out"), "--input-size", "56"]) == 0
-    )
+    assert main(["train", "prepare-data", "index", str(src), str(tmp_path / "out"), "--input-size", "56"]) == 0
     assert "2/2 rows kept" in capsys.readouterr().out
     assert (
         main(

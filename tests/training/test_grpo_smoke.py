@@ -105,9 +105,7 @@ def test_every_metric_is_logged_each_step(smoke):
     assert records[0]["kl"] == 0.0  # the policy starts equal to the frozen reference
     assert records[-1]["kl"] > 0.0  # KL is on (beta 5e-3) and the policy moved away
     assert 0.0 <= records[-1]["frac_reward_zero_std"] <= 1.0
-    lines = [
-        json.loads(x) for x in Path(smoke["cfg"].run.output_dir, "metrics.jsonl").read_text().splitlines()
-    ]
+    lines = [json.loads(x) for x in Path(smoke["cfg"].run.output_dir, "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3]
     print(f"\nsmoke: 3 GRPO steps (8 completions each) in {smoke['seconds']:.1f} s")
 
@@ -161,9 +159,7 @@ def test_trl_loss_matches_the_reference_math(smoke, loss_type, monkeypatch):
     """Crafted log-probs through TRL's real loss code vs grpo_math: value, gradient and logged metrics."""
     trainer = smoke["trainer"]
     inputs, logps, entropies = _crafted_inputs(trainer)
-    monkeypatch.setattr(
-        trainer, "_get_per_token_logps_and_entropies", lambda *a, **k: (logps, entropies, None)
-    )
+    monkeypatch.setattr(trainer, "_get_per_token_logps_and_entropies", lambda *a, **k: (logps, entropies, None))
     monkeypatch.setattr(trainer, "loss_type", loss_type)
     # one micro-batch that is the whole generation batch (so "dapo"'s global token count is this batch's)
     monkeypatch.setattr(trainer, "current_gradient_accumulation_steps", 1, raising=False)
@@ -216,17 +212,12 @@ def test_final_checkpoint_has_meta_and_loads(smoke, tmp_path):
     processor = load_qwen_processor(final)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p, dict(trainer.model.named_parameters())[name].detach(), rtol=0, atol=0)
-    assert (
-        processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        == trainer.processing_class.tokenizer.eos_token_id
-    )
+    assert processor.tokenizer.convert_tokens_to_ids("<|im_end|>") == trainer.processing_class.tokenizer.eos_token_id
     assert len(COMPONENTS) == 5
 
 
 @pytest.mark.slow
-def test_sampling_settings_override_the_checkpoints_generation_config(
-    tiny_qwen_dir, tiny_seg_data, hf_cache, tmp_path
-):
+def test_sampling_settings_override_the_checkpoints_generation_config(tiny_qwen_dir, tiny_seg_data, hf_cache, tmp_path):
     """Real Qwen2.5-VL checkpoints ship near-greedy defaults (temperature 0.1, top_p 0.001, top_k 1,
     repetition penalty 1.05); the rollouts must sample with the recipe's settings instead."""
     import shutil

@@ -166,9 +166,7 @@ def test_resume_after_sigkill(tiny_qwen_dir, tiny_seg_data, hf_cache, tmp_path):
     ref = build_trainer(ref_cfg, cache_dir=hf_cache).trainer
     ref.train()
     resumed = dict(load_qwen_model(final).named_parameters())
-    worst = max(
-        float((p.detach() - resumed[n].detach()).abs().max()) for n, p in ref.model.named_parameters()
-    )
+    worst = max(float((p.detach() - resumed[n].detach()).abs().max()) for n, p in ref.model.named_parameters())
     print(
         f"\nresume: killed after checkpoint-{resumed_step}, resumed to step 5; "
         f"max |weight difference| to an uninterrupted run = {worst:.2e}"

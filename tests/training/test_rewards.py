@@ -187,9 +187,7 @@ def test_trl_reward_functions_one_per_component():
     completions = [[{"role": "assistant", "content": wrap(EXACT)}], [{"role": "assistant", "content": EXACT}]]
     kwargs = {"prompts": [None, None], "solution": [GT, GT], "trainer_state": None, "image": [None, None]}
     assert [f(completions=completions, **kwargs) for f in funcs] == [[1, 0], [1, 1], [1, 1], [1, 1], [1, 1]]
-    plain = reward_functions("soft", input_size=840)[1](
-        completions=[EXACT.replace("bbox", "Bbox")], solution=[GT]
-    )
+    plain = reward_functions("soft", input_size=840)[1](completions=[EXACT.replace("bbox", "Bbox")], solution=[GT])
     assert plain == [1.0]
     with pytest.raises(ValueError, match="solution"):
         funcs[0](completions=completions)
@@ -231,9 +229,7 @@ _numbers = st.one_of(
     st.floats(-20, 900, allow_nan=False).map(lambda v: round(v, 1)),
     st.sampled_from(["NaN", "Infinity", "-Infinity", '"150"', '"x"', "null", "true", "[1,2]"]),
 )
-_keys = st.sampled_from(
-    ["bbox", "Bbox", "bbox_2d", "points_1", "points_2", "point_1", "point_2", "Points_x", "label"]
-)
+_keys = st.sampled_from(["bbox", "Bbox", "bbox_2d", "points_1", "points_2", "point_1", "point_2", "Points_x", "label"])
 
 
 @st.composite
@@ -263,11 +259,7 @@ def _answer(draw):
         for _ in range(draw(st.integers(0, 5))):
             key = draw(_keys)
             vals = [str(draw(_numbers)) for _ in range(draw(st.integers(1, 5)))]
-            value = (
-                "[" + ",".join(vals) + "]"
-                if draw(st.integers(0, 9))
-                else draw(st.sampled_from(['"abcd"', "12"]))
-            )
+            value = "[" + ",".join(vals) + "]" if draw(st.integers(0, 9)) else draw(st.sampled_from(['"abcd"', "12"]))
             items.append(f'"{key}": {value}')
         body = "{" + ", ".join(items) + "}"
     if draw(st.integers(0, 9)) == 0:

@@ -57,10 +57,20 @@ def test_same_queries_in_another_process():
     import subprocess
     import sys
 
-    code = ("from segzero_edge.training.scenes import generate_samples\n"
-            "print([q.text for _, q in generate_samples(5, 8, 112)])")
-    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": str(h), "PATH": ""}).stdout for h in (1, 2)}
+    code = (
+        "from segzero_edge.training.scenes import generate_samples\n"
+        "print([q.text for _, q in generate_samples(5, 8, 112)])"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": str(h), "PATH": ""},
+        ).stdout
+        for h in (1, 2)
+    }
     assert len(runs) == 1
 
 
@@ -99,8 +109,10 @@ def test_mentions_name_the_object_each_think_phrase_describes():
         spans = q.mentions
         assert spans == tuple(sorted(spans)) and all(0 <= a < b <= len(q.reasoning) for a, b, _ in spans)
         inventory = [m for m in spans if m[1] <= q.reasoning.index(". ")]
-        order = sorted(range(len(scene.objects)), key=lambda k: (min(int(3 * scene.objects[k].center[1] / size), 2),
-                                                                scene.objects[k].center[0]))
+        order = sorted(
+            range(len(scene.objects)),
+            key=lambda k: (min(int(3 * scene.objects[k].center[1] / size), 2), scene.objects[k].center[0]),
+        )
         assert [k for _, _, k in inventory] == order
         for a, b, k in inventory:
             assert q.reasoning[a:b].split(" at the ")[0].split(" ", 1)[1] == scene.objects[k].describe()

@@ -39,9 +39,7 @@ def _small_engine_dir(path):
         pixel_mean=(0.485, 0.456, 0.406),
         pixel_std=(0.229, 0.224, 0.225),
     )
-    manifest = new_manifest().replace_component(
-        "sam2", settings=settings.to_dict(), graphs=graphs, files=files
-    )
+    manifest = new_manifest().replace_component("sam2", settings=settings.to_dict(), graphs=graphs, files=files)
     save_manifest(manifest, path)
     return path
 
@@ -91,9 +89,7 @@ def test_install_records_build_atomically_and_replaces_older(tmp_path):
     manifest = load_manifest(engine_dir)
     plans = plan_build(manifest)
     key = build_key("NVIDIA Jetson AGX Orin", "10.3.0")
-    meta = dict(
-        key=key, gpu_name="NVIDIA Jetson AGX Orin", compute_capability="8.7", tensorrt_version="10.3.0"
-    )
+    meta = dict(key=key, gpu_name="NVIDIA Jetson AGX Orin", compute_capability="8.7", tensorrt_version="10.3.0")
     for round_ in (1, 2):
         staged = engine_dir / "trt" / f".{key}.partial-test"
         staged.mkdir(parents=True)

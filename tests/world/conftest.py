@@ -18,9 +18,13 @@ def tiny_world(tmp_path_factory):
     written = write_world_dataset(root / "data", input_size=112, splits=("train",), counts={"train": 16})
     import pyarrow.parquet as pq
 
-    sol = {r["id"]: r["solution"] for f in sorted((written["train_segzero"] / "data").glob("*.parquet"))
-           for r in pq.read_table(f).to_pylist()}
+    sol = {
+        r["id"]: r["solution"]
+        for f in sorted((written["train_segzero"] / "data").glob("*.parquet"))
+        for r in pq.read_table(f).to_pylist()
+    }
     rows = [(r["text"], r["reasoning"], sol[r["id"]]) for r in read_index(written["train"])]
-    ckpt = build_tiny_qwen25vl(root / "init", "tiny", input_size=112, tokenizer_corpus=world_corpus(rows),
-                               bpe_vocab_size=600)
+    ckpt = build_tiny_qwen25vl(
+        root / "init", "tiny", input_size=112, tokenizer_corpus=world_corpus(rows), bpe_vocab_size=600
+    )
     return ckpt, written

@@ -69,15 +69,16 @@ def test_shipped_models_reach_the_reported_giou(engine, reported, tmp_path):
 
     split = write_split("test", tmp_path / "data", count=SAMPLES)
     row = reported["rows"][ROW]
-    with Segmenter(engine, device="cpu", threads=2, max_new_tokens=reported["max_new_tokens"],
-                   **row["options"]) as seg:
+    with Segmenter(engine, device="cpu", threads=2, max_new_tokens=reported["max_new_tokens"], **row["options"]) as seg:
         report = evaluate(seg, split.root)
     ious = [s.iou for s in report.samples]
     ids = [s.id for s in report.samples]
     assert ids == row["per_sample"]["id"][:SAMPLES]
     expected = float(np.mean(row["per_sample"]["iou"][:SAMPLES]))
-    print(f"\nINT4 + constraint, {SAMPLES} test scenes: gIoU {np.mean(ious):.3f} (reported {expected:.3f}, "
-          f"all 200: {row['giou']:.3f})")
+    print(
+        f"\nINT4 + constraint, {SAMPLES} test scenes: gIoU {np.mean(ious):.3f} (reported {expected:.3f}, "
+        f"all 200: {row['giou']:.3f})"
+    )
     assert report.n_parse_failures == 0 and report.n_errors == 0
     assert abs(float(np.mean(ious)) - expected) <= MARGIN, (np.mean(ious), expected)
     # sample by sample: a pipeline regression (coordinates, preprocessing, prompts) moves nearly every mask,
@@ -117,8 +118,9 @@ def test_demo_masks_the_shape_the_instruction_means(engine):
 
     meta = json.loads((ROOT / "assets" / "demo_scene.json").read_text())
     rgb = np.asarray(Image.open(ROOT / "assets" / "demo_scene.png").convert("RGB"))
-    scene, query = next((sc, q) for sc, q in generate_samples(2024, 8, 448)
-                        if q.text == meta["text"] and np.array_equal(sc.image, rgb))
+    scene, query = next(
+        (sc, q) for sc, q in generate_samples(2024, 8, 448) if q.text == meta["text"] and np.array_equal(sc.image, rgb)
+    )
     assert scene.objects[query.target].describe() == meta["target"]
     truth = scene.masks[query.target]
     with Segmenter(engine, device="cpu", max_new_tokens=320) as seg:  # the demo's settings (export/demo.py)

@@ -38,14 +38,16 @@ def test_coverage_target_is_the_masks_share_of_each_token():
 def test_answer_token_indices_start_at_the_answer_tag(tiny_world):
     from segzero_edge.backends.hf_loading import load_qwen_processor
 
-    text = ('<think>the red star.</think><answer>{"bbox": [1,2,30,40], "points_1": [5,6], '
-            '"points_2": [7,8]}</answer><|im_end|>')
+    text = (
+        '<think>the red star.</think><answer>{"bbox": [1,2,30,40], "points_1": [5,6], '
+        '"points_2": [7,8]}</answer><|im_end|>'
+    )
     tok = load_qwen_processor(tiny_world[0]).tokenizer
     ids = tok(text, add_special_tokens=False)["input_ids"]
     idx = answer_token_indices(tok, text)
     assert idx == tuple(range(idx[0], len(ids)))  # contiguous, to the end
     assert "star" in tok.decode(ids[: idx[0]]) and "bbox" not in tok.decode(ids[: idx[0]])
-    assert tok.decode(ids[idx[0]:]).startswith("answer") or tok.decode(ids[idx[0]:]).startswith("<answer")
+    assert tok.decode(ids[idx[0] :]).startswith("answer") or tok.decode(ids[idx[0] :]).startswith("<answer")
 
 
 def test_mention_token_groups_map_think_phrases_and_the_answer_to_their_objects(tiny_world):
@@ -54,8 +56,10 @@ def test_mention_token_groups_map_think_phrases_and_the_answer_to_their_objects(
     reasoning = "I see 2 shapes: a red star at the top, a blue circle at the bottom. The star is red."
     mentions = [(16, 37, 3), (39, 66, 0)]  # "a red star at the top", "a blue circle at the bottom"
     assert reasoning[16:37] == "a red star at the top" and reasoning[39:66] == "a blue circle at the bottom"
-    text = (f'<think>{reasoning}</think><answer>{{"bbox": [1,2,30,40], "points_1": [5,6], '
-            '"points_2": [7,8]}</answer><|im_end|>')
+    text = (
+        f'<think>{reasoning}</think><answer>{{"bbox": [1,2,30,40], "points_1": [5,6], '
+        '"points_2": [7,8]}</answer><|im_end|>'
+    )
     tok = load_qwen_processor(tiny_world[0]).tokenizer
     ids = tok(text, add_special_tokens=False)["input_ids"]
     idx, objs = mention_token_groups(tok, text, len("<think>"), mentions, answer_object=5)
@@ -65,9 +69,9 @@ def test_mention_token_groups_map_think_phrases_and_the_answer_to_their_objects(
     assert said[0].strip() == "a blue circle at the bottom"
     assert said[5].lstrip("<").startswith("answer>") and said[5].endswith("</answer><|im_end|>")
     # the answer runs to the end; nothing between the mentions and the answer is supervised
-    assert idx[objs.index(5):] == tuple(range(idx[objs.index(5)], len(ids)))
+    assert idx[objs.index(5) :] == tuple(range(idx[objs.index(5)], len(ids)))
     assert "The star" not in tok.decode([ids[i] for i in idx])
-    assert answer_token_indices(tok, text) == idx[objs.index(5):]
+    assert answer_token_indices(tok, text) == idx[objs.index(5) :]
 
 
 def test_attention_loss_is_the_cross_entropy_against_the_coverage():
@@ -97,24 +101,43 @@ def test_sft_with_answer_attention_learns_to_look_at_the_target(tiny_world, tmp_
     from segzero_edge.training.world.sft import SFTConfig, run_sft
 
     ckpt, written = tiny_world
-    cfg = SFTConfig(steps=12, batch_size=4, learning_rate=3e-3, warmup_steps=0, save_steps=6, threads=1,
-                    answer_attention_weight=1.0)
+    cfg = SFTConfig(
+        steps=12, batch_size=4, learning_rate=3e-3, warmup_steps=0, save_steps=6, threads=1, answer_attention_weight=1.0
+    )
     out = run_sft(ckpt, tmp_path / "sft", written["train_segzero"], written["train"], cfg, progress=False)
     attn = [a["attn"] for a in out["aux"]]
     assert len(attn) == 12 and all(np.isfinite(attn))
     assert np.mean(attn[-3:]) < attn[0] - 0.3, attn  # the supervised heads move onto the targets
-    plain = run_sft(ckpt, tmp_path / "plain", written["train_segzero"], written["train"],
-                    SFTConfig(**{**cfg.__dict__, "answer_attention_weight": 0.0}), progress=False)
+    plain = run_sft(
+        ckpt,
+        tmp_path / "plain",
+        written["train_segzero"],
+        written["train"],
+        SFTConfig(**{**cfg.__dict__, "answer_attention_weight": 0.0}),
+        progress=False,
+    )
     # the eager kernel computes the same first loss as the default one
     assert plain["losses"][0] == pytest.approx(out["losses"][0], abs=1e-4)
     from segzero_edge.errors import TrainingError
 
     with pytest.raises(TrainingError, match="answer_attention_weight"):  # a resume must keep the setting
-        run_sft(ckpt, tmp_path / "sft", written["train_segzero"], written["train"],
-                SFTConfig(**{**cfg.__dict__, "steps": 14, "answer_attention_weight": 0.5}), progress=False)
+        run_sft(
+            ckpt,
+            tmp_path / "sft",
+            written["train_segzero"],
+            written["train"],
+            SFTConfig(**{**cfg.__dict__, "steps": 14, "answer_attention_weight": 0.5}),
+            progress=False,
+        )
     with pytest.raises(TrainingError, match="attention_mentions"):
-        run_sft(ckpt, tmp_path / "sft", written["train_segzero"], written["train"],
-                SFTConfig(**{**cfg.__dict__, "steps": 14, "attention_mentions": True}), progress=False)
+        run_sft(
+            ckpt,
+            tmp_path / "sft",
+            written["train_segzero"],
+            written["train"],
+            SFTConfig(**{**cfg.__dict__, "steps": 14, "attention_mentions": True}),
+            progress=False,
+        )
 
 
 def test_sft_with_mentions_supervises_the_think_phrases_too(tiny_world, tmp_path):
@@ -126,8 +149,7 @@ def test_sft_with_mentions_supervises_the_think_phrases_too(tiny_world, tmp_path
 
     tok = load_qwen_processor(ckpt).tokenizer
     answer_only = load_rows(written["train_segzero"], written["train"], tok, 112, 4, attention_token_px=28)
-    mentions = load_rows(written["train_segzero"], written["train"], tok, 112, 4, attention_token_px=28,
-                         mentions=True)
+    mentions = load_rows(written["train_segzero"], written["train"], tok, 112, 4, attention_token_px=28, mentions=True)
     records = {r["id"]: r for r in read_index(written["train"])}
     for a, m in zip(answer_only, mentions):
         assert a.coverage.shape == (16,) and m.coverage.shape == (len(m.attn_idx), 16)
@@ -137,8 +159,16 @@ def test_sft_with_mentions_supervises_the_think_phrases_too(tiny_world, tmp_path
     assert any(len({tuple(c) for c in m.coverage}) >= 2 for m in mentions)  # phrases about other shapes
     assert len(records) == 16
 
-    cfg = SFTConfig(steps=12, batch_size=4, learning_rate=3e-3, warmup_steps=0, save_steps=6, threads=1,
-                    answer_attention_weight=1.0, attention_mentions=True)
+    cfg = SFTConfig(
+        steps=12,
+        batch_size=4,
+        learning_rate=3e-3,
+        warmup_steps=0,
+        save_steps=6,
+        threads=1,
+        answer_attention_weight=1.0,
+        attention_mentions=True,
+    )
     out = run_sft(ckpt, tmp_path / "sft", written["train_segzero"], written["train"], cfg, progress=False)
     attn = [a["attn"] for a in out["aux"]]
     assert np.mean(attn[-3:]) < attn[0] - 0.3, attn

@@ -28,8 +28,9 @@ def test_few_sft_steps_reduce_the_loss(tiny_world, tmp_path):
     assert json.loads((out["final"] / "segzero_edge.json").read_text())["input_size"] == 112
 
     # an interrupted run (stopped after 3 steps, state saved) resumes and ends with the same weights
-    part = run_sft(ckpt, tmp_path / "sft2", written["train_segzero"], written["train"], cfg, progress=False,
-                   stop_after=3)
+    part = run_sft(
+        ckpt, tmp_path / "sft2", written["train_segzero"], written["train"], cfg, progress=False, stop_after=3
+    )
     assert part["final"] is None and part["steps"] == 3
     rest = run_sft(ckpt, tmp_path / "sft2", written["train_segzero"], written["train"], cfg, progress=False)
     assert rest["losses"] == losses
@@ -63,8 +64,7 @@ def test_digit_targets_are_the_answer_digits_of_the_covering_object():
         token_targets,
     )
 
-    assert answer_digits((7, 45, 123, 210, 0, 99, 100, 5)).tolist() == [
-        0, 0, 0, 4, 1, 2, 2, 1, 0, 0, 0, 9, 1, 0, 0, 0]
+    assert answer_digits((7, 45, 123, 210, 0, 99, 100, 5)).tolist() == [0, 0, 0, 4, 1, 2, 2, 1, 0, 0, 0, 9, 1, 0, 0, 0]
     with pytest.raises(ValueError, match="8 numbers"):
         answer_digits((1, 2, 3))
     labels = np.zeros((224, 224), np.uint8)
@@ -85,11 +85,18 @@ def test_sft_with_the_grounding_loss_trains_the_head_and_resumes_exactly(tiny_wo
     from segzero_edge.training.world.sft import STATE_FILE, SFTConfig, run_sft
 
     ckpt, written = tiny_world
-    cfg = SFTConfig(steps=6, batch_size=4, learning_rate=3e-3, warmup_steps=0, save_steps=3, threads=1,
-                    grounding_weight=1.0)
+    cfg = SFTConfig(
+        steps=6, batch_size=4, learning_rate=3e-3, warmup_steps=0, save_steps=3, threads=1, grounding_weight=1.0
+    )
     out = run_sft(ckpt, tmp_path / "sft", written["train_segzero"], written["train"], cfg, progress=False)
-    plain = run_sft(ckpt, tmp_path / "plain", written["train_segzero"], written["train"],
-                    SFTConfig(**{**cfg.__dict__, "grounding_weight": 0.0}), progress=False)
+    plain = run_sft(
+        ckpt,
+        tmp_path / "plain",
+        written["train_segzero"],
+        written["train"],
+        SFTConfig(**{**cfg.__dict__, "grounding_weight": 0.0}),
+        progress=False,
+    )
     assert plain["losses"][0] == out["losses"][0]  # same start; the grounding loss changes the updates
     assert plain["losses"][1:] != out["losses"][1:]
     head = torch.load(tmp_path / "sft" / STATE_FILE, weights_only=False)["grounding_head"]
@@ -98,20 +105,33 @@ def test_sft_with_the_grounding_loss_trains_the_head_and_resumes_exactly(tiny_wo
 
     final = load_file(out["final"] / "model.safetensors")
     assert not any("grounding" in k for k in final)  # the checkpoint stays a plain Qwen2.5-VL
-    part = run_sft(ckpt, tmp_path / "sft2", written["train_segzero"], written["train"], cfg, progress=False,
-                   stop_after=2)
+    part = run_sft(
+        ckpt, tmp_path / "sft2", written["train_segzero"], written["train"], cfg, progress=False, stop_after=2
+    )
     rest = run_sft(ckpt, tmp_path / "sft2", written["train_segzero"], written["train"], cfg, progress=False)
     assert part["final"] is None and rest["losses"] == out["losses"]
     again = load_file(rest["final"] / "model.safetensors")
     assert all(np.array_equal(final[k], again[k]) for k in final)
 
-    digits = run_sft(ckpt, tmp_path / "digits", written["train_segzero"], written["train"],
-                     SFTConfig(**{**cfg.__dict__, "grounding_digits": True}), progress=False)
+    digits = run_sft(
+        ckpt,
+        tmp_path / "digits",
+        written["train_segzero"],
+        written["train"],
+        SFTConfig(**{**cfg.__dict__, "grounding_digits": True}),
+        progress=False,
+    )
     parts = [a["digits"] for a in digits["aux"]]
     assert parts[0] == pytest.approx(np.log(10), abs=0.5) and parts[-1] < parts[0], parts
     assert digits["losses"][0] == out["losses"][0]  # the language-model loss starts the same
     from segzero_edge.errors import TrainingError
 
     with pytest.raises(TrainingError, match="grounding_digits"):  # a resume must keep the setting
-        run_sft(ckpt, tmp_path / "digits", written["train_segzero"], written["train"],
-                SFTConfig(**{**cfg.__dict__, "steps": 8}), progress=False)
+        run_sft(
+            ckpt,
+            tmp_path / "digits",
+            written["train_segzero"],
+            written["train"],
+            SFTConfig(**{**cfg.__dict__, "steps": 8}),
+            progress=False,
+        )

@@ -38,13 +38,15 @@ def test_config_builds_the_official_architecture():
     # the single-mask stability fallback of build_sam2(apply_postprocessing=True) is applied to files too
     assert model.sam_mask_decoder.dynamic_multimask_via_stability
     shapes = feature_shapes(model)
-    assert shapes == {"image_embed": (1, 96, 14, 14), "high_res_feats_0": (1, 12, 56, 56),
-                      "high_res_feats_1": (1, 24, 28, 28)}
+    assert shapes == {
+        "image_embed": (1, 96, 14, 14),
+        "high_res_feats_0": (1, 12, 56, 56),
+        "high_res_feats_1": (1, 24, 28, 28),
+    }
     sizes = [shapes[n][2:] for n in ("high_res_feats_0", "high_res_feats_1", "image_embed")]
     with torch.no_grad():
         out = ImageEncoderGraph(model, sizes)(torch.randn(1, 3, 224, 224))
-    assert [tuple(t.shape) for t in out] == [shapes[k] for k in ("image_embed", "high_res_feats_0",
-                                                                   "high_res_feats_1")]
+    assert [tuple(t.shape) for t in out] == [shapes[k] for k in ("image_embed", "high_res_feats_0", "high_res_feats_1")]
 
 
 def test_config_file_resolution(tmp_path):
@@ -75,7 +77,9 @@ def test_shipped_checkpoint_is_official_format_and_small():
     state = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)
     assert set(state) == {"model"}
     model = load_sam2_model(CHECKPOINT, str(CONFIG))  # strict: every key and shape must match
-    assert np.isclose(float(model.image_encoder.trunk.pos_embed.detach().abs().sum()),
-                      float(state["model"]["image_encoder.trunk.pos_embed"].abs().sum()))
+    assert np.isclose(
+        float(model.image_encoder.trunk.pos_embed.detach().abs().sum()),
+        float(state["model"]["image_encoder.trunk.pos_embed"].abs().sum()),
+    )
     with pytest.raises(CheckpointError, match="does not match config"):
         load_sam2_model(CHECKPOINT, "sam2.1_hiera_t")

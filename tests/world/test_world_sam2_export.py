@@ -33,8 +33,7 @@ def engine(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world") / "engine"
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    args = ["--checkpoint", str(CHECKPOINT), "--config", str(CONFIG), "--out", str(out),
-            "--validation-images", "1"]
+    args = ["--checkpoint", str(CHECKPOINT), "--config", str(CONFIG), "--out", str(out), "--validation-images", "1"]
     assert cli.run(parser.parse_args(args)) == 0  # raises ExportValidationError when a gate fails
     return out
 

@@ -56,9 +56,19 @@ def _fixed_batch_loss(model, store) -> float:
 def test_training_steps_reduce_the_loss(store, tmp_path):
     torch.set_num_threads(2)
     before = _fixed_batch_loss(build_model(default_config_path(), seed=0), store)
-    s = TrainSettings(config=str(default_config_path()), seed=0, steps=25, batch=3, objects=3, lr=2e-3,
-                      warmup=1, train_scenes=len(store), val_scenes=0, threads=2,
-                      minutes=600)  # the step count ends the run, not the clock (the machine is shared)
+    s = TrainSettings(
+        config=str(default_config_path()),
+        seed=0,
+        steps=25,
+        batch=3,
+        objects=3,
+        lr=2e-3,
+        warmup=1,
+        train_scenes=len(store),
+        val_scenes=0,
+        threads=2,
+        minutes=600,
+    )  # the step count ends the run, not the clock (the machine is shared)
     model, log = train(s, tmp_path, progress=False, store=store)
     after = _fixed_batch_loss(model, store)
     assert log["steps"] == 25
@@ -70,8 +80,19 @@ def test_training_steps_reduce_the_loss(store, tmp_path):
 
 def test_an_interrupted_run_resumes_to_the_same_weights(store, tmp_path):
     torch.set_num_threads(1)
-    s = TrainSettings(config=str(default_config_path()), seed=0, steps=4, batch=2, objects=2, lr=2e-3,
-                      warmup=1, train_scenes=len(store), val_scenes=0, threads=1, minutes=600)
+    s = TrainSettings(
+        config=str(default_config_path()),
+        seed=0,
+        steps=4,
+        batch=2,
+        objects=2,
+        lr=2e-3,
+        warmup=1,
+        train_scenes=len(store),
+        val_scenes=0,
+        threads=1,
+        minutes=600,
+    )
     whole, _ = train(s, tmp_path / "whole", progress=False, store=store)
     _, log = train(s, tmp_path / "resumed", progress=False, store=store, stop_after=2)
     assert log is None and (tmp_path / "resumed" / "train_state.pt").is_file()

@@ -47,8 +47,10 @@ def coverage_target(mask: np.ndarray, input_size: int, token_px: int) -> np.ndar
 
     m = mask > 0
     if m.shape != (input_size, input_size):
-        m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((input_size, input_size),
-                                                                          Image.BILINEAR)) >= 128
+        m = (
+            np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((input_size, input_size), Image.BILINEAR))
+            >= 128
+        )
     g = input_size // token_px
     cover = token_blocks(m, token_px).mean(axis=1)
     if cover.sum() == 0:
@@ -69,9 +71,13 @@ def answer_token_indices(tokenizer: Any, target_text: str) -> tuple[int, ...]:
     return tuple(i for i, (a, _) in enumerate(enc["offset_mapping"]) if a >= start)
 
 
-def mention_token_groups(tokenizer: Any, target_text: str, think_offset: int,
-                         mentions: list[tuple[int, int, int]] | tuple, answer_object: int
-                         ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def mention_token_groups(
+    tokenizer: Any,
+    target_text: str,
+    think_offset: int,
+    mentions: list[tuple[int, int, int]] | tuple,
+    answer_object: int,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Supervised tokens of a target text and the object each one is about.
 
     ``mentions``: ``(start, end, k)`` character spans of the reasoning, which starts at ``think_offset`` in
@@ -94,8 +100,13 @@ def mention_token_groups(tokenizer: Any, target_text: str, think_offset: int,
     return tuple(idx), tuple(obj)
 
 
-def attention_loss(attentions: tuple[Any, ...], input_ids: Any, image_token_id: int,
-                   queries: list[tuple[int, ...]], targets: list[np.ndarray]) -> Any:
+def attention_loss(
+    attentions: tuple[Any, ...],
+    input_ids: Any,
+    image_token_id: int,
+    queries: list[tuple[int, ...]],
+    targets: list[np.ndarray],
+) -> Any:
     """Mean cross-entropy ``-sum_j p_j log a_j`` over rows, supervised layers and query positions.
 
     ``attentions``: per text layer ``[B, heads, T, T]`` probabilities (eager kernel). ``queries[b]``:

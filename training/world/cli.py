@@ -35,9 +35,12 @@ GRPO_STEPS = 300
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m segzero_edge.training.world",
-                                description="The small world of issue 9: data, tiny reasoner (SFT + GRPO).",
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m segzero_edge.training.world",
+        description="The small world of issue 9: data, tiny reasoner (SFT + GRPO).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     d = sub.add_parser("dataset", help="write the fixed splits (index layout) and the train split (Seg-Zero layout)")
@@ -48,38 +51,70 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--splits", default="train,val,test", help="comma-separated splits (default: all)")
 
     t = sub.add_parser("train-reasoner", help="build the tiny reasoner, SFT it, then GRPO (world_reasoner recipe)")
-    t.add_argument("--out", required=True, metavar="DIR",
-                   help="run folder (data/, init/, sft/, grpo/; the reasoner is grpo/final)")
+    t.add_argument(
+        "--out", required=True, metavar="DIR", help="run folder (data/, init/, sft/, grpo/; the reasoner is grpo/final)"
+    )
     t.add_argument("--seed", type=int, default=0, help="weights, data order and sampling seed (default 0)")
-    t.add_argument("--train-rows", type=int, default=TRAIN_ROWS,
-                   help=f"use the first N samples of the train split (default {TRAIN_ROWS})")
+    t.add_argument(
+        "--train-rows",
+        type=int,
+        default=TRAIN_ROWS,
+        help=f"use the first N samples of the train split (default {TRAIN_ROWS})",
+    )
     t.add_argument("--sft-steps", type=int, default=SFT_STEPS, help=f"SFT optimizer steps (default {SFT_STEPS})")
     t.add_argument("--sft-batch", type=int, default=8, help="SFT rows per step (default 8)")
     t.add_argument("--sft-lr", type=float, default=2e-3, help="SFT peak learning rate (default 2e-3)")
-    t.add_argument("--think-boxes", action="store_true",
-                   help="the templated think gives every shape's box (changes the tokenizer corpus and the SFT "
-                        "targets; the scenes and answers are the same)")
-    t.add_argument("--sft-grounding-weight", type=float, default=SFT_GROUNDING_WEIGHT,
-                   help="weight of the dense grounding loss on the vision tokens during SFT "
-                        f"(training/world/grounding.py; 0 = off; default {SFT_GROUNDING_WEIGHT})")
-    t.add_argument("--sft-attention-weight", type=float, default=SFT_ATTENTION_WEIGHT,
-                   help="weight of the answer-attention supervision during SFT (training/world/attention.py: "
-                        f"one head per text layer looks at the target's image tokens; 0 = off; default "
-                        f"{SFT_ATTENTION_WEIGHT})")
-    t.add_argument("--sft-attention-mentions", action=argparse.BooleanOptionalAction, default=SFT_ATTENTION_MENTIONS,
-                   help="also supervise that head at every think phrase that names a shape (the inventory items, "
-                        "the reference and the target), towards that shape's image tokens (default: on)")
-    t.add_argument("--sft-grounding-digits", action=argparse.BooleanOptionalAction, default=SFT_GROUNDING_DIGITS,
-                   help="the grounding head also predicts, on every object token, the hundreds and tens digits of "
-                        "that object's 8 answer numbers (box and points) (default: on)")
-    t.add_argument("--sft-restart-steps", type=int, default=SFT_RESTART_STEPS,
-                   help="a second SFT cycle (warm restart from the first one's weights, lr --sft-restart-lr, "
-                        f"data order seed + 1) of this many steps; 0 = none (default {SFT_RESTART_STEPS})")
+    t.add_argument(
+        "--think-boxes",
+        action="store_true",
+        help="the templated think gives every shape's box (changes the tokenizer corpus and the SFT "
+        "targets; the scenes and answers are the same)",
+    )
+    t.add_argument(
+        "--sft-grounding-weight",
+        type=float,
+        default=SFT_GROUNDING_WEIGHT,
+        help="weight of the dense grounding loss on the vision tokens during SFT "
+        f"(training/world/grounding.py; 0 = off; default {SFT_GROUNDING_WEIGHT})",
+    )
+    t.add_argument(
+        "--sft-attention-weight",
+        type=float,
+        default=SFT_ATTENTION_WEIGHT,
+        help="weight of the answer-attention supervision during SFT (training/world/attention.py: "
+        f"one head per text layer looks at the target's image tokens; 0 = off; default "
+        f"{SFT_ATTENTION_WEIGHT})",
+    )
+    t.add_argument(
+        "--sft-attention-mentions",
+        action=argparse.BooleanOptionalAction,
+        default=SFT_ATTENTION_MENTIONS,
+        help="also supervise that head at every think phrase that names a shape (the inventory items, "
+        "the reference and the target), towards that shape's image tokens (default: on)",
+    )
+    t.add_argument(
+        "--sft-grounding-digits",
+        action=argparse.BooleanOptionalAction,
+        default=SFT_GROUNDING_DIGITS,
+        help="the grounding head also predicts, on every object token, the hundreds and tens digits of "
+        "that object's 8 answer numbers (box and points) (default: on)",
+    )
+    t.add_argument(
+        "--sft-restart-steps",
+        type=int,
+        default=SFT_RESTART_STEPS,
+        help="a second SFT cycle (warm restart from the first one's weights, lr --sft-restart-lr, "
+        f"data order seed + 1) of this many steps; 0 = none (default {SFT_RESTART_STEPS})",
+    )
     t.add_argument("--sft-restart-lr", type=float, default=1e-3, help="its peak learning rate (default 1e-3)")
     t.add_argument("--grpo-steps", type=int, default=GRPO_STEPS, help=f"GRPO steps (default {GRPO_STEPS})")
-    t.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: tiny models gain little from more; on a loaded 2-core "
-                        "machine 2 threads were 4x slower)")
+    t.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: tiny models gain little from more; on a loaded 2-core "
+        "machine 2 threads were 4x slower)",
+    )
     t.add_argument("--skip-grpo", action="store_true", help="stop after SFT")
     t.add_argument("overrides", nargs="*", metavar="section.key=value", help="GRPO recipe overrides")
 
@@ -88,14 +123,20 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="seed of both trainings (default 0: the shipped models)")
 
     e = sub.add_parser("eval-reasoner", help="evaluate checkpoints on a split (box IoU, parse rate, reward)")
-    e.add_argument("--checkpoint", action="append", required=True, metavar="NAME=DIR",
-                   help="a checkpoint to evaluate, as NAME=DIR (repeatable)")
+    e.add_argument(
+        "--checkpoint",
+        action="append",
+        required=True,
+        metavar="NAME=DIR",
+        help="a checkpoint to evaluate, as NAME=DIR (repeatable)",
+    )
     e.add_argument("--data", required=True, metavar="DIR", help="the world dataset folder (with test/)")
     e.add_argument("--split", default="test")
     e.add_argument("--count", type=int, default=None, help="first N records only")
     e.add_argument("--threads", type=int, default=1)
-    e.add_argument("--sam2-engine", default=None, metavar="DIR",
-                   help="engine directory with the world SAM2: adds gIoU / cIoU")
+    e.add_argument(
+        "--sam2-engine", default=None, metavar="DIR", help="engine directory with the world SAM2: adds gIoU / cIoU"
+    )
     e.add_argument("--out", default="benchmarks/results/world_reasoner", help="JSON + markdown path stem")
     return p
 
@@ -156,30 +197,54 @@ def train_reasoner(args: argparse.Namespace) -> Path:
     if not marker.exists() or json.loads(marker.read_text()) != want:
         from ..prepare import prepare_dataset
 
-        prepare_dataset("index", data / "train", segzero, input_size=input_size, resample="bilinear",
-                        shard_rows=1000, max_records=args.train_rows)
+        prepare_dataset(
+            "index",
+            data / "train",
+            segzero,
+            input_size=input_size,
+            resample="bilinear",
+            shard_rows=1000,
+            max_records=args.train_rows,
+        )
         marker.write_text(json.dumps(want) + "\n")
     times["prepare_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    sft_cfg = SFTConfig(steps=args.sft_steps, batch_size=args.sft_batch, learning_rate=args.sft_lr,
-                        warmup_steps=min(50, args.sft_steps // 10), seed=args.seed, threads=args.threads,
-                        grounding_weight=args.sft_grounding_weight,
-                        answer_attention_weight=args.sft_attention_weight,
-                        attention_mentions=args.sft_attention_mentions, grounding_digits=args.sft_grounding_digits)
+    sft_cfg = SFTConfig(
+        steps=args.sft_steps,
+        batch_size=args.sft_batch,
+        learning_rate=args.sft_lr,
+        warmup_steps=min(50, args.sft_steps // 10),
+        seed=args.seed,
+        threads=args.threads,
+        grounding_weight=args.sft_grounding_weight,
+        answer_attention_weight=args.sft_attention_weight,
+        attention_mentions=args.sft_attention_mentions,
+        grounding_digits=args.sft_grounding_digits,
+    )
     sft = run_sft(init, out / "sft", segzero, data / "train", sft_cfg)
     if args.sft_restart_steps:
-        restart = SFTConfig(steps=args.sft_restart_steps, batch_size=args.sft_batch,
-                            learning_rate=args.sft_restart_lr, warmup_steps=min(50, args.sft_restart_steps // 10),
-                            seed=args.seed + 1, threads=args.threads)
+        restart = SFTConfig(
+            steps=args.sft_restart_steps,
+            batch_size=args.sft_batch,
+            learning_rate=args.sft_restart_lr,
+            warmup_steps=min(50, args.sft_restart_steps // 10),
+            seed=args.seed + 1,
+            threads=args.threads,
+        )
         sft = run_sft(sft["final"], out / "sft_restart", segzero, data / "train", restart)
     times["sft_s"] = time.perf_counter() - t0
     if args.skip_grpo:
         return sft["final"]
 
     t0 = time.perf_counter()
-    overrides = [f"model.name_or_path={sft['final']}", f"data.train={segzero}",
-                 f"run.output_dir={out / 'grpo'}", f"run.seed={args.seed + 42}", *args.overrides]
+    overrides = [
+        f"model.name_or_path={sft['final']}",
+        f"data.train={segzero}",
+        f"run.output_dir={out / 'grpo'}",
+        f"run.seed={args.seed + 42}",
+        *args.overrides,
+    ]
     if args.grpo_steps is not None:
         overrides.append(f"run.max_steps={args.grpo_steps}")
     cfg = load_config("world_reasoner", overrides)

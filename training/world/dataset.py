@@ -62,8 +62,7 @@ def _progress(iterable, total: int, desc: str):
     return tqdm(iterable, total=total, desc=desc, leave=False)
 
 
-def write_split(name: str, out_dir: str | Path, *, count: int | None = None,
-                think_boxes: bool = False) -> SplitFiles:
+def write_split(name: str, out_dir: str | Path, *, count: int | None = None, think_boxes: bool = False) -> SplitFiles:
     """Write split ``name`` of ``SPLITS`` (first ``count`` samples, default all) to ``out_dir/name``.
 
     ``think_boxes``: the templated reasoning gives every shape's box (``training.scenes.generate_queries``);
@@ -91,17 +90,25 @@ def write_split(name: str, out_dir: str | Path, *, count: int | None = None,
     for i, (scene, query) in enumerate(_progress(samples, n, f"split {name}")):
         rid = f"{name}_{i:05d}"
         Image.fromarray(scene.image).save(root / "images" / f"{rid}.png", optimize=False, compress_level=6)
-        mask = (scene.masks[query.target].astype(np.uint8) * 255)
+        mask = scene.masks[query.target].astype(np.uint8) * 255
         Image.fromarray(mask, mode="L").save(root / "masks" / f"{rid}.png", optimize=False, compress_level=6)
         labels = np.zeros(mask.shape, np.uint8)
         for k, m in enumerate(scene.masks):
             labels[m] = k + 1
         Image.fromarray(labels, mode="L").save(root / "labels" / f"{rid}.png", optimize=False, compress_level=6)
-        records.append({"id": rid, "image": f"images/{rid}.png", "mask": f"masks/{rid}.png",
-                        "labels": f"labels/{rid}.png",
-                        "objects": [{"color": o.color, "shape": o.shape} for o in scene.objects],
-                        "text": query.text, "kind": query.kind, "reasoning": query.reasoning,
-                        "mentions": [list(m) for m in query.mentions]})
+        records.append(
+            {
+                "id": rid,
+                "image": f"images/{rid}.png",
+                "mask": f"masks/{rid}.png",
+                "labels": f"labels/{rid}.png",
+                "objects": [{"color": o.color, "shape": o.shape} for o in scene.objects],
+                "text": query.text,
+                "kind": query.kind,
+                "reasoning": query.reasoning,
+                "mentions": [list(m) for m in query.mentions],
+            }
+        )
     index = root / INDEX_FILE
     index.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
     logger.info("world split %s: %d records -> %s", name, n, root)
@@ -112,8 +119,10 @@ def read_index(split_dir: str | Path) -> list[dict]:
     """The records of a split folder written by ``write_split``."""
     path = Path(split_dir) / INDEX_FILE
     if not path.exists():
-        raise InputError(f"{path} does not exist", hint="write the split with `python -m "
-                         "segzero_edge.training.world dataset --out DIR`")
+        raise InputError(
+            f"{path} does not exist",
+            hint="write the split with `python -m segzero_edge.training.world dataset --out DIR`",
+        )
     return json.loads(path.read_text())
 
 
@@ -143,10 +152,13 @@ def write_world_dataset(
         written[name] = write_split(name, out, count=(counts or {}).get(name)).root
     if "train" in splits:
         # Scenes are SCENE_SIZE pixels; at S == SCENE_SIZE the resize is the identity.
-        report = prepare_dataset("index", written["train"], out / SEGZERO_DIR, input_size=input_size,
-                                 resample="bilinear", shard_rows=1000)
+        report = prepare_dataset(
+            "index", written["train"], out / SEGZERO_DIR, input_size=input_size, resample="bilinear", shard_rows=1000
+        )
         if report.skipped:
-            raise InputError(f"prepare_dataset skipped {report.skipped} world records: {report.summary()}",
-                             hint="the scene generator produced an invalid record; report it")
+            raise InputError(
+                f"prepare_dataset skipped {report.skipped} world records: {report.summary()}",
+                hint="the scene generator produced an invalid record; report it",
+            )
         written[SEGZERO_DIR] = out / SEGZERO_DIR
     return written

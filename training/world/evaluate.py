@@ -47,8 +47,15 @@ def box_iou(a: tuple[float, ...] | None, b: tuple[float, ...]) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def generate_completions(checkpoint: Path, images: list[Any], questions: list[str], *, batch_size: int = 16,
-                         max_new_tokens: int = 320, progress: bool = True) -> list[str]:
+def generate_completions(
+    checkpoint: Path,
+    images: list[Any],
+    questions: list[str],
+    *,
+    batch_size: int = 16,
+    max_new_tokens: int = 320,
+    progress: bool = True,
+) -> list[str]:
     """Greedy completions (text up to ``<|im_end|>``) of ``checkpoint`` for PIL images + questions."""
     import torch
 
@@ -79,8 +86,14 @@ def generate_completions(checkpoint: Path, images: list[Any], questions: list[st
     return out
 
 
-def evaluate_checkpoint(checkpoint: str | Path, split_dir: str | Path, *, count: int | None = None,
-                        progress: bool = True, sam2_engine: str | Path | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    split_dir: str | Path,
+    *,
+    count: int | None = None,
+    progress: bool = True,
+    sam2_engine: str | Path | None = None,
+) -> dict[str, Any]:
     """Metrics of one checkpoint on the split folder (see the module docstring).
 
     With ``sam2_engine`` (an engine directory with a ``sam2`` component, e.g. the world's tiny SAM2), each
@@ -112,8 +125,11 @@ def evaluate_checkpoint(checkpoint: str | Path, split_dir: str | Path, *, count:
         if sam2 is not None:
             pred = None
             if ans.ok:
-                res = sam2.segment(np.asarray(im), boxes=np.asarray(ans.box, np.float32),
-                                   points=np.asarray(ans.points, np.float32).reshape(-1, 2))
+                res = sam2.segment(
+                    np.asarray(im),
+                    boxes=np.asarray(ans.box, np.float32),
+                    points=np.asarray(ans.points, np.float32).reshape(-1, 2),
+                )
                 pred = res.masks[0]
             mask_ious.append(sample_iou(pred, m))
         gt = mask_box(m)
@@ -122,16 +138,27 @@ def evaluate_checkpoint(checkpoint: str | Path, split_dir: str | Path, *, count:
         c = seg_zero_reward_components(text, format_solution(box, pts))
         for k in COMPONENTS:
             comps[k].append(c[k])
-        per.append({"id": r["id"], "kind": r["kind"], "parsed": bool(ans.ok), "box_iou": iou,
-                    "reward": float(sum(c.values())), "text": text})
+        per.append(
+            {
+                "id": r["id"],
+                "kind": r["kind"],
+                "parsed": bool(ans.ok),
+                "box_iou": iou,
+                "reward": float(sum(c.values())),
+                "text": text,
+            }
+        )
     kinds = sorted({p["kind"] for p in per})
     mean = lambda xs: float(np.mean(xs)) if xs else 0.0  # noqa: E731
     extra: dict[str, Any] = {}
     if sam2 is not None:
         scores = aggregate(mask_ious)
         extra = {"giou": scores.giou, "ciou": scores.ciou, "sam2_engine": str(sam2_engine)}
-    return {**extra,
-        "checkpoint": str(checkpoint), "input_size": size, "samples": len(per),
+    return {
+        **extra,
+        "checkpoint": str(checkpoint),
+        "input_size": size,
+        "samples": len(per),
         "parse_rate": mean([p["parsed"] for p in per]),
         "box_iou": mean([p["box_iou"] for p in per]),
         "box_acc@0.5": mean([p["box_iou"] > 0.5 for p in per]),
@@ -147,8 +174,14 @@ def evaluate_checkpoint(checkpoint: str | Path, split_dir: str | Path, *, count:
 def machine_info(threads: int) -> dict[str, Any]:
     import torch
 
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": threads, "loadavg_start": list(os.getloadavg())}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": threads,
+        "loadavg_start": list(os.getloadavg()),
+    }
 
 
 def write_report(results: dict[str, dict], stem: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
@@ -157,24 +190,40 @@ def write_report(results: dict[str, dict], stem: Path, meta: dict[str, Any]) -> 
     meta = {**meta, "loadavg_end": list(os.getloadavg())}
     js = stem.with_suffix(".json")
     js.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    lines = [f"# World reasoner on the {meta.get('split', 'test')} split", "",
-             f"Command: `{meta.get('command', '')}`  ", f"Date: {meta.get('date', '')}  ",
-             f"Machine: {meta['machine']['platform']}, {meta['machine']['cpu_count']} CPUs, torch "
-             f"{meta['machine']['torch']}, {meta['machine']['torch_threads']} thread(s); load average "
-             f"{meta['machine']['loadavg_start']} -> {meta['loadavg_end']}", "",
-             "| model | samples | parse rate | box IoU | box acc@0.5 | mean reward (0-5) | gIoU | cIoU |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# World reasoner on the {meta.get('split', 'test')} split",
+        "",
+        f"Command: `{meta.get('command', '')}`  ",
+        f"Date: {meta.get('date', '')}  ",
+        f"Machine: {meta['machine']['platform']}, {meta['machine']['cpu_count']} CPUs, torch "
+        f"{meta['machine']['torch']}, {meta['machine']['torch_threads']} thread(s); load average "
+        f"{meta['machine']['loadavg_start']} -> {meta['loadavg_end']}",
+        "",
+        "| model | samples | parse rate | box IoU | box acc@0.5 | mean reward (0-5) | gIoU | cIoU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         g = f"{r['giou']:.3f}" if "giou" in r else "n/a (no SAM2 yet)"
         c = f"{r['ciou']:.3f}" if "ciou" in r else "n/a"
-        lines.append(f"| {name} | {r['samples']} | {r['parse_rate']:.3f} | {r['box_iou']:.3f} | "
-                     f"{r['box_acc@0.5']:.3f} | {r['reward']:.3f} | {g} | {c} |")
-    lines += ["", "Reward components (mean): " + "; ".join(
-        f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["reward_components"].items())
-        for name, r in results.items()), "",
-        "Box IoU by query kind: " + "; ".join(
-        f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["box_iou_by_kind"].items())
-        for name, r in results.items()), ""]
+        lines.append(
+            f"| {name} | {r['samples']} | {r['parse_rate']:.3f} | {r['box_iou']:.3f} | "
+            f"{r['box_acc@0.5']:.3f} | {r['reward']:.3f} | {g} | {c} |"
+        )
+    lines += [
+        "",
+        "Reward components (mean): "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["reward_components"].items())
+            for name, r in results.items()
+        ),
+        "",
+        "Box IoU by query kind: "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["box_iou_by_kind"].items())
+            for name, r in results.items()
+        ),
+        "",
+    ]
     md = stem.with_suffix(".md")
     md.write_text("\n".join(lines))
     return js, md
@@ -190,13 +239,20 @@ def run_eval_cli(args: Any) -> int:
     results = {}
     for item in args.checkpoint:
         name, _, path = item.partition("=")
-        results[name] = evaluate_checkpoint(path, Path(args.data) / args.split, count=args.count,
-                                            sam2_engine=getattr(args, "sam2_engine", None))
-        print(f"{name}: parse {results[name]['parse_rate']:.3f} box IoU {results[name]['box_iou']:.3f} "
-              f"reward {results[name]['reward']:.3f}")
+        results[name] = evaluate_checkpoint(
+            path, Path(args.data) / args.split, count=args.count, sam2_engine=getattr(args, "sam2_engine", None)
+        )
+        print(
+            f"{name}: parse {results[name]['parse_rate']:.3f} box IoU {results[name]['box_iou']:.3f} "
+            f"reward {results[name]['reward']:.3f}"
+        )
     command = getattr(args, "command", None) or " ".join(["python -m segzero_edge.training.world", *sys.argv[1:]])
-    meta = {"split": args.split, "command": command,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine}
+    meta = {
+        "split": args.split,
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine,
+    }
     js, md = write_report(results, Path(args.out), meta)
     print(f"wrote {js} and {md}")
     return 0

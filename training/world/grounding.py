@@ -82,8 +82,15 @@ def token_blocks(image: np.ndarray, token_px: int) -> np.ndarray:
     return blocks.reshape(g * g, token_px * token_px)
 
 
-def token_targets(labels: np.ndarray, objects: list[dict], input_size: int, *, token_px: int = 28,
-                  min_cover: float = 0.25, digits: bool = False) -> TokenTargets:
+def token_targets(
+    labels: np.ndarray,
+    objects: list[dict],
+    input_size: int,
+    *,
+    token_px: int = 28,
+    min_cover: float = 0.25,
+    digits: bool = False,
+) -> TokenTargets:
     """Targets from a label map ``[H, W]`` (pixel ``k + 1`` = object ``k``) and ``objects[k]`` colour/shape.
 
     ``digits``: also each object's answer digits (its box and points at ``input_size``, as the SFT target
@@ -97,8 +104,11 @@ def token_targets(labels: np.ndarray, objects: list[dict], input_size: int, *, t
         ys, xs = np.nonzero(labels == k + 1)
         if len(xs):
             boxes[k + 1] = (xs.min() / w, ys.min() / h, xs.max() / w, ys.max() / h)
-    lab = labels if labels.shape == (input_size, input_size) else np.asarray(
-        Image.fromarray(labels).resize((input_size, input_size), Image.NEAREST))
+    lab = (
+        labels
+        if labels.shape == (input_size, input_size)
+        else np.asarray(Image.fromarray(labels).resize((input_size, input_size), Image.NEAREST))
+    )
     g = input_size // token_px
     blocks = token_blocks(lab, token_px)
     owner = np.zeros(g * g, np.int64)
@@ -126,17 +136,20 @@ def token_targets(labels: np.ndarray, objects: list[dict], input_size: int, *, t
     return TokenTargets(color_ids[owner], shape_ids[owner], boxes[owner], center, digit_rows)
 
 
-def record_targets(split_dir: Path, record: dict, input_size: int, token_px: int, *,
-                   digits: bool = False) -> TokenTargets:
+def record_targets(
+    split_dir: Path, record: dict, input_size: int, token_px: int, *, digits: bool = False
+) -> TokenTargets:
     """``token_targets`` of one index record (needs its ``labels`` and ``objects``)."""
     from PIL import Image
 
     from segzero_edge.errors import TrainingError
 
     if "labels" not in record or "objects" not in record:
-        raise TrainingError(f"record {record.get('id')} of {split_dir} has no labels/objects annotation",
-                            hint="rewrite the split with this version (`python -m segzero_edge.training.world "
-                                 "dataset`) or run the SFT without the grounding loss")
+        raise TrainingError(
+            f"record {record.get('id')} of {split_dir} has no labels/objects annotation",
+            hint="rewrite the split with this version (`python -m segzero_edge.training.world "
+            "dataset`) or run the SFT without the grounding loss",
+        )
     labels = np.asarray(Image.open(split_dir / record["labels"]))
     return token_targets(labels, record["objects"], input_size, token_px=token_px, digits=digits)
 
@@ -166,14 +179,19 @@ def grounding_loss(head: Any, feats: Any, targets: list[TokenTargets]) -> tuple[
     l1_box = F.l1_loss(out[obj, nc + ns : nc + ns + 4], box[obj]) if obj.any() else out.sum() * 0
     l1_center = F.l1_loss(out[:, nc + ns + 4 : nc + ns + 6], center)
     loss = ce_color + ce_shape + BOX_WEIGHT * (l1_box + l1_center)
-    parts = {k: float(v.detach()) for k, v in (("color", ce_color), ("shape", ce_shape), ("box", l1_box),
-                                               ("center", l1_center))}
+    parts = {
+        k: float(v.detach())
+        for k, v in (("color", ce_color), ("shape", ce_shape), ("box", l1_box), ("center", l1_center))
+    }
     if out.shape[1] > nc + ns + 6:
         if any(t.digits is None for t in targets):
             raise ValueError("the head predicts digits but a target has none (token_targets(digits=True))")
         digits = cat("digits")
-        ce_digits = (F.cross_entropy(out[obj, nc + ns + 6 :].reshape(-1, 10), digits[obj].reshape(-1),
-                                     ignore_index=IGNORE) if obj.any() else out.sum() * 0)
+        ce_digits = (
+            F.cross_entropy(out[obj, nc + ns + 6 :].reshape(-1, 10), digits[obj].reshape(-1), ignore_index=IGNORE)
+            if obj.any()
+            else out.sum() * 0
+        )
         loss = loss + ce_digits
         parts["digits"] = float(ce_digits.detach())
     return loss, parts

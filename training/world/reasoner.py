@@ -38,8 +38,10 @@ def answer_json(solution: str) -> str:
     box, points = parse_solution(solution)
     if box is None or points is None:
         raise TrainingError(f"not a Seg-Zero solution string: {solution!r}")
-    return (f'{{"bbox": [{box[0]},{box[1]},{box[2]},{box[3]}], "points_1": [{points[0][0]},{points[0][1]}], '
-            f'"points_2": [{points[1][0]},{points[1][1]}]}}')
+    return (
+        f'{{"bbox": [{box[0]},{box[1]},{box[2]},{box[3]}], "points_1": [{points[0][0]},{points[0][1]}], '
+        f'"points_2": [{points[1][0]},{points[1][1]}]}}'
+    )
 
 
 def target_text(reasoning: str, solution: str) -> str:
@@ -49,8 +51,12 @@ def target_text(reasoning: str, solution: str) -> str:
 
 def world_corpus(rows: list[tuple[str, str, str]]) -> list[str]:
     """Tokenizer training texts from ``(question, reasoning, solution)`` rows of the train split."""
-    texts = ["system\n" + DEFAULT_SYSTEM_PROMPT + "\n", "user\n", "assistant\n",
-             "0 1 2 3 4 5 6 7 8 9 , . : ; ' \" ( ) [ ] { } < > / _ - |"]
+    texts = [
+        "system\n" + DEFAULT_SYSTEM_PROMPT + "\n",
+        "user\n",
+        "assistant\n",
+        "0 1 2 3 4 5 6 7 8 9 , . : ; ' \" ( ) [ ] { } < > / _ - |",
+    ]
     for question, reasoning, solution in rows:
         texts.append(seg_zero_user_text(question))
         texts.append(target_text(reasoning, solution)[: -len(IM_END)])
@@ -62,12 +68,31 @@ def build_initial_checkpoint(out_dir: Path, corpus: list[str], *, seed: int, wor
     work_dir.mkdir(parents=True, exist_ok=True)
     corpus_file = work_dir / "tokenizer_corpus.json"
     corpus_file.write_text(json.dumps(corpus))
-    cmd = [sys.executable, "-m", "segzero_edge", "export", "tiny-reasoner", "--size", MODEL_SIZE,
-           "--input-size", str(BUILD_INPUT_SIZE), "--seed", str(seed), "--out", str(out_dir), "--overwrite",
-           "--tokenizer-corpus", str(corpus_file), "--bpe-vocab-size", str(BPE_VOCAB_SIZE)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "segzero_edge",
+        "export",
+        "tiny-reasoner",
+        "--size",
+        MODEL_SIZE,
+        "--input-size",
+        str(BUILD_INPUT_SIZE),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out_dir),
+        "--overwrite",
+        "--tokenizer-corpus",
+        str(corpus_file),
+        "--bpe-vocab-size",
+        str(BPE_VOCAB_SIZE),
+    ]
     logger.info("building the initial checkpoint: %s", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise TrainingError(f"building the initial world reasoner failed:\n{proc.stderr[-3000:]}",
-                            hint="run the command above by hand to see the full error")
+        raise TrainingError(
+            f"building the initial world reasoner failed:\n{proc.stderr[-3000:]}",
+            hint="run the command above by hand to see the full error",
+        )
     return out_dir

@@ -35,11 +35,34 @@ def commands(out: Path, seed: int = 0) -> dict[str, list[str]]:
     """The two training commands (shipped settings, one thread each)."""
     py = sys.executable
     return {
-        "sam2": [py, "-m", "segzero_edge.training.world.sam2_train", "--out", str(out / "sam2"),
-                 "--steps", str(SAM2_STEPS), "--minutes", str(SAM2_MINUTES), "--seed", str(seed),
-                 "--threads", "1", "--no-progress"],
-        "reasoner": [py, "-m", "segzero_edge.training.world", "train-reasoner", "--out", str(out / "reasoner"),
-                     "--seed", str(seed), "--threads", "1"],
+        "sam2": [
+            py,
+            "-m",
+            "segzero_edge.training.world.sam2_train",
+            "--out",
+            str(out / "sam2"),
+            "--steps",
+            str(SAM2_STEPS),
+            "--minutes",
+            str(SAM2_MINUTES),
+            "--seed",
+            str(seed),
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+        "reasoner": [
+            py,
+            "-m",
+            "segzero_edge.training.world",
+            "train-reasoner",
+            "--out",
+            str(out / "reasoner"),
+            "--seed",
+            str(seed),
+            "--threads",
+            "1",
+        ],
     }
 
 
@@ -61,8 +84,11 @@ def retrain(out: str | Path, *, seed: int = 0, poll_s: float = 30.0) -> dict:
                 if name not in ended and p.poll() is not None:
                     ended[name] = time.perf_counter() - start
                     logger.info("%s finished with code %d after %.0f s", name, p.returncode, ended[name])
-            logger.info("retrain: %.0f min elapsed, running: %s", (time.perf_counter() - start) / 60,
-                        ", ".join(n for n in procs if n not in ended) or "none")
+            logger.info(
+                "retrain: %.0f min elapsed, running: %s",
+                (time.perf_counter() - start) / 60,
+                ", ".join(n for n in procs if n not in ended) or "none",
+            )
     finally:
         for name, p in procs.items():
             if p.poll() is None:
@@ -71,10 +97,11 @@ def retrain(out: str | Path, *, seed: int = 0, poll_s: float = 30.0) -> dict:
     failed = {n: p.returncode for n, p in procs.items() if p.returncode != 0}
     if failed:
         raise TrainingError(f"retraining failed: {failed}", hint=f"see {out}/<name>.log; rerun to resume")
-    result = {"seconds": {**{n: round(s, 1) for n, s in ended.items()},
-                          "total": round(time.perf_counter() - start, 1)},
-              "commands": {n: " ".join(c) for n, c in cmds.items()},
-              "reasoner": str(out / "reasoner" / "grpo" / "final"),
-              "sam2": str(out / "sam2" / "sam2_tiny.pt")}
+    result = {
+        "seconds": {**{n: round(s, 1) for n, s in ended.items()}, "total": round(time.perf_counter() - start, 1)},
+        "commands": {n: " ".join(c) for n, c in cmds.items()},
+        "reasoner": str(out / "reasoner" / "grpo" / "final"),
+        "sam2": str(out / "sam2" / "sam2_tiny.pt"),
+    }
     (out / "retrain.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -246,8 +246,14 @@ def lr_at(progress: float, step: int, s: TrainSettings) -> float:
     return s.lr * warm * (s.min_lr_ratio + (1 - s.min_lr_ratio) * cos)
 
 
-def train(s: TrainSettings, out_dir: str | Path, *, progress: bool = True, store: SceneStore | None = None,
-          stop_after: int | None = None):
+def train(
+    s: TrainSettings,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    store: SceneStore | None = None,
+    stop_after: int | None = None,
+):
     """Run the training of the module docstring; returns ``(model, log dict)``.
 
     Args:
@@ -282,8 +288,10 @@ def train(s: TrainSettings, out_dir: str | Path, *, progress: bool = True, store
     if state_path.exists():  # resume after a crash: same weights, optimizer, data order and prompts
         st = torch.load(state_path, weights_only=False)
         if _resumable(st["settings"]) != _resumable(asdict(s)):
-            raise ConfigError(f"{state_path} was written with other settings: {st['settings']}",
-                              hint="rerun with the same settings, or delete the file to start over")
+            raise ConfigError(
+                f"{state_path} was written with other settings: {st['settings']}",
+                hint="rerun with the same settings, or delete the file to start over",
+            )
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         rng.bit_generator.state = st["rng"]
@@ -293,9 +301,20 @@ def train(s: TrainSettings, out_dir: str | Path, *, progress: bool = True, store
 
     def save_state() -> None:
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"settings": asdict(s), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "rng": rng.bit_generator.state, "order": order, "cursor": cursor, "step": step,
-                    "history": history, "elapsed": time.perf_counter() - t0}, tmp)
+        torch.save(
+            {
+                "settings": asdict(s),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "rng": rng.bit_generator.state,
+                "order": order,
+                "cursor": cursor,
+                "step": step,
+                "history": history,
+                "elapsed": time.perf_counter() - t0,
+            },
+            tmp,
+        )
         tmp.replace(state_path)
 
     t0 = time.perf_counter() - elapsed_before
@@ -328,15 +347,28 @@ def train(s: TrainSettings, out_dir: str | Path, *, progress: bool = True, store
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        history.append({"step": step, "loss": loss.item(), **parts, "lr": opt.param_groups[0]["lr"],
-                        "seconds": round(time.perf_counter() - t0, 1)})
+        history.append(
+            {
+                "step": step,
+                "loss": loss.item(),
+                **parts,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
         bar.update()
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", mask=f"{parts['mask']:.3f}")
         if step % 50 == 0:
             recent = history[-50:]
-            log.info("step %d: loss %.4f (mask %.4f, iou %.4f), lr %.2e, %.0f s", step,
-                     np.mean([h["loss"] for h in recent]), np.mean([h["mask"] for h in recent]),
-                     np.mean([h["iou"] for h in recent]), history[-1]["lr"], history[-1]["seconds"])
+            log.info(
+                "step %d: loss %.4f (mask %.4f, iou %.4f), lr %.2e, %.0f s",
+                step,
+                np.mean([h["loss"] for h in recent]),
+                np.mean([h["mask"] for h in recent]),
+                np.mean([h["iou"] for h in recent]),
+                history[-1]["lr"],
+                history[-1]["seconds"],
+            )
         if time.perf_counter() - last_save > 60 * s.save_every_minutes:
             save_checkpoint(model, out / CHECKPOINT_NAME)
             save_state()
@@ -353,8 +385,13 @@ def train(s: TrainSettings, out_dir: str | Path, *, progress: bool = True, store
         "train_scenes": len(store),
         "final_loss_mean_last_50": float(np.mean([h["loss"] for h in history[-50:]])) if history else None,
         "history": history[::10] + history[-1:],
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": s.threads, "loadavg_end": list(os.getloadavg())},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": s.threads,
+            "loadavg_end": list(os.getloadavg()),
+        },
     }
     if s.val_scenes:
         val = SceneStore.from_split("val", s.val_scenes)
@@ -371,28 +408,49 @@ def main(argv: list[str] | None = None) -> int:
         "scenes from box + point prompts; writes DIR/sam2_tiny.pt, DIR/sam2_tiny.yaml, DIR/train_log.json.",
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--config", default=str(default_config_path()),
-                        help="SAM2 config file in the official format (default: %(default)s)")
+    parser.add_argument(
+        "--config",
+        default=str(default_config_path()),
+        help="SAM2 config file in the official format (default: %(default)s)",
+    )
     parser.add_argument("--minutes", type=float, default=30.0, help="time budget of the loop (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=4000, help="most optimizer steps (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of init, data order, prompts (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=8, help="scenes per step (default: %(default)s)")
     parser.add_argument("--objects", type=int, default=3, help="most objects per scene per step (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: %(default)s)")
-    parser.add_argument("--train-scenes", type=int, default=6000,
-                        help="use the first N scenes of the train split (default: %(default)s, all)")
-    parser.add_argument("--val-scenes", type=int, default=200,
-                        help="validation scenes evaluated at the end (default: %(default)s)")
+    parser.add_argument(
+        "--train-scenes",
+        type=int,
+        default=6000,
+        help="use the first N scenes of the train split (default: %(default)s, all)",
+    )
+    parser.add_argument(
+        "--val-scenes", type=int, default=200, help="validation scenes evaluated at the end (default: %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    s = TrainSettings(config=args.config, seed=args.seed, minutes=args.minutes, steps=args.steps,
-                      batch=args.batch, objects=args.objects, lr=args.lr, train_scenes=args.train_scenes,
-                      val_scenes=args.val_scenes, threads=args.threads)
+    s = TrainSettings(
+        config=args.config,
+        seed=args.seed,
+        minutes=args.minutes,
+        steps=args.steps,
+        batch=args.batch,
+        objects=args.objects,
+        lr=args.lr,
+        train_scenes=args.train_scenes,
+        val_scenes=args.val_scenes,
+        threads=args.threads,
+    )
     _, result = train(s, args.out, progress=not args.no_progress)
-    print(json.dumps({k: result[k] for k in ("steps", "train_seconds", "final_loss_mean_last_50")} |
-                     {"val": result.get("val")}, indent=1))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("steps", "train_seconds", "final_loss_mean_last_50")} | {"val": result.get("val")},
+            indent=1,
+        )
+    )
     return 0
 
 

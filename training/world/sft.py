@@ -101,10 +101,18 @@ class SFTRow:
     coverage: np.ndarray | None = None
 
 
-def load_rows(segzero_dir: Path, raw_train_dir: Path, tokenizer: Any, input_size: int,
-              max_rows: int | None = None, *, grounding_token_px: int | None = None,
-              attention_token_px: int | None = None, mentions: bool = False,
-              digits: bool = False) -> list[SFTRow]:
+def load_rows(
+    segzero_dir: Path,
+    raw_train_dir: Path,
+    tokenizer: Any,
+    input_size: int,
+    max_rows: int | None = None,
+    *,
+    grounding_token_px: int | None = None,
+    attention_token_px: int | None = None,
+    mentions: bool = False,
+    digits: bool = False,
+) -> list[SFTRow]:
     """Join the Seg-Zero layout (image, problem, solution) with the raw split's reasoning (by id).
 
     ``grounding_token_px`` / ``attention_token_px``: also compute each row's grounding targets /
@@ -126,18 +134,23 @@ def load_rows(segzero_dir: Path, raw_train_dir: Path, tokenizer: Any, input_size
             p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
             text = target_text(raw[rec["id"]]["reasoning"], rec["solution"])
             t_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            targets = (None if grounding_token_px is None
-                       else record_targets(raw_train_dir, raw[rec["id"]], input_size, grounding_token_px,
-                                           digits=digits))
+            targets = (
+                None
+                if grounding_token_px is None
+                else record_targets(raw_train_dir, raw[rec["id"]], input_size, grounding_token_px, digits=digits)
+            )
             attn_idx, coverage = (), None
             if attention_token_px is not None:
                 mask = np.asarray(Image.open(raw_train_dir / raw[rec["id"]]["mask"]))
                 if not mask.any():
-                    raise TrainingError(f"record {rec['id']} of {raw_train_dir} has an empty target mask",
-                                        hint="rewrite the split, or run the SFT without --sft-attention-weight")
+                    raise TrainingError(
+                        f"record {rec['id']} of {raw_train_dir} has an empty target mask",
+                        hint="rewrite the split, or run the SFT without --sft-attention-weight",
+                    )
                 if mentions:
-                    attn_idx, coverage = _mention_targets(tokenizer, text, raw_train_dir, raw[rec["id"]], mask,
-                                                          input_size, attention_token_px)
+                    attn_idx, coverage = _mention_targets(
+                        tokenizer, text, raw_train_dir, raw[rec["id"]], mask, input_size, attention_token_px
+                    )
                 else:
                     attn_idx = answer_token_indices(tokenizer, text)
                     coverage = coverage_target(mask, input_size, attention_token_px)
@@ -147,15 +160,18 @@ def load_rows(segzero_dir: Path, raw_train_dir: Path, tokenizer: Any, input_size
     return rows
 
 
-def _mention_targets(tokenizer: Any, text: str, split_dir: Path, record: dict, mask: np.ndarray,
-                     input_size: int, token_px: int) -> tuple[tuple[int, ...], np.ndarray]:
+def _mention_targets(
+    tokenizer: Any, text: str, split_dir: Path, record: dict, mask: np.ndarray, input_size: int, token_px: int
+) -> tuple[tuple[int, ...], np.ndarray]:
     """Supervised target indices and ``[len, n]`` coverages: the think's mentions and the answer."""
     from PIL import Image
 
     if "mentions" not in record or "labels" not in record:
-        raise TrainingError(f"record {record.get('id')} of {split_dir} has no mentions/labels annotation",
-                            hint="rewrite the split with this version (`python -m segzero_edge.training.world "
-                                 "dataset`) or run the SFT without --sft-attention-mentions")
+        raise TrainingError(
+            f"record {record.get('id')} of {split_dir} has no mentions/labels annotation",
+            hint="rewrite the split with this version (`python -m segzero_edge.training.world "
+            "dataset`) or run the SFT without --sft-attention-mentions",
+        )
     labels = np.asarray(Image.open(split_dir / record["labels"]))
     idx, objs = mention_token_groups(tokenizer, text, text.index(record["reasoning"]), record["mentions"], -1)
     cover = {-1: coverage_target(mask, input_size, token_px)}
@@ -186,8 +202,13 @@ def collate(rows: list[SFTRow], processor: Any, pad_id: int) -> dict[str, Any]:
         mask[i, : len(s)] = 1
         labels[i, len(r.prompt_ids) : len(s)] = torch.tensor(r.target_ids)
     pixel_values, grid = _pixel_batch(processor, [r.png for r in rows])
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "pixel_values": pixel_values,
-            "image_grid_thw": grid}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": labels,
+        "pixel_values": pixel_values,
+        "image_grid_thw": grid,
+    }
 
 
 def _lr_lambda(cfg: SFTConfig):
@@ -209,9 +230,17 @@ def _batch_indices(n: int, cfg: SFTConfig, step: int) -> list[int]:
     return [int(i) for i in perm[k * cfg.batch_size : (k + 1) * cfg.batch_size]]
 
 
-def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Path, cfg: SFTConfig,
-            *, max_rows: int | None = None, progress: bool = True,
-            stop_after: int | None = None) -> dict[str, Any]:
+def run_sft(
+    init_dir: Path,
+    out_dir: Path,
+    segzero_dir: Path,
+    raw_train_dir: Path,
+    cfg: SFTConfig,
+    *,
+    max_rows: int | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
     """Fine-tune ``init_dir`` and save the HF checkpoint to ``out_dir/final``.
 
     ``stop_after``: leave after this many new steps with the resumable state saved and no ``final``
@@ -233,15 +262,21 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
     tok = processor.tokenizer
     torch.manual_seed(cfg.seed)
     # Attention probabilities come from the eager kernel only; the weights and outputs are the same model.
-    model = load_qwen_model(init_dir, "float32",
-                            attn_implementation="eager" if cfg.answer_attention_weight else None)
+    model = load_qwen_model(init_dir, "float32", attn_implementation="eager" if cfg.answer_attention_weight else None)
     model.train()
     vcfg = model.config.vision_config
     token_px = vcfg.patch_size * vcfg.spatial_merge_size
-    rows = load_rows(segzero_dir, raw_train_dir, tok, input_size, max_rows,
-                     grounding_token_px=token_px if cfg.grounding_weight else None,
-                     attention_token_px=token_px if cfg.answer_attention_weight else None,
-                     mentions=cfg.attention_mentions, digits=cfg.grounding_digits)
+    rows = load_rows(
+        segzero_dir,
+        raw_train_dir,
+        tok,
+        input_size,
+        max_rows,
+        grounding_token_px=token_px if cfg.grounding_weight else None,
+        attention_token_px=token_px if cfg.answer_attention_weight else None,
+        mentions=cfg.attention_mentions,
+        digits=cfg.grounding_digits,
+    )
     head = capture = None
     params = list(model.parameters())
     if cfg.grounding_weight:  # after the model, so the model's random state is the same either way
@@ -251,8 +286,10 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
     named = list(model.named_parameters()) + (list(head.named_parameters()) if head is not None else [])
     decay = [p for n, p in named if p.ndim >= 2]
     no_decay = [p for n, p in named if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     state_path = out_dir / STATE_FILE
     step, losses, aux_log = 0, [], []
@@ -260,16 +297,22 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
         state = torch.load(state_path, weights_only=False)
         model.load_state_dict(state["model"])
         if (head is not None) != ("grounding_head" in state):
-            raise TrainingError(f"{state_path} was written with grounding_weight "
-                                f"{state['config'].get('grounding_weight', 0.0)}, this run has {cfg.grounding_weight}",
-                                hint="resume with the same --sft-grounding-weight, or use a new --out")
-        for name, flag in (("answer_attention_weight", "--sft-attention-weight"),
-                           ("attention_mentions", "--sft-attention-mentions"),
-                           ("grounding_digits", "--sft-grounding-digits")):
+            raise TrainingError(
+                f"{state_path} was written with grounding_weight "
+                f"{state['config'].get('grounding_weight', 0.0)}, this run has {cfg.grounding_weight}",
+                hint="resume with the same --sft-grounding-weight, or use a new --out",
+            )
+        for name, flag in (
+            ("answer_attention_weight", "--sft-attention-weight"),
+            ("attention_mentions", "--sft-attention-mentions"),
+            ("grounding_digits", "--sft-grounding-digits"),
+        ):
             was, now = state["config"].get(name, SFTConfig.__dataclass_fields__[name].default), getattr(cfg, name)
             if was != now:
-                raise TrainingError(f"{state_path} was written with {name} {was}, this run has {now}",
-                                    hint=f"resume with the same {flag}, or use a new --out")
+                raise TrainingError(
+                    f"{state_path} was written with {name} {was}, this run has {now}",
+                    hint=f"resume with the same {flag}, or use a new --out",
+                )
         if head is not None:
             head.load_state_dict(state["grounding_head"])
         opt.load_state_dict(state["optimizer"])
@@ -279,9 +322,19 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
 
     def save() -> None:
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "losses": losses, "aux": aux_log, "config": cfg.__dict__,
-                    **({"grounding_head": head.state_dict()} if head is not None else {})}, tmp)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "step": step,
+                "losses": losses,
+                "aux": aux_log,
+                "config": cfg.__dict__,
+                **({"grounding_head": head.state_dict()} if head is not None else {}),
+            },
+            tmp,
+        )
         tmp.replace(state_path)
 
     bar = None
@@ -296,8 +349,13 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
             save()
             if bar is not None:
                 bar.close()
-            return {"losses": losses, "aux": aux_log, "seconds": time.perf_counter() - start, "steps": step,
-                    "final": None}
+            return {
+                "losses": losses,
+                "aux": aux_log,
+                "seconds": time.perf_counter() - start,
+                "steps": step,
+                "final": None,
+            }
         picked = [rows[i] for i in _batch_indices(len(rows), cfg, step)]
         batch = collate(picked, processor, tok.pad_token_id)
         out = model(**batch, output_attentions=bool(cfg.answer_attention_weight))
@@ -308,8 +366,9 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
             total = loss + cfg.grounding_weight * aux
         if cfg.answer_attention_weight:
             queries = [tuple(len(r.prompt_ids) + i - 1 for i in r.attn_idx) for r in picked]
-            attn = attention_loss(out.attentions, batch["input_ids"], model.config.image_token_id, queries,
-                                  [r.coverage for r in picked])
+            attn = attention_loss(
+                out.attentions, batch["input_ids"], model.config.image_token_id, queries, [r.coverage for r in picked]
+            )
             parts["attn"] = float(attn.detach())
             total = total + cfg.answer_attention_weight * attn
         opt.zero_grad(set_to_none=True)
@@ -322,11 +381,15 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
         aux_log.append(parts)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{sched.get_last_lr()[0]:.1e}",
-                            **{k: f"{v:.3f}" for k, v in parts.items()})
+            bar.set_postfix(
+                loss=f"{losses[-1]:.3f}",
+                lr=f"{sched.get_last_lr()[0]:.1e}",
+                **{k: f"{v:.3f}" for k, v in parts.items()},
+            )
         if parts and (step % 100 == 0 or step == 1):
-            logger.info("SFT step %d: loss %.4f, aux %s", step, losses[-1],
-                        " ".join(f"{k} {v:.4f}" for k, v in parts.items()))
+            logger.info(
+                "SFT step %d: loss %.4f, aux %s", step, losses[-1], " ".join(f"{k} {v:.4f}" for k, v in parts.items())
+            )
         if step % cfg.save_steps == 0 or step == cfg.steps:
             save()
     if bar is not None:
@@ -340,8 +403,18 @@ def run_sft(init_dir: Path, out_dir: Path, segzero_dir: Path, raw_train_dir: Pat
         src = init_dir / name
         if src.exists():
             (final / name).write_bytes(src.read_bytes())
-    (final / "training_meta.json").write_text(json.dumps(
-        {"stage": "sft", "base_model": str(init_dir), "config": cfg.__dict__, "steps": step,
-         "rows": len(rows), "final_loss_mean_last_50": float(np.mean(losses[-50:])) if losses else None},
-        indent=2) + "\n")
+    (final / "training_meta.json").write_text(
+        json.dumps(
+            {
+                "stage": "sft",
+                "base_model": str(init_dir),
+                "config": cfg.__dict__,
+                "steps": step,
+                "rows": len(rows),
+                "final_loss_mean_last_50": float(np.mean(losses[-50:])) if losses else None,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return {"losses": losses, "aux": aux_log, "seconds": seconds, "steps": step, "final": final}
