@@ -61,13 +61,13 @@ demo: install
 # measure them like the shipped table and fail when they land outside its stated margin.
 WORLD_RUN ?= runs/world
 world-retrain: install
-	$(PY) -m segzero_edge.training.world retrain --out $(WORLD_RUN)
-	$(PY) benchmarks/world_accuracy.py --reasoner $(WORLD_RUN)/reasoner/grpo/final \
+	$(PY) -m segzero_edge.world retrain --out $(WORLD_RUN)
+	$(PY) -m segzero_edge.world accuracy --reasoner $(WORLD_RUN)/reasoner/grpo/final \
 	  --sam2 $(WORLD_RUN)/sam2/sam2_tiny.pt --work-dir $(WORLD_RUN)/accuracy --out-dir $(WORLD_RUN) \
 	  --compare benchmarks/results/world_accuracy.json
 
 world-accuracy: install
-	$(PY) benchmarks/world_accuracy.py
+	$(PY) -m segzero_edge.world accuracy
 
 # Fuzz the native answer code (decoder, stream, constraint) with libFuzzer under AddressSanitizer and
 # UndefinedBehaviorSanitizer for FUZZ_SECONDS; the corpus grows in build/fuzz/corpus. Needs clang and its

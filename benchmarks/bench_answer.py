@@ -32,8 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.answer: the corpus generator and the Qwen-like test tokenizer
 
-from segzero_edge import _answer_py, _stream_py, answer  # noqa: E402
-from segzero_edge.answer_constraint import AnswerConstraint, token_bytes_from_tokenizer  # noqa: E402
+from segzero_edge.answer import _answer_py, _stream_py  # noqa: E402
+from segzero_edge.answer import decode as answer  # noqa: E402
+from segzero_edge.answer.constraint import AnswerConstraint, token_bytes_from_tokenizer  # noqa: E402
 from tests.answer import gen  # noqa: E402
 
 QWEN_LOGITS = 151_936
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.quick:
         args.answers, args.generations, args.repeats = 30, 3, 1
-    from segzero_edge.export.builders.tokenizer import build_qwen_tokenizer
+    from segzero_edge.reference.builders.tokenizer import build_qwen_tokenizer
 
     tokenizer = build_qwen_tokenizer()
     texts = corpus(args.answers)

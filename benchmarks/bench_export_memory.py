@@ -53,7 +53,7 @@ export_reasoner(sys.argv[1], sys.argv[2], cfg)
 
 def build(size: str, layers: int, out: Path) -> None:
     code = (
-        "import sys; from segzero_edge.export.builders.qwen import build_tiny_qwen25vl; "
+        "import sys; from segzero_edge.reference.builders.qwen import build_tiny_qwen25vl; "
         "build_tiny_qwen25vl(sys.argv[1], sys.argv[2], num_layers=int(sys.argv[3]), dtype='bfloat16')"
     )
     subprocess.run([sys.executable, "-c", code, str(out), size, str(layers)], check=True)

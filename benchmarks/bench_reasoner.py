@@ -41,7 +41,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_name
+
+from segzero_edge.evaluation.latency import cpu_model
 
 VARIANTS = ["int4:int8:4", "int4:int4:4", "int4:int8:0", "int8:int8:4", "fp32:fp32:0"]
 QUESTION = "the cup the robot should pick up"
@@ -67,34 +68,36 @@ def copy_bandwidth(threads: int, mib: int = 512, repeats: int = 5) -> float:
 
 def prompt_inputs(reasoner):
     rng = np.random.default_rng(0)
-    image = rng.standard_normal((reasoner.num_image_tokens, reasoner.embeddings.shape[1])).astype(np.float32) * 0.05
+    shape = (reasoner.settings.num_image_tokens, reasoner.settings.text.hidden_size)
+    image = rng.standard_normal(shape).astype(np.float32) * 0.05
     return reasoner.prompt(QUESTION, image)
 
 
 def _ort_worker(engine: Path, threads: int, new_tokens: int):
     """ONNX Runtime side: returns ``run() -> (prefill s, decode s)`` and the static facts of the engine."""
-    from segzero_edge.reasoner import Reasoner
+    from segzero_edge.reasoner import ReasonerPipeline
     from segzero_edge.reasoner.rope import decode_position_ids
 
-    r = Reasoner(engine, device="cpu", threads=threads)
+    r = ReasonerPipeline(engine, device="cpu", threads=threads)
     ids, embeds, positions, delta = prompt_inputs(r)
+    backend = r.backend
 
     def run() -> tuple[float, float]:
-        r.decoder.reset()
+        backend.reset()
         t0 = time.perf_counter()
-        logits = r.decoder(embeds, positions)
+        logits = backend.step(embeds, positions)
         t1 = time.perf_counter()
         for i in range(new_tokens):
             token = int(np.argmax(logits))
-            logits = r.decoder(r.embed(np.array([token]))[None], decode_position_ids(ids.size + i, 1, delta))
+            logits = backend.step(backend.embed(np.array([token]))[None], decode_position_ids(ids.size + i, 1, delta))
         return t1 - t0, time.perf_counter() - t1
 
-    s = r.manifest.component("reasoner")
+    s = r.settings
     info = {
         "prompt_tokens": int(ids.size),
-        "weight_bytes": sum(s["decoder"]["weight_bytes"].values()),
-        "text": s["text"],
-        "input_size": s["input_size"],
+        "weight_bytes": sum(s.decoder["weight_bytes"].values()),
+        "text": s.text.to_dict(),
+        "input_size": s.input_size,
     }
     return run, info
 
@@ -104,11 +107,11 @@ def _torch_worker(checkpoint: Path, engine: Path, threads: int, new_tokens: int)
     import torch
     from transformers import DynamicCache
 
-    from segzero_edge.backends.hf_loading import load_qwen_model
-    from segzero_edge.reasoner import Reasoner
+    from segzero_edge.reasoner import ReasonerPipeline
+    from segzero_edge.reference.qwen import load_qwen_model
 
     torch.set_num_threads(threads)
-    r = Reasoner(engine, device="cpu", threads=1)
+    r = ReasonerPipeline(engine, device="cpu", threads=1)
     ids, embeds, positions, delta = prompt_inputs(r)
     del r
     model = load_qwen_model(checkpoint, "float32")
@@ -181,9 +184,9 @@ def interleaved(workers: dict, rounds: int, threads: int) -> tuple[dict, list[fl
 
 def jump_forward_savings(engine: Path, threads: int, budget: int) -> dict | None:
     from segzero_edge.errors import BackendUnavailableError
-    from segzero_edge.reasoner import GenerationOptions, Reasoner
+    from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline
 
-    r = Reasoner(engine, device="cpu", threads=threads)
+    r = ReasonerPipeline(engine, device="cpu", threads=threads)
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     try:
         res = r.generate(
@@ -257,12 +260,12 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    from segzero_edge.export.builders.qwen import build_tiny_qwen25vl
     from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
+    from segzero_edge.reference.builders.qwen import build_tiny_qwen25vl
 
     results: dict = {
         "machine": {
-            "cpu": cpu_name(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "threads": args.threads,
             "onnxruntime": onnxruntime.__version__,

@@ -8,11 +8,11 @@ pools never compete; rounds alternate the two workers so machine noise hits both
 
 * encoder (graph): ``sam2.image_encoder`` vs ``forward_image`` + ``_prepare_backbone_features`` +
   ``no_mem_embed`` (what ``SAM2ImagePredictor.set_image`` runs after preprocessing), 1024x1024 input;
-* encode (end to end): ``Sam2Runtime.encode`` (numpy/PIL preprocessing + ONNX Runtime) vs the official
+* encode (end to end): ``Sam2Pipeline.encode`` (numpy/PIL preprocessing + ONNX Runtime) vs the official
   preprocessing + encoder, 640x480 RGB image;
 * decoder (graph), N = 1 and 8 objects: ``sam2.mask_decoder`` vs the official prompt encoder + mask
   decoder on Seg-Zero's prompt (box + 2 points, ``multimask_output=True``);
-* decode (end to end), N = 1: ``Sam2Runtime.decode`` vs ``SAM2ImagePredictor.predict`` semantics + the
+* decode (end to end), N = 1: ``Sam2Pipeline.decode`` vs ``SAM2ImagePredictor.predict`` semantics + the
   Seg-Zero mask choice (both upsample to 640x480 and threshold).
 
 Weights are random (official format, from ``export.builders.sam2``): latency does not depend on them.
@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_name
+
+from segzero_edge.evaluation.latency import cpu_model
 
 log = logging.getLogger("bench_sam2")
 H, W = 480, 640
@@ -77,13 +78,13 @@ def worker_ours(
     """ONNX Runtime side: the engine directory's graphs and the torch-free runtime.
 
     The graph stages use ``segzero_edge.ort.create_session``, the session factory of the runtime (same
-    providers, threads and graph-optimization settings as ``Sam2Runtime``)."""
+    providers, threads and graph-optimization settings as ``Sam2Pipeline``)."""
     from segzero_edge.ort import create_session
-    from segzero_edge.sam2 import Sam2Runtime
-    from segzero_edge.sam2.preprocess import preprocess
+    from segzero_edge.sam2 import Sam2Pipeline
+    from segzero_edge.sam2.host import preprocess
     from segzero_edge.sam2.prompts import build_prompts
 
-    rt = Sam2Runtime(engine, device="cpu", backend="ort", threads=threads)
+    rt = Sam2Pipeline(engine, device="cpu", backend="ort", threads=threads)
     s = rt.settings
     enc = create_session(engine / rt.encoder_spec.file, device="cpu", threads=threads)
     dec = create_session(engine / rt.decoder_spec.file, device="cpu", threads=threads)
@@ -98,7 +99,7 @@ def worker_ours(
     for n, stage in ((1, STAGES[2]), (8, STAGES[3])):
         boxes, points, labels = _prompt(n)
         _, (batch,) = build_prompts(
-            boxes=boxes,
+            box=boxes,
             points=points,
             labels=labels,
             image_wh=(W, H),
@@ -119,8 +120,8 @@ def worker_torch(
     """PyTorch side: the official model's modules with SAM2ImagePredictor's logic."""
     import torch
 
-    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
-    from segzero_edge.backends.torch_sam2 import OfficialPredictor, official_preprocess, segzero_choice
+    from segzero_edge.reference.sam2_model import load_sam2_model
+    from segzero_edge.reference.torch_sam2 import OfficialPredictor, official_preprocess, segzero_choice
 
     torch.set_num_threads(threads)
     model = load_sam2_model(checkpoint, config)
@@ -184,9 +185,9 @@ def bench_config(config: str, args, work: Path) -> dict:
     import onnxruntime
     import torch
 
-    from segzero_edge.export.builders.sam2 import build_sam2_checkpoint
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
     from segzero_edge.manifest import load_manifest
+    from segzero_edge.reference.builders.sam2 import build_sam2_checkpoint
 
     ckpt, engine = work / f"{config}.pt", work / f"engine-{config}"
     if args.work and (engine / "manifest.json").exists() and ckpt.exists():  # --work: reuse an earlier export
@@ -318,7 +319,7 @@ def main() -> int:
         "ort_session": f"segzero_edge.ort.create_session(device='cpu', threads={args.threads}): intra-op "
         f"threads {args.threads}, inter-op 1, default spinning, graph optimization ORT_ENABLE_ALL without "
         f"{', '.join(CPU_DISABLED_OPTIMIZERS)}",
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": args.threads,
         "stages": args.stages,

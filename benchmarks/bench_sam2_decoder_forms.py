@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segzero_edge.sam2 import contract as sam2_contract
+
 log = logging.getLogger("bench_sam2_decoder_forms")
 
 
@@ -48,10 +50,10 @@ def _session(model, threads: int, disabled: list[str] | None):
 
 
 def _export_forms(config: str, work: Path) -> dict[str, Path]:
-    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
-    from segzero_edge.export.builders.sam2 import build_sam2_checkpoint
     from segzero_edge.export.sam2_export import onnx_export
     from segzero_edge.export.sam2_export.wrappers import MaskDecoderGraph
+    from segzero_edge.reference.builders.sam2 import build_sam2_checkpoint
+    from segzero_edge.reference.sam2_model import load_sam2_model
 
     class OfficialModules(MaskDecoderGraph):
         def __init__(self, model) -> None:
@@ -74,13 +76,13 @@ def _feeds(n: int = 1) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     box_points = np.array([[[205, 256], [716, 853], [410, 512], [512, 614]]], np.float32)  # 1024 space
     return {
-        "image_embed": rng.standard_normal((1, 256, 64, 64), dtype=np.float32),
-        "high_res_feats_0": rng.standard_normal((1, 32, 256, 256), dtype=np.float32),
-        "high_res_feats_1": rng.standard_normal((1, 64, 128, 128), dtype=np.float32),
-        "point_coords": np.repeat(box_points, n, 0),
-        "point_labels": np.repeat(np.array([[2, 3, 1, 1]], np.float32), n, 0),
-        "mask_input": np.zeros((n, 1, 256, 256), np.float32),
-        "has_mask_input": np.zeros((n,), np.float32),
+        sam2_contract.IMAGE_EMBED: rng.standard_normal((1, 256, 64, 64), dtype=np.float32),
+        sam2_contract.HIGH_RES_FEATS_0: rng.standard_normal((1, 32, 256, 256), dtype=np.float32),
+        sam2_contract.HIGH_RES_FEATS_1: rng.standard_normal((1, 64, 128, 128), dtype=np.float32),
+        sam2_contract.POINT_COORDS: np.repeat(box_points, n, 0),
+        sam2_contract.POINT_LABELS: np.repeat(np.array([[2, 3, 1, 1]], np.float32), n, 0),
+        sam2_contract.MASK_INPUT: np.zeros((n, 1, 256, 256), np.float32),
+        sam2_contract.HAS_MASK_INPUT: np.zeros((n,), np.float32),
     }
 
 

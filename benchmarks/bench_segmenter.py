@@ -44,9 +44,9 @@ QUESTIONS = ("the cup the robot should pick up", "the largest object on the tabl
 
 def build_engine(kind: str) -> Path:
     """The engine directory of ``kind`` (built on first use, then reused)."""
-    from segzero_edge.export.builders import build_sam2_checkpoint, build_tiny_qwen25vl
     from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
+    from segzero_edge.reference.builders import build_sam2_checkpoint, build_tiny_qwen25vl
 
     engine = CACHE / f"engine_{kind}"
     if (engine / "manifest.json").is_file():
@@ -210,7 +210,7 @@ def main() -> None:
     ap.add_argument("--name", default="segmenter_cpu")
     args = ap.parse_args()
 
-    from segzero_edge.training.scenes import generate_samples
+    from segzero_edge.world.scenes import generate_samples
 
     base = np.asarray(generate_samples(11, 1, 480)[0][0].image)
     results = {

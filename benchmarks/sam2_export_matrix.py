@@ -33,8 +33,8 @@ def main() -> int:
 
     import torch
 
-    from segzero_edge.export.builders.sam2 import build_sam2_checkpoint
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
+    from segzero_edge.reference.builders.sam2 import build_sam2_checkpoint
 
     torch.set_num_threads(args.threads)
     rows = []

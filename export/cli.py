@@ -11,13 +11,16 @@ import importlib
 
 from segzero_edge.cli.base import Command
 
-#: subcommand -> (help, module relative to this package)
+#: subcommand -> (help, module: relative to this package, or absolute)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tiny-reasoner": (
         "write a tiny random Qwen2.5-VL checkpoint (HF format) for tests and demos",
-        ".builders.cli_tiny_reasoner",
+        "segzero_edge.reference.builders.cli_tiny_reasoner",
     ),
-    "tiny-sam2": ("write a random-weight SAM2 checkpoint (official .pt format)", ".builders.cli_tiny_sam2"),
+    "tiny-sam2": (
+        "write a random-weight SAM2 checkpoint (official .pt format)",
+        "segzero_edge.reference.builders.cli_tiny_sam2",
+    ),
     "sam2": ("official SAM2 checkpoint -> sam2/ ONNX graphs + manifest, validated", ".sam2_export.cli"),
     "reasoner": (
         "Qwen2.5-VL checkpoint -> reasoner ONNX graphs (INT4/INT8/fp16/fp32), validated",

@@ -9,13 +9,16 @@ from ._version import __version__
 from .answer import decode_answer
 from .errors import SegZeroError
 from .prompt import PROMPT_VERSION
+from .reasoner import GenerationOptions
 from .segmenter import Segmenter, SegmenterOptions
-from .types import Answer, AnswerObject, Segmentation
+from .types import Answer, AnswerObject, GenerationStats, Segmentation
 
 __all__ = [
     "PROMPT_VERSION",
     "Answer",
     "AnswerObject",
+    "GenerationOptions",
+    "GenerationStats",
     "SegZeroError",
     "Segmentation",
     "Segmenter",

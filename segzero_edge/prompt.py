@@ -47,22 +47,6 @@ _SEG_ZERO_TEMPLATE = (
 #: The system turn the Qwen2.5-VL template inserts when none is given (Seg-Zero training sets the same).
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
-#: Qwen2.5-VL's chat template as shipped in the official checkpoints (chat_template.json).
-QWEN25VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
-    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 VISION_START = "<|vision_start|>"
@@ -123,7 +107,8 @@ def render_chat(question: str, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT) ->
     """The full prompt string for one image and one question, with the generation prompt.
 
     Identical to ``apply_chat_template(seg_zero_messages(question), add_generation_prompt=True,
-    tokenize=False)`` with ``QWEN25VL_CHAT_TEMPLATE`` (a test checks this against ``transformers``).
+    tokenize=False)`` with Qwen2.5-VL's own chat template (``segzero_edge.reference.qwen.QWEN25VL_CHAT_TEMPLATE``;
+    a test checks this against ``transformers``).
     The image appears as a single ``<|image_pad|>``; the runtime expands it to one pad token per
     image embedding (``expand_image_pads``).
     """

@@ -5,17 +5,15 @@
     res.mask            # (H, W) bool at the frame's size
     res.box, res.points # original-image pixels; res.found is False when the answer was unusable
 
-Per request: the frame is normalised to ``(H, W, 3)`` uint8 RGB; SAM2's image encoder runs on a worker
-thread *while* the reasoning model generates (``overlap=True``), so a request costs about
-max(reasoning, encoding) + mask decoding + pre/post on a GPU; the answer is decoded into original-image
-pixels, its box reordered and clipped, and SAM2 decodes the mask from the box and the two points.
+Per request: the frame is loaded once (``frame.Frame``: ``(H, W, 3)`` uint8 RGB and its content key); SAM2's
+image encoder runs on a worker thread *while* the reasoning model generates (``overlap=True``), so a
+request costs about max(reasoning, encoding) + mask decoding + pre/post on a GPU; the answer is decoded into
+original-image pixels, its box reordered and clipped, and SAM2 decodes the mask from the box and the points.
 
-Caching: SAM2 features are kept in an LRU keyed by image content (and the reasoner keeps the vision
-embeddings), so several questions about the same frame encode it once.
-
-Backends: ONNX Runtime (``"ort"``), TensorRT for SAM2 (``"trt"``), or the PyTorch reference (``"torch"``:
-``backends.torch_reasoner`` + ``backends.torch_sam2``, loaded from the engine's source checkpoints, see
-``backends.sources``). Each stage object has the same interface whichever backend runs it.
+Components: ``ReasonerPipeline`` (``segzero_edge.reasoner``) and ``Sam2Pipeline`` (``segzero_edge.sam2``),
+each over its backend; the ``Segmenter`` composes them and never reaches inside one. One
+``SessionFactory`` (``segzero_edge.ort``) serves every ONNX Runtime graph; one ``FrameCache`` holds each
+recent frame's SAM2 features and vision embeddings, so several questions about one frame encode it once.
 
 Threads: ``predict``, ``reason`` and ``segment`` may be called from several threads. SAM2 sessions
 run concurrently; the reasoner holds a KV cache, so generations are serialised by a lock (one reasoning
@@ -29,61 +27,57 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .cache import LRUCache
-from .errors import ConfigError, InputError
-from .image import Color, ImageLike, image_key, load_image
+from .errors import ConfigError, InputError, ManifestError
+from .frame import Color, Frame, FrameCache, ImageLike
 from .manifest import Verify, load_manifest
-from .reasoner import GenerationOptions, Reasoner
-from .sam2 import Sam2Features, Sam2Runtime
+from .ort import SessionFactory
+from .reasoner import GenerationOptions, ReasonerPipeline, ReasonerResult
+from .sam2 import Sam2Features, Sam2Pipeline
 from .sam2.contract import MASK_MODES
 from .types import Answer, Segmentation
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "ort", "trt", "torch")
-#: ``torch_weights="auto"``: the reasoner precision of the engine -> the optimum-quanto weights closest to it.
-TORCH_WEIGHTS = {"int4": "int4", "int8": "int8"}
-#: Tokens kept for ``</think><answer>{...}</answer>`` when the thinking budget is derived from
-#: ``max_new_tokens``: the longest Seg-Zero answer with one token per digit is about 60 tokens.
-ANSWER_RESERVE = 80
 
 
 @dataclass(frozen=True)
 class SegmenterOptions:
-    """Per-request settings (validated). Any of them can be overridden per call as keyword arguments.
+    """Per-request settings (validated), defined once: per ``Segmenter`` and, as keyword arguments, per call.
+
+    ``generation`` holds the reasoner's options (``GenerationOptions``: ``max_new_tokens``, ``constrained``,
+    ``thinking_budget``, sampling); ``updated(max_new_tokens=...)`` routes their names there.
 
     Attributes:
-        max_new_tokens: most generated tokens (Seg-Zero: 1024).
-        constrained: steer generation so the answer always parses (token-level answer constraint).
-        thinking_budget: with ``constrained``, most tokens of thinking before ``</think><answer>`` is
-            forced. None: ``max_new_tokens - ANSWER_RESERVE``, so a constrained answer always fits.
-        do_sample, temperature, top_p, top_k, seed: sampling (greedy by default, as Seg-Zero evaluates).
+        generation: how the answer is generated.
         mask_mode: ``"best"`` (Seg-Zero: highest predicted IoU of SAM2's 3 multimask outputs) or
             ``"single"`` (single-mask output with SAM2's stability fallback).
         max_text_length: longest instruction accepted, in characters.
         overlap: encode the image with SAM2 while the reasoner generates.
     """
 
-    max_new_tokens: int = 1024
-    constrained: bool = True
-    thinking_budget: int | None = None
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
-    mask_mode: str = "best"
-    max_text_length: int = 2000
-    overlap: bool = True
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    mask_mode: str = field(
+        default="best",
+        metadata={
+            "help": "best: highest predicted IoU of SAM2's 3 masks (Seg-Zero); single: single-mask output "
+            "with SAM2's stability fallback",
+            "choices": MASK_MODES,
+        },
+    )
+    max_text_length: int = field(default=2000, metadata={"help": "longest instruction accepted, in characters"})
+    overlap: bool = field(default=True, metadata={"help": "encode the image with SAM2 while the reasoner generates"})
 
     def __post_init__(self) -> None:
+        if not isinstance(self.generation, GenerationOptions):
+            raise ConfigError(f"generation must be GenerationOptions, got {type(self.generation).__name__}")
         if self.mask_mode not in MASK_MODES:
             raise ConfigError(f"mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}")
         if (
@@ -92,30 +86,29 @@ class SegmenterOptions:
             or self.max_text_length < 1
         ):
             raise ConfigError(f"max_text_length must be an int >= 1, got {self.max_text_length!r}")
-        self.generation_options()  # validates the generation fields (ConfigError naming the field)
+        if not isinstance(self.overlap, bool):
+            raise ConfigError(f"overlap must be True or False, got {self.overlap!r}")
 
-    def generation_options(self) -> GenerationOptions:
-        budget = self.thinking_budget
-        if budget is None and self.constrained:
-            budget = max(0, self.max_new_tokens - ANSWER_RESERVE)
-        return GenerationOptions(
-            max_new_tokens=self.max_new_tokens,
-            do_sample=self.do_sample,
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            seed=self.seed,
-            constrained=self.constrained,
-            thinking_budget=budget if self.constrained else None,
-        )
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every option name ``updated`` takes: the generation fields, then this class's own."""
+        own = tuple(f.name for f in fields(cls) if f.name != "generation")
+        return tuple(f.name for f in fields(GenerationOptions)) + own
 
     def updated(self, **overrides: Any) -> SegmenterOptions:
-        """A copy with ``overrides`` applied; unknown names raise ``ConfigError`` listing the valid ones."""
-        names = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - names)
+        """A copy with ``overrides`` applied (generation names go to ``generation``); unknown names raise
+        ``ConfigError`` listing the valid ones."""
+        if not overrides:
+            return self
+        unknown = sorted(set(overrides) - set(self.names()) - {"generation"})
         if unknown:
-            raise ConfigError(f"unknown option(s) {unknown}", hint=f"valid options: {', '.join(sorted(names))}")
-        return replace(self, **overrides) if overrides else self
+            raise ConfigError(f"unknown option(s) {unknown}", hint=f"valid options: {', '.join(self.names())}")
+        generation_names = {f.name for f in fields(GenerationOptions)}
+        gen = {k: v for k, v in overrides.items() if k in generation_names}
+        own = {k: v for k, v in overrides.items() if k not in generation_names}
+        if gen:
+            own["generation"] = replace(own.get("generation", self.generation), **gen)
+        return replace(self, **own)
 
 
 def _ms(t0: float) -> float:
@@ -126,17 +119,19 @@ class Segmenter:
     """Reasoning segmentation from an engine directory (``segzero-edge export``).
 
     Args:
-        engine_dir: engine directory holding the ``reasoner`` and ``sam2`` components.
-        device: ``"auto"`` (CUDA when ONNX Runtime can use it, else CPU), ``"cpu"``, ``"cuda"``.
+        engine_dir: engine directory holding the ``reasoner`` and/or ``sam2`` components (``predict`` needs
+            both; ``segment`` needs SAM2 only; ``reason`` the reasoner only).
+        device: ``"auto"`` (CUDA when ONNX Runtime can use it, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         backend: ``"ort"`` (ONNX Runtime), ``"trt"`` (SAM2 from the TensorRT engines built for this
             GPU by ``segzero-edge build``; the reasoner on ONNX Runtime), ``"auto"`` (``"trt"`` when
             such engines and TensorRT are present, else ``"ort"``), or ``"torch"``: the reference
-            backend, both stages in PyTorch from the *source checkpoints* of the engine (transformers
-            ``generate`` with the same prompt, answer constraint and stopping; the official ``sam2``
-            model with SAM2ImagePredictor's pre/postprocessing). Needs the ``torch`` extra (``quant``
-            for int4/int8 weights) and the checkpoints: see ``reasoner_checkpoint``/``sam2_checkpoint``.
-            ``device`` then names a torch device (``"auto"``: CUDA when torch sees one).
-        options: default ``SegmenterOptions``; keyword arguments override single fields.
+            backends, both stages in PyTorch from the *source checkpoints* of the engine (transformers'
+            Qwen2.5-VL as the reasoner's step function; the official ``sam2`` model with
+            SAM2ImagePredictor's pre/postprocessing), run by the same pipelines. Needs the ``torch`` extra
+            (``quant`` for int4/int8 weights) and the checkpoints: see ``reasoner_checkpoint`` /
+            ``sam2_checkpoint``. ``device`` then names a torch device (``"auto"``: CUDA when torch sees one).
+        options: default ``SegmenterOptions``; keyword arguments override single fields (any of
+            ``SegmenterOptions.names()``).
         threads: CPU threads per ONNX Runtime session (None: ONNX Runtime's default). With
             ``backend="torch"``: ``torch.set_num_threads`` (process-wide).
         sam2_threads: CPU threads of the SAM2 sessions only (None: ``threads``). On a small CPU the
@@ -146,7 +141,7 @@ class Segmenter:
             ``backend="torch"`` also the source checkpoints against the manifest's sha256).
         reasoner_checkpoint: ``backend="torch"`` only: the Hugging Face Qwen2.5-VL directory the
             engine's reasoner was exported from. Default: the source path recorded in ``manifest.json``
-            (``segzero_edge.backends.sources``); a ``CheckpointError`` says what to pass when it is gone.
+            (``segzero_edge.reference.sources``); a ``CheckpointError`` says what to pass when it is gone.
         sam2_checkpoint: ``backend="torch"`` only: the official SAM2 ``.pt`` (default: the recorded one).
         torch_weights: ``backend="torch"`` only: reasoner weights ``"fp32"``, ``"int8"``, ``"int4"``
             (optimum-quanto, weight-only) or ``"auto"`` (int4/int8 when the engine's decoder is, else fp32).
@@ -154,7 +149,8 @@ class Segmenter:
     Raises:
         ManifestError / EngineFileError: missing, incomplete or tampered engine directory.
         EngineIncompatibleError: exported by another segzero-edge / prompt version, or built for another device.
-        BackendUnavailableError: onnxruntime (or TensorRT for ``backend="trt"``) is not installed.
+        BackendUnavailableError: onnxruntime (or TensorRT for ``backend="trt"``, or a GPU for an explicit GPU
+            device) is not available.
     """
 
     def __init__(
@@ -175,68 +171,72 @@ class Segmenter:
     ) -> None:
         if backend not in BACKENDS:
             raise InputError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
-        if backend != "torch" and (reasoner_checkpoint is not None or sam2_checkpoint is not None):
+        torch_args = reasoner_checkpoint is not None or sam2_checkpoint is not None or torch_weights != "auto"
+        if backend != "torch" and torch_args:
             raise InputError(
-                "reasoner_checkpoint/sam2_checkpoint are for backend='torch'",
-                hint="pass backend='torch', or drop the checkpoint arguments",
+                "reasoner_checkpoint/sam2_checkpoint/torch_weights are for backend='torch'",
+                hint="pass backend='torch', or drop those arguments",
             )
         self.engine_dir = Path(engine_dir)
         self.backend_name = backend
         self.options = (options or SegmenterOptions()).updated(**overrides)
+        self._cache = FrameCache(cache_size)
         self.manifest = load_manifest(self.engine_dir, verify=verify)
-        self.manifest.component("reasoner")
-        self.manifest.component("sam2")
+        has_reasoner, has_sam2 = self.manifest.has_component("reasoner"), self.manifest.has_component("sam2")
+        if not (has_reasoner or has_sam2):
+            raise ManifestError(
+                f"{self.engine_dir} holds neither a reasoner nor a sam2 component",
+                hint="export into it with `segzero-edge export reasoner ...` and `segzero-edge export sam2 ...`",
+            )
         sam2_threads = threads if sam2_threads is None else sam2_threads
+        self.reasoner: ReasonerPipeline | None = None
+        self.sam2: Sam2Pipeline | None = None
         if backend == "torch":
-            self.sam2, self.reasoner = self._torch_stages(
-                device, threads, verify, reasoner_checkpoint, sam2_checkpoint, torch_weights
-            )
+            if has_sam2:
+                self.sam2 = Sam2Pipeline(
+                    self.engine_dir,
+                    manifest=self.manifest,
+                    device=device,
+                    backend="torch",
+                    threads=sam2_threads,
+                    backend_options={"checkpoint": sam2_checkpoint, "verify": verify},
+                )
+            if has_reasoner:
+                self.reasoner = ReasonerPipeline(
+                    self.manifest,
+                    engine_dir=self.engine_dir,
+                    device=device,
+                    backend="torch",
+                    threads=threads,
+                    backend_options={"checkpoint": reasoner_checkpoint, "weights": torch_weights, "verify": verify},
+                )
         else:
-            self.sam2 = Sam2Runtime(
-                self.engine_dir, manifest=self.manifest, device=device, backend=backend, threads=sam2_threads
-            )
-            self.reasoner = Reasoner(
-                self.manifest,
-                engine_dir=self.engine_dir,
-                device=device,
-                threads=threads,
-                verify="none",
-                image_cache_size=cache_size,
-            )
-        self._features: LRUCache[Sam2Features] = LRUCache(cache_size)
+            sessions = SessionFactory(device, threads=threads)
+            if has_sam2:
+                self.sam2 = Sam2Pipeline(
+                    self.engine_dir,
+                    manifest=self.manifest,
+                    device=device,
+                    backend=backend,
+                    threads=sam2_threads,
+                    sessions=sessions,
+                )
+            if has_reasoner:
+                self.reasoner = ReasonerPipeline(self.manifest, engine_dir=self.engine_dir, sessions=sessions)
         self._reasoner_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="segzero-sam2")
-        log.info("segmenter ready: %s (sam2 %s backend)", self.engine_dir, self.sam2.backend.name)
-
-    def _torch_stages(
-        self, device: str, threads: int | None, verify: Verify, reasoner_checkpoint, sam2_checkpoint, torch_weights: str
-    ):
-        """Both stages on torch from the engine's source checkpoints (``backends.sources``)."""
-        from .backends.sources import resolve_checkpoint
-        from .backends.torch_reasoner import QUANTO_WEIGHTS, TorchReasoner
-        from .backends.torch_sam2 import TorchSam2, torch_device
-
-        if torch_weights == "auto":
-            torch_weights = TORCH_WEIGHTS.get(str(self.manifest.component("reasoner").get("weights")), "fp32")
-        if torch_weights not in QUANTO_WEIGHTS:
-            raise InputError(
-                f"unknown torch_weights {torch_weights!r}", hint=f"use auto or one of {', '.join(QUANTO_WEIGHTS)}"
-            )
-        sam2 = TorchSam2(
+        self._closed = False
+        log.info(
+            "segmenter ready: %s (reasoner %s, sam2 %s)",
             self.engine_dir,
-            manifest=self.manifest,
-            device=device,
-            checkpoint=sam2_checkpoint,
-            threads=threads,
-            verify=verify,
+            self.reasoner.backend.name if self.reasoner else "none",
+            self.sam2.backend.name if self.sam2 else "none",
         )
-        model_dir = resolve_checkpoint(self.manifest, "reasoner", reasoner_checkpoint, verify=verify)
-        reasoner = TorchReasoner(model_dir, device=torch_device(device), weights=torch_weights)
-        return sam2, reasoner
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop the encoder worker threads (the object is unusable afterwards)."""
+        self._closed = True
         self._pool.shutdown(wait=True)
 
     def __enter__(self) -> Segmenter:
@@ -246,6 +246,18 @@ class Segmenter:
         self.close()
 
     # -- helpers -----------------------------------------------------------------------------------
+    def _require(self, verb: str, *, reasoner: bool = False, sam2: bool = False) -> None:
+        if self._closed:
+            raise InputError(
+                f"{verb}() on a closed Segmenter", hint="create a new Segmenter (or call it before close())"
+            )
+        for needed, stage, what in ((reasoner, self.reasoner, "reasoner"), (sam2, self.sam2, "sam2")):
+            if needed and stage is None:
+                raise ManifestError(
+                    f"{verb}() needs the {what} component, which {self.engine_dir} does not hold",
+                    hint=f"export it into the directory with `segzero-edge export {what} ... --out {self.engine_dir}`",
+                )
+
     def _check_text(self, text: object, options: SegmenterOptions) -> str:
         if not isinstance(text, str):
             raise InputError(
@@ -261,20 +273,28 @@ class Segmenter:
             )
         return text
 
-    def _encode(self, rgb: np.ndarray, key: str) -> tuple[Sam2Features, bool]:
-        return self._features.get_or_compute(key, lambda: self.sam2.encode(rgb))
+    def _features(self, frame: Frame) -> tuple[Sam2Features, bool]:
+        return self._cache.get_or_compute(frame.key, "sam2", lambda: self.sam2.encode(frame.rgb))
 
-    def _start_encode(self, rgb: np.ndarray, key: str, overlap: bool) -> Callable[[], tuple[Sam2Features, bool]]:
+    def _start_features(self, frame: Frame, overlap: bool) -> Callable[[], tuple[Sam2Features, bool]]:
         if overlap:
-            future: Future = self._pool.submit(self._encode, rgb, key)
-            return future.result
-        return lambda: self._encode(rgb, key)
+            return self._pool.submit(self._features, frame).result
+        return lambda: self._features(frame)
 
-    def _reason(self, rgb: np.ndarray, text: str, options: SegmenterOptions, on_text: Callable[[str], None] | None):
+    def _reason(
+        self, frame: Frame, text: str, options: SegmenterOptions, on_text: Callable[[str], None] | None
+    ) -> tuple[ReasonerResult, dict[str, float]]:
+        """The generation and its timings (``preprocess`` and ``vision`` include the encoding on a cache miss)."""
         with self._reasoner_lock:
             t0 = time.perf_counter()
-            result = self.reasoner.generate(rgb, text, options.generation_options(), on_text=on_text)
-            return result, _ms(t0)
+            vision, hit = self._cache.get_or_compute(frame.key, "vision", lambda: self.reasoner.encode(frame.rgb))
+            result = self.reasoner.generate(None, text, options.generation, on_text=on_text, vision=vision)
+            timings = {k: v for k, v in result.timings_ms.items() if k != "total"}
+            if not hit:
+                for key, ms in vision.timings_ms.items():
+                    timings[key] = timings.get(key, 0.0) + ms
+            timings["reasoning"] = _ms(t0)
+            return result, timings
 
     # -- public ------------------------------------------------------------------------------------
     def predict(
@@ -300,29 +320,24 @@ class Segmenter:
             when the model's answer cannot be used. Never raises on model output.
 
         Raises:
-            InputError: bad image or text. ConfigError: bad option override.
+            InputError: bad image or text. ConfigError: bad option override. ManifestError: the engine has
+            no reasoner or no SAM2.
         """
         t_start = time.perf_counter()
+        self._require("predict", reasoner=True, sam2=True)
         options = self.options.updated(**overrides)
         text = self._check_text(text, options)
-        rgb = load_image(image, color=color)
-        key = image_key(rgb)
+        frame = Frame.load(image, color=color)
         t_load = _ms(t_start)
-        features = self._start_encode(rgb, key, options.overlap)
-        reasoned, t_reason = self._reason(rgb, text, options, on_text)
+        features = self._start_features(frame, options.overlap)
+        reasoned, reason_timings = self._reason(frame, text, options, on_text)
         answer = reasoned.answer()
         t0 = time.perf_counter()
         feats, hit = features()
-        t_wait = _ms(t0)
-        timings = {
-            "load": t_load,
-            **{k: v for k, v in reasoned.timings_ms.items() if k != "total"},
-            "reasoning": t_reason,
-            "sam2_wait": t_wait,
-        }
+        timings = {"load": t_load, **reason_timings, "sam2_wait": _ms(t0)}
         if not hit:
             timings.update({f"sam2_{k}": v for k, v in feats.timings_ms.items()})
-        return self._finish(rgb, answer, feats, options, timings, t_start, raw_text=reasoned.text)
+        return self._finish(frame, answer, feats, options, timings, t_start, reasoned)
 
     def reason(
         self,
@@ -334,10 +349,10 @@ class Segmenter:
         **overrides: Any,
     ) -> Answer:
         """Only the reasoning stage: the decoded ``Answer`` (box and points in original-image pixels)."""
+        self._require("reason", reasoner=True)
         options = self.options.updated(**overrides)
         text = self._check_text(text, options)
-        rgb = load_image(image, color=color)
-        reasoned, _ = self._reason(rgb, text, options, on_text)
+        reasoned, _ = self._reason(Frame.load(image, color=color), text, options, on_text)
         return reasoned.answer()
 
     def segment(
@@ -353,46 +368,51 @@ class Segmenter:
         """Only the SAM2 stage, from a box ``(x1, y1, x2, y2)`` and/or points ``[(x, y), ...]`` in
         original-image pixels (labels 1 = foreground, 0 = background; default all foreground)."""
         t_start = time.perf_counter()
+        self._require("segment", sam2=True)
         options = self.options.updated(**overrides)
-        if box is None and not points:
+        pts = _points(points)
+        if box is None and not pts:
             raise InputError("segment() needs a box, points, or both")
-        rgb = load_image(image, color=color)
-        feats, hit = self._encode(rgb, image_key(rgb))
+        frame = Frame.load(image, color=color)
+        feats, hit = self._features(frame)
         timings = {} if hit else {f"sam2_{k}": v for k, v in feats.timings_ms.items()}
-        h, w = rgb.shape[:2]
+        w, h = frame.size
         if box is not None:
             box = _clip_box(box, w, h)
-        pts = tuple((float(x), float(y)) for x, y in (points or ()))
-        result = self.sam2.decode(feats, boxes=box, points=pts or None, labels=labels, mask_mode=options.mask_mode)
+        result = self.sam2.decode(feats, box=box, points=pts or None, labels=labels, mask_mode=options.mask_mode)
         timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
         timings["total"] = _ms(t_start)
         return Segmentation(
-            mask=result.masks[0], found=True, box=box, points=pts, score=float(result.scores[0]), timings_ms=timings
+            mask=result.masks[0],
+            found=True,
+            box=box,
+            points=pts,
+            score=float(result.scores[0]),
+            timings_ms=timings,
         )
 
     def _finish(
         self,
-        rgb: np.ndarray,
+        frame: Frame,
         answer: Answer,
         feats: Sam2Features,
         options: SegmenterOptions,
         timings: dict[str, float],
         t_start: float,
-        raw_text: str,
+        reasoned: ReasonerResult,
     ) -> Segmentation:
-        h, w = rgb.shape[:2]
+        w, h = frame.size
+        common = dict(reasoning=answer.think, raw_text=reasoned.text, answer=answer, generation=reasoned.stats())
         if not answer.ok or answer.box is None:
             timings["total"] = _ms(t_start)
             return Segmentation(
                 mask=np.zeros((h, w), bool),
                 found=False,
-                reasoning=answer.think,
-                raw_text=raw_text,
                 timings_ms=timings,
-                answer=answer,
                 error=answer.error or "the answer has no box",
+                **common,
             )
-        result = self.sam2.decode(feats, boxes=answer.box, points=answer.points or None, mask_mode=options.mask_mode)
+        result = self.sam2.decode(feats, box=answer.box, points=answer.points or None, mask_mode=options.mask_mode)
         timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
         timings["total"] = _ms(t_start)
         return Segmentation(
@@ -401,11 +421,21 @@ class Segmenter:
             box=answer.box,
             points=answer.points,
             score=float(result.scores[0]),
-            reasoning=answer.think,
-            raw_text=raw_text,
             timings_ms=timings,
-            answer=answer,
+            **common,
         )
+
+
+def _points(points: Sequence[Sequence[float]] | np.ndarray | None) -> tuple[tuple[float, float], ...]:
+    """``[(x, y), ...]`` (any sequence or an ``(N, 2)`` array) as float pairs; raise on other shapes."""
+    if points is None:
+        return ()
+    arr = np.asarray(points, dtype=np.float64)
+    if arr.size == 0:
+        return ()
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise InputError(f"points must be (x, y) pairs, got shape {list(arr.shape)}", hint="pass [(x, y), ...]")
+    return tuple((float(x), float(y)) for x, y in arr)
 
 
 def _clip_box(box: Sequence[float], w: int, h: int) -> tuple[float, float, float, float]:

@@ -64,6 +64,27 @@ class Answer:
     raw_text: str = ""
 
 
+@dataclass(frozen=True)
+class GenerationStats:
+    """How one answer was generated.
+
+    Attributes:
+        prompt_tokens: prompt length (image tokens included).
+        generated_tokens: tokens generated (forced ones and EOS included).
+        decode_tokens_per_s: generated tokens per second of the decode stage.
+        stop_reason: ``"answer"`` (``</answer>`` closed it), ``"eos"`` or ``"max_new_tokens"``.
+        forward_calls: decoder calls, prefill included.
+        forced_tokens: tokens the answer constraint forced.
+    """
+
+    prompt_tokens: int
+    generated_tokens: int
+    decode_tokens_per_s: float
+    stop_reason: str
+    forward_calls: int = 0
+    forced_tokens: int = 0
+
+
 def _readonly_timings(timings: Mapping[str, float]) -> Mapping[str, float]:
     return MappingProxyType(dict(timings))
 
@@ -83,6 +104,7 @@ class Segmentation:
         timings_ms: milliseconds per stage, plus ``"total"``.
         answer: the decoded answer (raw decoded values included).
         error: why nothing was found (None when found).
+        generation: token counts and speed of the reasoning (None for ``segment``).
     """
 
     mask: np.ndarray
@@ -95,6 +117,7 @@ class Segmentation:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     answer: Answer | None = None
     error: str | None = None
+    generation: GenerationStats | None = None
 
     def __post_init__(self) -> None:
         mask = np.asarray(self.mask)

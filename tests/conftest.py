@@ -17,6 +17,6 @@ def tiny_qwen_dir(tmp_path_factory) -> Path:
     """
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from segzero_edge.export.builders.qwen import build_tiny_qwen25vl
+    from segzero_edge.reference.builders.qwen import build_tiny_qwen25vl
 
     return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny_qwen") / "checkpoint", "tiny", seed=0)

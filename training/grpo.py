@@ -31,13 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from segzero_edge.errors import ConfigError, TrainingError
-from segzero_edge.prompt import (
-    QWEN25VL_CHAT_TEMPLATE,
-    num_image_tokens,
-    read_checkpoint_meta,
-    render_chat,
-    validate_input_size,
-)
+from segzero_edge.prompt import num_image_tokens, read_checkpoint_meta, render_chat, validate_input_size
+from segzero_edge.reference.qwen import QWEN25VL_CHAT_TEMPLATE
 
 from .config import TrainConfig
 from .data import DataReport, load_seg_zero_dataset
@@ -101,7 +96,7 @@ def load_processor(model_path: Path, input_size: int) -> Any:
     never resized again (``(S/28)**2`` image tokens), and the chat template is checked against the
     prompt contract.
     """
-    from segzero_edge.backends.hf_loading import load_qwen_processor
+    from segzero_edge.reference.qwen import load_qwen_processor
 
     processor = load_qwen_processor(model_path)
     ip = processor.image_processor

@@ -23,6 +23,7 @@ import numpy as np
 
 from segzero_edge.errors import CheckpointError, InputError
 from segzero_edge.prompt import read_checkpoint_meta
+from segzero_edge.reasoner.contract import TextSettings
 from segzero_edge.reasoner.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -30,59 +31,11 @@ log = logging.getLogger(__name__)
 #: Files a checkpoint must have for the runtime's tokenizer and prompt (tokenizer.json is what the
 #: ``tokenizers`` library reads; tokenizer_config.json names the special tokens).
 REQUIRED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-#: Optional files copied when present.
-OPTIONAL_FILES = (
-    "chat_template.jinja",
-    "chat_template.json",
-    "generation_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-    "added_tokens.json",
-    "processor_config.json",
-)
+#: Optional files copied when present. The engine keeps only what the runtime reads (tokenizer.json) and the
+#: configs its settings were derived from; the chat template is not copied: the runtime renders the prompt
+#: contract (``segzero_edge.prompt.render_chat``), and the export checks the checkpoint's template against it.
+OPTIONAL_FILES = ("generation_config.json",)
 SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
-
-
-@dataclass(frozen=True)
-class TextShape:
-    """Shapes of the language model (the decoder graph).
-
-    Attributes:
-        hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim, vocab_size: as in
-            the config (``head_dim = hidden_size // num_heads``).
-        rms_norm_eps, rope_theta: norm epsilon and RoPE base.
-        mrope_section: rotary dims (in pairs) taken from the temporal, height and width rows;
-            ``2 * sum == head_dim``.
-        tie_word_embeddings: the LM head reuses the token embedding table.
-    """
-
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    vocab_size: int
-    rms_norm_eps: float
-    rope_theta: float
-    mrope_section: tuple[int, int, int]
-    tie_word_embeddings: bool
-
-    def __post_init__(self) -> None:
-        if self.num_heads % self.num_kv_heads or self.head_dim * self.num_heads != self.hidden_size:
-            raise CheckpointError(
-                f"inconsistent attention shape: hidden {self.hidden_size}, heads {self.num_heads}, "
-                f"kv heads {self.num_kv_heads}"
-            )
-        if 2 * sum(self.mrope_section) != self.head_dim:
-            raise CheckpointError(
-                f"mrope_section {list(self.mrope_section)} does not match head_dim {self.head_dim} "
-                "(2 * sum must equal it)"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -102,7 +55,7 @@ class QwenCheckpoint:
 
     path: Path
     config: Any
-    text: TextShape
+    text: TextSettings
     preprocess: PreprocessConfig
     token_ids: dict[str, int]
     generation: dict[str, Any]
@@ -178,7 +131,7 @@ def inspect_checkpoint(path: str | Path, *, input_size: int | None = None) -> Qw
     if rope_type not in ("default", "mrope"):
         raise CheckpointError(f"{config_path}: rope type {rope_type!r} is not supported (only default M-RoPE)")
     head_dim = tc.hidden_size // tc.num_attention_heads
-    text = TextShape(
+    text = TextSettings(
         hidden_size=tc.hidden_size,
         intermediate_size=tc.intermediate_size,
         num_layers=tc.num_hidden_layers,

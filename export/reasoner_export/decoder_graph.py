@@ -1,17 +1,6 @@
 """The Qwen2.5-VL language model as an ONNX decoder graph with a KV cache, written layer by layer.
 
-Graph I/O (batch 1; ``seq`` new tokens, ``past`` cached tokens, ``total = past + seq``)::
-
-    inputs_embeds               float32 [1, seq, hidden]     token (and image) embeddings
-    attention_mask              int64   [1, total]           1 = attend, 0 = padding
-    position_ids                int64   [3, 1, seq]          M-RoPE rows (temporal, height, width)
-    past_key_values.{i}.key     float32 [1, kv_heads, past, head_dim]   (i = 0 .. layers-1; also .value)
-    ->
-    logits                      float32 [1, vocab]           of the last input position only
-    present.{i}.key             float32 [1, kv_heads, total, head_dim]  (also .value)
-
-The runtime starts every cache with one placeholder slot hidden by ``attention_mask`` (0), so ``past`` is
-never 0 (TensorRT profiles need dims >= 1); the graph itself also accepts ``past = 0``.
+Graph I/O: ``segzero_edge.reasoner.contract`` (``decoder_io``); the graph also accepts ``past = 0``.
 
 It computes exactly what ``transformers``' ``Qwen2_5_VLTextModel`` + ``lm_head`` compute (RMSNorm in
 float32, M-RoPE with ``mrope_section``, grouped-query attention with a causal + padding mask, SwiGLU MLP),
@@ -32,8 +21,17 @@ from typing import Any
 import numpy as np
 
 from segzero_edge.errors import ConfigError
+from segzero_edge.reasoner.contract import (
+    ATTENTION_MASK,
+    INPUTS_EMBEDS,
+    LOGITS,
+    POSITION_IDS,
+    TextSettings,
+    decoder_io,
+    past_name,
+    present_name,
+)
 
-from .checkpoint import TextShape
 from .onnx_builder import ExternalData, GraphWriter
 from .quantize import QuantSpec, quantize_blockwise
 
@@ -41,14 +39,6 @@ log = logging.getLogger(__name__)
 
 LINEAR_PRECISIONS = ("fp32", "fp16", "int8", "int4")
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def past_name(layer: int, kind: str) -> str:
-    return f"past_key_values.{layer}.{kind}"
-
-
-def present_name(layer: int, kind: str) -> str:
-    return f"present.{layer}.{kind}"
 
 
 @dataclass(frozen=True)
@@ -111,7 +101,7 @@ class DecoderPrecision:
 
 
 class _Decoder:
-    def __init__(self, g: GraphWriter, shape: TextShape, precision: DecoderPrecision):
+    def __init__(self, g: GraphWriter, shape: TextSettings, precision: DecoderPrecision):
         self.g, self.s, self.p = g, shape, precision
 
     def linear(
@@ -307,24 +297,8 @@ class _Decoder:
         return g.op("Add", [x, down], name=f"layers.{i}/Residual2")
 
 
-def decoder_io(shape: TextShape) -> tuple[list[tuple[str, str, tuple]], list[tuple[str, str, tuple]]]:
-    """``(inputs, outputs)`` as ``(name, dtype, shape)`` with named dynamic dims (manifest and graph)."""
-    kv = (1, shape.num_kv_heads)
-    inputs = [
-        ("inputs_embeds", "float32", (1, "seq", shape.hidden_size)),
-        ("attention_mask", "int64", (1, "total")),
-        ("position_ids", "int64", (3, 1, "seq")),
-    ]
-    outputs = [("logits", "float32", (1, shape.vocab_size))]
-    for i in range(shape.num_layers):
-        for kind in ("key", "value"):
-            inputs.append((past_name(i, kind), "float32", (*kv, "past", shape.head_dim)))
-            outputs.append((present_name(i, kind), "float32", (*kv, "total", shape.head_dim)))
-    return inputs, outputs
-
-
 def build_decoder(
-    shape: TextShape,
+    shape: TextSettings,
     get: Callable[[str], np.ndarray],
     inv_freq: np.ndarray,
     precision: DecoderPrecision,
@@ -345,7 +319,7 @@ def build_decoder(
         progress: called with 1 after each layer.
 
     Returns:
-        ``{"file", "data_file", "weight_bytes": {group: bytes}, "inputs", "outputs"}``.
+        ``{"file", "data_file", "weight_bytes": {group: bytes}}``.
     """
     from onnx import TensorProto, helper
 
@@ -359,9 +333,9 @@ def build_decoder(
     g = GraphWriter(data)
     d = _Decoder(g, shape, precision)
     try:
-        cos, sin = d.rotary("position_ids", inv_freq)
-        allowed = d.allowed_mask("inputs_embeds", "attention_mask")
-        x = "inputs_embeds"
+        cos, sin = d.rotary(POSITION_IDS, inv_freq)
+        allowed = d.allowed_mask(INPUTS_EMBEDS, ATTENTION_MASK)
+        x = INPUTS_EMBEDS
         for i in range(shape.num_layers):
             x = d.layer(i, x, get, cos, sin, allowed)
             if progress:
@@ -380,15 +354,15 @@ def build_decoder(
         last = g.op("Reshape", [last, g.const(np.array([1, shape.hidden_size], np.int64))], name="LastHidden")
         head = get("lm.embed_tokens.weight") if shape.tie_word_embeddings else get("lm_head.weight")
         d.linear(last, head, "lm_head", precision.lm_head, group="lm_head")
-        g.nodes[-1].output[0] = "logits"
+        g.nodes[-1].output[0] = LOGITS
         del head
     finally:
         data.close()
     dtypes = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
     ins, outs = decoder_io(shape)
     model = g.model(
-        [helper.make_tensor_value_info(n, dtypes[t], list(s)) for n, t, s in ins],
-        [helper.make_tensor_value_info(n, dtypes[t], list(s)) for n, t, s in outs],
+        [helper.make_tensor_value_info(t.name, dtypes[t.dtype], list(t.shape)) for t in ins],
+        [helper.make_tensor_value_info(t.name, dtypes[t.dtype], list(t.shape)) for t in outs],
         graph_name="qwen25vl_decoder",
         domains={"com.microsoft": 1},
     )
@@ -399,6 +373,4 @@ def build_decoder(
         "file": file_name,
         "data_file": data.path.name,
         "weight_bytes": dict(g.weight_bytes),
-        "inputs": ins,
-        "outputs": outs,
     }

@@ -31,9 +31,26 @@ from typing import Any
 
 import numpy as np
 
+from segzero_edge.answer.contract import SEG_ZERO, AnswerSettings
 from segzero_edge.errors import ConfigError
-from segzero_edge.manifest import GraphSpec, Manifest, SourceCheckpoint, TensorSpec, sha256_tree
+from segzero_edge.manifest import GraphSpec, Manifest, SourceCheckpoint, sha256_tree
 from segzero_edge.prompt import PROMPT_VERSION
+from segzero_edge.reasoner.contract import (
+    COMPONENT,
+    DECODER,
+    EMBEDDINGS_FILE,
+    IMAGE_EMBEDS,
+    PAST,
+    PIXEL_VALUES,
+    SEQ,
+    SETTINGS_FILE,
+    TOTAL,
+    VISION,
+    EmbeddingsSpec,
+    ReasonerSettings,
+    decoder_spec,
+    vision_spec,
+)
 
 from ..engine_dir import EngineDirWriter
 from .checkpoint import QwenCheckpoint, WeightReader, inspect_checkpoint
@@ -46,7 +63,6 @@ from .wrappers import load_vision_tower, make_vision_wrapper, rotary_inv_freq
 log = logging.getLogger(__name__)
 
 WEIGHTS = ("int4", "int8", "fp16", "fp32")
-REASONER_FORMAT = 1  # must match segzero_edge.reasoner.engine.REASONER_FORMAT
 #: text tokens of a Seg-Zero prompt besides the image (about 130) rounded up, for TensorRT profiles
 PROMPT_TEXT_TOKENS = 512
 
@@ -151,8 +167,8 @@ def export_vision(ckpt: QwenCheckpoint, reader: WeightReader, path: Path) -> dic
                 (dummy,),
                 str(raw),
                 dynamo=False,
-                input_names=["pixel_values"],
-                output_names=["image_embeds"],
+                input_names=[PIXEL_VALUES],
+                output_names=[IMAGE_EMBEDS],
                 opset_version=17,
             )
         del wrapper, visual
@@ -228,48 +244,37 @@ def _settings(
     ckpt: QwenCheckpoint,
     cfg: ReasonerExportConfig,
     files: dict[str, str],
-    emb_shape: tuple[int, int],
-    emb_dtype: str,
+    embeddings: EmbeddingsSpec,
     precision: DecoderPrecision,
-) -> dict[str, Any]:
+    weight_bytes: dict[str, int],
+) -> ReasonerSettings:
     pre = ckpt.preprocess
     gen = ckpt.generation
     eos = gen.get("eos_token_id", getattr(ckpt.config.text_config, "eos_token_id", None))
     eos_ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
     if not eos_ids:
         eos_ids = [ckpt.token_ids["im_end"]]
-    template = next(
-        (files[n] for n in ("chat_template.jinja", "chat_template.json") if n in files), files["tokenizer_config.json"]
-    )
-    return {
-        "format": REASONER_FORMAT,
-        "model_type": "qwen2_5_vl",
-        "prompt_version": PROMPT_VERSION,
-        "weights": cfg.weights,
-        "precision": precision.to_dict(),
-        "input_size": pre.input_size,
-        "num_image_tokens": pre.num_image_tokens,
-        "grid_thw": list(pre.grid_thw),
-        "preprocess": pre.to_dict(),
-        "text": ckpt.text.to_dict(),
-        "token_ids": dict(ckpt.token_ids),
-        "eos_token_ids": eos_ids,
-        "pad_token_id": gen.get("pad_token_id", ckpt.token_ids["endoftext"]),
-        "bos_token_id": gen.get("bos_token_id"),
-        "generation_defaults": {
+    roles = {"tokenizer": "tokenizer.json", "tokenizer_config": "tokenizer_config.json"}
+    roles.update(preprocessor_config="preprocessor_config.json", generation_config="generation_config.json")
+    return ReasonerSettings(
+        model_type="qwen2_5_vl",
+        prompt_version=PROMPT_VERSION,
+        weights=cfg.weights,
+        precision=precision.to_dict(),
+        preprocess=pre,
+        text=ckpt.text,
+        token_ids=dict(ckpt.token_ids),
+        eos_token_ids=tuple(eos_ids),
+        answer=AnswerSettings(grammar=SEG_ZERO, model_size=(pre.input_size, pre.input_size)),
+        pad_token_id=gen.get("pad_token_id", ckpt.token_ids["endoftext"]),
+        bos_token_id=gen.get("bos_token_id"),
+        generation_defaults={
             k: gen[k] for k in ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty") if k in gen
         },
-        "files": {
-            "tokenizer": files["tokenizer.json"],
-            "tokenizer_config": files["tokenizer_config.json"],
-            "chat_template": template,
-            "preprocessor_config": files["preprocessor_config.json"],
-            "settings": "reasoner/reasoner.json",
-            **({"generation_config": files["generation_config.json"]} if "generation_config.json" in files else {}),
-        },
-        "embeddings": {"file": "reasoner/embed_tokens.npy", "dtype": emb_dtype, "shape": list(emb_shape)},
-        "decoder": {"logits": "last_position", "batch": 1, "kv_dtype": "float32"},
-    }
+        files={role: files[name] for role, name in roles.items() if name in files} | {"settings": SETTINGS_FILE},
+        embeddings=embeddings,
+        decoder={"logits_of": "last_position", "batch": 1, "kv_dtype": "float32", "weight_bytes": weight_bytes},
+    )
 
 
 def _graph_specs(
@@ -279,23 +284,16 @@ def _graph_specs(
     max_ctx = cfg.max_context or pre.num_image_tokens + 2048
     max_prompt = min(max_ctx, pre.num_image_tokens + PROMPT_TEXT_TOKENS)
     typical = pre.num_image_tokens + 130
-    vision_spec = GraphSpec(
-        file=f"reasoner/{vision['file']}",
-        inputs=(TensorSpec("pixel_values", "float32", (pre.num_patches, pre.patch_dim)),),
-        outputs=(TensorSpec("image_embeds", "float32", (pre.num_image_tokens, text.hidden_size)),),
-        precision="fp32",
-        external_data=tuple(f"reasoner/{f}" for f in vision["external_data"]),
-    )
-    decoder_spec = GraphSpec(
-        file=f"reasoner/{decoder['file']}",
-        inputs=tuple(TensorSpec(n, t, s) for n, t, s in decoder["inputs"]),
-        outputs=tuple(TensorSpec(n, t, s) for n, t, s in decoder["outputs"]),
-        precision=precision.body,
-        dynamic_dims={"seq": (1, 1, max_prompt), "past": (1, typical, max_ctx), "total": (2, typical + 1, max_ctx + 1)},
-        quantization=precision.to_dict(),
-        external_data=(f"reasoner/{decoder['data_file']}",),
-    )
-    return {"reasoner.vision": vision_spec, "reasoner.decoder": decoder_spec}
+    return {
+        VISION: vision_spec(pre, text.hidden_size, tuple(f"reasoner/{f}" for f in vision["external_data"])),
+        DECODER: decoder_spec(
+            text,
+            precision=precision.body,
+            quantization=precision.to_dict(),
+            profiles={SEQ: (1, 1, max_prompt), PAST: (1, typical, max_ctx), TOTAL: (2, typical + 1, max_ctx + 1)},
+            external_data=(f"reasoner/{decoder['data_file']}",),
+        ),
+    }
 
 
 def export_reasoner(model_dir: str | Path, out_dir: str | Path, config: ReasonerExportConfig | None = None) -> Manifest:
@@ -322,14 +320,14 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path, config: Reasoner
         f" (int8 layers {list(precision.int8_layers)})" if precision.int8_layers else "",
         precision.lm_head,
     )
-    with EngineDirWriter(out_dir, "reasoner") as w:
-        comp = w.path("reasoner/reasoner.json").parent
+    with EngineDirWriter(out_dir, COMPONENT) as w:
+        comp = w.path(SETTINGS_FILE).parent
         files = _copy_files(ckpt, comp)
         log.info("writing the token embeddings")
         emb_dtype = cfg.embedding_dtype()
         table = reader.get("lm.embed_tokens.weight")
         emb_shape = table.shape
-        np.save(comp / "embed_tokens.npy", table.astype(emb_dtype))
+        np.save(w.path(EMBEDDINGS_FILE), table.astype(emb_dtype))
         del table
         release_memory()
         log.info("writing the decoder graph (%s)", precision.body)
@@ -351,13 +349,13 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path, config: Reasoner
         log.info("exporting the vision tower (%dx%d grid)", *ckpt.preprocess.grid_thw[1:])
         vision = export_vision(ckpt, reader, comp / "vision.onnx")
         log.info("vision tower written (%.1f MB)", vision["bytes"] / 1e6)
-        settings = _settings(ckpt, cfg, files, emb_shape, emb_dtype, precision)
-        settings["decoder"]["weight_bytes"] = decoder["weight_bytes"]
-        (comp / "reasoner.json").write_text(json.dumps(settings, indent=2) + "\n")
+        embeddings = EmbeddingsSpec(EMBEDDINGS_FILE, emb_dtype, tuple(emb_shape))
+        settings = _settings(ckpt, cfg, files, embeddings, precision, decoder["weight_bytes"]).to_dict()
+        w.path(SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         graphs = _graph_specs(ckpt, vision, decoder, precision, cfg)
         sources = [
             SourceCheckpoint(
-                "reasoner",
+                COMPONENT,
                 str(model_dir),
                 sha256_tree(ckpt.path),
                 {"model_type": "qwen2_5_vl", "text": ckpt.text.to_dict()},

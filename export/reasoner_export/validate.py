@@ -29,6 +29,7 @@ import numpy as np
 
 from segzero_edge.errors import ExportValidationError
 from segzero_edge.manifest import Manifest
+from segzero_edge.reasoner.contract import COMPONENT, DECODER, ReasonerSettings
 
 from .checkpoint import QwenCheckpoint, WeightReader
 from .memory import release_memory
@@ -110,11 +111,11 @@ def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) 
     (dequantized). Returns the number of tensors replaced."""
     import torch
 
-    s = manifest.component("reasoner")
+    s = ReasonerSettings.from_mapping(manifest.component(COMPONENT))
     lm = model.model.language_model
     count = 0
     with torch.no_grad():
-        for name, w, _ in dequantized_linears(engine_root, manifest.graph("reasoner.decoder").file):
+        for name, w, _ in dequantized_linears(engine_root, manifest.graph(DECODER).file):
             if name == "lm_head":
                 model.lm_head.weight = torch.nn.Parameter(torch.from_numpy(w))  # unties from the embeddings
             else:
@@ -122,7 +123,7 @@ def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) 
                 getattr(getattr(lm.layers[int(i)], block), proj).weight.copy_(torch.from_numpy(w))
             count += 1
             del w
-        table = np.asarray(np.load(engine_root / s["embeddings"]["file"], mmap_mode="r"), dtype=np.float32)
+        table = np.asarray(np.load(engine_root / s.embeddings.file, mmap_mode="r"), dtype=np.float32)
         lm.embed_tokens.weight = torch.nn.Parameter(torch.from_numpy(table))
     return count + 1
 
@@ -131,8 +132,8 @@ def _chat_template_matches(ckpt: QwenCheckpoint) -> bool:
     """Whether the checkpoint's own chat template renders the Seg-Zero request exactly like the prompt contract
     (``render_chat``), which is what the runtime uses. A mismatch is logged, not fatal: Seg-Zero prompts are
     defined by the contract, whatever template a fine-tune shipped."""
-    from segzero_edge.backends.hf_loading import load_qwen_processor
     from segzero_edge.prompt import render_chat, seg_zero_messages
+    from segzero_edge.reference.qwen import load_qwen_processor
 
     proc = load_qwen_processor(ckpt.path)
     question = "the cup the robot should pick up"
@@ -170,20 +171,20 @@ def _fp32_activation_twin(engine_root: Path, graph_file: str) -> Path | None:
 
 def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Path, cfg: Any) -> dict[str, Any]:
     """Run the three phases (module docstring) on the staged engine; returns the numbers, raises on failure."""
-    from segzero_edge.backends.torch_reasoner import TorchReasoner
-    from segzero_edge.reasoner import GenerationOptions, Reasoner
+    from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline
     from segzero_edge.reasoner.preprocess import preprocess_image
+    from segzero_edge.reference.torch_reasoner import TorchReasoner
 
     n_pairs = cfg.validation_pairs if cfg.validate == "full" else min(2, cfg.validation_pairs)
     samples = validation_samples(n_pairs)
-    opts = GenerationOptions(max_new_tokens=cfg.validation_tokens, stop_at_answer=False)
+    opts = GenerationOptions(max_new_tokens=cfg.validation_tokens, constrained=False, stop_at_answer=False)
     constrained = GenerationOptions(
         max_new_tokens=cfg.validation_tokens + 128, constrained=True, thinking_budget=cfg.validation_tokens
     )
-    weights = manifest.component("reasoner")["weights"]
+    weights = ReasonerSettings.from_mapping(manifest.component(COMPONENT)).weights
     try:  # the answer constraint needs the native extension
         from segzero_edge import _native  # noqa: F401
-        from segzero_edge.answer_constraint import AnswerConstraint  # noqa: F401
+        from segzero_edge.answer.constraint import AnswerConstraint  # noqa: F401
     except ImportError as exc:
         constrained = None
         log.warning("answer constraint unavailable (%s): validating unconstrained generation only", exc)
@@ -200,16 +201,16 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     for image, question in samples:
         inputs = ref.inputs(image, question)
         with torch.inference_mode():
-            vis = ref.model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
+            vis = ref.model.model.get_image_features(inputs.pixel_values, inputs.image_grid_thw).pooler_output
         res = ref.generate(image, question, opts, output_logits=True)
         c_ref = list(ref.generate(image, question, constrained).token_ids) if constrained else None
         refs.append(
             {
-                "ids": inputs["input_ids"][0].numpy(),
-                "pixels": inputs["pixel_values"].numpy(),
+                "ids": inputs.input_ids[0].numpy(),
+                "pixels": inputs.pixel_values.numpy(),
                 "vision": torch.cat(list(vis)).numpy(),
                 "tokens": list(res.token_ids),
-                "logits": ref.last_logits,
+                "ref_logits": ref.last_logits,
                 "constrained": c_ref,
             }
         )
@@ -218,7 +219,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
 
     # phase 2: ONNX Runtime
     log.info("validation phase 2/3: the engine on ONNX Runtime")
-    engine = Reasoner(manifest, engine_dir=engine_root, device="cpu", threads=cfg.threads, verify="none")
+    engine = ReasonerPipeline(manifest, engine_dir=engine_root, device="cpu", threads=cfg.threads, verify="none")
     numbers: dict[str, Any] = {
         "pairs": n_pairs,
         "max_new_tokens": cfg.validation_tokens,
@@ -229,11 +230,11 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     identical, c_identical, top1, errs, rel = 0, 0, [], [], []
     engine_tokens, engine_constrained = [], []
     for (image, question), r in zip(samples, refs):
-        ids = engine.tokenizer.encode_prompt(question, engine.num_image_tokens)
+        ids = engine.tokenizer.encode_prompt(question, engine.settings.num_image_tokens)
         ids_equal += float(np.array_equal(ids, r["ids"]))
         pre = preprocess_image(image, engine.preprocess_config)
         pix = max(pix, float(np.abs(pre.pixel_values - r["pixels"]).max()))
-        emb, _, _ = engine.image_embeddings(image)
+        emb = engine.encode(image).embeds
         vis = max(vis, float(np.abs(emb - r["vision"]).max() / (np.abs(r["vision"]).max() + 1e-12)))
         out = engine.generate(image, question, opts)
         engine_tokens.append(list(out.token_ids))
@@ -244,25 +245,25 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
             c_identical += int(list(c_out.token_ids) == r["constrained"])
         if weights != "fp32":
             logits = engine.teacher_forced_logits(image, question, r["tokens"])
-            top1.append(float(np.mean(logits.argmax(-1) == r["logits"].argmax(-1))))
-            errs.append(float(np.abs(logits - r["logits"]).max()))
-            rel.append(float(np.sqrt(np.mean((logits - r["logits"]) ** 2)) / np.sqrt(np.mean(r["logits"] ** 2))))
+            top1.append(float(np.mean(logits.argmax(-1) == r["ref_logits"].argmax(-1))))
+            errs.append(float(np.abs(logits - r["ref_logits"]).max()))
+            rel.append(
+                float(np.sqrt(np.mean((logits - r["ref_logits"]) ** 2)) / np.sqrt(np.mean(r["ref_logits"] ** 2)))
+            )
     # With accuracy_level > 0 the CPU kernels also quantize activations: the dequantized-weights check runs on a
     # twin of the decoder without that attribute (same weights), so it isolates the weight quantization.
-    twin = _fp32_activation_twin(engine_root, manifest.graph("reasoner.decoder").file)
+    twin = _fp32_activation_twin(engine_root, manifest.graph(DECODER).file)
     exact_tokens, exact_constrained = engine_tokens, engine_constrained
     if twin is not None:
         try:
-            from segzero_edge.reasoner.session import DecoderRunner, make_session
+            from segzero_edge.ort import SessionFactory
+            from segzero_edge.reasoner.ort_backend import DecoderRunner
 
-            t = manifest.component("reasoner")["text"]
-            engine.decoder = None  # release the exported graph's session before building the twin's
+            t = engine.settings.text
+            engine.backend.decoder = None  # release the exported graph's session before building the twin's
             _free()
-            engine.decoder = DecoderRunner(
-                make_session(twin, engine.device, threads=cfg.threads),
-                t["num_layers"],
-                t["num_kv_heads"],
-                t["head_dim"],
+            engine.backend.decoder = DecoderRunner(
+                SessionFactory("cpu", threads=cfg.threads).create(twin), t.num_layers, t.num_kv_heads, t.head_dim
             )
             exact_tokens = [list(engine.generate(im, q, opts).token_ids) for im, q in samples]
             exact_constrained = (

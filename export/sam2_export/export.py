@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from segzero_edge.backends.sam2_checkpoint import load_sam2_model
-from segzero_edge.backends.torch_sam2 import PIXEL_MEAN, PIXEL_STD
 from segzero_edge.manifest import Manifest, SourceCheckpoint, sha256_file
+from segzero_edge.reference.sam2_model import load_sam2_model
+from segzero_edge.reference.torch_sam2 import PIXEL_MEAN, PIXEL_STD
+from segzero_edge.sam2 import Sam2Pipeline
 from segzero_edge.sam2.configs import is_config_file
 from segzero_edge.sam2.contract import (
     COMPONENT,
@@ -21,7 +22,6 @@ from segzero_edge.sam2.contract import (
     decoder_spec,
     encoder_spec,
 )
-from segzero_edge.sam2.runtime import Sam2Runtime
 
 from ..engine_dir import EngineDirWriter
 from .config import Sam2ExportConfig
@@ -112,7 +112,7 @@ def export_sam2(
         for spec in graphs.values():
             check_onnx_io(writer.dir / spec.file, spec)
         preview = writer.manifest(settings=settings.to_dict(), graphs=graphs, sources=sources)
-        runtime = Sam2Runtime(
+        runtime = Sam2Pipeline(
             writer.dir, manifest=preview, device="cpu", backend="ort", threads=torch.get_num_threads()
         )
         numbers: dict[str, Any] = validate_sam2(model, runtime, cfg, progress=progress)

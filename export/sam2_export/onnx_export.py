@@ -15,8 +15,15 @@ from segzero_edge.sam2.contract import (
     DECODER_OUTPUTS,
     ENCODER_INPUTS,
     FEATURES,
+    HAS_MASK_INPUT,
+    HIGH_RES_FEATS_0,
+    HIGH_RES_FEATS_1,
+    IMAGE_EMBED,
+    MASK_INPUT,
     NUM_OBJECTS,
     NUM_POINTS,
+    POINT_COORDS,
+    POINT_LABELS,
 )
 
 from .wrappers import ImageEncoderGraph, MaskDecoderGraph
@@ -29,13 +36,13 @@ def feature_shapes(model) -> dict[str, tuple[int, ...]]:
     s = model.image_size
     dec = model.sam_mask_decoder
     return {
-        "image_embed": (
+        IMAGE_EMBED: (
             1,
             model.sam_prompt_encoder.embed_dim,
             *model.sam_prompt_encoder.image_embedding_size,
         ),
-        "high_res_feats_0": (1, dec.conv_s0.out_channels, s // 4, s // 4),
-        "high_res_feats_1": (1, dec.conv_s1.out_channels, s // 8, s // 8),
+        HIGH_RES_FEATS_0: (1, dec.conv_s0.out_channels, s // 4, s // 4),
+        HIGH_RES_FEATS_1: (1, dec.conv_s1.out_channels, s // 8, s // 8),
     }
 
 
@@ -90,7 +97,7 @@ def export_image_encoder(model, path: Path, *, opset: int) -> None:
     import torch
 
     shapes = feature_shapes(model)
-    sizes = [shapes[n][2:] for n in ("high_res_feats_0", "high_res_feats_1", "image_embed")]
+    sizes = [shapes[n][2:] for n in (HIGH_RES_FEATS_0, HIGH_RES_FEATS_1, IMAGE_EMBED)]
     s = model.image_size
     _export(
         ImageEncoderGraph(model, sizes).eval(),
@@ -122,13 +129,13 @@ def export_mask_decoder(model, path: Path, *, opset: int, max_objects: int, max_
     objects = Dim(NUM_OBJECTS, min=1, max=max(max_objects, n))
     points = Dim(NUM_POINTS, min=1, max=max(max_points, p))
     dynamic = {
-        "image_embed": None,
-        "high_res_feats_0": None,
-        "high_res_feats_1": None,
-        "point_coords": {0: objects, 1: points},
-        "point_labels": {0: objects, 1: points},
-        "mask_input": {0: objects},
-        "has_mask_input": {0: objects},
+        IMAGE_EMBED: None,
+        HIGH_RES_FEATS_0: None,
+        HIGH_RES_FEATS_1: None,
+        POINT_COORDS: {0: objects, 1: points},
+        POINT_LABELS: {0: objects, 1: points},
+        MASK_INPUT: {0: objects},
+        HAS_MASK_INPUT: {0: objects},
     }
     _export(
         MaskDecoderGraph(model).eval(),

@@ -8,7 +8,7 @@ For each synthetic image (``samples.py``), every prompt kind and both mask modes
 3. end to end (graphs): ONNX features + ONNX decoder + the runtime's host code (mask choice,
    upsampling, threshold) vs ``SAM2ImagePredictor`` semantics with the same choice rule
    (``"best"``: Seg-Zero's highest-score multimask mask; ``"single"``: ``multimask_output=False``);
-4. end to end (runtime): the same through ``Sam2Runtime`` with its numpy/PIL preprocessing.
+4. end to end (runtime): the same through ``Sam2Pipeline`` with its numpy/PIL preprocessing.
 
 Random-weight models give arbitrary masks, so the report also states how many reference masks are
 non-trivial (between 0.5% and 99.5% foreground): IoU over all-empty or all-full masks proves little.
@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from segzero_edge.backends.torch_sam2 import OfficialPredictor, official_preprocess, segzero_choice
 from segzero_edge.errors import ExportValidationError
-from segzero_edge.sam2.postprocess import mask_iou
-from segzero_edge.sam2.preprocess import preprocess
+from segzero_edge.reference.torch_sam2 import OfficialPredictor, official_preprocess, segzero_choice
+from segzero_edge.sam2 import Sam2Pipeline
+from segzero_edge.sam2.host import mask_iou, preprocess
 from segzero_edge.sam2.prompts import build_prompts
-from segzero_edge.sam2.runtime import Sam2Runtime
 
 from .config import Sam2ExportConfig
 from .samples import IMAGE_SIZES, PromptCase, prompt_cases, synthetic_image
@@ -73,7 +72,7 @@ def _previous_mask(oracle: OfficialPredictor, case: PromptCase) -> np.ndarray:
     return np.asarray(low_res)[int(np.argmax(scores))][None]  # [1, r, r], clamped as the predictor returns it
 
 
-def validate_sam2(model, runtime: Sam2Runtime, cfg: Sam2ExportConfig, *, progress: bool = False) -> dict[str, Any]:
+def validate_sam2(model, runtime: Sam2Pipeline, cfg: Sam2ExportConfig, *, progress: bool = False) -> dict[str, Any]:
     """Run the comparisons of the module docstring; returns the numbers for ``manifest.validation``."""
     import onnxruntime
     import torch
@@ -99,7 +98,7 @@ def validate_sam2(model, runtime: Sam2Runtime, cfg: Sam2ExportConfig, *, progres
             if case.kind not in kinds:
                 kinds.append(case.kind)
             mask_input = _previous_mask(oracle, case) if case.use_previous_mask else None
-            prompts = dict(boxes=case.boxes, points=case.points, labels=case.labels, mask_input=mask_input)
+            prompts = dict(box=case.boxes, points=case.points, labels=case.labels, mask_input=mask_input)
             ref_low, ref_iou, ref_obj = oracle.predict_all_tokens(case.points, case.labels, case.boxes, mask_input)
             n, batches = build_prompts(
                 **prompts,

@@ -7,6 +7,12 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+#: ``--device`` help shared by the commands (the accepted forms are ``segzero_edge.ort.DEVICES``).
+DEVICE_HELP = (
+    "where to run: auto (CUDA when ONNX Runtime, or torch for --backend torch, can use it, else the CPU), "
+    "cpu, cuda, cuda:N (GPU N), tensorrt[:N] (ONNX Runtime's TensorRT provider) (default: %(default)s)"
+)
+
 
 @dataclass(frozen=True)
 class Command:

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, missing_extra
-from .base import Command, command_line
+from .base import DEVICE_HELP, Command, command_line
+from .options import add_option_arguments, option_values
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "segzero-edge.bench/1"
-REPO_ASSETS = Path(__file__).resolve().parents[2] / "assets"
+#: The request options this command exposes (``SegmenterOptions.names()``).
+OPTIONS = ("max_new_tokens", "constrained", "overlap")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -31,9 +33,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--images",
         type=Path,
-        default=None,
-        help="an image, or a folder of images, each optionally with <name>.json holding its query "
-        'as {"text": ...} (default: the repository\'s assets/demo_scene.png and its query)',
+        required=True,
+        help='an image, or a folder of images, each optionally with <name>.json holding its query as {"text": ...}',
     )
     parser.add_argument(
         "--text", nargs="+", default=None, help="instruction(s), used in turn (overrides the <name>.json queries)"
@@ -43,12 +44,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON report (default: %(default)s)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the markdown table to this file")
     parser.add_argument("--plot", type=Path, default=None, help="latency plot PNG (needs matplotlib)")
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="where to run (default: %(default)s: CUDA when ONNX Runtime can use it)",
-    )
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument(
         "--backend",
         default="auto",
@@ -56,10 +52,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SAM2 backend: ort, or trt (engines from `segzero-edge build`) (default: auto)",
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per ONNX Runtime session")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="most generated tokens (default: %(default)s)")
-    parser.add_argument(
-        "--no-overlap", action="store_true", help="encode with SAM2 after reasoning instead of concurrently"
-    )
+    add_option_arguments(parser, OPTIONS)
     parser.add_argument(
         "--cache",
         action="store_true",
@@ -69,14 +62,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def find_requests(images: Path | None, texts: list[str] | None) -> list[tuple[Path, str]]:
+def find_requests(images: Path, texts: list[str] | None) -> list[tuple[Path, str]]:
     """``(image path, text)`` pairs: each image with ``texts[i % len(texts)]`` or its ``<name>.json`` query."""
-    if images is None:
-        images = REPO_ASSETS / "demo_scene.png"
-        if not images.is_file():
-            raise InputError(
-                f"the default image {images} is not here (installed from a wheel?)", hint="pass --images and --text"
-            )
     if images.is_dir():
         paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     elif images.is_file():
@@ -134,14 +121,12 @@ def _engine_summary(manifest: Any) -> dict[str, Any]:
 
 
 def _providers(seg: Any) -> dict[str, list[str]]:
-    out = {}
-    for name, session in (
-        ("reasoner.vision", getattr(seg.reasoner, "vision_session", None)),
-        ("reasoner.decoder", getattr(getattr(seg.reasoner, "decoder", None), "session", None)),
-    ):
-        if session is not None and hasattr(session, "get_providers"):
-            out[name] = list(session.get_providers())
-    return out
+    """The execution providers each stage's backend got (graph backends only)."""
+    return {
+        stage: list(backend.providers)
+        for stage, backend in (("reasoner", seg.reasoner.backend), ("sam2", seg.sam2.backend))
+        if hasattr(backend, "providers")
+    }
 
 
 def plot_report(report: dict[str, Any], path: Path) -> None:
@@ -176,7 +161,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..evaluation.latency import machine_info, markdown_table, run_bench
-    from ..image import load_image
+    from ..frame import load_image
     from ..segmenter import Segmenter
 
     if args.plot is not None:  # fail before minutes of measuring, not after
@@ -198,8 +183,7 @@ def _run(args: argparse.Namespace) -> int:
         backend=args.backend,
         threads=args.threads,
         cache_size=4 if args.cache else 0,
-        max_new_tokens=args.max_new_tokens,
-        overlap=not args.no_overlap,
+        **option_values(args, OPTIONS),
     )
     load_s = time.perf_counter() - t0
     progress = _Progress(args.warmup + args.runs, enabled=not args.no_progress)
@@ -215,10 +199,10 @@ def _run(args: argparse.Namespace) -> int:
                 runs=args.runs,
                 warmup=args.warmup,
                 on_run=on_run,
-                track_gpu=seg.reasoner.device.kind != "cpu",
+                track_gpu=seg.reasoner.backend.device != "cpu",
             )
-            device = {"reasoner": str(seg.reasoner.device.kind), "sam2": seg.sam2.backend.device}
-            backend = {"reasoner": "ort", "sam2": seg.sam2.backend.name}
+            device = {"reasoner": seg.reasoner.backend.device, "sam2": seg.sam2.backend.device}
+            backend = {"reasoner": seg.reasoner.backend.name, "sam2": seg.sam2.backend.name}
             providers = _providers(seg)
             engine = _engine_summary(seg.manifest)
     finally:
@@ -241,7 +225,8 @@ def _run(args: argparse.Namespace) -> int:
             "runs": args.runs,
             "warmup": args.warmup,
             "cache": args.cache,
-            "overlap": not args.no_overlap,
+            "overlap": args.overlap,
+            "constrained": args.constrained,
             "max_new_tokens": args.max_new_tokens,
         },
         "requests": [

@@ -25,7 +25,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .base import Command, command_line
+from .base import DEVICE_HELP, Command, command_line
+from .options import add_option_arguments, option_values
+
+#: The request options this command exposes (``SegmenterOptions.names()``); the official evaluation is
+#: unconstrained (--no-constraint), where answers may fail to parse.
+OPTIONS = ("max_new_tokens", "constrained")
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,15 +53,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("eval_out"),
         help="folder for samples.jsonl and summary.json (default: %(default)s)",
     )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--backend", default="auto", choices=["auto", "ort", "trt"], help="SAM2 backend")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per ONNX Runtime session")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="most generated tokens (default: %(default)s)")
-    parser.add_argument(
-        "--no-constraint",
-        action="store_true",
-        help="unconstrained generation (as the official evaluation; answers may then fail to parse)",
-    )
+    add_option_arguments(parser, OPTIONS)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -90,8 +90,7 @@ def _run(args: argparse.Namespace) -> int:
             backend=args.backend,
             threads=args.threads,
             cache_size=1,
-            max_new_tokens=args.max_new_tokens,
-            constrained=not args.no_constraint,
+            **option_values(args, OPTIONS),
         ) as seg,
         open(args.out / "samples.jsonl", "w") as jsonl,
     ):
@@ -122,8 +121,7 @@ def _run(args: argparse.Namespace) -> int:
             "drop_both_empty": args.drop_both_empty,
             "device": args.device,
             "backend": args.backend,
-            "max_new_tokens": args.max_new_tokens,
-            "constrained": not args.no_constraint,
+            **option_values(args, OPTIONS),
         },
         **report.to_dict(),
         "both_empty_counted": {"giou": kept.giou, "ciou": kept.ciou, "n_scored": kept.n_scored},

@@ -6,7 +6,22 @@ import argparse
 import json
 from pathlib import Path
 
-from .base import Command
+from .base import DEVICE_HELP, Command
+from .options import add_option_arguments, option_values
+
+#: The request options this command exposes (``SegmenterOptions.names()``).
+OPTIONS = (
+    "max_new_tokens",
+    "thinking_budget",
+    "constrained",
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "mask_mode",
+    "overlap",
+)
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,13 +34,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder for <image>.overlay.png and <image>.json (default: next to the image)",
     )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="where to run (default: %(default)s: CUDA when ONNX Runtime, or torch for "
-        "--backend torch, can use it, else the CPU)",
-    )
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument(
         "--backend",
         default="auto",
@@ -56,45 +65,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--backend torch: reasoner weights (optimum-quanto weight-only int8/int4); auto: "
         "int4/int8 when the engine's decoder is, else fp32 (default: %(default)s)",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="most generated tokens (default: %(default)s)")
-    parser.add_argument(
-        "--thinking-budget",
-        type=int,
-        default=None,
-        help="most thinking tokens before the answer is forced (default: max-new-tokens - 80)",
-    )
-    parser.add_argument(
-        "--no-constraint",
-        action="store_true",
-        help="do not constrain generation to a valid answer (the model may then fail to answer)",
-    )
-    parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    parser.add_argument(
-        "--temperature", type=float, default=1.0, help="sampling temperature (with --sample; default: %(default)s)"
-    )
-    parser.add_argument(
-        "--top-p",
-        type=float,
-        default=1.0,
-        help="nucleus sampling threshold (with --sample; default: %(default)s = off)",
-    )
-    parser.add_argument(
-        "--top-k", type=int, default=0, help="keep the k most likely tokens (with --sample; default: %(default)s = off)"
-    )
-    parser.add_argument("--seed", type=int, default=None, help="sampling seed (with --sample; default: random)")
-    parser.add_argument(
-        "--mask-mode",
-        default="best",
-        choices=["best", "single"],
-        help="best: highest predicted IoU of SAM2's 3 masks (Seg-Zero); single: single-mask "
-        "output with SAM2's stability fallback (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--no-overlap",
-        action="store_true",
-        help="encode the image with SAM2 after reasoning instead of at the same time "
-        "(on a small CPU the overlapped stages compete for cores)",
-    )
+    add_option_arguments(parser, OPTIONS)
     parser.add_argument(
         "--threads",
         type=int,
@@ -108,7 +79,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..image import load_image
+    from ..frame import load_image
     from ..segmenter import Segmenter
 
     out_dir = args.out or args.image.parent
@@ -130,16 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         backend=args.backend,
         threads=args.threads,
         sam2_threads=args.sam2_threads,
-        max_new_tokens=args.max_new_tokens,
-        thinking_budget=args.thinking_budget,
-        constrained=not args.no_constraint,
-        do_sample=args.sample,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        seed=args.seed,
-        mask_mode=args.mask_mode,
-        overlap=not args.no_overlap,
+        **option_values(args, OPTIONS),
         **torch_args,
     ) as seg:
         res = seg.predict(rgb, args.text, on_text=on_text)

@@ -180,7 +180,7 @@ def _rgb(value: Any) -> np.ndarray:
     """An image cell (path, PIL image, ``{"bytes", "path"}``, raw bytes) as ``(H, W, 3)`` uint8 RGB."""
     from PIL import Image
 
-    from ..image import load_image
+    from ..frame import load_image
 
     if isinstance(value, dict):
         value = value.get("bytes") or value.get("path")

@@ -2,8 +2,7 @@
 
 ``run_bench(segmenter, requests, runs=10, warmup=2)`` calls ``predict`` ``warmup + runs`` times, cycling over
 ``requests``, and maps each result's ``timings_ms`` onto the stages of ``STAGES``. Generated tokens per request
-and decode tokens/s come from the reasoner's own result (``ReasonerResult``), captured by wrapping the
-segmenter's reasoner for the duration of the benchmark.
+and decode tokens/s come from each result's ``generation`` (``GenerationStats``).
 
 Stages run on two threads when the segmenter overlaps SAM2 encoding with reasoning, so the stage times do not
 add up to ``total``: ``total`` is the wall time of a request, ``sam2_wait`` the part of the encoding that
@@ -232,21 +231,6 @@ def machine_info() -> dict[str, Any]:
 # -- the benchmark ----------------------------------------------------------------------------------------
 
 
-class _RecordingReasoner:
-    """Forwards everything to the wrapped reasoner and keeps the last ``generate`` result."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.last: Any = None
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        self.last = self._inner.generate(*args, **kwargs)
-        return self.last
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 def run_bench(
     segmenter: Any,
     requests: Sequence[tuple[Any, str]],
@@ -259,7 +243,7 @@ def run_bench(
     """Time ``segmenter.predict`` on ``requests`` (``(image, text)`` pairs, cycled).
 
     Args:
-        segmenter: a ``Segmenter`` (its ``reasoner`` is wrapped while the benchmark runs to read token counts).
+        segmenter: a ``Segmenter`` (anything with ``predict(image, text) -> Segmentation``).
         runs: timed requests (>= 1); warmup: untimed requests before them (>= 0).
         on_run: called after every request with its index (warm-ups first) and the ``BenchRun`` (None for a
             warm-up): progress bars.
@@ -270,45 +254,36 @@ def run_bench(
             raise InputError(f"{name} must be an int >= {low}, got {value!r}")
     if not requests:
         raise InputError("no requests to benchmark", hint="pass at least one (image, text) pair")
-    recorder = _RecordingReasoner(segmenter.reasoner) if hasattr(segmenter, "reasoner") else None
-    if recorder is not None:
-        segmenter.reasoner = recorder
     timed: list[BenchRun] = []
     gpu_peak: float | None = None
     t0 = time.perf_counter()
-    try:
-        for i in range(warmup + runs):
-            k = i % len(requests)
-            image, text = requests[k]
-            if recorder is not None:
-                recorder.last = None
-            res = segmenter.predict(image, text)
-            gpu = gpu_memory_mb() if track_gpu else None
-            if gpu is not None:
-                gpu_peak = max(gpu_peak or 0.0, gpu)
-            if i < warmup:
-                if on_run is not None:
-                    on_run(i, None)
-                continue
-            r = recorder.last if recorder is not None else None
-            run = BenchRun(
-                request=k,
-                stages=stage_times(res.timings_ms),
-                timings_ms=dict(res.timings_ms),
-                found=res.found,
-                generated_tokens=len(r.token_ids) if r is not None else None,
-                prompt_tokens=r.prompt_tokens if r is not None else None,
-                decode_tokens_per_s=r.decode_tokens_per_s if r is not None else None,
-                stop_reason=r.stop_reason if r is not None else None,
-                rss_mb=rss_mb(),
-                gpu_mb=gpu,
-            )
-            timed.append(run)
+    for i in range(warmup + runs):
+        k = i % len(requests)
+        image, text = requests[k]
+        res = segmenter.predict(image, text)
+        gpu = gpu_memory_mb() if track_gpu else None
+        if gpu is not None:
+            gpu_peak = max(gpu_peak or 0.0, gpu)
+        if i < warmup:
             if on_run is not None:
-                on_run(i, run)
-    finally:
-        if recorder is not None:
-            segmenter.reasoner = recorder._inner
+                on_run(i, None)
+            continue
+        g = res.generation
+        run = BenchRun(
+            request=k,
+            stages=stage_times(res.timings_ms),
+            timings_ms=dict(res.timings_ms),
+            found=res.found,
+            generated_tokens=g.generated_tokens if g is not None else None,
+            prompt_tokens=g.prompt_tokens if g is not None else None,
+            decode_tokens_per_s=g.decode_tokens_per_s if g is not None else None,
+            stop_reason=g.stop_reason if g is not None else None,
+            rss_mb=rss_mb(),
+            gpu_mb=gpu,
+        )
+        timed.append(run)
+        if on_run is not None:
+            on_run(i, run)
     wall = time.perf_counter() - t0
     names = [name for name, _, _ in STAGES]
     stages = {n: s for n in names if (s := Stats.of([r.stages[n] for r in timed if n in r.stages])) is not None}

@@ -1,10 +1,12 @@
-"""The Seg-Zero reasoning model (Qwen2.5-VL) on ONNX Runtime: preprocessing, prompt, generation loop.
+"""The reasoner component: the Seg-Zero reasoning model (Qwen2.5-VL), torch-free.
 
-Torch-free: numpy, pillow, tokenizers and onnxruntime (imported when a ``Reasoner`` is created).
+``contract`` (graph and tensor names, ``ReasonerSettings``), ``pipeline`` (``ReasonerPipeline`` over a
+``ReasonerBackend``), ``ort_backend`` (ONNX Runtime), ``generate`` (the loop and ``GenerationOptions``),
+``preprocess``, ``tokenizer``, ``rope``.
 """
 
-from .engine import Reasoner, ReasonerResult
 from .generate import GenerationOptions, GenerationTrace, TokenConstraint, generate_loop
+from .pipeline import ReasonerBackend, ReasonerPipeline, ReasonerResult, VisionEmbeds
 from .preprocess import PreprocessConfig, PreprocessedImage, preprocess_image
 from .rope import decode_position_ids, mrope_position_ids
 from .tokenizer import PromptTokenizer
@@ -15,9 +17,11 @@ __all__ = [
     "PreprocessConfig",
     "PreprocessedImage",
     "PromptTokenizer",
-    "Reasoner",
+    "ReasonerBackend",
+    "ReasonerPipeline",
     "ReasonerResult",
     "TokenConstraint",
+    "VisionEmbeds",
     "decode_position_ids",
     "generate_loop",
     "mrope_position_ids",

@@ -26,73 +26,103 @@ import numpy as np
 from ..answer import AnswerStream
 from ..errors import ConfigError
 
-ANSWER_END = "</answer>"
+#: Tokens kept for ``</think><answer>{...}</answer>`` when the thinking budget is derived from
+#: ``max_new_tokens``: the longest Seg-Zero answer with one token per digit is about 60 tokens.
+ANSWER_RESERVE = 80
+
+
+def _doc(text: str) -> dict[str, str]:
+    """Field metadata: the help text the CLI shows for the option (``cli.options``)."""
+    return {"help": text}
 
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """How to generate (validated on creation).
+    """How to generate (validated on creation). Defined once: ``SegmenterOptions`` and the CLI use it.
 
     Attributes:
         max_new_tokens: hard cap on generated tokens (forced ones included). Seg-Zero uses 1024.
-        do_sample: sample instead of greedy decoding.
+        constrained: apply the token-level answer constraint, so every answer parses (native extension).
+        thinking_budget: with ``constrained``, the most tokens inside ``<think>`` before ``</think><answer>``
+            is forced. None: ``max_new_tokens - ANSWER_RESERVE`` (a constrained answer always fits).
+        do_sample: sample instead of greedy decoding (Seg-Zero evaluates greedily).
         temperature, top_k, top_p: sampling warpers (``top_k=0`` and ``top_p=1.0`` disable them).
         seed: seed of the sampler's random generator (sampling is reproducible for a fixed seed).
         stop_at_answer: stop as soon as the streaming answer decoder sees ``</answer>`` close the answer.
-        constrained: apply the answer constraint (needs the native extension, see ``constraint_factory``).
-        thinking_budget: with ``constrained``, the most tokens inside ``<think>`` before ``</think><answer>``
-            is forced; None = unlimited.
         jump_forward: feed forced tokens in one decoder call (off: one call per token, for comparisons).
     """
 
-    max_new_tokens: int = 1024
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop_at_answer: bool = True
-    constrained: bool = False
-    thinking_budget: int | None = None
-    jump_forward: bool = True
+    max_new_tokens: int = field(default=1024, metadata=_doc("most generated tokens"))
+    constrained: bool = field(
+        default=True, metadata=_doc("constrain generation token by token so the answer always parses")
+    )
+    thinking_budget: int | None = field(
+        default=None,
+        metadata=_doc(
+            f"most thinking tokens before the answer is forced (needs the constraint; default: "
+            f"max-new-tokens - {ANSWER_RESERVE})"
+        ),
+    )
+    do_sample: bool = field(default=False, metadata=_doc("sample instead of greedy decoding"))
+    temperature: float = field(default=1.0, metadata=_doc("sampling temperature"))
+    top_k: int = field(default=0, metadata=_doc("keep the k most likely tokens when sampling (0: off)"))
+    top_p: float = field(default=1.0, metadata=_doc("nucleus sampling threshold (1.0: off)"))
+    seed: int | None = field(default=None, metadata=_doc("sampling seed (default: random)"))
+    stop_at_answer: bool = field(default=True, metadata=_doc("stop generating once </answer> closes the answer"))
+    jump_forward: bool = field(default=True, metadata=_doc("feed the tokens the constraint forces in one decoder call"))
 
     def __post_init__(self) -> None:
         def _int(name: str, lo: int) -> None:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ConfigError(f"GenerationOptions.{name} must be an int >= {lo}, got {v!r}")
+                raise ConfigError(f"{name} must be an int >= {lo}, got {v!r}")
 
+        for name in ("constrained", "do_sample", "stop_at_answer", "jump_forward"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         _int("max_new_tokens", 1)
         _int("top_k", 0)
         if not (
-            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
+            isinstance(self.temperature, (int, float))
+            and not isinstance(self.temperature, bool)
+            and math.isfinite(self.temperature)
+            and self.temperature > 0
         ):
-            raise ConfigError(f"GenerationOptions.temperature must be > 0, got {self.temperature!r}")
-        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            raise ConfigError(f"GenerationOptions.top_p must be in (0, 1], got {self.top_p!r}")
+            raise ConfigError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        if not (isinstance(self.top_p, (int, float)) and not isinstance(self.top_p, bool) and 0 < self.top_p <= 1):
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise ConfigError(f"GenerationOptions.seed must be a non-negative int or None, got {self.seed!r}")
+            raise ConfigError(f"seed must be a non-negative int or None, got {self.seed!r}")
         if self.thinking_budget is not None:
             _int("thinking_budget", 0)
             if not self.constrained:
                 raise ConfigError(
-                    "GenerationOptions.thinking_budget needs constrained=True",
-                    hint="the budget is enforced by the answer constraint",
+                    "thinking_budget needs constrained=True", hint="the budget is enforced by the answer constraint"
                 )
+
+    @property
+    def effective_thinking_budget(self) -> int | None:
+        """The budget the constraint applies: ``thinking_budget``, or ``max_new_tokens - ANSWER_RESERVE``
+        (at least 0) when it is None; None when unconstrained."""
+        if not self.constrained:
+            return None
+        if self.thinking_budget is not None:
+            return self.thinking_budget
+        return max(0, self.max_new_tokens - ANSWER_RESERVE)
 
 
 @runtime_checkable
 class TokenConstraint(Protocol):
-    """What the loop needs from a token-level constraint (the answer constraint plugs in here).
+    """What the loop needs from a token-level constraint (``answer.ConstraintState`` is one).
 
-    ``allowed()`` returns a bool mask over the model's logits (True = allowed) or None for no restriction;
-    ``forced()`` returns the tokens that must come next (empty when the next token is free);
-    ``advance(token_id)`` is called for every appended token, sampled or forced.
+    ``mask(out)`` returns a bool mask over the model's logits (True = allowed), written into ``out`` when
+    given, or None for no restriction; ``forced_ids()`` returns the tokens that must come next (empty when
+    the next token is free); ``advance(token_id)`` is called for every appended token, sampled or forced.
     """
 
-    def allowed(self) -> np.ndarray | None: ...
+    def mask(self, out: np.ndarray | None = None) -> np.ndarray | None: ...
 
-    def forced(self) -> Sequence[int]: ...
+    def forced_ids(self) -> Sequence[int]: ...
 
     def advance(self, token_id: int) -> None: ...
 
@@ -218,16 +248,16 @@ def generate_loop(
     logits = first_logits
     while True:
         batch: list[int] = []
-        forced = list(constraint.forced()) if constraint is not None else []
+        forced = list(constraint.forced_ids()) if constraint is not None else []
         if forced:
             done = take(forced if options.jump_forward else forced[:1], batch)
         else:
-            token = sampler(logits, constraint.allowed() if constraint is not None else None)
+            token = sampler(logits, constraint.mask() if constraint is not None else None)
             batch.append(token)
             done = append(token)
         # jump-forward: everything the constraint forces now goes into the same decoder call
         while options.jump_forward and constraint is not None and not done:
-            more = list(constraint.forced())
+            more = list(constraint.forced_ids())
             if not more:
                 break
             done = take(more, batch)

@@ -20,7 +20,7 @@ backend of that processor resizes differently and is *not* what we reproduce.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, InputError
-from ..image import ImageLike
-from ..image import load_image as load_rgb
+from ..frame import ImageLike, load_image
 from ..prompt import INPUT_SIZE_MULTIPLE, SEG_ZERO_INPUT_SIZE, validate_input_size
 
 #: OpenAI CLIP normalization, used by every Qwen2-VL / Qwen2.5-VL checkpoint.
@@ -38,8 +37,6 @@ QWEN_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 #: The processor limits of the official checkpoints (and of Seg-Zero training).
 QWEN_MIN_PIXELS = 56 * 56
 QWEN_MAX_PIXELS = 12845056
-
-ImageInput = ImageLike
 
 
 def smart_resize(
@@ -207,21 +204,10 @@ class PreprocessedImage:
     original_size: tuple[int, int]
 
 
-def load_image(image: ImageInput) -> Image.Image:
-    """The shared image loader (``segzero_edge.image.load_image``: paths, PIL images of any mode, uint8
-    ``HxW`` / ``HxWx3`` / ``HxWx4`` arrays) as an RGB PIL image, for PIL's resize.
-
-    Raises:
-        InputError: the file does not exist or is not an image, or the array has another shape/dtype.
-    """
-    if isinstance(image, Image.Image) and image.mode == "RGB" and image.width and image.height:
-        return image
-    return Image.fromarray(load_rgb(image), mode="RGB")
-
-
-def resize_for_model(image: Image.Image, input_size: int) -> Image.Image:
-    """Seg-Zero's resize: stretch to ``input_size x input_size`` with PIL BILINEAR (aspect ratio ignored)."""
-    return image.resize((input_size, input_size), Image.BILINEAR)
+def resize_for_model(image: ImageLike, input_size: int) -> Image.Image:
+    """Seg-Zero's resize of any image input (``segzero_edge.frame.load_image``): stretched to
+    ``input_size x input_size`` with PIL BILINEAR (aspect ratio ignored), as an RGB PIL image."""
+    return Image.fromarray(load_image(image)).resize((input_size, input_size), Image.BILINEAR)
 
 
 def normalize(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
@@ -246,15 +232,11 @@ def patchify(chw: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(gh * gw, c * t * p * p), dtype=np.float32)
 
 
-def preprocess_image(image: ImageInput, config: PreprocessConfig) -> PreprocessedImage:
+def preprocess_image(image: ImageLike, config: PreprocessConfig) -> PreprocessedImage:
     """Everything from a user image to the vision graph's ``pixel_values`` (module docstring)."""
-    pil = load_image(image)
-    original = pil.size
-    resized = resize_for_model(pil, config.input_size)
+    rgb = load_image(image)
+    resized = Image.fromarray(rgb).resize((config.input_size, config.input_size), Image.BILINEAR)
     pixel_values = patchify(normalize(np.asarray(resized), config), config)
-    return PreprocessedImage(pixel_values=pixel_values, grid_thw=config.grid_thw, original_size=original)
-
-
-def image_sizes(images: Sequence[ImageInput]) -> list[tuple[int, int]]:
-    """``(width, height)`` of each image (loads them)."""
-    return [load_image(im).size for im in images]
+    return PreprocessedImage(
+        pixel_values=pixel_values, grid_thw=config.grid_thw, original_size=(int(rgb.shape[1]), int(rgb.shape[0]))
+    )

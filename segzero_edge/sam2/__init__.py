@@ -1,11 +1,11 @@
-"""The SAM2 stage of segzero-edge: image -> features -> masks for boxes and points (torch-free).
+"""The SAM2 component: image -> features -> masks for boxes and points (torch-free).
 
-Public API: ``Sam2Runtime`` (``encode`` / ``decode`` / ``segment``), ``Sam2Features``, ``Sam2Result``.
-Host-side pieces (preprocessing, mask choice, upsampling) are plain numpy/PIL functions in
-``preprocess`` and ``postprocess``; graph and tensor names are in ``contract``.
+``contract`` (graph and tensor names, ``Sam2Settings``), ``pipeline`` (``Sam2Pipeline`` over a
+``Sam2Backend``), ``host`` (numpy preprocessing, mask choice, upsampling), ``prompts`` (prompts -> decoder
+inputs), ``results`` (``Sam2Features``, ``Sam2Result``), ``ort_backend`` / ``trt_backend``.
 """
 
+from .pipeline import Sam2Backend, Sam2Pipeline
 from .results import Sam2Features, Sam2Result
-from .runtime import Sam2Runtime
 
-__all__ = ["Sam2Features", "Sam2Result", "Sam2Runtime"]
+__all__ = ["Sam2Backend", "Sam2Features", "Sam2Pipeline", "Sam2Result"]

@@ -32,11 +32,15 @@ DECODER = "sam2.mask_decoder"
 ENCODER_FILE = "sam2/image_encoder.onnx"
 DECODER_FILE = "sam2/mask_decoder.onnx"
 
-ENCODER_INPUTS = ("image",)
-FEATURES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
-PROMPT_INPUTS = ("point_coords", "point_labels", "mask_input", "has_mask_input")
+IMAGE = "image"
+ENCODER_INPUTS = (IMAGE,)
+IMAGE_EMBED, HIGH_RES_FEATS_0, HIGH_RES_FEATS_1 = "image_embed", "high_res_feats_0", "high_res_feats_1"
+FEATURES = (IMAGE_EMBED, HIGH_RES_FEATS_0, HIGH_RES_FEATS_1)
+POINT_COORDS, POINT_LABELS, MASK_INPUT, HAS_MASK_INPUT = "point_coords", "point_labels", "mask_input", "has_mask_input"
+PROMPT_INPUTS = (POINT_COORDS, POINT_LABELS, MASK_INPUT, HAS_MASK_INPUT)
 DECODER_INPUTS = FEATURES + PROMPT_INPUTS
-DECODER_OUTPUTS = ("low_res_masks", "iou_scores", "object_score_logits")
+LOW_RES_MASKS, IOU_SCORES, OBJECT_SCORE_LOGITS = "low_res_masks", "iou_scores", "object_score_logits"
+DECODER_OUTPUTS = (LOW_RES_MASKS, IOU_SCORES, OBJECT_SCORE_LOGITS)
 NUM_OBJECTS = "num_objects"
 NUM_POINTS = "num_points"
 
@@ -125,7 +129,7 @@ def encoder_spec(image_size: int, feature_shapes: Mapping[str, tuple[int, ...]])
     """The ``sam2.image_encoder`` entry; ``feature_shapes`` maps each of ``FEATURES`` to its shape."""
     return GraphSpec(
         file=ENCODER_FILE,
-        inputs=(TensorSpec("image", "float32", (1, 3, image_size, image_size)),),
+        inputs=(TensorSpec(IMAGE, "float32", (1, 3, image_size, image_size)),),
         outputs=tuple(TensorSpec(n, "float32", tuple(feature_shapes[n])) for n in FEATURES),
         precision="fp32",
     )
@@ -144,15 +148,15 @@ def decoder_spec(
         file=DECODER_FILE,
         inputs=(
             *(TensorSpec(name, "float32", tuple(feature_shapes[name])) for name in FEATURES),
-            TensorSpec("point_coords", "float32", (n, p, 2)),
-            TensorSpec("point_labels", "float32", (n, p)),
-            TensorSpec("mask_input", "float32", (n, 1, r, r)),
-            TensorSpec("has_mask_input", "float32", (n,)),
+            TensorSpec(POINT_COORDS, "float32", (n, p, 2)),
+            TensorSpec(POINT_LABELS, "float32", (n, p)),
+            TensorSpec(MASK_INPUT, "float32", (n, 1, r, r)),
+            TensorSpec(HAS_MASK_INPUT, "float32", (n,)),
         ),
         outputs=(
-            TensorSpec("low_res_masks", "float32", (n, 4, r, r)),
-            TensorSpec("iou_scores", "float32", (n, 4)),
-            TensorSpec("object_score_logits", "float32", (n, 1)),
+            TensorSpec(LOW_RES_MASKS, "float32", (n, 4, r, r)),
+            TensorSpec(IOU_SCORES, "float32", (n, 4)),
+            TensorSpec(OBJECT_SCORE_LOGITS, "float32", (n, 1)),
         ),
         precision="fp32",
         dynamic_dims={n: objects, p: points},

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from ..manifest import GraphSpec
-from ..ort import create_session
+from ..ort import SessionFactory
 from ..trt.profiles import profile_shapes
-from .contract import DECODER_OUTPUTS, FEATURES
+from .contract import DECODER_OUTPUTS, ENCODER_INPUTS, FEATURES, NUM_OBJECTS, NUM_POINTS
+from .pipeline import HostSide
 
 
-class OrtSam2Backend:
+class OrtSam2Backend(HostSide):
     """Runs ``sam2.image_encoder`` and ``sam2.mask_decoder`` with ONNX Runtime.
 
     Args:
         engine_dir: the engine directory.
         encoder, decoder: the graphs' manifest entries.
-        device: ``"auto" | "cpu" | "cuda" | "tensorrt"`` (see ``segzero_edge.ort``).
-        threads: intra-op threads per session (None: one per core).
+        sessions: the session factory (device and default threads).
+        threads: intra-op threads of these sessions (default: the factory's).
     """
 
     name = "ort"
@@ -29,38 +31,32 @@ class OrtSam2Backend:
         engine_dir: str | Path,
         encoder: GraphSpec,
         decoder: GraphSpec,
+        sessions: SessionFactory,
         *,
-        device: str = "auto",
         threads: int | None = None,
     ) -> None:
         engine_dir = Path(engine_dir)
-        cache = engine_dir / "trt" / "ort-tensorrt-ep"
-        self._encoder = create_session(
-            engine_dir / encoder.file,
-            device=device,
-            threads=threads,
-            trt_cache_dir=cache if device == "tensorrt" else None,
-        )
-        self._decoder = create_session(
+        trt = sessions.device.kind == "tensorrt"
+        cache = engine_dir / "trt" / "ort-tensorrt-ep" if trt else None
+        self._encoder = sessions.create(engine_dir / encoder.file, threads=threads, trt_cache_dir=cache)
+        self._decoder = sessions.create(
             engine_dir / decoder.file,
-            device=device,
             threads=threads,
-            trt_cache_dir=cache if device == "tensorrt" else None,
-            trt_profiles=profile_shapes(decoder) if device == "tensorrt" else None,
+            trt_cache_dir=cache,
+            trt_profiles=profile_shapes(decoder) if trt else None,
         )
         self.providers = tuple(self._encoder.get_providers())
-        self.device = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda"}.get(
-            self.providers[0], "cpu"
-        )
+        self.device = str(sessions.device)
         # The TensorRT provider builds for the manifest's profile; other providers take any N and P.
-        dims = decoder.dynamic_dims if self.device == "tensorrt" else {}
-        self.max_objects = dims["num_objects"][2] if "num_objects" in dims else None
-        self.max_points = dims["num_points"][2] if "num_points" in dims else None
+        dims = decoder.dynamic_dims if trt else {}
+        self.max_objects = dims[NUM_OBJECTS][2] if NUM_OBJECTS in dims else None
+        self.max_points = dims[NUM_POINTS][2] if NUM_POINTS in dims else None
 
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """``image`` [1,3,S,S] float32 -> the three features by name."""
-        return dict(zip(FEATURES, self._encoder.run(list(FEATURES), {"image": image})))
+        (name,) = ENCODER_INPUTS
+        return dict(zip(FEATURES, self._encoder.run(list(FEATURES), {name: image})))
 
-    def decode(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def decode(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Decoder inputs by name -> ``low_res_masks``, ``iou_scores``, ``object_score_logits``."""
-        return dict(zip(DECODER_OUTPUTS, self._decoder.run(list(DECODER_OUTPUTS), feeds)))
+        return dict(zip(DECODER_OUTPUTS, self._decoder.run(list(DECODER_OUTPUTS), dict(feeds))))

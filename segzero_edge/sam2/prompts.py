@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .contract import LABEL_BOX_BR, LABEL_BOX_TL
+from .contract import HAS_MASK_INPUT, LABEL_BOX_BR, LABEL_BOX_TL, MASK_INPUT, POINT_COORDS, POINT_LABELS
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,10 +42,10 @@ class PromptBatch:
 
     def feeds(self) -> dict[str, np.ndarray]:
         return {
-            "point_coords": self.point_coords,
-            "point_labels": self.point_labels,
-            "mask_input": self.mask_input,
-            "has_mask_input": self.has_mask_input,
+            POINT_COORDS: self.point_coords,
+            POINT_LABELS: self.point_labels,
+            MASK_INPUT: self.mask_input,
+            HAS_MASK_INPUT: self.has_mask_input,
         }
 
 
@@ -98,7 +98,7 @@ def _per_object_points(points, labels, n_boxes: int | None) -> tuple[list[np.nda
 
 def build_prompts(
     *,
-    boxes=None,
+    box=None,
     points=None,
     labels=None,
     mask_input=None,
@@ -110,7 +110,7 @@ def build_prompts(
     """Check and convert prompts; returns (number of objects, decoder calls).
 
     Args:
-        boxes: ``(4,)`` or ``(N, 4)`` XYXY boxes in original pixels, or None.
+        box: ``(4,)`` or ``(N, 4)`` XYXY boxes in original pixels, or None.
         points: ``(P, 2)``, ``(N, P, 2)`` or a list of N ``(P_i, 2)`` arrays in original pixels, or None.
         labels: per point 1 (foreground) / 0 (background), shaped like ``points`` without the last
             axis; None means all foreground.
@@ -123,8 +123,9 @@ def build_prompts(
     Raises:
         InputError: no prompt, wrong shapes, non-finite values, inconsistent object counts.
     """
+    boxes = box
     if boxes is None and points is None:
-        raise InputError("give a box, points, or both", hint="e.g. decode(features, boxes=[x1, y1, x2, y2])")
+        raise InputError("give a box, points, or both", hint="e.g. decode(features, box=[x1, y1, x2, y2])")
     w, h = image_wh
     n_boxes = None
     if boxes is not None:
@@ -166,7 +167,7 @@ def build_prompts(
                 f"mask_input must be ({r}, {r}) per object for {n} objects, got {np.shape(mask_input)}",
                 hint="pass a previous result's low_res_logits",
             )
-        masks[:, 0] = _finite(m, "mask_input")
+        masks[:, 0] = _finite(m, "the mask_input values")
         has[:] = 1.0
 
     batches = []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 import numpy as np
+
+from .contract import FEATURES
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:
@@ -17,7 +19,7 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Sam2Features:
-    """One encoded image (``Sam2Runtime.encode``); reuse it for any number of ``decode`` calls.
+    """One encoded image (``Sam2Pipeline.encode``); reuse it for any number of ``decode`` calls.
 
     Attributes:
         image_embed: ``[1, 256, S/16, S/16]`` float32 (``no_mem_embed`` added), S = model input size.
@@ -35,23 +37,19 @@ class Sam2Features:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("image_embed", "high_res_feats_0", "high_res_feats_1"):
+        for name in FEATURES:
             object.__setattr__(self, name, _readonly(np.ascontiguousarray(getattr(self, name), dtype=np.float32)))
         object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[1])))
         object.__setattr__(self, "timings_ms", MappingProxyType(dict(self.timings_ms)))
 
     def feeds(self) -> dict[str, np.ndarray]:
         """The decoder graph's feature inputs by name."""
-        return {
-            "image_embed": self.image_embed,
-            "high_res_feats_0": self.high_res_feats_0,
-            "high_res_feats_1": self.high_res_feats_1,
-        }
+        return {name: getattr(self, name) for name in FEATURES}
 
 
 @dataclass(frozen=True, eq=False)
 class Sam2Result:
-    """Masks for N objects (``Sam2Runtime.decode``), in the order the prompts were given.
+    """Masks for N objects (``Sam2Pipeline.decode``), in the order the prompts were given.
 
     Attributes:
         masks: ``[N, H, W]`` bool, original image size (logits upsampled bilinearly, ``> 0``).
@@ -78,8 +76,9 @@ class Sam2Result:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("masks", "scores", "chosen", "low_res_logits", "iou_scores", "object_score_logits"):
-            object.__setattr__(self, name, _readonly(getattr(self, name)))
+        for f in fields(self):
+            if f.name not in ("mask_mode", "image_size", "timings_ms"):  # the arrays
+                object.__setattr__(self, f.name, _readonly(getattr(self, f.name)))
         if self.masks.dtype != np.bool_ or self.masks.ndim != 3:
             raise ValueError(f"Sam2Result.masks must be [N, H, W] bool, got {self.masks.dtype} {self.masks.shape}")
         object.__setattr__(self, "timings_ms", MappingProxyType(dict(self.timings_ms)))

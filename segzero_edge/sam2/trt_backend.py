@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendUnavailableError
-from ..manifest import GraphSpec, Manifest, verify_files
+from ..manifest import Manifest, verify_files
 from ..trt.cuda import gpu_info, import_tensorrt
 from ..trt.engine import TrtEngine
 from ..trt.profiles import find_build
-from .contract import DECODER, DECODER_OUTPUTS, ENCODER, FEATURES
+from .contract import DECODER, DECODER_OUTPUTS, ENCODER, ENCODER_INPUTS, FEATURES, POINT_COORDS
+from .pipeline import HostSide
 
 
-class TrtSam2Backend:
+class TrtSam2Backend(HostSide):
     """Runs the engines the manifest lists for this GPU and TensorRT version.
 
     Raises:
@@ -25,7 +26,7 @@ class TrtSam2Backend:
 
     name = "trt"
 
-    def __init__(self, engine_dir: str | Path, manifest: Manifest, encoder: GraphSpec, decoder: GraphSpec) -> None:
+    def __init__(self, engine_dir: str | Path, manifest: Manifest) -> None:
         trt = import_tensorrt()
         gpu = gpu_info()
         engine_dir = Path(engine_dir)
@@ -41,15 +42,15 @@ class TrtSam2Backend:
         self.build = build
         self._encoder = TrtEngine(engine_dir / build.engines[ENCODER])
         self._decoder = TrtEngine(engine_dir / build.engines[DECODER])
-        _, _, hi = self._decoder.engine.get_tensor_profile_shape("point_coords", 0)
+        _, _, hi = self._decoder.engine.get_tensor_profile_shape(POINT_COORDS, 0)
         self.max_objects, self.max_points = int(hi[0]), int(hi[1])
         self.device = f"cuda:{gpu.name} (TensorRT {trt.__version__})"
         self.providers = ("TensorRT",)
-        del encoder, decoder  # names and shapes are checked by the runtime against the manifest
 
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """``image`` [1,3,S,S] float32 -> the three features by name."""
-        out = self._encoder.run({"image": image})
+        (name,) = ENCODER_INPUTS
+        out = self._encoder.run({name: image})
         return {name: out[name] for name in FEATURES}
 
     def decode(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

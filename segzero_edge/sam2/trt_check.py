@@ -13,8 +13,8 @@ import numpy as np
 
 from ..errors import EngineIncompatibleError
 from ..manifest import Manifest
-from .postprocess import mask_iou
-from .runtime import Sam2Runtime
+from .host import mask_iou
+from .pipeline import Sam2Pipeline
 
 
 def check_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
@@ -32,8 +32,8 @@ def check_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarra
 
 def check_trt_sam2(engine_dir, manifest: Manifest, *, min_iou: float = 0.99) -> dict[str, Any]:
     """Numbers comparing the manifest's TensorRT build with ONNX Runtime FP32; raises below ``min_iou``."""
-    ref = Sam2Runtime(engine_dir, manifest=manifest, device="cpu", backend="ort")
-    trt = Sam2Runtime(engine_dir, manifest=manifest, backend="trt")
+    ref = Sam2Pipeline(engine_dir, manifest=manifest, device="cpu", backend="ort")
+    trt = Sam2Pipeline(engine_dir, manifest=manifest, backend="trt")
     image = check_image()
     h, w = image.shape[:2]
     f_ref, f_trt = ref.encode(image), trt.encode(image)
@@ -41,9 +41,9 @@ def check_trt_sam2(engine_dir, manifest: Manifest, *, min_iou: float = 0.99) -> 
         "feature_max_abs_diff": {k: float(np.abs(f_ref.feeds()[k] - f_trt.feeds()[k]).max()) for k in f_ref.feeds()}
     }
     prompts = [
-        dict(boxes=[0.2 * w, 0.2 * h, 0.6 * w, 0.7 * h], points=[[0.35 * w, 0.4 * h], [0.45 * w, 0.5 * h]]),
+        dict(box=[0.2 * w, 0.2 * h, 0.6 * w, 0.7 * h], points=[[0.35 * w, 0.4 * h], [0.45 * w, 0.5 * h]]),
         dict(
-            boxes=[
+            box=[
                 [0.1 * w, 0.1 * h, 0.4 * w, 0.4 * h],
                 [0.5 * w, 0.2 * h, 0.9 * w, 0.6 * h],
                 [0.3 * w, 0.5 * h, 0.7 * w, 0.9 * h],

@@ -26,12 +26,14 @@ from typing import Any
 
 from ..errors import ConfigError, EngineIncompatibleError, InputError
 from ..manifest import Manifest, TrtBuild, file_entry, load_manifest, save_manifest, utc_now
+from ..sam2.contract import DECODER as SAM2_DECODER
+from ..sam2.contract import ENCODER as SAM2_ENCODER
 from .profiles import Shape, build_key, profile_shapes
 
 log = logging.getLogger(__name__)
 
 #: graph -> precision policy. Graphs without one are built only when named, in FP32.
-POLICIES: dict[str, str] = {"sam2.image_encoder": "fp16-mixed", "sam2.mask_decoder": "fp32"}
+POLICIES: dict[str, str] = {SAM2_ENCODER: "fp16-mixed", SAM2_DECODER: "fp32"}
 PRECISIONS = ("fp16-mixed", "fp32")
 
 

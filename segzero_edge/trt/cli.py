@@ -7,6 +7,7 @@ import json
 import logging
 
 from ..cli.base import Command
+from ..sam2.contract import ENCODER as SAM2_ENCODER
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
 
     options = BuildOptions(
         graphs=tuple(args.graphs),
-        precision={"sam2.image_encoder": args.encoder_precision},
+        precision={SAM2_ENCODER: args.encoder_precision},
         workspace_gib=args.workspace_gib,
     )
     check = None
@@ -49,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         from ..sam2.trt_check import check_trt_sam2
 
         def check(manifest):
-            if "sam2.image_encoder" not in manifest.graphs:
+            if SAM2_ENCODER not in manifest.graphs:
                 return {}
             return check_trt_sam2(args.engine_dir, manifest, min_iou=args.min_iou)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segzero_edge import answer
+from segzero_edge.answer import decode as answer
 
 
 def _native_available() -> bool:
@@ -34,8 +34,8 @@ def decode(request):
 @pytest.fixture(scope="session")
 def qwen_tokenizer():
     """A Qwen-like byte-level BPE ``tokenizers.Tokenizer`` (digits one per token, Qwen specials), from the
-    shared builder ``segzero_edge.export.builders.tokenizer.build_qwen_tokenizer``."""
-    from segzero_edge.export.builders.tokenizer import build_qwen_tokenizer
+    shared builder ``segzero_edge.reference.builders.tokenizer.build_qwen_tokenizer``."""
+    from segzero_edge.reference.builders.tokenizer import build_qwen_tokenizer
 
     return build_qwen_tokenizer()
 
@@ -44,6 +44,6 @@ def qwen_tokenizer():
 def qwen_constraint(qwen_tokenizer):
     if not _native_available():
         pytest.skip("segzero_edge._native is not built (run `make install`)")
-    from segzero_edge.answer_constraint import AnswerConstraint
+    from segzero_edge.answer.constraint import AnswerConstraint
 
     return AnswerConstraint.from_tokenizer(qwen_tokenizer, model_size=840)

@@ -10,7 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from segzero_edge import answer, decode_answer
+from segzero_edge import decode_answer
+from segzero_edge.answer import decode as answer
 
 GOOD = '<think>t</think><answer>{"bbox": [10, 100, 200, 210], "points_1": [30, 110], "points_2": [35, 180]}</answer>'
 
@@ -79,7 +80,8 @@ def test_pure_python_env_selects_the_twin():
         """
         import warnings
         warnings.simplefilter("error")
-        from segzero_edge import answer, decode_answer
+        from segzero_edge import decode_answer
+        from segzero_edge.answer import decode as answer
         print(answer.BACKEND, decode_answer('{"bbox": [1, 2, 3, 4]}').box)
         """,
         SEGZERO_EDGE_PURE_PYTHON="1",
@@ -101,8 +103,9 @@ def test_missing_extension_falls_back_with_one_warning():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             import segzero_edge
-            from segzero_edge import answer, decode_answer
-            import segzero_edge.answer_constraint as ac
+            from segzero_edge import decode_answer
+            from segzero_edge.answer import decode as answer
+            import segzero_edge.answer.constraint as ac
             for _ in range(3):
                 assert decode_answer('{"bbox": [1, 2, 3, 4]}').ok
             assert answer.AnswerStream().feed("<answer>{}</answer>")
@@ -121,8 +124,7 @@ def test_runtime_modules_do_not_import_torch():
     out = _run(
         """
         import sys
-        import segzero_edge, segzero_edge.answer, segzero_edge.answer_constraint
-        import segzero_edge.logits_processor
+        import segzero_edge, segzero_edge.answer, segzero_edge.answer.constraint
         print(sorted(m for m in ("torch", "transformers") if m in sys.modules))
         """
     )

@@ -2,7 +2,7 @@
 
 * 1,000 generations with random logits over the Qwen-like vocabulary (numpy loop, as the ONNX
   Runtime runtime does it, with and without jump-forward of forced tokens);
-* a tiny random ``transformers`` Qwen2 model generating through ``AnswerLogitsProcessor``.
+* a tiny random ``transformers`` Qwen2 model generating through the torch oracle's logits processor.
 """
 
 from __future__ import annotations
@@ -68,10 +68,12 @@ def test_1000_random_logit_generations_all_decode(qwen_constraint, qwen_tokenize
 
 @pytest.mark.slow
 def test_transformers_logits_processor_with_a_tiny_model(qwen_constraint, qwen_tokenizer):
+    """The constraint as the torch oracle applies it (``constraint_logits_processor``) in transformers'
+    sampling ``generate``: every sampled answer parses and generation stops right after it."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from segzero_edge.answer_constraint import AnswerConstraint
-    from segzero_edge.logits_processor import AnswerLogitsProcessor
+    from segzero_edge.answer.constraint import AnswerConstraint
+    from segzero_edge.reference.torch_reasoner import constraint_logits_processor
 
     vocab_size = qwen_tokenizer.get_vocab_size() + 10  # the model's logits are wider than the vocabulary
     constraint = AnswerConstraint.from_tokenizer(qwen_tokenizer, vocab_size=vocab_size)
@@ -87,20 +89,22 @@ def test_transformers_logits_processor_with_a_tiny_model(qwen_constraint, qwen_t
     )
     model = transformers.Qwen2ForCausalLM(config).eval()
     eos = qwen_tokenizer.token_to_id("<|im_end|>")
-    prompt = torch.tensor([qwen_tokenizer.encode("<|im_start|>assistant\n<think>").ids] * 3)
-    processor = AnswerLogitsProcessor(constraint, thinking_budget=12)
-    out = model.generate(
-        prompt,
-        attention_mask=torch.ones_like(prompt),
-        do_sample=True,
-        max_new_tokens=200,
-        logits_processor=transformers.LogitsProcessorList([processor]),
-        eos_token_id=eos,
-        pad_token_id=eos,
-    )
-    for row in out[:, prompt.shape[1] :].tolist():
+    prompt = torch.tensor([qwen_tokenizer.encode("<|im_start|>assistant\n<think>").ids])
+    for seed in range(3):
+        torch.manual_seed(seed)
+        state = constraint.new_state(thinking_budget=12)
+        out = model.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            do_sample=True,
+            max_new_tokens=200,
+            logits_processor=transformers.LogitsProcessorList([constraint_logits_processor(state, prompt.shape[1])]),
+            eos_token_id=eos,
+            pad_token_id=eos,
+        )
+        row = out[0, prompt.shape[1] :].tolist()
         text = qwen_tokenizer.decode(row, skip_special_tokens=True)
         answer = decode_answer(text, (640, 480))
         assert answer.ok, (text, answer.error)
-        assert text.endswith("</answer>") and eos in row  # stopped right after the answer
-    assert all(state.done for state in processor.states)
+        assert text.endswith("</answer>") and row[-1] == eos  # stopped right after the answer
+        assert state.done and state.think_tokens <= 12

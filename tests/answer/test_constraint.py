@@ -43,7 +43,7 @@ EOS = len(HAND_VOCAB) - 1
 
 @pytest.fixture(scope="module")
 def hand_constraint():
-    from segzero_edge.answer_constraint import AnswerConstraint
+    from segzero_edge.answer.constraint import AnswerConstraint
 
     return AnswerConstraint(HAND_VOCAB, model_size=840, eos_token_ids=[EOS])
 
@@ -95,7 +95,7 @@ def test_masks_equal_reference_hand_vocab(hand_constraint):
 
 
 def test_masks_equal_reference_qwen_vocab(qwen_constraint, qwen_tokenizer):
-    from segzero_edge.answer_constraint import token_bytes_from_tokenizer
+    from segzero_edge.answer.constraint import token_bytes_from_tokenizer
 
     tokens, specials, _ = token_bytes_from_tokenizer(qwen_tokenizer)
     vocab = [t if t is not None else b"\xff" for t in tokens]
@@ -166,7 +166,7 @@ def test_every_tokenization_is_accepted(hand_constraint, text):
 
 
 def test_number_ranges_per_axis_and_leading_zeros():
-    from segzero_edge.answer_constraint import AnswerConstraint
+    from segzero_edge.answer.constraint import AnswerConstraint
 
     pieces = [
         b"<answer>",
@@ -201,7 +201,7 @@ def test_number_ranges_per_axis_and_leading_zeros():
 
 
 def test_tokens_leading_to_dead_ends_are_not_allowed():
-    from segzero_edge.answer_constraint import AnswerConstraint
+    from segzero_edge.answer.constraint import AnswerConstraint
 
     # No token can spell what must follow '], "po' (only whole key pieces exist): that token is a valid
     # prefix of the answer, but taking it would leave the generation stuck, so it is never allowed.
@@ -261,7 +261,7 @@ def test_think_tokens_that_close_the_think_badly_are_banned(hand_constraint):
 
 
 def test_partial_utf8_tokens_get_their_exact_bytes(qwen_tokenizer):
-    from segzero_edge.answer_constraint import token_bytes_from_tokenizer
+    from segzero_edge.answer.constraint import token_bytes_from_tokenizer
 
     tokens, _, _ = token_bytes_from_tokenizer(qwen_tokenizer)
     partial = [i for i, t in enumerate(tokens) if t is not None and _is_partial_utf8(t)]
@@ -299,7 +299,7 @@ def test_apply_mask_and_copy(hand_constraint):
 
 
 def test_argument_errors():
-    from segzero_edge.answer_constraint import AnswerConstraint
+    from segzero_edge.answer.constraint import AnswerConstraint
 
     byte_vocab = [bytes([b]) for b in range(256)]
     with pytest.raises(InputError, match="vocab\\[1\\]"):

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segzero_edge import _answer_py, answer
-from segzero_edge._jsonlite_py import NUMBER_OK, parse_numeric_string
+from segzero_edge.answer import _answer_py
+from segzero_edge.answer import decode as answer
+from segzero_edge.answer._jsonlite_py import NUMBER_OK, parse_numeric_string
 
 from . import gen
 from .conftest import needs_native

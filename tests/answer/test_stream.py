@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from segzero_edge import _stream_py, answer
-from segzero_edge.answer import AnswerStream
+from segzero_edge.answer import AnswerStream, _stream_py
+from segzero_edge.answer import decode as answer
 
 from . import gen
 from .conftest import needs_native

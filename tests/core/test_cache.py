@@ -1,29 +1,34 @@
+"""``FrameCache``: one entry per frame holding every stage's work, each computed once."""
+
 import threading
 import time
 
 import pytest
 
-from segzero_edge.cache import LRUCache
+from segzero_edge.errors import InputError
+from segzero_edge.frame import FrameCache
 
 
-def test_lru_eviction_and_counts():
-    cache: LRUCache[int] = LRUCache(2)
+def test_lru_eviction_and_counts_per_frame_and_stage():
+    cache = FrameCache(2)
     calls = []
 
-    def make(k):
-        return lambda: calls.append(k) or k * 10
+    def make(key, stage):
+        return lambda: calls.append((key, stage)) or f"{key}-{stage}"
 
-    assert cache.get_or_compute(1, make(1)) == (10, False)
-    assert cache.get_or_compute(2, make(2)) == (20, False)
-    assert cache.get_or_compute(1, make(1)) == (10, True)  # 1 is now most recent
-    assert cache.get_or_compute(3, make(3)) == (30, False)  # evicts 2
-    assert cache.get_or_compute(2, make(2)) == (20, False)
-    assert calls == [1, 2, 3, 2]
-    assert (cache.hits, cache.misses, len(cache)) == (1, 4, 2)
+    assert cache.get_or_compute(1, "sam2", make(1, "sam2")) == ("1-sam2", False)
+    assert cache.get_or_compute(1, "vision", make(1, "vision")) == ("1-vision", False)  # same frame, other stage
+    assert cache.get_or_compute(2, "sam2", make(2, "sam2")) == ("2-sam2", False)
+    assert cache.get_or_compute(1, "sam2", make(1, "sam2")) == ("1-sam2", True)  # 1 is now most recent
+    assert cache.get_or_compute(3, "sam2", make(3, "sam2")) == ("3-sam2", False)  # evicts frame 2
+    assert cache.get_or_compute(2, "sam2", make(2, "sam2")) == ("2-sam2", False)  # evicts frame 1, both stages
+    assert cache.get_or_compute(1, "vision", make(1, "vision")) == ("1-vision", False)
+    assert calls == [(1, "sam2"), (1, "vision"), (2, "sam2"), (3, "sam2"), (2, "sam2"), (1, "vision")]
+    assert (cache.hits, cache.misses, len(cache)) == (1, 6, 2)
 
 
 def test_concurrent_misses_compute_once():
-    cache: LRUCache[str] = LRUCache(4)
+    cache = FrameCache(4)
     runs = []
     barrier = threading.Barrier(4)
 
@@ -36,7 +41,7 @@ def test_concurrent_misses_compute_once():
 
     def worker():
         barrier.wait()
-        results.append(cache.get_or_compute("frame", compute))
+        results.append(cache.get_or_compute("frame", "sam2", compute))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
@@ -48,20 +53,43 @@ def test_concurrent_misses_compute_once():
     assert all(v == "features" for v, _ in results)
 
 
-def test_failed_computation_is_not_cached_and_propagates():
-    cache: LRUCache[int] = LRUCache(2)
+def test_failed_computation_is_not_cached_and_propagates_to_waiters():
+    cache = FrameCache(2)
+    started, release = threading.Event(), threading.Event()
 
     def boom():
+        started.set()
+        release.wait(5)
         raise RuntimeError("encoder failed")
 
-    with pytest.raises(RuntimeError, match="encoder failed"):
-        cache.get_or_compute("k", boom)
-    assert cache.get_or_compute("k", lambda: 5) == (5, False)
+    errors = []
+    owner = threading.Thread(target=lambda: errors.append(_raises(lambda: cache.get_or_compute("k", "sam2", boom))))
+    owner.start()
+    started.wait(5)
+    waiter = threading.Thread(
+        target=lambda: errors.append(_raises(lambda: cache.get_or_compute("k", "sam2", lambda: "never")))
+    )
+    waiter.start()
+    time.sleep(0.1)
+    release.set()
+    owner.join()
+    waiter.join()
+    assert errors == ["encoder failed", "encoder failed"]
+    assert cache.get_or_compute("k", "sam2", lambda: 5) == (5, False)
+
+
+def _raises(fn) -> str | None:
+    try:
+        fn()
+    except RuntimeError as exc:
+        return str(exc)
+    return None
 
 
 def test_disabled_cache_always_computes():
-    cache: LRUCache[int] = LRUCache(0)
-    assert cache.get_or_compute("k", lambda: 1) == (1, False)
-    assert cache.get_or_compute("k", lambda: 2) == (2, False)
-    with pytest.raises(ValueError):
-        LRUCache(-1)
+    cache = FrameCache(0)
+    assert cache.get_or_compute("k", "sam2", lambda: 1) == (1, False)
+    assert cache.get_or_compute("k", "sam2", lambda: 2) == (2, False)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(InputError, match="cache_size"):
+            FrameCache(bad)

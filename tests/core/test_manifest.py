@@ -6,6 +6,8 @@ import pytest
 
 from segzero_edge import manifest as mf
 from segzero_edge.errors import EngineFileError, EngineIncompatibleError, ManifestError
+from segzero_edge.reasoner import contract as reasoner_contract
+from segzero_edge.sam2 import contract as sam2_contract
 
 from .conftest import make_toy_engine_dir as _engine_dir
 
@@ -14,7 +16,7 @@ def test_roundtrip(tmp_path):
     d, m = _engine_dir(tmp_path)
     loaded = mf.load_manifest(d)
     assert loaded.to_dict() == m.to_dict()
-    assert loaded.graph("sam2.mask_decoder").dynamic_dims["num_objects"] == (1, 1, 16)
+    assert loaded.graph(sam2_contract.DECODER).dynamic_dims["num_objects"] == (1, 1, 16)
     assert loaded.component("sam2")["image_size"] == 1024
     assert loaded.validation["sam2"]["mask_iou_min"] == 0.9995
     assert not list(d.glob(".manifest.*")), "the temporary file of the atomic save must be gone"
@@ -68,8 +70,8 @@ def test_other_format_version_and_prompt_version(tmp_path):
         (lambda d: d.update(surprise=1), "unknown top-level"),
         (lambda d: d["files"][0].update(path="../etc/passwd"), "must be relative"),
         (lambda d: d["files"][0].update(sha256="xyz"), "sha256"),
-        (lambda d: d["graphs"]["sam2.image_encoder"]["inputs"][0].update(dtype="float99"), "unknown dtype"),
-        (lambda d: d["graphs"]["sam2.mask_decoder"]["dynamic_dims"].update(num_objects=[4, 2, 1]), "min <= opt"),
+        (lambda d: d["graphs"][sam2_contract.ENCODER]["inputs"][0].update(dtype="float99"), "unknown dtype"),
+        (lambda d: d["graphs"][sam2_contract.DECODER]["dynamic_dims"].update(num_objects=[4, 2, 1]), "min <= opt"),
         (lambda d: d["files"].pop(0), "not in the file list"),
         (lambda d: d.pop("prompt_version"), "missing field"),
     ],
@@ -101,11 +103,11 @@ def test_replace_component_keeps_the_other_and_drops_trt(tmp_path):
     m2 = m.replace_component(
         "reasoner",
         settings={"input_size": 840},
-        graphs={"reasoner.decoder": dec},
+        graphs={reasoner_contract.DECODER: dec},
         files=[mf.file_entry(d, "reasoner/decoder.onnx")],
     )
     assert set(m2.components) == {"sam2", "reasoner"}
-    assert set(m2.graphs) == {"sam2.image_encoder", "sam2.mask_decoder", "reasoner.decoder"}
+    assert set(m2.graphs) == {sam2_contract.ENCODER, sam2_contract.DECODER, reasoner_contract.DECODER}
     assert m2.trt_builds == ()
     with pytest.raises(ManifestError, match="must live under reasoner/"):
         m.replace_component("reasoner", settings={}, graphs={}, files=[mf.file_entry(d, "sam2/mask_decoder.onnx")])
@@ -114,7 +116,7 @@ def test_replace_component_keeps_the_other_and_drops_trt(tmp_path):
 def test_missing_graph_and_component_messages(tmp_path):
     _, m = _engine_dir(tmp_path)
     with pytest.raises(ManifestError, match=r"no graph 'reasoner\.decoder'") as exc:
-        m.graph("reasoner.decoder")
+        m.graph(reasoner_contract.DECODER)
     assert "segzero-edge export" in str(exc.value)
     with pytest.raises(ManifestError, match="no 'reasoner' component"):
         m.component("reasoner")

@@ -56,11 +56,13 @@ def test_render_chat_equals_transformers_apply_chat_template():
     jinja_tokenizer = pytest.importorskip("transformers")
     from transformers.utils.chat_template_utils import render_jinja_template
 
+    from segzero_edge.reference.qwen import QWEN25VL_CHAT_TEMPLATE
+
     del jinja_tokenizer
     for question in ["The unusal object in the image.", "the cup the robot should pick up", "it's 'quoted'"]:
         rendered, _ = render_jinja_template(
             conversations=[prompt.seg_zero_messages(question)],
-            chat_template=prompt.QWEN25VL_CHAT_TEMPLATE,
+            chat_template=QWEN25VL_CHAT_TEMPLATE,
             add_generation_prompt=True,
         )
         assert rendered[0] == prompt.render_chat(question)

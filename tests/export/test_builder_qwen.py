@@ -14,23 +14,18 @@ import numpy as np
 import pytest
 
 from segzero_edge.errors import CheckpointError, InputError
-from segzero_edge.prompt import (
-    QWEN25VL_CHAT_TEMPLATE,
-    num_image_tokens,
-    read_checkpoint_meta,
-    render_chat,
-    seg_zero_messages,
-)
+from segzero_edge.prompt import num_image_tokens, read_checkpoint_meta, render_chat, seg_zero_messages
+from segzero_edge.reference.qwen import QWEN25VL_CHAT_TEMPLATE
 
 pytest.importorskip("tokenizers")
 
-from segzero_edge.export.builders.qwen import (
+from segzero_edge.reference.builders.qwen import (
     QWEN_SIZES,
     QwenSize,
     _resolve_size,
     build_tiny_qwen25vl,
 )
-from segzero_edge.export.builders.tokenizer import (
+from segzero_edge.reference.builders.tokenizer import (
     QWEN25VL_ADDED_TOKENS,
     QWEN25VL_NONSPECIAL_ADDED_TOKENS,
     QWEN25VL_SPECIAL_TOKENS,
@@ -125,7 +120,7 @@ def test_special_tokens_are_single_ids_and_skippable():
 def test_tokenizer_is_the_same_in_every_process():
     tok = build_qwen_tokenizer()
     code = (
-        "import hashlib; from segzero_edge.export.builders.tokenizer import build_qwen_tokenizer; "
+        "import hashlib; from segzero_edge.reference.builders.tokenizer import build_qwen_tokenizer; "
         "print(hashlib.sha256(build_qwen_tokenizer().to_str().encode()).hexdigest())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
@@ -235,7 +230,7 @@ def test_generate_from_pretrained_is_deterministic(tiny_qwen_dir):
     import torch
     from PIL import Image
 
-    from segzero_edge.backends.hf_loading import load_qwen_model, load_qwen_processor
+    from segzero_edge.reference.qwen import load_qwen_model, load_qwen_processor
 
     processor = load_qwen_processor(tiny_qwen_dir)
     model = load_qwen_model(tiny_qwen_dir)
@@ -262,7 +257,7 @@ def test_generate_from_pretrained_is_deterministic(tiny_qwen_dir):
 def test_processor_pickles_and_saves_without_a_video_processor(tiny_qwen_dir, tmp_path):
     import pickle
 
-    from segzero_edge.backends.hf_loading import load_qwen_processor
+    from segzero_edge.reference.qwen import load_qwen_processor
 
     processor = load_qwen_processor(tiny_qwen_dir)
     clone = pickle.loads(pickle.dumps(processor))
@@ -276,7 +271,7 @@ def test_processor_pickles_and_saves_without_a_video_processor(tiny_qwen_dir, tm
 
 @needs_torch
 def test_loaders_refuse_what_is_not_a_qwen_checkpoint(tmp_path, tiny_qwen_dir):
-    from segzero_edge.backends.hf_loading import load_qwen_model, load_qwen_processor
+    from segzero_edge.reference.qwen import load_qwen_model, load_qwen_processor
 
     with pytest.raises(CheckpointError, match="not a directory"):
         load_qwen_model(tmp_path / "missing")
@@ -290,9 +285,7 @@ def test_loaders_refuse_what_is_not_a_qwen_checkpoint(tmp_path, tiny_qwen_dir):
 
 
 def test_hf_loading_imports_no_torch():
-    code = (
-        "import sys, segzero_edge.backends.hf_loading; print('torch' in sys.modules or 'transformers' in sys.modules)"
-    )
+    code = "import sys, segzero_edge.reference.qwen; print('torch' in sys.modules or 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"
 
@@ -328,8 +321,8 @@ def test_reduced_vision_depth_keeps_real_full_attention_blocks(depth, fullatt):
 
 @needs_torch
 def test_real_size_configs():
-    from segzero_edge.export.builders.qwen import qwen_config
-    from segzero_edge.export.builders.tokenizer import qwen_token_ids
+    from segzero_edge.reference.builders.qwen import qwen_config
+    from segzero_edge.reference.builders.tokenizer import qwen_token_ids
 
     ids = qwen_token_ids(build_qwen_tokenizer())
     for name, vocab, hidden, ffn, layers, heads, kv, tied in [
@@ -359,7 +352,7 @@ def test_real_size_configs():
 def test_3b_shaped_checkpoint_builds_and_loads(tmp_path):
     import torch
 
-    from segzero_edge.backends.hf_loading import load_qwen_model
+    from segzero_edge.reference.qwen import load_qwen_model
 
     path = build_tiny_qwen25vl(tmp_path / "3b", "3b", num_layers=1, vision_depth=1, input_size=56, dtype="bfloat16")
     model = load_qwen_model(path, dtype="auto")

@@ -9,7 +9,7 @@ pytest.importorskip("sam2")
 
 from sam2.build_sam import build_sam2  # noqa: E402
 
-from segzero_edge.export.builders.sam2 import build_sam2_checkpoint  # noqa: E402
+from segzero_edge.reference.builders.sam2 import build_sam2_checkpoint  # noqa: E402
 from segzero_edge.sam2.configs import SAM2_CONFIGS, resolve_sam2_config  # noqa: E402
 
 

@@ -13,9 +13,9 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="session")
 def full_engine_dir(tmp_path_factory, tiny_qwen_dir) -> Path:
-    from segzero_edge.export.builders import build_sam2_checkpoint
     from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
+    from segzero_edge.reference.builders import build_sam2_checkpoint
 
     root = tmp_path_factory.mktemp("pipeline")
     engine = root / "engine"
@@ -35,7 +35,7 @@ def segmenter(full_engine_dir):
 
 @pytest.fixture(scope="session")
 def scene():
-    from segzero_edge.training.scenes import generate_samples
+    from segzero_edge.world.scenes import generate_samples
 
     sc, q = generate_samples(11, 1, 160)[0]
     return sc.image, q.text

@@ -4,7 +4,6 @@ real ONNX Runtime): the JSON schema of bench, and eval's JSONL / summary against
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,9 @@ from PIL import Image
 from segzero_edge.cli import main
 from segzero_edge.evaluation import aggregate, evaluate, open_dataset, sample_iou
 from segzero_edge.evaluation.latency import STAGES
+from segzero_edge.world import ASSETS
 
+DEMO_SCENE = ASSETS / "demo_scene.png"
 REQUIRED = ("preprocess", "vision", "prefill", "decode", "sam2_encode", "sam2_decode", "postprocess", "total")
 
 
@@ -23,6 +24,8 @@ def test_bench_writes_the_json_schema_a_table_and_a_plot(full_engine_dir, tmp_pa
         [
             "bench",
             str(full_engine_dir),
+            "--images",
+            str(DEMO_SCENE),
             "--runs",
             "3",
             "--warmup",
@@ -67,10 +70,16 @@ def test_bench_writes_the_json_schema_a_table_and_a_plot(full_engine_dir, tmp_pa
         assert key in r, key
     assert r["device"] == "cpu" and r["backend"] == {"reasoner": "ort", "sam2": "ort"}
     assert r["versions"]["onnxruntime"] and r["machine"]["load_average"] is not None
-    assert "CPUExecutionProvider" in r["providers"]["reasoner.decoder"]
-    assets = Path(__file__).resolve().parents[2] / "assets"
-    assert r["requests"][0]["text"] == json.loads((assets / "demo_scene.json").read_text())["text"]
-    assert r["config"] == {"runs": 3, "warmup": 1, "cache": False, "overlap": True, "max_new_tokens": 100}
+    assert r["providers"] == {"reasoner": ["CPUExecutionProvider"], "sam2": ["CPUExecutionProvider"]}
+    assert r["requests"][0]["text"] == json.loads(DEMO_SCENE.with_suffix(".json").read_text())["text"]
+    assert r["config"] == {
+        "runs": 3,
+        "warmup": 1,
+        "cache": False,
+        "overlap": True,
+        "constrained": True,
+        "max_new_tokens": 100,
+    }
     assert set(REQUIRED) <= set(r["stages"]) and list(r["stages"]) == [s for s, _, _ in STAGES if s in r["stages"]]
     assert len(r["runs"]) == r["timed_runs"] == 3
     for name, s in r["stages"].items():
@@ -97,6 +106,8 @@ def test_bench_with_cache_skips_the_encoder_after_the_first_request(full_engine_
             [
                 "bench",
                 str(full_engine_dir),
+                "--images",
+                str(DEMO_SCENE),
                 "--runs",
                 "2",
                 "--warmup",
@@ -119,7 +130,7 @@ def test_bench_with_cache_skips_the_encoder_after_the_first_request(full_engine_
 
 
 def _index_dataset(root, n=2):
-    from segzero_edge.training.scenes import generate_samples
+    from segzero_edge.world.scenes import generate_samples
 
     root.mkdir()
     records = []

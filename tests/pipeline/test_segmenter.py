@@ -104,7 +104,7 @@ def test_cache_avoids_reencoding(full_engine_dir, scene):
     rgb, text = scene
     with Segmenter(full_engine_dir, device="cpu", max_new_tokens=40, cache_size=2) as seg:
         encodes = _count_calls(seg.sam2.backend, "encode")
-        visions = _count_calls(seg.reasoner.vision_session, "run")
+        visions = _count_calls(seg.reasoner.backend, "vision")
         first = seg.predict(rgb, text)
         second = seg.predict(rgb, "the largest shape")
         third = seg.segment(rgb, box=(10, 10, 90, 90))

@@ -1,5 +1,6 @@
-"""``backend="torch"`` (transformers generate + the official sam2 model, from the engine's source checkpoints)
-against the ONNX Runtime pipeline on the same tiny engine directory: same answer text, same masks."""
+"""``backend="torch"`` (transformers' model and the official sam2 model, from the engine's source checkpoints,
+behind the same pipelines) against the ONNX Runtime backends on the same tiny engine directory: same answer
+text, same masks; and the torch step backend against transformers' own ``generate``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from segzero_edge import Segmenter
 from segzero_edge.errors import CheckpointError, InputError
-from segzero_edge.sam2.postprocess import mask_iou
+from segzero_edge.sam2.host import mask_iou
 
 pytest.importorskip("optimum.quanto")
 
@@ -23,19 +24,43 @@ def torch_segmenter(full_engine_dir):
 
 @pytest.fixture(scope="module")
 def samples():
-    from segzero_edge.training.scenes import generate_samples
+    from segzero_edge.world.scenes import generate_samples
 
     out = [(sc.image, q.text) for sc, q in generate_samples(23, 4, 160)]
     out.append((np.asarray(out[0][0])[20:140, :, :].copy(), "the object closest to the top edge"))  # not square
     return out
 
 
-def test_torch_backend_runs_both_stages_in_torch(torch_segmenter):
-    from segzero_edge.backends.torch_reasoner import TorchReasoner
-    from segzero_edge.backends.torch_sam2 import TorchSam2
+def test_torch_backend_runs_both_stages_in_torch_behind_the_same_pipelines(segmenter, torch_segmenter):
+    from segzero_edge.reference.torch_reasoner import TorchReasonerBackend
+    from segzero_edge.reference.torch_sam2 import TorchSam2Backend
 
-    assert isinstance(torch_segmenter.reasoner, TorchReasoner) and isinstance(torch_segmenter.sam2, TorchSam2)
-    assert torch_segmenter.sam2.backend.name == "torch" and torch_segmenter.reasoner.weights == "fp32"
+    assert isinstance(torch_segmenter.reasoner.backend, TorchReasonerBackend)
+    assert isinstance(torch_segmenter.sam2.backend, TorchSam2Backend)
+    assert type(torch_segmenter.reasoner) is type(segmenter.reasoner)  # one pipeline class per stage
+    assert type(torch_segmenter.sam2) is type(segmenter.sam2)
+    assert torch_segmenter.reasoner.backend.device == "cpu" and segmenter.reasoner.backend.name == "ort"
+
+
+def test_torch_step_backend_equals_transformers_generate(torch_segmenter, samples):
+    """The pipeline's loop over the torch step function gives transformers' own greedy tokens."""
+    from segzero_edge.reasoner import GenerationOptions
+    from segzero_edge.reference.torch_reasoner import TorchReasoner
+
+    oracle = TorchReasoner(
+        torch_segmenter.manifest.sources[0].path
+        if torch_segmenter.manifest.sources[0].component == "reasoner"
+        else next(s.path for s in torch_segmenter.manifest.sources if s.component == "reasoner"),
+        model=torch_segmenter.reasoner.backend.model,
+    )
+    for options in (
+        GenerationOptions(max_new_tokens=30, constrained=False, stop_at_answer=False),
+        GenerationOptions(max_new_tokens=60),
+    ):
+        for rgb, text in samples[:3]:
+            ours = torch_segmenter.reasoner.generate(rgb, text, options)
+            ref = oracle.generate(rgb, text, options)
+            assert ours.token_ids == ref.token_ids, (text, options)
 
 
 def test_ort_and_torch_pipelines_agree(segmenter, torch_segmenter, samples):
@@ -63,9 +88,9 @@ def test_torch_sam2_stage_matches_ort_for_all_prompt_kinds(segmenter, torch_segm
         b = feats_ref.feeds()[name]
         assert np.max(np.abs(a - b)) <= 1e-3 * max(1.0, float(np.max(np.abs(b)))), name
     prompts = [
-        dict(boxes=(10, 5, w - 20, h - 30)),
+        dict(box=(10, 5, w - 20, h - 30)),
         dict(points=[(40, 30), (90, 60)], labels=[1, 0]),
-        dict(boxes=[(10, 5, 80, 70), (60, 20, w - 1, h - 1)], points=[[(30, 30)], [(100, 50)]]),
+        dict(box=[(10, 5, 80, 70), (60, 20, w - 1, h - 1)], points=[[(30, 30)], [(100, 50)]]),
     ]
     for prompt in prompts:
         for mode in ("best", "single"):
@@ -99,7 +124,7 @@ def test_checkpoint_resolution_errors(full_engine_dir, tmp_path):
         f.write(b"\0")
     with pytest.raises(CheckpointError, match="not the one this engine was exported from"):
         Segmenter(full_engine_dir, backend="torch", sam2_checkpoint=other)
-    with pytest.raises(InputError, match="torch_weights"):
+    with pytest.raises(InputError, match="torch weights"):
         Segmenter(full_engine_dir, backend="torch", torch_weights="int3")
 
 

@@ -46,6 +46,6 @@ def engine_int8(tmp_path_factory, tiny_qwen_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_qwen_dir):
     """transformers' fp32 model of the tiny checkpoint (shared; do not modify)."""
-    from segzero_edge.backends.hf_loading import load_qwen_model
+    from segzero_edge.reference.qwen import load_qwen_model
 
     return load_qwen_model(tiny_qwen_dir, "float32")

@@ -19,6 +19,7 @@ from segzero_edge.export.reasoner_export.decoder_graph import DecoderPrecision, 
 from segzero_edge.export.reasoner_export.quantize import QuantSpec
 from segzero_edge.export.reasoner_export.validate import dequantized_linears
 from segzero_edge.export.reasoner_export.wrappers import rotary_inv_freq
+from segzero_edge.reasoner import contract as reasoner_contract
 
 
 def _build(ckpt_dir, tmp_path, body, head, accuracy_level=0, int8_layers=()):
@@ -36,16 +37,13 @@ def _build(ckpt_dir, tmp_path, body, head, accuracy_level=0, int8_layers=()):
 def _feeds(ckpt, embeds, positions, past, mask=None):
     total = (past[0].shape[2] if past else 0) + embeds.shape[1]
     feeds = {
-        "inputs_embeds": embeds,
-        "position_ids": positions,
-        "attention_mask": np.ones((1, total), np.int64) if mask is None else mask,
+        reasoner_contract.INPUTS_EMBEDS: embeds,
+        reasoner_contract.POSITION_IDS: positions,
+        reasoner_contract.ATTENTION_MASK: np.ones((1, total), np.int64) if mask is None else mask,
     }
     t = ckpt.text
-    for i in range(t.num_layers):
-        for j, kind in enumerate(("key", "value")):
-            feeds[f"past_key_values.{i}.{kind}"] = (
-                past[2 * i + j] if past else np.zeros((1, t.num_kv_heads, 0, t.head_dim), np.float32)
-            )
+    for j, name in enumerate(reasoner_contract.kv_names(t.num_layers)[0]):
+        feeds[name] = past[j] if past else np.zeros((1, t.num_kv_heads, 0, t.head_dim), np.float32)
     return feeds
 
 

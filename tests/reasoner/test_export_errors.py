@@ -19,6 +19,7 @@ pytest.importorskip("torch")
 
 from segzero_edge.export.reasoner_export import onnx_export
 from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
+from segzero_edge.reasoner import contract as reasoner_contract
 
 QUICK = ReasonerExportConfig(weights="fp32", validate="none")
 
@@ -162,8 +163,8 @@ def test_reasoner_joins_an_engine_dir_with_another_component(tiny_qwen_dir, tmp_
     assert m.has_component("sam2") and m.has_component("reasoner")
     assert (out / "sam2/note.txt").read_text() == "sam2 files live here"
     m2 = export_reasoner(tiny_qwen_dir, out, ReasonerExportConfig(weights="int8", block_size=32, validate="none"))
-    assert m2.graph("reasoner.decoder").precision == "int8" and m2.has_component("sam2")
-    assert load_manifest(out, verify="full").graph("reasoner.decoder").precision == "int8"
+    assert m2.graph(reasoner_contract.DECODER).precision == "int8" and m2.has_component("sam2")
+    assert load_manifest(out, verify="full").graph(reasoner_contract.DECODER).precision == "int8"
 
 
 def test_cli_export_end_to_end(tiny_qwen_dir, tmp_path):
@@ -190,7 +191,7 @@ def test_cli_export_end_to_end(tiny_qwen_dir, tmp_path):
     )
     assert rc == 0
     m = load_manifest(out, verify="full")
-    assert m.graph("reasoner.decoder").precision == "int8"
+    assert m.graph(reasoner_contract.DECODER).precision == "int8"
     assert m.validation["reasoner"]["greedy_identical_to_dequantized_torch"] == 2
 
 
@@ -270,6 +271,8 @@ def test_vision_weights_are_consolidated_into_one_file(engine_fp32, tmp_path, la
     x = np.random.default_rng(0).standard_normal((64, 1176)).astype(np.float32)
 
     def run(p):
-        return ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"pixel_values": x})
+        return ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
+            None, {reasoner_contract.PIXEL_VALUES: x}
+        )
 
     assert np.array_equal(run(out)[0], run(engine_fp32 / "reasoner/vision.onnx")[0])

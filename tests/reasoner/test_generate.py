@@ -31,12 +31,13 @@ class ScriptConstraint:
     def __init__(self, free, script):
         self.free, self.script, self.seen = free, list(script), []
 
-    def allowed(self):
-        mask = np.zeros(V, bool)
+    def mask(self, out=None):
+        mask = np.zeros(V, bool) if out is None else out
+        mask[:] = False
         mask[::2] = True
         return mask
 
-    def forced(self):
+    def forced_ids(self):
         n = len(self.seen) - self.free
         return self.script[n:] if n >= 0 else []
 
@@ -202,8 +203,10 @@ def test_mask_applies_to_sampling_too():
         {"top_p": 1.5},
         {"top_k": -1},
         {"seed": -2},
-        {"thinking_budget": 5},
+        {"constrained": False, "thinking_budget": 5},
         {"constrained": True, "thinking_budget": -1},
+        {"constrained": "no"},
+        {"do_sample": 1},
         {"max_new_tokens": 2.5},
     ],
 )

@@ -1,4 +1,4 @@
-"""The torch-free Reasoner on exported tiny engines, against transformers generate."""
+"""The torch-free ReasonerPipeline on exported tiny engines, against transformers generate."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ import pytest
 
 from segzero_edge.errors import BackendUnavailableError, InputError, ManifestError
 from segzero_edge.manifest import load_manifest
-from segzero_edge.reasoner import GenerationOptions, Reasoner
+from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline
 
 pytest.importorskip("torch")
 
 
-from segzero_edge.backends.torch_reasoner import TorchReasoner
 from segzero_edge.export.reasoner_export.validate import load_engine_weights_into, validation_samples
+from segzero_edge.reasoner import contract as reasoner_contract
+from segzero_edge.reference.torch_reasoner import TorchReasoner
 
 PAIRS = validation_samples(5)
-GREEDY = GenerationOptions(max_new_tokens=20, stop_at_answer=False)
+GREEDY = GenerationOptions(max_new_tokens=20, constrained=False, stop_at_answer=False)
 CONSTRAINED = GenerationOptions(max_new_tokens=160, constrained=True, thinking_budget=10)
 
 
@@ -29,7 +30,7 @@ def torch_ref(tiny_qwen_dir, tiny_model):
 
 @pytest.fixture(scope="module")
 def fp32(engine_fp32):
-    return Reasoner(engine_fp32, device="cpu", threads=1)
+    return ReasonerPipeline(engine_fp32, device="cpu", threads=1)
 
 
 def test_fp32_greedy_is_token_identical_to_transformers(fp32, torch_ref):
@@ -44,8 +45,8 @@ def test_fp32_greedy_is_token_identical_to_transformers(fp32, torch_ref):
 
 def test_prompt_ids_equal_the_transformers_processor(fp32, torch_ref):
     for image, question in PAIRS[:3]:
-        ids = fp32.tokenizer.encode_prompt(question, fp32.num_image_tokens)
-        assert np.array_equal(ids, torch_ref.inputs(image, question)["input_ids"][0].numpy())
+        ids = fp32.tokenizer.encode_prompt(question, fp32.settings.num_image_tokens)
+        assert np.array_equal(ids, torch_ref.inputs(image, question).input_ids[0].numpy())
 
 
 @pytest.mark.parametrize(("bits", "max_rel"), [("int4", 0.2), ("int8", 0.02)])
@@ -53,10 +54,10 @@ def test_quantized_agreement_and_dequantized_identity(bits, max_rel, request, to
     """INT4/INT8 vs transformers fp32 (teacher-forced top-1 and logit error, also as recorded in the manifest),
     and token identity with transformers carrying the engine's dequantized weights, with and without the
     answer constraint, on 5 pairs."""
-    from segzero_edge.backends.hf_loading import load_qwen_model
+    from segzero_edge.reference.qwen import load_qwen_model
 
     engine = request.getfixturevalue(f"engine_{bits}")
-    ours_r = Reasoner(engine, device="cpu", threads=1)
+    ours_r = ReasonerPipeline(engine, device="cpu", threads=1)
     top1, rel = [], []
     for image, question in PAIRS:
         ref = torch_ref.generate(image, question, GREEDY, output_logits=True)
@@ -82,19 +83,26 @@ def test_quantized_agreement_and_dequantized_identity(bits, max_rel, request, to
 
 def test_manifest_records_shapes_precisions_settings_and_validation(engine_fp32, engine_int4):
     m = load_manifest(engine_int4, verify="full")
-    dec, vis = m.graph("reasoner.decoder"), m.graph("reasoner.vision")
+    dec, vis = m.graph(reasoner_contract.DECODER), m.graph(reasoner_contract.VISION)
     assert dec.precision == "int4" and vis.precision == "fp32"
     assert dec.quantization["body_quantization"]["bits"] == 4
     assert dec.quantization["body_quantization"]["block_size"] == 32
     assert dec.quantization["lm_head"] == "int8"
     assert set(dec.dynamic_dims) == {"seq", "past", "total"}
-    assert dec.input("inputs_embeds").shape == (1, "seq", 64) and dec.output("logits").shape[0] == 1
-    assert vis.input("pixel_values").shape == (64, 1176) and vis.output("image_embeds").shape == (16, 64)
+    assert (
+        dec.input(reasoner_contract.INPUTS_EMBEDS).shape == (1, "seq", 64)
+        and dec.output(reasoner_contract.LOGITS).shape[0] == 1
+    )
+    assert vis.input(reasoner_contract.PIXEL_VALUES).shape == (64, 1176) and vis.output(
+        reasoner_contract.IMAGE_EMBEDS
+    ).shape == (16, 64)
     s = m.component("reasoner")
     assert s["input_size"] == 112 and s["num_image_tokens"] == 16 and s["embeddings"]["dtype"] == "float16"
     assert s["token_ids"]["image_pad"] > 0 and s["eos_token_ids"]
-    for key in ("tokenizer", "tokenizer_config", "chat_template", "preprocessor_config", "settings"):
+    for key in ("tokenizer", "tokenizer_config", "preprocessor_config", "settings"):
         assert (engine_int4 / s["files"][key]).is_file()
+    assert "chat_template" not in s["files"] and not list(engine_int4.glob("reasoner/chat_template*"))
+    assert s["answer"] == {"format": 1, "grammar": "seg_zero", "model_size": [112, 112]}
     assert json.loads((engine_int4 / "reasoner/reasoner.json").read_text())["weights"] == "int4"
     v = m.validation["reasoner"]
     assert v["greedy_identical_to_dequantized_torch"] == v["pairs"] and 0 < v["top1_agreement_vs_fp32"] <= 1
@@ -117,8 +125,8 @@ def test_result_stream_timings_and_counters(fp32):
 
 
 def test_io_binding_path_gives_the_same_tokens(engine_fp32, fp32):
-    bound = Reasoner(engine_fp32, device="cpu", threads=1, io_binding=True)
-    assert bound.decoder.io_binding
+    bound = ReasonerPipeline(engine_fp32, device="cpu", threads=1, io_binding=True)
+    assert bound.backend.decoder.io_binding
     for image, question in PAIRS[:2]:
         assert bound.generate(image, question, GREEDY).token_ids == fp32.generate(image, question, GREEDY).token_ids
 
@@ -126,7 +134,7 @@ def test_io_binding_path_gives_the_same_tokens(engine_fp32, fp32):
 def test_seeded_sampling_is_reproducible(fp32):
     image, question = PAIRS[1]
     opts = GenerationOptions(
-        max_new_tokens=12, do_sample=True, temperature=1.5, top_p=0.9, seed=7, stop_at_answer=False
+        max_new_tokens=12, constrained=False, do_sample=True, temperature=1.5, top_p=0.9, seed=7, stop_at_answer=False
     )
     a, b = fp32.generate(image, question, opts), fp32.generate(image, question, opts)
     c = fp32.generate(image, question, GenerationOptions(**{**opts.__dict__, "seed": 8}))
@@ -139,10 +147,10 @@ class ForceAfter:
     def __init__(self, free, script):
         self.free, self.script, self.seen = free, list(script), []
 
-    def allowed(self):
+    def mask(self, out=None):
         return None
 
-    def forced(self):
+    def forced_ids(self):
         n = len(self.seen) - self.free
         return self.script[n:] if n >= 0 else []
 
@@ -155,7 +163,7 @@ def test_jump_forward_on_the_engine_saves_calls_and_matches_transformers(engine_
     script = torch_ref.tokenizer.encode('"points_1": [', add_special_tokens=False)
     make = lambda options, *rest: ForceAfter(3, script)  # noqa: E731
     opts = GenerationOptions(max_new_tokens=12, stop_at_answer=False, constrained=True)
-    r = Reasoner(engine_fp32, device="cpu", threads=1, constraint_factory=make)
+    r = ReasonerPipeline(engine_fp32, device="cpu", threads=1, constraint_factory=make)
     jf = r.generate(image, question, opts)
     one = r.generate(image, question, GenerationOptions(**{**opts.__dict__, "jump_forward": False}))
     ref = TorchReasoner(torch_ref.model_dir, model=torch_ref.model, constraint_factory=make).generate(
@@ -171,10 +179,10 @@ def test_device_errors(engine_fp32):
     import onnxruntime as ort
 
     with pytest.raises(InputError, match="tpu"):
-        Reasoner(engine_fp32, device="tpu")
+        ReasonerPipeline(engine_fp32, device="tpu")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(BackendUnavailableError, match="CUDA"):
-            Reasoner(engine_fp32, device="cuda")
+            ReasonerPipeline(engine_fp32, device="cuda")
 
 
 @pytest.mark.gpu
@@ -183,10 +191,10 @@ def test_cuda_keeps_the_cache_on_the_device(engine_fp32, fp32):
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("needs onnxruntime-gpu and a CUDA GPU")
-    r = Reasoner(engine_fp32, device="cuda")
+    r = ReasonerPipeline(engine_fp32, device="cuda")
     image, question = PAIRS[0]
     res = r.generate(image, question, GREEDY)
-    assert r.decoder.io_binding and r.decoder._past[0].device_name() == "cuda"
+    assert r.backend.decoder.io_binding and r.backend.decoder._past[0].device_name() == "cuda"
     assert res.token_ids == fp32.generate(image, question, GREEDY).token_ids
 
 
@@ -195,7 +203,7 @@ def test_engine_without_reasoner_is_refused(tmp_path):
 
     save_manifest(new_manifest(), tmp_path)
     with pytest.raises(ManifestError, match="no 'reasoner' component"):
-        Reasoner(tmp_path, device="cpu")
+        ReasonerPipeline(tmp_path, device="cpu")
 
 
 def test_constrained_answers_decode_and_match_transformers(fp32, torch_ref):
@@ -219,7 +227,7 @@ def test_constrained_answers_decode_and_match_transformers(fp32, torch_ref):
 
 
 def test_thinking_budget_bounds_the_free_tokens(fp32):
-    from segzero_edge.answer_constraint import AnswerConstraint
+    from segzero_edge.answer.constraint import AnswerConstraint
 
     image, question = PAIRS[3]
     for budget in (0, 4, 16):
@@ -227,7 +235,7 @@ def test_thinking_budget_bounds_the_free_tokens(fp32):
             image, question, GenerationOptions(max_new_tokens=200, constrained=True, thinking_budget=budget)
         )
         constraint = AnswerConstraint.from_tokenizer(
-            fp32.tokenizer.tokenizer, model_size=112, vocab_size=fp32.embeddings.shape[0]
+            fp32.tokenizer.tokenizer, model_size=112, vocab_size=fp32.settings.text.vocab_size
         )
         state = constraint.new_state(budget)
         for t in res.token_ids:
@@ -235,17 +243,15 @@ def test_thinking_budget_bounds_the_free_tokens(fp32):
         assert state.think_tokens <= budget and state.done
 
 
-def test_image_embedding_cache(engine_fp32):
-    r = Reasoner(engine_fp32, device="cpu", threads=1, image_cache_size=1)
+def test_encode_once_for_several_questions(fp32):
     (a, qa), (b, _) = PAIRS[0], PAIRS[1]
-    first = r.generate(a, qa, GREEDY)
-    assert len(r._image_cache) == 1
-    again = r.generate(a, "another question about the same image", GREEDY)
-    assert len(r._image_cache) == 1 and again.timings_ms["vision"] < first.timings_ms["vision"]
-    r.generate(b, qa, GREEDY)
-    assert len(r._image_cache) == 1  # LRU of one: b replaced a
-    assert r.generate(a, qa, GREEDY).token_ids == first.token_ids
-    off = Reasoner(engine_fp32, device="cpu", threads=1, image_cache_size=0)
-    assert off.generate(a, qa, GREEDY).token_ids == first.token_ids and len(off._image_cache) == 0
-    with pytest.raises(InputError):
-        Reasoner(engine_fp32, device="cpu", image_cache_size=-1)
+    first = fp32.generate(a, qa, GREEDY)
+    vision = fp32.encode(a)
+    assert not vision.embeds.flags.writeable and vision.image_size == (a.shape[1], a.shape[0])
+    again = fp32.generate(None, qa, GREEDY, vision=vision)
+    assert again.token_ids == first.token_ids and again.timings_ms["vision"] == 0.0
+    assert again.image_size == first.image_size
+    other = fp32.generate(None, qa, GREEDY, vision=fp32.encode(b))
+    assert other.token_ids == fp32.generate(b, qa, GREEDY).token_ids
+    with pytest.raises(InputError, match="needs an image"):
+        fp32.generate(None, qa, GREEDY)

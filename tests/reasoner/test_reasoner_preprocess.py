@@ -7,13 +7,9 @@ import pytest
 from PIL import Image
 
 from segzero_edge.errors import InputError
-from segzero_edge.reasoner.preprocess import (
-    PreprocessConfig,
-    load_image,
-    preprocess_image,
-    resize_for_model,
-    smart_resize,
-)
+from segzero_edge.frame import load_image
+from segzero_edge.reasoner import contract as reasoner_contract
+from segzero_edge.reasoner.preprocess import PreprocessConfig, preprocess_image, resize_for_model, smart_resize
 
 #: the stated tolerance: exact equality (same PIL resize, same float64 rescale, same float32 normalization)
 TOLERANCE = 0.0
@@ -26,7 +22,7 @@ def _reference(image: Image.Image, size: int) -> tuple[np.ndarray, np.ndarray]:
 
     ip = Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056)
     out = ip(images=[resize_for_model(image, size)], return_tensors="np")
-    return out["pixel_values"], out["image_grid_thw"]
+    return out[reasoner_contract.PIXEL_VALUES], out["image_grid_thw"]
 
 
 @pytest.mark.parametrize(("hw", "size"), [((480, 640), 840), ((300, 200), 112), ((57, 901), 224), ((28, 28), 56)])
@@ -59,15 +55,18 @@ def test_image_inputs_path_pil_array_give_the_same_patches(tmp_path):
     assert np.array_equal(a, preprocess_image(path, cfg).pixel_values)
     assert np.array_equal(a, preprocess_image(Image.fromarray(array), cfg).pixel_values)
     assert np.array_equal(a, preprocess_image(Image.fromarray(array).convert("RGBA"), cfg).pixel_values)
-    assert load_image(Image.fromarray(array[..., 0])).mode == "RGB"  # grayscale is converted
+    gray = array[..., 0]
+    assert np.array_equal(
+        preprocess_image(gray, cfg).pixel_values, preprocess_image(load_image(gray), cfg).pixel_values
+    )
 
 
-def test_loader_is_the_shared_one():
-    from segzero_edge.image import load_image as shared
+def test_the_reasoner_uses_the_one_image_loader():
+    from segzero_edge import frame
+    from segzero_edge.reasoner import preprocess
 
-    rng = np.random.default_rng(1)
-    for arr in (rng.integers(0, 256, (20, 30), dtype=np.uint8), rng.integers(0, 256, (20, 30, 4), dtype=np.uint8)):
-        assert np.array_equal(np.asarray(load_image(arr)), shared(arr))  # grayscale / RGBA arrays as everywhere
+    assert preprocess.load_image is frame.load_image
+    assert np.asarray(resize_for_model(np.zeros((20, 30), np.uint8), 56)).shape == (56, 56, 3)
 
 
 @pytest.mark.parametrize(

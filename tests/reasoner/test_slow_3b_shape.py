@@ -11,9 +11,9 @@ pytest.importorskip("torch")
 
 @pytest.mark.slow
 def test_3b_shaped_int4_export_validates(tmp_path):
-    from segzero_edge.export.builders.qwen import build_tiny_qwen25vl
     from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
-    from segzero_edge.reasoner import GenerationOptions, Reasoner
+    from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline
+    from segzero_edge.reference.builders.qwen import build_tiny_qwen25vl
 
     ckpt = build_tiny_qwen25vl(tmp_path / "ckpt", "3b", num_layers=1, vision_depth=1, input_size=112, dtype="bfloat16")
     m = export_reasoner(
@@ -27,7 +27,7 @@ def test_3b_shaped_int4_export_validates(tmp_path):
     body_params = 2048 * (2048 + 2 * 256 + 2048) + 3 * 2048 * 11008
     assert wb["body"] == pytest.approx(body_params * (0.5 + 4 / 128) + (2048 + 2 * 256) * 4, rel=1e-6)
     assert wb["lm_head"] == pytest.approx(151936 * 2048 * (1 + 4 / 128), rel=1e-6)
-    r = Reasoner(tmp_path / "engine", device="cpu")
+    r = ReasonerPipeline(tmp_path / "engine", device="cpu")
     res = r.generate(
         np.zeros((64, 64, 3), np.uint8),
         "the cup",

@@ -10,8 +10,8 @@ from segzero_edge.reasoner import GenerationOptions
 
 pytest.importorskip("torch")
 
-from segzero_edge.backends.torch_reasoner import TorchReasoner
 from segzero_edge.export.reasoner_export.validate import validation_samples
+from segzero_edge.reference.torch_reasoner import TorchReasoner
 
 IMAGE, QUESTION = validation_samples(1)[0]
 
@@ -38,7 +38,7 @@ def test_quanto_weights(tiny_qwen_dir, tiny_model, weights):
     pytest.importorskip("optimum.quanto")
     from optimum.quanto import QLinear
 
-    from segzero_edge.backends.hf_loading import load_qwen_model
+    from segzero_edge.reference.qwen import load_qwen_model
 
     q = TorchReasoner(tiny_qwen_dir, model=load_qwen_model(tiny_qwen_dir), weights=weights)
     assert isinstance(q.model.model.language_model.layers[0].mlp.up_proj, QLinear)

@@ -14,7 +14,7 @@ from segzero_edge.manifest import load_manifest
 @pytest.fixture(scope="session")
 def sam2_checkpoint(tmp_path_factory) -> Path:
     need_export_stack()
-    from segzero_edge.export.builders.sam2 import build_sam2_checkpoint
+    from segzero_edge.reference.builders.sam2 import build_sam2_checkpoint
 
     return build_sam2_checkpoint(tmp_path_factory.mktemp("ckpt") / "sam2.1_hiera_t_random.pt", CONFIG, seed=0)
 
@@ -51,13 +51,13 @@ def manifest(engine_dir):
 
 @pytest.fixture(scope="session")
 def official_model(sam2_checkpoint):
-    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
+    from segzero_edge.reference.sam2_model import load_sam2_model
 
     return load_sam2_model(sam2_checkpoint, CONFIG)
 
 
 @pytest.fixture(scope="session")
 def runtime(engine_dir):
-    from segzero_edge.sam2 import Sam2Runtime
+    from segzero_edge.sam2 import Sam2Pipeline
 
-    return Sam2Runtime(engine_dir, device="cpu", backend="ort", threads=2)
+    return Sam2Pipeline(engine_dir, device="cpu", backend="ort", threads=2)

@@ -23,6 +23,7 @@ from segzero_edge.errors import (
     InputError,
     ManifestError,
 )
+from segzero_edge.sam2 import contract as sam2_contract
 
 
 def _copy_engine(engine_dir: Path, dst: Path) -> Path:
@@ -72,7 +73,7 @@ def test_unreadable_checkpoint(tmp_path, sam2_checkpoint, damage):
 
 def test_checkpoint_with_missing_and_unexpected_keys(tmp_path, sam2_checkpoint):
     torch = need_export_stack()
-    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
+    from segzero_edge.reference.sam2_model import load_sam2_model
 
     state = torch.load(sam2_checkpoint, weights_only=True)["model"]
     for key in list(state)[:3]:
@@ -93,7 +94,7 @@ def test_checkpoint_with_missing_and_unexpected_keys(tmp_path, sam2_checkpoint):
 )
 def test_checkpoint_of_another_config_says_which(sam2_checkpoint, config, counts):
     need_export_stack()
-    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
+    from segzero_edge.reference.sam2_model import load_sam2_model
 
     with pytest.raises(CheckpointError, match=counts) as err:
         load_sam2_model(sam2_checkpoint, config)
@@ -189,15 +190,15 @@ def test_interrupted_export_leaves_engine_dir_unchanged(tmp_path, engine_dir, sa
 def test_runtime_refuses_engine_without_sam2(tmp_path):
     from sam2_testutil import make_reasoner_dir
 
-    from segzero_edge.sam2 import Sam2Runtime
+    from segzero_edge.sam2 import Sam2Pipeline
 
     with pytest.raises(ManifestError, match="no 'sam2' component") as err:
-        Sam2Runtime(make_reasoner_dir(tmp_path / "engine"), device="cpu")
+        Sam2Pipeline(make_reasoner_dir(tmp_path / "engine"), device="cpu")
     assert "segzero-edge export sam2" in str(err.value)
 
 
 def test_runtime_refuses_modified_graph(tmp_path, engine_dir):
-    from segzero_edge.sam2 import Sam2Runtime
+    from segzero_edge.sam2 import Sam2Pipeline
 
     out = _copy_engine(engine_dir, tmp_path / "engine")
     path = out / "sam2/mask_decoder.onnx"
@@ -205,36 +206,36 @@ def test_runtime_refuses_modified_graph(tmp_path, engine_dir):
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(EngineFileError, match=r"sam2/mask_decoder\.onnx"):
-        Sam2Runtime(out, device="cpu")
+        Sam2Pipeline(out, device="cpu")
 
 
 def test_runtime_backend_errors(engine_dir, manifest, monkeypatch):
-    from segzero_edge.sam2 import Sam2Runtime
+    from segzero_edge.sam2 import Sam2Pipeline
 
     with pytest.raises(InputError, match="unknown device"):
-        Sam2Runtime(engine_dir, manifest=manifest, device="tpu")
+        Sam2Pipeline(engine_dir, manifest=manifest, device="tpu")
     with pytest.raises(InputError, match="runs on the GPU"):
-        Sam2Runtime(engine_dir, manifest=manifest, backend="trt", device="cpu")
+        Sam2Pipeline(engine_dir, manifest=manifest, backend="trt", device="cpu")
     with pytest.raises(InputError, match="unknown backend"):
-        Sam2Runtime(engine_dir, manifest=manifest, backend="tflite")
+        Sam2Pipeline(engine_dir, manifest=manifest, backend="tflite")
     import onnxruntime
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(BackendUnavailableError, match=r"segzero-edge\[ort-gpu\]"):
-            Sam2Runtime(engine_dir, manifest=manifest, device="cuda")
+            Sam2Pipeline(engine_dir, manifest=manifest, device="cuda")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the `ort` extra were not installed
     with pytest.raises(BackendUnavailableError, match=r"segzero-edge\[ort\]"):
-        Sam2Runtime(engine_dir, manifest=manifest, device="cpu")
+        Sam2Pipeline(engine_dir, manifest=manifest, device="cpu")
 
 
 def test_decode_input_errors(runtime, manifest):
     from segzero_edge.sam2 import Sam2Features
 
-    enc = manifest.graph("sam2.image_encoder")
+    enc = manifest.graph(sam2_contract.ENCODER)
     feats = Sam2Features(**{t.name: np.zeros(t.shape, np.float32) for t in enc.outputs}, image_size=(48, 32))
     with pytest.raises(InputError, match="give a box"):
         runtime.decode(feats)
     with pytest.raises(InputError, match="unknown mask_mode"):
-        runtime.decode(feats, boxes=[0, 0, 10, 10], mask_mode="largest")
+        runtime.decode(feats, box=[0, 0, 10, 10], mask_mode="largest")
     with pytest.raises(InputError, match="uint8"):
         runtime.encode(np.zeros((32, 48, 3), np.float64))

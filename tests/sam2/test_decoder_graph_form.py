@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from segzero_edge.ort import CPU_DISABLED_OPTIMIZERS, disabled_optimizers, provider_list
+from segzero_edge.ort import CPU_DISABLED_OPTIMIZERS, Device, disabled_optimizers, provider_list
+from segzero_edge.sam2.contract import DECODER
 
 
 def _optimized_ops(path, tmp_path, disabled) -> Counter:
@@ -22,7 +23,7 @@ def _optimized_ops(path, tmp_path, disabled) -> Counter:
 def test_upscaling_layernorm_is_one_node_and_gelu_fuses(engine_dir, manifest, tmp_path):
     import onnx
 
-    path = engine_dir / manifest.graph("sam2.mask_decoder").file
+    path = engine_dir / manifest.graph(DECODER).file
     exported = Counter(n.op_type for n in onnx.load(str(path)).graph.node)
     # Transformer norms + the upscaling LayerNorm2d as one channels-last LayerNormalization.
     assert exported["LayerNormalization"] == 10
@@ -34,13 +35,13 @@ def test_upscaling_layernorm_is_one_node_and_gelu_fuses(engine_dir, manifest, tm
 
 
 def test_cpu_sessions_leave_out_skip_layernorm_fusion(engine_dir, manifest, tmp_path):
-    path = engine_dir / manifest.graph("sam2.mask_decoder").file
+    path = engine_dir / manifest.graph(DECODER).file
     assert "SkipLayerNormFusion" in CPU_DISABLED_OPTIMIZERS
     # ONNX Runtime's default would fuse: the setting is what keeps the slow kernel out.
     assert _optimized_ops(path, tmp_path, None)["SkipLayerNormalization"] > 0
-    cpu = provider_list("cpu", ["CPUExecutionProvider"])
+    cpu = provider_list(Device("cpu"), ["CPUExecutionProvider"])
     assert disabled_optimizers(cpu) == list(CPU_DISABLED_OPTIMIZERS)
     assert _optimized_ops(path, tmp_path, disabled_optimizers(cpu))["SkipLayerNormalization"] == 0
     # GPU providers keep every fusion (their SkipLayerNormalization kernels are the fast path).
-    gpu = provider_list("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    gpu = provider_list(Device("cuda"), ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert disabled_optimizers(gpu) is None

@@ -6,6 +6,7 @@ import pytest
 from sam2_testutil import CONFIG, REASONER_FILE
 
 from segzero_edge.manifest import sha256_file
+from segzero_edge.sam2 import contract as sam2_contract
 from segzero_edge.sam2.contract import DECODER, ENCODER, Sam2Settings, check_graphs
 
 
@@ -15,20 +16,20 @@ def test_graphs_and_io_follow_the_contract(manifest, engine_dir, official_model)
     assert enc.file == "sam2/image_encoder.onnx" and dec.file == "sam2/mask_decoder.onnx"
     assert [(t.name, t.shape) for t in enc.inputs] == [("image", (1, 3, s, s))]
     assert [(t.name, t.shape) for t in enc.outputs] == [
-        ("image_embed", (1, 256, s // 16, s // 16)),
-        ("high_res_feats_0", (1, 32, s // 4, s // 4)),
-        ("high_res_feats_1", (1, 64, s // 8, s // 8)),
+        (sam2_contract.IMAGE_EMBED, (1, 256, s // 16, s // 16)),
+        (sam2_contract.HIGH_RES_FEATS_0, (1, 32, s // 4, s // 4)),
+        (sam2_contract.HIGH_RES_FEATS_1, (1, 64, s // 8, s // 8)),
     ]
     assert [(t.name, t.shape) for t in dec.inputs[3:]] == [
-        ("point_coords", ("num_objects", "num_points", 2)),
-        ("point_labels", ("num_objects", "num_points")),
-        ("mask_input", ("num_objects", 1, s // 4, s // 4)),
-        ("has_mask_input", ("num_objects",)),
+        (sam2_contract.POINT_COORDS, ("num_objects", "num_points", 2)),
+        (sam2_contract.POINT_LABELS, ("num_objects", "num_points")),
+        (sam2_contract.MASK_INPUT, ("num_objects", 1, s // 4, s // 4)),
+        (sam2_contract.HAS_MASK_INPUT, ("num_objects",)),
     ]
     assert [(t.name, t.shape) for t in dec.outputs] == [
-        ("low_res_masks", ("num_objects", 4, s // 4, s // 4)),
-        ("iou_scores", ("num_objects", 4)),
-        ("object_score_logits", ("num_objects", 1)),
+        (sam2_contract.LOW_RES_MASKS, ("num_objects", 4, s // 4, s // 4)),
+        (sam2_contract.IOU_SCORES, ("num_objects", 4)),
+        (sam2_contract.OBJECT_SCORE_LOGITS, ("num_objects", 1)),
     ]
     assert dict(dec.dynamic_dims) == {"num_objects": (1, 1, 16), "num_points": (1, 4, 16)}
     assert enc.precision == dec.precision == "fp32"

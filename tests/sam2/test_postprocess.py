@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segzero_edge.sam2.postprocess import (
+from segzero_edge.sam2.host import (
     choose_masks,
     mask_iou,
     masks_from_logits,

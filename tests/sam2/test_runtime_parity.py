@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 from sam2_testutil import nontrivial
 
-from segzero_edge.sam2.postprocess import mask_iou
+from segzero_edge.sam2.host import mask_iou
 
 pytest.importorskip("torch", reason="the official pipeline is the oracle")
-from segzero_edge.backends.torch_sam2 import OfficialPredictor, segzero_choice
 from segzero_edge.export.sam2_export.samples import prompt_cases, synthetic_image
+from segzero_edge.reference.torch_sam2 import OfficialPredictor, segzero_choice
 
 SIZES = [(360, 500), (900, 700)]
 
@@ -53,11 +53,11 @@ def test_every_prompt_kind_matches_official(encoded, runtime, mode):
         for case in cases if i == 0 else cases[:1]:
             prev = None
             if case.use_previous_mask:  # refine with the runtime's own previous logits, as a user would
-                first = runtime.decode(feats, boxes=case.boxes, points=case.points, labels=case.labels)
+                first = runtime.decode(feats, box=case.boxes, points=case.points, labels=case.labels)
                 prev = first.low_res_logits
             res = runtime.decode(
                 feats,
-                boxes=case.boxes,
+                box=case.boxes,
                 points=case.points,
                 labels=case.labels,
                 mask_input=prev,
@@ -80,11 +80,11 @@ def test_n_objects_in_one_call_equal_one_by_one(encoded, runtime):
     rgb, feats, oracle = encoded[0]
     h, w = rgb.shape[:2]
     case = next(c for c in prompt_cases(h, w, seed=100) if c.kind == "3 objects")
-    together = runtime.decode(feats, boxes=case.boxes, points=case.points, labels=case.labels)
+    together = runtime.decode(feats, box=case.boxes, points=case.points, labels=case.labels)
     assert len(together) == 3 and together.masks.shape == (3, h, w)
     ref_masks, ref_scores, *_ = _official(oracle, case, "best")
     for k in range(3):
-        alone = runtime.decode(feats, boxes=case.boxes[k], points=case.points[k], labels=case.labels[k])
+        alone = runtime.decode(feats, box=case.boxes[k], points=case.points[k], labels=case.labels[k])
         np.testing.assert_allclose(alone.low_res_logits[0], together.low_res_logits[k], atol=1e-4)
         assert mask_iou(alone.masks[0], together.masks[k]) >= 0.999
         assert mask_iou(together.masks[k], ref_masks[k]) >= 0.99
@@ -98,9 +98,9 @@ def test_objects_with_different_prompt_lengths(encoded, runtime):
     h, w = rgb.shape[:2]
     boxes = np.array([[0.1 * w, 0.1 * h, 0.5 * w, 0.6 * h], [0.4 * w, 0.3 * h, 0.9 * w, 0.9 * h]], np.float32)
     points = [np.zeros((0, 2), np.float32), np.array([[0.6 * w, 0.5 * h], [0.7 * w, 0.7 * h]], np.float32)]
-    mixed = runtime.decode(feats, boxes=boxes, points=points)
-    first = runtime.decode(feats, boxes=boxes[0])
-    second = runtime.decode(feats, boxes=boxes[1], points=points[1])
+    mixed = runtime.decode(feats, box=boxes, points=points)
+    first = runtime.decode(feats, box=boxes[0])
+    second = runtime.decode(feats, box=boxes[1], points=points[1])
     np.testing.assert_allclose(mixed.low_res_logits[0], first.low_res_logits[0], atol=1e-5)
     np.testing.assert_allclose(mixed.low_res_logits[1], second.low_res_logits[0], atol=1e-5)
 
@@ -119,7 +119,7 @@ def test_result_is_frozen_and_documented_shapes(encoded, runtime):
         res.masks[0, 0, 0] = True
     with pytest.raises(AttributeError):
         res.scores = None
-    empty = runtime.decode(feats, boxes=np.zeros((0, 4), np.float32))
+    empty = runtime.decode(feats, box=np.zeros((0, 4), np.float32))
     assert len(empty) == 0 and empty.masks.shape == (0, *feats.image_size[::-1])
     # masks at another size on request (e.g. a resized copy of the image)
     assert runtime.decode(feats, points=[[10, 10]], image_size=(50, 40)).masks.shape == (1, 40, 50)
@@ -129,7 +129,7 @@ def test_segment_convenience_and_seg_zero_choice(encoded, runtime):
     rgb, _, oracle = encoded[0]
     h, w = rgb.shape[:2]
     box, pts = [0.2 * w, 0.2 * h, 0.7 * w, 0.8 * h], [[0.4 * w, 0.5 * h], [0.5 * w, 0.6 * h]]
-    res = runtime.segment(rgb, boxes=box, points=pts)
+    res = runtime.segment(rgb, box=box, points=pts)
     masks, scores, _ = oracle.predict(np.array(pts), np.ones(2), np.array(box), multimask_output=True)
     ref_mask, ref_score, ref_idx = segzero_choice(masks[None], scores[None])
     assert res.chosen[0] == ref_idx[0] and abs(res.scores[0] - ref_score[0]) <= 1e-4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segzero_edge.sam2.preprocess import preprocess
+from segzero_edge.sam2.host import preprocess
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -13,7 +13,7 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 @pytest.mark.parametrize("hw", [(480, 640), (250, 333), (1024, 1024), (1080, 1920), (2000, 1500), (48, 64)])
 def test_matches_official_preprocessing(hw):
     pytest.importorskip("torch")
-    from segzero_edge.backends.torch_sam2 import PIXEL_MEAN, PIXEL_STD, official_preprocess
+    from segzero_edge.reference.torch_sam2 import PIXEL_MEAN, PIXEL_STD, official_preprocess
 
     assert (PIXEL_MEAN, PIXEL_STD) == (MEAN, STD)
     rgb = np.random.default_rng(hw[0]).integers(0, 256, (*hw, 3), dtype=np.uint8)

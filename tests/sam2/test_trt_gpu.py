@@ -30,9 +30,9 @@ pytestmark = [pytest.mark.gpu, pytest.mark.trt]
 
 @pytest.mark.parametrize("encoder_precision", ["fp32", "fp16-mixed"])
 def test_build_and_run_sam2_engines(tmp_path, engine_dir, encoder_precision):
-    """Build on this GPU, check vs ONNX Runtime, record, then run through Sam2Runtime(backend='trt')."""
-    from segzero_edge.sam2 import Sam2Runtime
-    from segzero_edge.sam2.postprocess import mask_iou
+    """Build on this GPU, check vs ONNX Runtime, record, then run through Sam2Pipeline(backend='trt')."""
+    from segzero_edge.sam2 import Sam2Pipeline
+    from segzero_edge.sam2.host import mask_iou
     from segzero_edge.sam2.trt_check import check_image, check_trt_sam2
     from segzero_edge.trt.build import build_engines
     from segzero_edge.trt.profiles import build_key
@@ -52,17 +52,17 @@ def test_build_and_run_sam2_engines(tmp_path, engine_dir, encoder_precision):
     assert manifest.trt_builds[0].key == build.key and (out / build.engines[DECODER]).is_file()
     assert not [p for p in (out / "trt").iterdir() if p.name.startswith(".")]  # no staging folder left
 
-    trt_rt = Sam2Runtime(out, backend="trt")
-    ort_rt = Sam2Runtime(out, backend="ort", device="cpu")
+    trt_rt = Sam2Pipeline(out, backend="trt")
+    ort_rt = Sam2Pipeline(out, backend="ort", device="cpu")
     assert trt_rt.backend.name == "trt"
     image = check_image(300, 500, seed=3)
     boxes = np.array([[50, 40, 300, 250], [200, 100, 480, 290]], np.float32)
     feats = trt_rt.encode(image)
-    a = trt_rt.decode(feats, boxes=boxes)
+    a = trt_rt.decode(feats, box=boxes)
     b = ort_rt.decode(ort_rt.encode(image), boxes=boxes)
     assert a.masks.shape == b.masks.shape == (2, 300, 500)
     assert min(mask_iou(x, y) for x, y in zip(a.masks, b.masks)) >= min_iou
-    many = trt_rt.decode(feats, boxes=np.tile(boxes, (10, 1)))  # 20 objects: two calls within the 1..16 profile
+    many = trt_rt.decode(feats, box=np.tile(boxes, (10, 1)))  # 20 objects: two calls within the 1..16 profile
     assert many.masks.shape == (20, 300, 500)
     with pytest.raises(InputError, match="TensorRT profile"):
         trt_rt.decode(feats, points=np.zeros((1, 17, 2), np.float32))  # 17 points > the profile's 16

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_shipped_recipes_are_the_seg_zero_recipe():
     assert {"seg_zero_3b", "seg_zero_7b"} <= set(recipe_names())
-    assert all(n.startswith(("seg_zero_", "world_")) for n in recipe_names()), recipe_names()
+    assert all(n.startswith("seg_zero_") for n in recipe_names()), recipe_names()
     for name, model in (
         ("seg_zero_3b", "Qwen/Qwen2.5-VL-3B-Instruct"),
         ("seg_zero_7b", "Qwen/Qwen2.5-VL-7B-Instruct"),
@@ -134,7 +134,7 @@ def test_bad_yaml_files(tmp_path):
 def test_grpo_kwargs_set_every_recipe_option_explicitly(tiny_qwen_dir):
     from trl import GRPOConfig
 
-    from segzero_edge.backends.hf_loading import load_qwen_processor
+    from segzero_edge.reference.qwen import load_qwen_processor
     from segzero_edge.training.grpo import build_grpo_args, grpo_kwargs, vision_token_ids
 
     tok = load_qwen_processor(tiny_qwen_dir).tokenizer
@@ -246,8 +246,8 @@ def test_grpo_kwargs_set_every_recipe_option_explicitly(tiny_qwen_dir):
 
 
 def test_batch_geometry_errors(tiny_qwen_dir):
-    from segzero_edge.backends.hf_loading import load_qwen_processor
     from segzero_edge.errors import TrainingError
+    from segzero_edge.reference.qwen import load_qwen_processor
     from segzero_edge.training.grpo import grpo_kwargs
 
     tok = load_qwen_processor(tiny_qwen_dir).tokenizer
@@ -347,7 +347,8 @@ def test_processor_is_pinned_to_the_input_size_and_renders_the_prompt_contract(t
     from PIL import Image
     from trl.data_utils import prepare_multimodal_messages
 
-    from segzero_edge.prompt import IMAGE_PAD, QWEN25VL_CHAT_TEMPLATE, expand_image_pads, render_chat
+    from segzero_edge.prompt import IMAGE_PAD, expand_image_pads, render_chat
+    from segzero_edge.reference.qwen import QWEN25VL_CHAT_TEMPLATE
     from segzero_edge.training.data import training_prompt
     from segzero_edge.training.grpo import check_prompt_contract, load_processor
 

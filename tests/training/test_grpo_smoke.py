@@ -196,8 +196,8 @@ def test_trl_loss_matches_the_reference_math(smoke, loss_type, monkeypatch):
 
 @pytest.mark.slow
 def test_final_checkpoint_has_meta_and_loads(smoke, tmp_path):
-    from segzero_edge.backends.hf_loading import load_qwen_model, load_qwen_processor
     from segzero_edge.prompt import PROMPT_VERSION, read_checkpoint_meta
+    from segzero_edge.reference.qwen import load_qwen_model, load_qwen_processor
     from segzero_edge.training.checkpoints import read_training_meta, write_training_meta
 
     trainer, bundle = smoke["trainer"], smoke["bundle"]

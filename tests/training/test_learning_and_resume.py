@@ -92,7 +92,7 @@ class ResumeProbe:
 def test_resume_after_sigkill(tiny_qwen_dir, tiny_seg_data, hf_cache, tmp_path):
     import yaml
 
-    from segzero_edge.backends.hf_loading import load_qwen_model
+    from segzero_edge.reference.qwen import load_qwen_model
     from segzero_edge.training.checkpoints import find_resume_checkpoint
     from segzero_edge.training.config import dump_config
     from segzero_edge.training.grpo import build_trainer, train

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from segzero_edge.training.scenes import KINDS, generate_queries, generate_samples, generate_scene
+from segzero_edge.world.scenes import KINDS, generate_queries, generate_samples, generate_scene
 
 
 def test_samples_are_seeded_and_cover_every_kind():
@@ -30,7 +30,7 @@ def test_masks_are_visible_parts_and_disjoint():
 def test_target_colour_matches_the_rendered_pixels():
     for scene, q in generate_samples(1, 12, 160):
         obj = scene.objects[q.target]
-        from segzero_edge.training.scenes import COLORS
+        from segzero_edge.world.scenes import COLORS
 
         pixels = scene.image[scene.masks[q.target]].astype(float)
         mean = pixels.mean(axis=0)
@@ -58,7 +58,7 @@ def test_same_queries_in_another_process():
     import sys
 
     code = (
-        "from segzero_edge.training.scenes import generate_samples\n"
+        "from segzero_edge.world.scenes import generate_samples\n"
         "print([q.text for _, q in generate_samples(5, 8, 112)])"
     )
     runs = {
@@ -88,7 +88,7 @@ def test_inventory_lists_shapes_in_reading_order():
 def test_think_boxes_give_each_shape_its_visible_box_and_change_nothing_else():
     import re
 
-    from segzero_edge.training.scenes import visible_box
+    from segzero_edge.world.scenes import visible_box
 
     plain = generate_samples(11, 20, 224)
     boxed = generate_samples(11, 20, 224, think_boxes=True)

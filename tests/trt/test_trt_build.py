@@ -14,14 +14,16 @@ from segzero_edge.manifest import (
     new_manifest,
     save_manifest,
 )
+from segzero_edge.reasoner import contract as reasoner_contract
+from segzero_edge.sam2 import contract as sam2_contract
 from segzero_edge.sam2.contract import DECODER, ENCODER, Sam2Settings, decoder_spec, encoder_spec
 from segzero_edge.trt.build import BuildOptions, build_record, install_build, plan_build
 from segzero_edge.trt.profiles import build_key, find_build, profile_shapes
 
 SHAPES = {
-    "image_embed": (1, 256, 64, 64),
-    "high_res_feats_0": (1, 32, 256, 256),
-    "high_res_feats_1": (1, 64, 128, 128),
+    sam2_contract.IMAGE_EMBED: (1, 256, 64, 64),
+    sam2_contract.HIGH_RES_FEATS_0: (1, 32, 256, 256),
+    sam2_contract.HIGH_RES_FEATS_1: (1, 64, 128, 128),
 }
 
 
@@ -48,10 +50,10 @@ def test_profiles_from_manifest_dynamic_dims():
     spec = decoder_spec(SHAPES, 256, objects=(1, 1, 16), points=(1, 4, 16))
     prof = profile_shapes(spec)
     assert prof == {
-        "point_coords": ((1, 1, 2), (1, 4, 2), (16, 16, 2)),
-        "point_labels": ((1, 1), (1, 4), (16, 16)),
-        "mask_input": ((1, 1, 256, 256), (1, 1, 256, 256), (16, 1, 256, 256)),
-        "has_mask_input": ((1,), (1,), (16,)),
+        sam2_contract.POINT_COORDS: ((1, 1, 2), (1, 4, 2), (16, 16, 2)),
+        sam2_contract.POINT_LABELS: ((1, 1), (1, 4), (16, 16)),
+        sam2_contract.MASK_INPUT: ((1, 1, 256, 256), (1, 1, 256, 256), (16, 1, 256, 256)),
+        sam2_contract.HAS_MASK_INPUT: ((1,), (1,), (16,)),
     }
     assert profile_shapes(encoder_spec(1024, SHAPES)) == {}  # static graph: no profile
     no_profile = GraphSpec(file="g.onnx", inputs=(TensorSpec("x", "float32", ("batch", 3)),), outputs=())
@@ -76,12 +78,12 @@ def test_plan_policies_and_overrides(tmp_path):
     manifest = load_manifest(_small_engine_dir(tmp_path / "e"))
     plans = {p.graph: p for p in plan_build(manifest)}
     assert plans[ENCODER].precision == "fp16-mixed" and plans[DECODER].precision == "fp32"
-    assert plans[ENCODER].profiles == {} and plans[DECODER].profiles["point_coords"][2] == (16, 16, 2)
+    assert plans[ENCODER].profiles == {} and plans[DECODER].profiles[sam2_contract.POINT_COORDS][2] == (16, 16, 2)
     assert plans[DECODER].engine_name == "sam2.mask_decoder.engine"
     fp32 = plan_build(manifest, BuildOptions(precision={ENCODER: "fp32"}, graphs=(ENCODER,)))
     assert [(p.graph, p.precision) for p in fp32] == [(ENCODER, "fp32")]
     with pytest.raises(InputError, match=r"reasoner\.decoder"):
-        plan_build(manifest, BuildOptions(graphs=("reasoner.decoder",)))
+        plan_build(manifest, BuildOptions(graphs=(reasoner_contract.DECODER,)))
 
 
 def test_install_records_build_atomically_and_replaces_older(tmp_path):
@@ -135,8 +137,8 @@ def test_trt_backend_unavailable_is_explained(tmp_path):
         pytest.skip("TensorRT is installed here; this test covers machines without it")
     except ImportError:
         pass
-    from segzero_edge.sam2.runtime import Sam2Runtime
+    from segzero_edge.sam2 import Sam2Pipeline
 
     engine_dir = _small_engine_dir(tmp_path / "e")
     with pytest.raises(BackendUnavailableError, match=r"segzero-edge\[tensorrt\]"):
-        Sam2Runtime(engine_dir, backend="trt")
+        Sam2Pipeline(engine_dir, backend="trt")

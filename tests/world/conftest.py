@@ -10,9 +10,9 @@ def tiny_world(tmp_path_factory):
     """A tiny (112 px) world reasoner with a tokenizer trained on world texts, and 16 train rows."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from segzero_edge.export.builders.qwen import build_tiny_qwen25vl
-    from segzero_edge.training.world.dataset import read_index, write_world_dataset
-    from segzero_edge.training.world.reasoner import world_corpus
+    from segzero_edge.reference.builders.qwen import build_tiny_qwen25vl
+    from segzero_edge.world.dataset import read_index, write_world_dataset
+    from segzero_edge.world.reasoner import world_corpus
 
     root = tmp_path_factory.mktemp("world_sft")
     written = write_world_dataset(root / "data", input_size=112, splits=("train",), counts={"train": 16})

@@ -2,7 +2,7 @@
 
 ``benchmarks/results/world_accuracy.json`` holds, per deployment path, every test sample's mask IoU
 (``python benchmarks/world_accuracy.py``). Here the shipped checkpoints (assets/world/) go through the same
-export as ``make demo`` (``export.demo.export_world_engine``: INT4 reasoner, SAM2, both validated) and
+export as ``make demo`` (``world.demo.export_world_engine``: INT4 reasoner, SAM2, both validated) and
 ``Segmenter`` on ONNX Runtime, over the first test scenes; gIoU must match the reported INT4 + constraint
 row on the same scenes, within a margin, and every answer must parse. A regression anywhere (prompt,
 image preprocessing, graphs, quantization, answer decoding, coordinate scaling, SAM2 prompts, mask
@@ -23,6 +23,9 @@ pytest.importorskip("onnxruntime", reason="the runtime needs onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results" / "world_accuracy.json"
+
+from segzero_edge.world import ASSETS  # noqa: E402
+
 ROW = "INT4 + constraint"
 SAMPLES = 100
 #: gIoU of these samples may differ from the recorded run by this much: the recorded run used the same
@@ -42,7 +45,7 @@ def reported() -> dict:
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> Path:
     """The ``make demo`` engine: ``WORK/engine_world_int4`` (``segzero-edge demo --work-dir WORK`` reuses it)."""
-    from segzero_edge.export.demo import export_world_engine
+    from segzero_edge.world.demo import export_world_engine
 
     out, _ = export_world_engine(tmp_path_factory.mktemp("world") / "engine_world_int4", "int4")
     return out
@@ -50,8 +53,8 @@ def engine(tmp_path_factory) -> Path:
 
 def test_results_belong_to_the_shipped_checkpoints(reported):
     """The table was measured on the checkpoints in the repository (they are committed together)."""
-    from segzero_edge.export.demo import WORLD_REASONER, WORLD_SAM2
     from segzero_edge.manifest import sha256_file
+    from segzero_edge.world.demo import WORLD_REASONER, WORLD_SAM2
 
     assert reported["split"] == "test"
     assert reported["reasoner_weights_sha256"] == sha256_file(WORLD_REASONER / "model.safetensors")
@@ -65,7 +68,7 @@ def test_results_belong_to_the_shipped_checkpoints(reported):
 def test_shipped_models_reach_the_reported_giou(engine, reported, tmp_path):
     from segzero_edge import Segmenter
     from segzero_edge.evaluation import evaluate
-    from segzero_edge.training.world.dataset import write_split
+    from segzero_edge.world.dataset import write_split
 
     split = write_split("test", tmp_path / "data", count=SAMPLES)
     row = reported["rows"][ROW]
@@ -114,16 +117,16 @@ def test_demo_masks_the_shape_the_instruction_means(engine):
     from PIL import Image
 
     from segzero_edge import Segmenter
-    from segzero_edge.training.scenes import generate_samples
+    from segzero_edge.world.scenes import generate_samples
 
-    meta = json.loads((ROOT / "assets" / "demo_scene.json").read_text())
-    rgb = np.asarray(Image.open(ROOT / "assets" / "demo_scene.png").convert("RGB"))
+    meta = json.loads((ASSETS / "demo_scene.json").read_text())
+    rgb = np.asarray(Image.open(ASSETS / "demo_scene.png").convert("RGB"))
     scene, query = next(
         (sc, q) for sc, q in generate_samples(2024, 8, 448) if q.text == meta["text"] and np.array_equal(sc.image, rgb)
     )
     assert scene.objects[query.target].describe() == meta["target"]
     truth = scene.masks[query.target]
-    with Segmenter(engine, device="cpu", max_new_tokens=320) as seg:  # the demo's settings (export/demo.py)
+    with Segmenter(engine, device="cpu", max_new_tokens=320) as seg:  # the demo's settings (world/demo.py)
         res = seg.predict(rgb, meta["text"])
     assert res.found, res.error
     iou = np.logical_and(res.mask, truth).sum() / np.logical_or(res.mask, truth).sum()
@@ -136,7 +139,7 @@ def test_a_cached_engine_of_another_precision_is_exported_again(engine, tmp_path
     """The cache key of `make demo`'s engine is the whole recorded precision: block size and INT8 layers."""
     import shutil
 
-    from segzero_edge.export import demo
+    from segzero_edge.world import demo
 
     cached = shutil.copytree(engine, tmp_path / engine.name)  # the module's engine stays as it is
     assert demo.export_world_engine(cached, "int4")[1] == 0.0  # same sources and precision: reused

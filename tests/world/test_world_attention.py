@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from segzero_edge.training.world.attention import (  # noqa: E402
+from segzero_edge.world.attention import (  # noqa: E402
     FIRST_LAYER,
     HEAD,
     answer_token_indices,
@@ -36,7 +36,7 @@ def test_coverage_target_is_the_masks_share_of_each_token():
 
 
 def test_answer_token_indices_start_at_the_answer_tag(tiny_world):
-    from segzero_edge.backends.hf_loading import load_qwen_processor
+    from segzero_edge.reference.qwen import load_qwen_processor
 
     text = (
         '<think>the red star.</think><answer>{"bbox": [1,2,30,40], "points_1": [5,6], '
@@ -51,7 +51,7 @@ def test_answer_token_indices_start_at_the_answer_tag(tiny_world):
 
 
 def test_mention_token_groups_map_think_phrases_and_the_answer_to_their_objects(tiny_world):
-    from segzero_edge.backends.hf_loading import load_qwen_processor
+    from segzero_edge.reference.qwen import load_qwen_processor
 
     reasoning = "I see 2 shapes: a red star at the top, a blue circle at the bottom. The star is red."
     mentions = [(16, 37, 3), (39, 66, 0)]  # "a red star at the top", "a blue circle at the bottom"
@@ -98,7 +98,7 @@ def test_attention_loss_is_the_cross_entropy_against_the_coverage():
 
 
 def test_sft_with_answer_attention_learns_to_look_at_the_target(tiny_world, tmp_path):
-    from segzero_edge.training.world.sft import SFTConfig, run_sft
+    from segzero_edge.world.sft import SFTConfig, run_sft
 
     ckpt, written = tiny_world
     cfg = SFTConfig(
@@ -141,11 +141,11 @@ def test_sft_with_answer_attention_learns_to_look_at_the_target(tiny_world, tmp_
 
 
 def test_sft_with_mentions_supervises_the_think_phrases_too(tiny_world, tmp_path):
-    from segzero_edge.training.world.dataset import read_index
-    from segzero_edge.training.world.sft import SFTConfig, load_rows, run_sft
+    from segzero_edge.world.dataset import read_index
+    from segzero_edge.world.sft import SFTConfig, load_rows, run_sft
 
     ckpt, written = tiny_world
-    from segzero_edge.backends.hf_loading import load_qwen_processor
+    from segzero_edge.reference.qwen import load_qwen_processor
 
     tok = load_qwen_processor(ckpt).tokenizer
     answer_only = load_rows(written["train_segzero"], written["train"], tok, 112, 4, attention_token_px=28)

@@ -14,7 +14,7 @@ COUNTS = {"train": 6, "val": 2, "test": 3}
 
 
 def _write(root: Path) -> dict:
-    from segzero_edge.training.world.dataset import write_world_dataset
+    from segzero_edge.world.dataset import write_world_dataset
 
     return write_world_dataset(root, input_size=112, counts=COUNTS)
 
@@ -43,8 +43,8 @@ def test_index_layout_and_prepare(two_writes):
 
     from segzero_edge.training.prepare import iter_index
     from segzero_edge.training.rewards import parse_solution
-    from segzero_edge.training.scenes import generate_samples
-    from segzero_edge.training.world import SCENE_SIZE, SPLITS
+    from segzero_edge.world import SCENE_SIZE, SPLITS
+    from segzero_edge.world.scenes import generate_samples
 
     written, root, _, _ = two_writes
     for name, n in COUNTS.items():

@@ -16,7 +16,7 @@ SFT_LOSS_DROP = 0.5
 
 
 def test_few_sft_steps_reduce_the_loss(tiny_world, tmp_path):
-    from segzero_edge.training.world.sft import SFTConfig, run_sft
+    from segzero_edge.world.sft import SFTConfig, run_sft
 
     ckpt, written = tiny_world
     cfg = SFTConfig(steps=8, batch_size=4, learning_rate=3e-3, warmup_steps=0, save_steps=4, threads=1)
@@ -41,7 +41,7 @@ def test_few_sft_steps_reduce_the_loss(tiny_world, tmp_path):
 
 
 def test_grounding_targets_follow_the_label_map():
-    from segzero_edge.training.world.grounding import COLOR_NAMES, token_targets
+    from segzero_edge.world.grounding import COLOR_NAMES, token_targets
 
     labels = np.zeros((56, 56), np.uint8)
     labels[0:28, 28:56] = 1  # object 0 fills the top-right token
@@ -57,7 +57,7 @@ def test_grounding_targets_follow_the_label_map():
 
 def test_digit_targets_are_the_answer_digits_of_the_covering_object():
     from segzero_edge.training.data import record_geometry
-    from segzero_edge.training.world.grounding import (
+    from segzero_edge.world.grounding import (
         DIGIT_PROBLEMS,
         IGNORE,
         answer_digits,
@@ -82,7 +82,7 @@ def test_digit_targets_are_the_answer_digits_of_the_covering_object():
 
 
 def test_sft_with_the_grounding_loss_trains_the_head_and_resumes_exactly(tiny_world, tmp_path):
-    from segzero_edge.training.world.sft import STATE_FILE, SFTConfig, run_sft
+    from segzero_edge.world.sft import STATE_FILE, SFTConfig, run_sft
 
     ckpt, written = tiny_world
     cfg = SFTConfig(

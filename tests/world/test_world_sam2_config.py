@@ -10,13 +10,15 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs torch (export/train extra)")
 pytest.importorskip("sam2", reason="needs the official sam2 package (make install installs it)")
 
-from segzero_edge.backends.sam2_checkpoint import build_sam2_model  # noqa: E402
 from segzero_edge.errors import CheckpointError, ConfigError, InputError  # noqa: E402
+from segzero_edge.reference.sam2_model import build_sam2_model  # noqa: E402
+from segzero_edge.sam2 import contract as sam2_contract  # noqa: E402
 from segzero_edge.sam2.configs import SAM2_CONFIGS, is_config_file, resolve_sam2_config  # noqa: E402
+from segzero_edge.world import ASSETS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "assets" / "world" / "sam2_tiny.yaml"
-CHECKPOINT = ROOT / "assets" / "world" / "sam2_tiny.pt"
+CONFIG = ASSETS / "sam2_tiny.yaml"
+CHECKPOINT = ASSETS / "sam2_tiny.pt"
 
 
 def test_config_builds_the_official_architecture():
@@ -39,14 +41,19 @@ def test_config_builds_the_official_architecture():
     assert model.sam_mask_decoder.dynamic_multimask_via_stability
     shapes = feature_shapes(model)
     assert shapes == {
-        "image_embed": (1, 96, 14, 14),
-        "high_res_feats_0": (1, 12, 56, 56),
-        "high_res_feats_1": (1, 24, 28, 28),
+        sam2_contract.IMAGE_EMBED: (1, 96, 14, 14),
+        sam2_contract.HIGH_RES_FEATS_0: (1, 12, 56, 56),
+        sam2_contract.HIGH_RES_FEATS_1: (1, 24, 28, 28),
     }
-    sizes = [shapes[n][2:] for n in ("high_res_feats_0", "high_res_feats_1", "image_embed")]
+    sizes = [
+        shapes[n][2:]
+        for n in (sam2_contract.HIGH_RES_FEATS_0, sam2_contract.HIGH_RES_FEATS_1, sam2_contract.IMAGE_EMBED)
+    ]
     with torch.no_grad():
         out = ImageEncoderGraph(model, sizes)(torch.randn(1, 3, 224, 224))
-    assert [tuple(t.shape) for t in out] == [shapes[k] for k in ("image_embed", "high_res_feats_0", "high_res_feats_1")]
+    assert [tuple(t.shape) for t in out] == [
+        shapes[k] for k in (sam2_contract.IMAGE_EMBED, sam2_contract.HIGH_RES_FEATS_0, sam2_contract.HIGH_RES_FEATS_1)
+    ]
 
 
 def test_config_file_resolution(tmp_path):
@@ -71,7 +78,7 @@ def test_config_file_must_target_the_sam2_package(tmp_path):
 
 
 def test_shipped_checkpoint_is_official_format_and_small():
-    from segzero_edge.backends.sam2_checkpoint import load_sam2_model
+    from segzero_edge.reference.sam2_model import load_sam2_model
 
     assert CHECKPOINT.stat().st_size < 10_000_000
     state = torch.load(CHECKPOINT, map_location="cpu", weights_only=True)

@@ -15,10 +15,12 @@ pytest.importorskip("sam2", reason="needs the official sam2 package (make instal
 pytest.importorskip("onnxruntime", reason="needs onnxruntime (extra: ort)")
 
 from segzero_edge.manifest import load_manifest, sha256_file
+from segzero_edge.sam2 import contract as sam2_contract
+from segzero_edge.world import ASSETS
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "assets" / "world" / "sam2_tiny.yaml"
-CHECKPOINT = ROOT / "assets" / "world" / "sam2_tiny.pt"
+CONFIG = ASSETS / "sam2_tiny.yaml"
+CHECKPOINT = ASSETS / "sam2_tiny.pt"
 RESULTS = ROOT / "benchmarks" / "results" / "world_sam2.json"
 SAMPLES = 12
 
@@ -43,8 +45,8 @@ def test_export_records_the_config_file_and_its_size(engine):
     m = load_manifest(engine)
     settings = m.component("sam2")
     assert settings["image_size"] == 224 and settings["low_res_size"] == 56
-    assert m.graph("sam2.image_encoder").inputs[0].shape == (1, 3, 224, 224)
-    assert m.graph("sam2.mask_decoder").inputs[0].shape == (1, 96, 14, 14)
+    assert m.graph(sam2_contract.ENCODER).inputs[0].shape == (1, 3, 224, 224)
+    assert m.graph(sam2_contract.DECODER).inputs[0].shape == (1, 96, 14, 14)
     (src,) = [s for s in m.sources if s.component == "sam2"]
     assert src.sha256 == sha256_file(CHECKPOINT)
     assert src.details["config_sha256"] == sha256_file(CONFIG)
@@ -55,18 +57,18 @@ def test_export_records_the_config_file_and_its_size(engine):
 
 @pytest.mark.slow
 def test_engine_reaches_the_reported_test_iou(engine):
-    from segzero_edge.sam2 import Sam2Runtime
-    from segzero_edge.training.world.sam2_data import SceneStore, gt_prompt
+    from segzero_edge.sam2 import Sam2Pipeline
+    from segzero_edge.world.sam2_data import SceneStore, gt_prompt
 
     reported = json.loads(RESULTS.read_text())
     assert reported["split"] == "test" and reported["checkpoint_sha256"] == sha256_file(CHECKPOINT)
     store = SceneStore.from_split("test", SAMPLES)
-    runtime = Sam2Runtime(engine, device="cpu", backend="ort", threads=2)
+    runtime = Sam2Pipeline(engine, device="cpu", backend="ort", threads=2)
     ious = []
     for i in range(len(store)):
         gt = store.target_mask(i)
         p = gt_prompt(gt)
-        mask = runtime.segment(store.images[i], boxes=p.box, points=p.points[None]).masks[0]
+        mask = runtime.segment(store.images[i], box=p.box, points=p.points[None]).masks[0]
         ious.append(np.logical_and(mask, gt).sum() / np.logical_or(mask, gt).sum())
     same = reported["per_sample_iou"]["onnx"][:SAMPLES]
     assert np.mean(ious) >= np.mean(same) - 0.02, (np.mean(ious), np.mean(same))

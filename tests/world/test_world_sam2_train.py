@@ -13,14 +13,14 @@ pytest.importorskip("sam2", reason="needs the official sam2 package (make instal
 
 from segzero_edge.errors import ConfigError  # noqa: E402
 from segzero_edge.training.data import mask_box  # noqa: E402
-from segzero_edge.training.world.sam2_data import SceneStore, gt_prompt, sample_prompt  # noqa: E402
-from segzero_edge.training.world.sam2_model import (  # noqa: E402
+from segzero_edge.world.sam2_data import SceneStore, gt_prompt, sample_prompt  # noqa: E402
+from segzero_edge.world.sam2_model import (  # noqa: E402
     build_model,
     decode,
     default_config_path,
     encode,
 )
-from segzero_edge.training.world.sam2_train import TrainSettings, make_batch, mask_losses, train  # noqa: E402
+from segzero_edge.world.sam2_train import TrainSettings, make_batch, mask_losses, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")

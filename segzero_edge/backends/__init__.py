@@ -1,1 +1,0 @@
-"""Inference backends and checkpoint loaders; each imports its heavy dependencies lazily."""

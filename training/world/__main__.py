@@ -1,7 +1,0 @@
-"""``python -m segzero_edge.training.world``: see ``cli.py``."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
