@@ -12,7 +12,7 @@ Usage (from the repository root, after ``make install``)::
     .venv/bin/python benchmarks/bench_answer.py                 # writes benchmarks/results/answer.{json,md}
     .venv/bin/python benchmarks/bench_answer.py --quick --out /tmp/bench
 
-Targets (issue 3): native >= 20x the twin and < 10 us for a typical answer; constraint <= 0.2 ms/step.
+Targets: native >= 20x the twin and < 10 us for a typical answer; constraint <= 0.2 ms/step.
 Timings are the minimum of several repeats (the machine may be shared); ratios come from one run.
 """
 
@@ -93,7 +93,7 @@ def bench_stream(tokenizer, texts: list[str], repeats: int) -> dict:
     res = {}
     for name, cls in (("native", answer._native.AnswerStream), ("python", _stream_py.AnswerStream)):
         for pieces in pieces_per_text[:5]:  # warm-up
-            s = cls(False)
+            s = cls()
             for p in pieces:
                 s.feed(p)
         best = float("inf")
@@ -101,7 +101,7 @@ def bench_stream(tokenizer, texts: list[str], repeats: int) -> dict:
         for _ in range(repeats):
             t0 = time.perf_counter()
             for pieces in pieces_per_text:
-                s = cls(False)
+                s = cls()
                 for p in pieces:
                     if s.feed(p):
                         break

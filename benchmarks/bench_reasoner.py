@@ -76,7 +76,7 @@ def prompt_inputs(reasoner):
 def _ort_worker(engine: Path, threads: int, new_tokens: int):
     """ONNX Runtime side: returns ``run() -> (prefill s, decode s)`` and the static facts of the engine."""
     from segzero_edge.reasoner import ReasonerPipeline
-    from segzero_edge.reasoner.rope import decode_position_ids
+    from segzero_edge.reasoner.preprocess import decode_position_ids
 
     r = ReasonerPipeline(engine, device="cpu", threads=threads)
     ids, embeds, positions, delta = prompt_inputs(r)

@@ -81,8 +81,7 @@ def worker_ours(
     providers, threads and graph-optimization settings as ``Sam2Pipeline``)."""
     from segzero_edge.ort import create_session
     from segzero_edge.sam2 import Sam2Pipeline
-    from segzero_edge.sam2.host import preprocess
-    from segzero_edge.sam2.prompts import build_prompts
+    from segzero_edge.sam2.host import build_prompts, preprocess
 
     rt = Sam2Pipeline(engine, device="cpu", backend="ort", threads=threads)
     s = rt.settings

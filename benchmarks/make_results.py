@@ -294,7 +294,7 @@ SECTIONS: tuple[Section, ...] = (
         "constraint, thinking budget, ONNX vs torch SAM2. One changed greedy answer moves gIoU by up to 0.5 "
         "points, so deltas of a few tenths are a handful of samples.",
         ("world_accuracy.json",),
-        "python benchmarks/world_accuracy.py",
+        "python -m segzero_edge.world accuracy",
         ("path", "samples", "gIoU", "Δ vs torch fp32", "cIoU", "parse rate %", "ms / sample"),
         world_accuracy_rows,
     ),

@@ -299,7 +299,7 @@ int phase_of(const segzero::ConstraintCursor& c) {
 PYBIND11_MODULE(_native, m) {
   m.doc() = "segzero-edge native extension (answer decoding and the answer constraint)";
   m.attr("__version__") = SEGZERO_EDGE_VERSION;
-  m.def("abi_version", []() { return 2; }, "Version of the native interface; bumped when bindings change.");
+  m.def("abi_version", []() { return 3; }, "Version of the native interface; bumped when bindings change.");
 
   m.def("decode", &decode, py::arg("text"), py::arg("image_w"), py::arg("image_h"), py::arg("model_w"),
         py::arg("model_h"),
@@ -311,7 +311,7 @@ PYBIND11_MODULE(_native, m) {
                py::reinterpret_steal<py::object>(PyCFunction_NewEx(&kDecodeAnswerDef, nullptr, m.ptr())));
 
   py::class_<segzero::AnswerStream>(m, "AnswerStream")
-      .def(py::init<bool>(), py::arg("stop_at_json_end") = false)
+      .def(py::init<>())
       .def(
           "feed",
           [](segzero::AnswerStream& s, const py::str& piece) {

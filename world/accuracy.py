@@ -1,10 +1,10 @@
-"""Accuracy of the deployment path on the small world's test split (issue 9, item 5): one table.
+"""Accuracy of the deployment path on the small world's test split: one table.
 
-    python benchmarks/world_accuracy.py [--reasoner assets/world/reasoner] [--sam2 assets/world/sam2_tiny.pt]
-        [--sam2-config assets/world/sam2_tiny.yaml] [--count 200] [--work-dir .cache/world_accuracy]
+    python -m segzero_edge.world accuracy [--reasoner DIR] [--sam2 PT] [--sam2-config YAML] [--count 200]
+        [--work-dir .cache/world_accuracy] [--compare JSON]      (defaults: the shipped world/assets)
 
 The shipped world models (or any reasoner checkpoint + SAM2 checkpoint) are exported three times with
-``export.demo.export_world_engine`` (the ``make demo`` export: reasoner fp32, INT8, INT4 with block size
+``world.demo.export_world_engine`` (the ``make demo`` export: reasoner fp32, INT8, INT4 with block size
 ``WORLD_BLOCK_SIZE`` and the first decoder layer at INT8, ``WORLD_INT8_LAYERS``; the same SAM2 in each;
 every export validated against torch), and every row runs
 ``Segmenter.predict`` over the test split through ``segzero_edge.evaluation.evaluate`` (gIoU / cIoU per
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "what": "gIoU / cIoU (spec §7) of Segmenter.predict on the world split per deployment path",
-        "command": " ".join(["python benchmarks/world_accuracy.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python -m segzero_edge.world accuracy", *(argv if argv is not None else sys.argv[1:])]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "split": args.split,
         "reasoner": _shown(args.reasoner),

@@ -17,7 +17,7 @@ the target when the think names it, but the think itself is written blind: the i
 shapes: a red star at the top, ...") has to find the *next* shape in reading order, and a 3-layer model
 trained on the language-model loss alone named the first shape's colour right 30% of the time (val,
 shipped reasoner of 2026-12-02). The dataset records which object every think phrase describes
-(``training.scenes.Query.mentions``); the same head is then supervised at every position that predicts a
+(``world.scenes.Query.mentions``); the same head is then supervised at every position that predicts a
 token of such a phrase, towards that object's coverage: one meaning for the head throughout ("the object
 being talked about").
 

@@ -77,13 +77,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=SFT_GROUNDING_WEIGHT,
         help="weight of the dense grounding loss on the vision tokens during SFT "
-        f"(training/world/grounding.py; 0 = off; default {SFT_GROUNDING_WEIGHT})",
+        f"(world/grounding.py; 0 = off; default {SFT_GROUNDING_WEIGHT})",
     )
     t.add_argument(
         "--sft-attention-weight",
         type=float,
         default=SFT_ATTENTION_WEIGHT,
-        help="weight of the answer-attention supervision during SFT (training/world/attention.py: "
+        help="weight of the answer-attention supervision during SFT (world/attention.py: "
         f"one head per text layer looks at the target's image tokens; 0 = off; default "
         f"{SFT_ATTENTION_WEIGHT})",
     )

@@ -11,12 +11,12 @@
 
 ``objects`` lists ``{"color", "shape"}`` of every object in label order (drawing order). ``labels`` and
 ``objects`` are the scene's full annotation (like a panoptic label): the SFT's grounding loss reads them
-(``training.world.grounding``); evaluation and ``prepare_dataset`` only need ``mask``.
+(``world.grounding``); evaluation and ``prepare_dataset`` only need ``mask``.
 
 ``reasoning`` is the scene generator's templated chain of thought (used for supervised warm-starting);
 readers that do not know it ignore it. ``mentions`` lists the spans of ``reasoning`` that describe one
 object, ``[start, end, k]`` (character offsets; ``k`` indexes ``objects`` and ``labels``), for the SFT's
-attention supervision (``training.scenes.Query.mentions``). ``write_world_dataset`` writes every split
+attention supervision (``world.scenes.Query.mentions``). ``write_world_dataset`` writes every split
 and converts the train split with our own ``prepare_dataset`` (Seg-Zero's box and point rules) to
 ``out/train_segzero`` at the reasoner's input size. Everything is a pure function of the split seeds: the
 same call writes the same bytes (PNG via PIL with fixed settings, JSON with sorted keys, parquet without
@@ -65,7 +65,7 @@ def _progress(iterable, total: int, desc: str):
 def write_split(name: str, out_dir: str | Path, *, count: int | None = None, think_boxes: bool = False) -> SplitFiles:
     """Write split ``name`` of ``SPLITS`` (first ``count`` samples, default all) to ``out_dir/name``.
 
-    ``think_boxes``: the templated reasoning gives every shape's box (``training.scenes.generate_queries``);
+    ``think_boxes``: the templated reasoning gives every shape's box (``world.scenes.generate_queries``);
     the scenes, queries and masks are the same either way.
 
     Record ids are ``<split>_<index:05d>``. Returns the folder, index path and record count.

@@ -1,6 +1,6 @@
 """``segzero-edge demo`` (``make demo``): the whole pipeline on the small world's trained models, offline.
 
-1. export the shipped world models (``assets/world/``: the tiny Qwen2.5-VL reasoner trained here with SFT +
+1. export the shipped world models (``world/assets/``: the tiny Qwen2.5-VL reasoner trained here with SFT +
    GRPO, and the tiny official-architecture SAM2 trained here) into one engine directory: INT4 reasoner,
    both exports validated against torch (cached; re-exported when the checkpoints change),
 2. run ``Segmenter.predict`` on the world scene that ships with the repository,
@@ -188,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
     weights = (
         "random (tiny Qwen2.5-VL-architecture reasoner, SAM2.1 hiera-t)"
         if args.random
-        else f"trained world models (assets/world/), reasoner {args.weights}"
+        else f"trained world models (world/assets/), reasoner {args.weights}"
     )
     overlay, record_path, _ = save_result(
         rgb,
@@ -222,6 +222,6 @@ COMMAND = Command(
     name="demo",
     add_arguments=_add_arguments,
     run=_run,
-    description="Export the small world's trained tiny models (assets/world/, cached) to an engine directory and "
+    description="Export the small world's trained tiny models (world/assets/, cached) to an engine directory and "
     "segment the bundled scene with Segmenter.predict; writes an overlay PNG and a JSON file. Offline.",
 )

@@ -1,10 +1,10 @@
 """Mask IoU of the world's tiny SAM2 given ground-truth prompts: the torch model and the exported engine.
 
-    python benchmarks/world_sam2.py [--checkpoint assets/world/sam2_tiny.pt] [--config assets/world/sam2_tiny.yaml]
+    python -m segzero_edge.world eval-sam2 [--checkpoint PT] [--config YAML]      (defaults: the shipped world/assets)
         [--split test] [--count 200] [--engine-dir DIR] [--threads 2]
 
 For every (scene, query) sample of the split, the prompt is the query target's ground truth in the
-Seg-Zero geometry (``training.world.sam2_data.gt_prompt``: tight box + the two mask points), and the
+Seg-Zero geometry (``world.sam2_data.gt_prompt``: tight box + the two mask points), and the
 mask is compared with the target's visible mask. Two paths, each with Seg-Zero's mask choice (the
 multimask output with the highest predicted IoU):
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_start": list(load_start),
             "loadavg_end": list(os.getloadavg()),
         },
-        "command": "python benchmarks/world_sam2.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m segzero_edge.world eval-sam2 " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

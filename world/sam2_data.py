@@ -99,7 +99,7 @@ class SceneStore:
 
     @classmethod
     def from_split(cls, name: str, count: int | None = None) -> SceneStore:
-        """The first ``count`` samples (default: all) of split ``name`` of ``training.world.SPLITS``.
+        """The first ``count`` samples (default: all) of split ``name`` of ``world.SPLITS``.
 
         The first n samples of a split are the same whatever count was asked for (the generator is
         sequential), so a prefix is still the split.

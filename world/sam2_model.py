@@ -1,6 +1,6 @@
 """The tiny SAM2 of the world: the official ``SAM2Base`` built from our config file, and its forward pass.
 
-The config (``assets/world/sam2_tiny.yaml``) is in the official format (``sam2/configs/sam2.1/*.yaml``:
+The config (``world/assets/sam2_tiny.yaml``) is in the official format (``sam2/configs/sam2.1/*.yaml``:
 ``# @package _global_`` and a ``model:`` node of ``_target_`` entries). ``build_sam2`` of the official
 package only composes configs *inside* the package through Hydra's search path, so a config file is
 loaded with OmegaConf and instantiated with ``hydra.utils.instantiate`` exactly like ``build_sam2``

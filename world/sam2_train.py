@@ -15,7 +15,7 @@ image path: multimask outputs with the loss of the best of the three (focal x 20
 weights), the IoU head regressed (MSE) on the true IoU of every output mask, and the object score
 head trained with BCE (every prompt here has an object).
 
-The loop: each step takes ``batch`` training scenes (``training.world.SPLITS["train"]``), encodes
+The loop: each step takes ``batch`` training scenes (``world.SPLITS["train"]``), encodes
 them once, and decodes up to ``objects`` objects per scene with a jittered box and two points
 (``sam2_data.sample_prompt``, the prompts the reasoner gives). Token 0 (the single-mask output) is
 trained on the target too, so both runtime mask modes work. Losses are computed on the logits

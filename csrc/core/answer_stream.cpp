@@ -20,63 +20,19 @@ void AnswerStream::reset() {
   reason_ = StopReason::None;
   tag_state_ = 0;
   tentative_ = false;
-  json_started_ = in_string_ = escape_ = false;
-  quote_ = 0;
-  depth_ = 0;
   consumed_ = 0;
 }
 
 void AnswerStream::enter_answer(bool tentative) {
   phase_ = StreamPhase::Answer;
   tentative_ = tentative;
-  json_started_ = in_string_ = escape_ = false;
-  quote_ = 0;
-  depth_ = 0;
-}
-
-// Bracket counting for stop_at_json_end; true when the first JSON value of the answer has closed.
-bool AnswerStream::json_byte(char c) {
-  if (!json_started_) {
-    if (c == '{' || c == '[') {
-      json_started_ = true;
-      depth_ = 1;
-    }
-    return false;
-  }
-  if (in_string_) {
-    if (escape_) {
-      escape_ = false;
-    } else if (c == '\\') {
-      escape_ = true;
-    } else if (c == quote_) {
-      in_string_ = false;
-    }
-    return false;
-  }
-  switch (c) {
-    case '"':
-    case '\'':
-      in_string_ = true;
-      quote_ = c;
-      return false;
-    case '{':
-    case '[':
-      ++depth_;
-      return false;
-    case '}':
-    case ']':
-      return --depth_ == 0;
-    default:
-      return false;
-  }
 }
 
 bool AnswerStream::feed(const char* data, size_t n) {
   if (phase_ == StreamPhase::Done) return true;
   const TagMatcher& tags = stream_tags();
   for (size_t i = 0; i < n; ++i) {
-    const char c = data[i];
-    tag_state_ = tags.step(tag_state_, static_cast<unsigned char>(c));
+    tag_state_ = tags.step(tag_state_, static_cast<unsigned char>(data[i]));
     const int tag = tags.match(tag_state_);
     switch (phase_) {
       case StreamPhase::Pre:
@@ -97,9 +53,6 @@ bool AnswerStream::feed(const char* data, size_t n) {
           reason_ = StopReason::AnswerClosed;
         } else if (tag == kThinkClose && tentative_) {
           phase_ = StreamPhase::After;
-        } else if (stop_at_json_end_ && json_byte(c)) {
-          phase_ = StreamPhase::Done;
-          reason_ = StopReason::JsonClosed;
         }
         break;
       case StreamPhase::Done:

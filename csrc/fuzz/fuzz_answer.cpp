@@ -69,7 +69,7 @@ void check_decode(const char* text, size_t n, const segzero::DecodeSizes& sizes)
 }
 
 void check_stream(const char* text, size_t n, uint8_t seed) {
-  segzero::AnswerStream whole(seed & 1), cut(seed & 1);
+  segzero::AnswerStream whole, cut;
   const bool done = whole.feed(text, n);
   size_t pos = 0, step = 1 + (seed >> 1) % 7;
   bool cut_done = false;

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         required=True,
         help="official config, e.g. sam2.1_hiera_t, sam2.1_hiera_l, sam2_hiera_b+ (or the Hydra path), or a "
-        "config .yaml file in the official format (e.g. assets/world/sam2_tiny.yaml)",
+        "config .yaml file in the official format (e.g. world/assets/sam2_tiny.yaml)",
     )
     parser.add_argument(
         "--out",

@@ -25,8 +25,7 @@ import numpy as np
 from segzero_edge.errors import ExportValidationError
 from segzero_edge.reference.torch_sam2 import OfficialPredictor, official_preprocess, segzero_choice
 from segzero_edge.sam2 import Sam2Pipeline
-from segzero_edge.sam2.host import mask_iou, preprocess
-from segzero_edge.sam2.prompts import build_prompts
+from segzero_edge.sam2.host import build_prompts, mask_iou, preprocess
 
 from .config import Sam2ExportConfig
 from .samples import IMAGE_SIZES, PromptCase, prompt_cases, synthetic_image

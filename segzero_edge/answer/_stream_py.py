@@ -7,7 +7,7 @@ see the same events at the same places.
 from __future__ import annotations
 
 PRE, THINK, AFTER, ANSWER, DONE = 0, 1, 2, 3, 4
-REASON_NONE, REASON_ANSWER_CLOSED, REASON_JSON_CLOSED = 0, 1, 2
+REASON_NONE, REASON_ANSWER_CLOSED = 0, 1
 _THINK_OPEN, _THINK_CLOSE, _ANSWER_OPEN, _ANSWER_CLOSE = 0, 1, 2, 3
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
@@ -54,8 +54,7 @@ _TABLE, _OUT = _build_automaton(_TAGS)
 class AnswerStream:
     """Same interface as ``_native.AnswerStream``."""
 
-    def __init__(self, stop_at_json_end: bool = False) -> None:
-        self._stop_at_json_end = bool(stop_at_json_end)
+    def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
@@ -73,35 +72,6 @@ class AnswerStream:
     def _enter_answer(self, tentative: bool) -> None:
         self.phase = ANSWER
         self._tentative = tentative
-        self._json_started = False
-        self._in_string = False
-        self._escape = False
-        self._quote = ""
-        self._depth = 0
-
-    def _json_char(self, c: str) -> bool:
-        if not self._json_started:
-            if c == "{" or c == "[":
-                self._json_started = True
-                self._depth = 1
-            return False
-        if self._in_string:
-            if self._escape:
-                self._escape = False
-            elif c == "\\":
-                self._escape = True
-            elif c == self._quote:
-                self._in_string = False
-            return False
-        if c == '"' or c == "'":
-            self._in_string = True
-            self._quote = c
-        elif c == "{" or c == "[":
-            self._depth += 1
-        elif c == "}" or c == "]":
-            self._depth -= 1
-            return self._depth == 0
-        return False
 
     def feed(self, piece: str) -> bool:
         if self.phase == DONE:
@@ -131,8 +101,6 @@ class AnswerStream:
                     self.phase, self.reason = DONE, REASON_ANSWER_CLOSED
                 elif tag == _THINK_CLOSE and self._tentative:
                     self.phase = AFTER
-                elif self._stop_at_json_end and self._json_char(c):
-                    self.phase, self.reason = DONE, REASON_JSON_CLOSED
             if self.phase == DONE:
                 return True
         return False

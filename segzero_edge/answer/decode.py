@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 #: Environment variable that selects the pure-Python twin when set (to anything but "" or "0") before import.
 PURE_PYTHON_ENV = "SEGZERO_EDGE_PURE_PYTHON"
 #: Interface version of the native module this wrapper expects (``_native.abi_version()``).
-NATIVE_ABI = 2
+NATIVE_ABI = 3
 #: Longer texts are not decoded (ok=False): a model answer is a few kB; this bounds the work.
 MAX_TEXT_CHARS = 1 << 24
 _MAX_SIZE = (1 << 31) - 1
@@ -182,16 +182,15 @@ def decode_answer(
 
 
 _PHASES = ("pre", "think", "after_think", "answer", "done")
-_REASONS = (None, "answer_closed", "json_closed")
+_REASONS = (None, "answer_closed")
 
 
 class AnswerStream:
     """Incremental answer detection: feed text pieces as tokens arrive; ``feed`` returns True as soon as
     the answer is complete, so generation can stop there.
 
-    The answer is complete at ``</answer>``, or, with ``stop_at_json_end=True``, as soon as the first
-    JSON value after ``<answer>`` is closed (saving the tokens of ``</answer>``). Tags may be split
-    across pieces anywhere. The rules match ``decode_answer`` (see ``csrc/core/answer_stream.hpp``).
+    The answer is complete at ``</answer>``. Tags may be split across pieces anywhere. The rules match
+    ``decode_answer`` (see ``csrc/core/answer_stream.hpp``).
 
     Example::
 
@@ -204,9 +203,9 @@ class AnswerStream:
 
     __slots__ = ("_impl", "_pieces")
 
-    def __init__(self, *, stop_at_json_end: bool = False) -> None:
+    def __init__(self) -> None:
         cls = _native.AnswerStream if _native is not None else _stream_py.AnswerStream
-        self._impl = cls(bool(stop_at_json_end))
+        self._impl = cls()
         self._pieces: list[str] = []
 
     def feed(self, piece: str) -> bool:
@@ -228,7 +227,7 @@ class AnswerStream:
 
     @property
     def reason(self) -> str | None:
-        """Why the stream is done: "answer_closed", "json_closed", or None while not done."""
+        """Why the stream is done: "answer_closed", or None while not done."""
         return _REASONS[self._impl.reason]
 
     @property

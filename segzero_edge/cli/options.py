@@ -41,7 +41,8 @@ def add_option_arguments(parser: argparse.ArgumentParser, names: Sequence[str]) 
         if isinstance(default, bool):
             flag = FLAGS.get(name, f"--no-{name.replace('_', '-')}" if default else f"--{name.replace('_', '-')}")
             action = "store_false" if default else "store_true"
-            parser.add_argument(flag, dest=name, action=action, default=default, help=f"{help_text} (flag)")
+            text = f"do not {help_text} (on by default)" if default else f"{help_text} (off by default)"
+            parser.add_argument(flag, dest=name, action=action, default=default, help=text)
             continue
         kind = _TYPES[str(f.type).split("|")[0].strip()]
         parser.add_argument(
@@ -50,7 +51,7 @@ def add_option_arguments(parser: argparse.ArgumentParser, names: Sequence[str]) 
             type=kind,
             default=default,
             choices=f.metadata.get("choices"),
-            help=f"{help_text} (default: %(default)s)",
+            help=help_text if "default" in help_text else f"{help_text} (default: %(default)s)",
         )
 
 

@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
 def save_result(
     rgb, res, *, image: Path | str, text: str, out_dir: Path, stem: str, extra: dict | None = None
 ) -> tuple[Path, Path, dict]:
-    """Write ``out_dir/<stem>.overlay.png`` (mask tinted, box and points drawn) and ``<stem>.json`` for a
+    """Write ``out_dir/<stem>.overlay.png`` (``overlay.draw_overlay``) and ``<stem>.json`` for a
     ``Segmentation`` of the ``(H, W, 3)`` uint8 image ``rgb``. Returns both paths and the JSON record."""
     import numpy as np
 
@@ -165,5 +165,5 @@ COMMAND = Command(
     add_arguments=_add_arguments,
     run=_run,
     description="Segment the object an instruction refers to: prints the reasoning, box, points, score and "
-    "per-stage timings, and writes an overlay PNG (mask tinted, box and points drawn) and a JSON file.",
+    "per-stage timings, and writes an overlay PNG (mask tinted and outlined, box and points drawn) and a JSON file.",
 )

@@ -2,21 +2,19 @@
 
 ``contract`` (graph and tensor names, ``ReasonerSettings``), ``pipeline`` (``ReasonerPipeline`` over a
 ``ReasonerBackend``), ``ort_backend`` (ONNX Runtime), ``generate`` (the loop and ``GenerationOptions``),
-``preprocess``, ``tokenizer``, ``rope``.
+``preprocess`` (image preprocessing and M-RoPE positions). The prompt's text and token ids are
+``segzero_edge.prompt``.
 """
 
 from .generate import GenerationOptions, GenerationTrace, TokenConstraint, generate_loop
 from .pipeline import ReasonerBackend, ReasonerPipeline, ReasonerResult, VisionEmbeds
-from .preprocess import PreprocessConfig, PreprocessedImage, preprocess_image
-from .rope import decode_position_ids, mrope_position_ids
-from .tokenizer import PromptTokenizer
+from .preprocess import PreprocessConfig, PreprocessedImage, decode_position_ids, mrope_position_ids, preprocess_image
 
 __all__ = [
     "GenerationOptions",
     "GenerationTrace",
     "PreprocessConfig",
     "PreprocessedImage",
-    "PromptTokenizer",
     "ReasonerBackend",
     "ReasonerPipeline",
     "ReasonerResult",

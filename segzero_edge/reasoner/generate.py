@@ -6,8 +6,8 @@ after feeding tokens, so the ONNX Runtime decoder and tests plug in the same way
 * **Sampling**: greedy (``do_sample=False``) or seeded sampling with ``temperature``, ``top_k`` and
   ``top_p`` applied in that order, like ``transformers``' logits warpers.
 * **Stopping**: at an end-of-sequence id (the id is kept in the output, as ``transformers`` does), when the
-  streaming answer decoder (``segzero_edge.answer.AnswerStream``) sees the answer completed by
-  ``</answer>`` (``stop_at_answer``), or after ``max_new_tokens``.
+  answer is complete (``stop_at_answer``: the constraint says so when there is one, else the streaming answer
+  decoder ``segzero_edge.answer.AnswerStream`` sees ``</answer>`` close it), or after ``max_new_tokens``.
 * **Constraint** (``TokenConstraint``): before each sampled token it may give a mask of allowed ids; it
   may also *force* a run of tokens (JSON keys, brackets, ``</think><answer>`` once the thinking budget is
   spent). Forced tokens are appended together and fed to the model in **one** decoder call
@@ -54,7 +54,7 @@ class GenerationOptions:
 
     max_new_tokens: int = field(default=1024, metadata=_doc("most generated tokens"))
     constrained: bool = field(
-        default=True, metadata=_doc("constrain generation token by token so the answer always parses")
+        default=True, metadata=_doc("constrain generation token by token, so that the answer always parses")
     )
     thinking_budget: int | None = field(
         default=None,
@@ -117,8 +117,12 @@ class TokenConstraint(Protocol):
 
     ``mask(out)`` returns a bool mask over the model's logits (True = allowed), written into ``out`` when
     given, or None for no restriction; ``forced_ids()`` returns the tokens that must come next (empty when
-    the next token is free); ``advance(token_id)`` is called for every appended token, sampled or forced.
+    the next token is free); ``advance(token_id)`` is called for every appended token, sampled or forced;
+    ``done`` is True once the answer is complete.
     """
+
+    @property
+    def done(self) -> bool: ...
 
     def mask(self, out: np.ndarray | None = None) -> np.ndarray | None: ...
 
@@ -201,11 +205,13 @@ def generate_loop(
         options: sampling and stopping options.
         eos_ids: end-of-sequence ids.
         constraint: optional token constraint (mask + forced tokens).
-        text_step: incremental detokenizer (``TextStream.step``); needed for ``stop_at_answer``/``on_text``.
+        text_step: incremental detokenizer (``TextStream.step``); needed for ``on_text``, and for
+            ``stop_at_answer`` without a constraint.
         on_text: called with each new piece of text as it is generated.
     """
     sampler = Sampler(options)
-    stopper = AnswerStream() if options.stop_at_answer else None
+    stopper = AnswerStream() if options.stop_at_answer and constraint is None else None
+    stop_on_done = options.stop_at_answer and constraint is not None
     eos = {int(e) for e in eos_ids}
     tokens: list[int] = []
     pieces: list[str] = []
@@ -228,6 +234,9 @@ def generate_loop(
                 if stopper is not None and stopper.feed(piece):
                     stop_reason = "answer"
                     return True
+        if stop_on_done and constraint.done:
+            stop_reason = "answer"
+            return True
         if token in eos:
             stop_reason = "eos"
             return True

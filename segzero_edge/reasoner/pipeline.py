@@ -7,8 +7,8 @@
     res.timings_ms      # preprocess, vision, prefill, decode, total
 
 Per request: preprocessing (``preprocess.py``) -> the backend's vision tower (image embeddings; ``encode``,
-reusable across questions about one frame) -> prompt ids (``tokenizer.py``) -> token embeddings, image
-embeddings written at the ``<|image_pad|>`` positions -> M-RoPE position ids (``rope.py``) -> one backend step
+reusable across questions about one frame) -> prompt ids (``segzero_edge.prompt``) -> token embeddings, image
+embeddings written at the ``<|image_pad|>`` positions -> M-RoPE position ids (``preprocess.py``) -> one backend step
 over the prompt (prefill) -> the generation loop (``generate.py``), one backend step per call. Answer
 coordinates are in the ``input_size x input_size`` frame; ``segzero_edge.decode_answer`` maps them to the
 original image.
@@ -35,12 +35,11 @@ from ..errors import EngineIncompatibleError, InputError
 from ..frame import ImageLike
 from ..manifest import MANIFEST_NAME, Manifest, Verify, load_manifest
 from ..ort import SessionFactory
+from ..prompt import PromptTokenizer
 from ..types import Answer, GenerationStats
 from .contract import COMPONENT, ReasonerSettings, check_graphs
 from .generate import GenerationOptions, TokenConstraint, generate_loop
-from .preprocess import preprocess_image
-from .rope import decode_position_ids, mrope_position_ids
-from .tokenizer import PromptTokenizer
+from .preprocess import decode_position_ids, mrope_position_ids, preprocess_image
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +204,11 @@ class ReasonerPipeline:
         self.vision_spec, self.decoder_spec = check_graphs(self.manifest, self.settings)
         s = self.settings
         self.preprocess_config = s.preprocess
+        self.input_size = s.input_size  # the square model input: the frame of the answer's coordinates
+        self.num_image_tokens = s.num_image_tokens
         self.token_ids = dict(s.token_ids)
         self.eos_ids = s.eos_token_ids
+        self._grid = [s.preprocess.grid_thw]
         self.tokenizer = PromptTokenizer(self.engine_dir / s.files["tokenizer"], self.token_ids["image_pad"])
         self.backend = self._open_backend(backend, device, threads, io_binding, sessions, backend_options or {})
         self._constraint_factory = constraint_factory
@@ -232,11 +234,6 @@ class ReasonerPipeline:
             self.engine_dir, self.manifest, self.settings, device=device, threads=threads, **options
         )
 
-    @property
-    def input_size(self) -> int:
-        """The square model input in pixels (the frame of the answer's coordinates)."""
-        return self.settings.input_size
-
     # -- stages ----------------------------------------------------------------------------------
     def encode(self, image: ImageLike) -> VisionEmbeds:
         """Preprocess ``image`` and run the vision tower: the image embeddings of one frame."""
@@ -244,10 +241,9 @@ class ReasonerPipeline:
         pre = preprocess_image(image, self.preprocess_config)
         t1 = time.perf_counter()
         embeds = self.backend.vision(pre.pixel_values)
-        if embeds.shape[0] != self.settings.num_image_tokens:
+        if embeds.shape[0] != self.num_image_tokens:
             raise EngineIncompatibleError(
-                f"the vision tower returned {embeds.shape[0]} embeddings, the manifest says "
-                f"{self.settings.num_image_tokens}"
+                f"the vision tower returned {embeds.shape[0]} embeddings, the manifest says {self.num_image_tokens}"
             )
         t2 = time.perf_counter()
         return VisionEmbeds(
@@ -256,11 +252,11 @@ class ReasonerPipeline:
 
     def prompt(self, question: str, image_embeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """``(ids [seq], inputs_embeds [1, seq, hidden], position_ids [3, 1, seq], rope_delta)`` of a request."""
-        ids = self.tokenizer.encode_prompt(question, self.settings.num_image_tokens)
+        ids = self.tokenizer.encode_prompt(question, self.num_image_tokens)
         embeds = self.backend.embed(ids)
         embeds[ids == self.token_ids["image_pad"]] = image_embeds
         positions, delta = mrope_position_ids(
-            ids, self.token_ids["image_pad"], [self.preprocess_config.grid_thw], self.preprocess_config.merge_size
+            ids, self.token_ids["image_pad"], self._grid, self.preprocess_config.merge_size
         )
         return ids, embeds[None], positions, delta
 

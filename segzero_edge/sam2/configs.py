@@ -2,7 +2,7 @@
 
 A config is either the name of an official config shipped inside the ``sam2`` package (composed by
 Hydra, as ``sam2.build_sam.build_sam2`` does) or the path of a YAML file in the same official format
-(``# @package _global_`` + a ``model:`` node), e.g. ``assets/world/sam2_tiny.yaml``, the world's tiny
+(``# @package _global_`` + a ``model:`` node), e.g. ``world/assets/sam2_tiny.yaml``, the world's tiny
 SAM2. ``segzero_edge.reference.sam2_model.build_sam2_model`` (torch) builds either.
 """
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import EngineIncompatibleError, InputError
+from ..errors import EngineIncompatibleError
 from ..manifest import GraphSpec, Manifest, TensorSpec
 
 COMPONENT = "sam2"
@@ -46,14 +46,6 @@ NUM_POINTS = "num_points"
 
 LABEL_PAD, LABEL_BG, LABEL_FG, LABEL_BOX_TL, LABEL_BOX_BR = -1, 0, 1, 2, 3
 MASK_MODES = ("best", "single")
-
-
-def resolve_mask_mode(mode: str | None, default: str) -> str:
-    """``mode`` (or ``default`` when None) checked against ``MASK_MODES``; raises ``InputError`` otherwise."""
-    mode = mode or default
-    if mode not in MASK_MODES:
-        raise InputError(f"unknown mask_mode {mode!r}", hint=f"use one of {', '.join(MASK_MODES)}")
-    return mode
 
 
 @dataclass(frozen=True)

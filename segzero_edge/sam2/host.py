@@ -1,4 +1,5 @@
-"""Host side of the SAM2 stage in numpy + PIL (no torch): image preprocessing, mask choice, upsampling.
+"""Host side of the SAM2 stage in numpy + PIL (no torch): image preprocessing, prompts -> decoder inputs,
+mask choice, upsampling.
 
 Preprocessing: the official ``SAM2Transforms`` does ``ToTensor`` (uint8 -> float in [0, 1]), torchvision
 ``Resize((S, S))`` (bilinear with antialiasing, aspect ratio ignored) and ``Normalize`` (ImageNet
@@ -19,11 +20,25 @@ The rest reproduces ``SAM2ImagePredictor`` / ``MaskDecoder`` semantics on the de
 * upsampling: bilinear, ``align_corners=False``, straight from the low-res logits to the original
   (H, W), with torch's CPU index/weight arithmetic (weights bit-identical; width first, then height;
   values within ~1 ulp of ``F.interpolate``), then ``> mask_threshold`` (0.0).
+
+Prompts (``build_prompts``; the conventions of ``SAM2ImagePredictor.predict`` with ``normalize_coords=True``):
+boxes ``(x1, y1, x2, y2)`` and points ``(x, y)`` in pixels of the original image (W x H); each axis is scaled
+on its own to the stretched model input (``x / W * S``, ``y / H * S``); a box becomes two points with labels 2
+(top-left) and 3 (bottom-right), placed before the points; point labels are 1 (foreground) or 0
+(background); the decoder graph appends SAM2's padding point. Objects whose prompts have the same number of
+points share one decoder call (at most ``max_objects`` per call); objects with a different count are decoded
+in separate calls, so every object gets exactly the tokens the official predictor would give it (padding to
+a common length would change the result).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from ..errors import InputError
+from .contract import HAS_MASK_INPUT, LABEL_BOX_BR, LABEL_BOX_TL, MASK_INPUT, POINT_COORDS, POINT_LABELS
 
 
 def stability_scores(logits: np.ndarray, delta: float) -> np.ndarray:
@@ -111,3 +126,170 @@ def preprocess(
         resized = np.asarray(channel.resize((image_size, image_size), Image.BILINEAR), dtype=np.float32)
         out[0, c] = (resized - np.float32(mean[c])) / np.float32(std[c])
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class PromptBatch:
+    """One decoder call.
+
+    Attributes:
+        indices: ``[n]`` positions of these objects in the caller's order.
+        point_coords: ``[n, P, 2]`` float32, model-space pixels.
+        point_labels: ``[n, P]`` float32.
+        mask_input: ``[n, 1, r, r]`` float32 previous logits (zeros where absent).
+        has_mask_input: ``[n]`` float32, 1.0 where ``mask_input`` is used.
+    """
+
+    indices: np.ndarray
+    point_coords: np.ndarray
+    point_labels: np.ndarray
+    mask_input: np.ndarray
+    has_mask_input: np.ndarray
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        return {
+            POINT_COORDS: self.point_coords,
+            POINT_LABELS: self.point_labels,
+            MASK_INPUT: self.mask_input,
+            HAS_MASK_INPUT: self.has_mask_input,
+        }
+
+
+def _finite(arr: np.ndarray, what: str) -> np.ndarray:
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{what} contain NaN or infinite values", hint="pass finite pixel coordinates")
+    return arr
+
+
+def _per_object_points(points, labels, n_boxes: int | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Points/labels as one ``[P_i, 2]`` / ``[P_i]`` pair per object."""
+    ragged = isinstance(points, (list, tuple)) and len(points) > 0 and all(np.ndim(p) == 2 for p in points)
+    if ragged:
+        pts = [np.asarray(p, dtype=np.float32) for p in points]
+    else:
+        arr = np.asarray(points, dtype=np.float32)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise InputError(f"points must be (P, 2), (N, P, 2) or a list of (P_i, 2), got shape {arr.shape}")
+        pts = list(arr)
+    for p in pts:
+        if p.ndim != 2 or p.shape[1] != 2:
+            raise InputError(f"each object's points must be (P, 2), got {p.shape}")
+        _finite(p, "points")
+    if labels is None:
+        labs = [np.ones(len(p), dtype=np.float32) for p in pts]
+    else:
+        if ragged:
+            labs = [np.asarray(x, dtype=np.float32).reshape(-1) for x in labels]
+        else:
+            arr = np.asarray(labels, dtype=np.float32)
+            labs = list(arr[None] if arr.ndim == 1 else arr)
+        if len(labs) != len(pts) or any(len(lab) != len(p) for lab, p in zip(labs, pts)):
+            raise InputError("labels must give one label per point (same shape as points without the last axis)")
+        for lab in labs:
+            if not np.all(np.isin(lab, (-1, 0, 1, 2, 3))):
+                raise InputError(
+                    "point labels must be 1 (foreground) or 0 (background)",
+                    hint="boxes go in `boxes=`; labels 2/3 are the box corners SAM2 adds itself",
+                )
+    if n_boxes is not None and len(pts) != n_boxes:
+        if len(pts) == 1 and n_boxes > 1:
+            raise InputError(
+                f"{n_boxes} boxes but points for 1 object", hint="give points as (N, P, 2), one set per box"
+            )
+        raise InputError(f"{n_boxes} boxes but points for {len(pts)} objects")
+    return pts, labs
+
+
+def build_prompts(
+    *,
+    box=None,
+    points=None,
+    labels=None,
+    mask_input=None,
+    image_wh: tuple[int, int],
+    image_size: int,
+    low_res_size: int,
+    max_objects: int,
+) -> tuple[int, list[PromptBatch]]:
+    """Check and convert prompts; returns (number of objects, decoder calls).
+
+    Args:
+        box: ``(4,)`` or ``(N, 4)`` XYXY boxes in original pixels, or None.
+        points: ``(P, 2)``, ``(N, P, 2)`` or a list of N ``(P_i, 2)`` arrays in original pixels, or None.
+        labels: per point 1 (foreground) / 0 (background), shaped like ``points`` without the last
+            axis; None means all foreground.
+        mask_input: previous low-res logits ``(r, r)``, ``(N, r, r)`` or ``(N, 1, r, r)``
+            (``Sam2Result.low_res_logits``), or None.
+        image_wh: ``(W, H)`` of the original image.
+        image_size, low_res_size: S and r from the manifest.
+        max_objects: most objects per decoder call.
+
+    Raises:
+        InputError: no prompt, wrong shapes, non-finite values, inconsistent object counts.
+    """
+    boxes = box
+    if boxes is None and points is None:
+        raise InputError("give a box, points, or both", hint="e.g. decode(features, box=[x1, y1, x2, y2])")
+    w, h = image_wh
+    n_boxes = None
+    if boxes is not None:
+        box_arr = _finite(np.asarray(boxes, dtype=np.float32), "boxes")
+        if box_arr.ndim not in (1, 2) or box_arr.shape[-1] != 4:
+            raise InputError(f"boxes must be (4,) or (N, 4) as x1, y1, x2, y2; got shape {box_arr.shape}")
+        box_arr = box_arr.reshape(-1, 4)
+        n_boxes = len(box_arr)
+    pts, labs = _per_object_points(points, labels, n_boxes) if points is not None else (None, None)
+    n = n_boxes if n_boxes is not None else len(pts)
+    if n == 0:
+        return 0, []
+
+    wh = np.array([w, h], dtype=np.float32)
+    coords_list, labels_list = [], []
+    for i in range(n):
+        cs, ls = [], []
+        if n_boxes is not None:
+            cs.append(box_arr[i].reshape(2, 2))
+            ls.append(np.array([LABEL_BOX_TL, LABEL_BOX_BR], dtype=np.float32))
+        if pts is not None:
+            cs.append(pts[i])
+            ls.append(labs[i])
+        # Official order of operations (transform_coords): divide by the original size, then times S.
+        coords_list.append(np.concatenate(cs).astype(np.float32) / wh * np.float32(image_size))
+        labels_list.append(np.concatenate(ls).astype(np.float32))
+
+    r = low_res_size
+    masks = np.zeros((n, 1, r, r), dtype=np.float32)
+    has = np.zeros((n,), dtype=np.float32)
+    if mask_input is not None:
+        m = np.asarray(mask_input, dtype=np.float32)
+        if m.ndim == 2:
+            m = m[None]
+        if m.ndim == 4 and m.shape[1] == 1:
+            m = m[:, 0]
+        if m.shape != (n, r, r):
+            raise InputError(
+                f"mask_input must be ({r}, {r}) per object for {n} objects, got {np.shape(mask_input)}",
+                hint="pass a previous result's low_res_logits",
+            )
+        masks[:, 0] = _finite(m, "the mask_input values")
+        has[:] = 1.0
+
+    batches = []
+    by_count: dict[int, list[int]] = {}
+    for i, c in enumerate(coords_list):
+        by_count.setdefault(len(c), []).append(i)
+    for _, idx in sorted(by_count.items()):
+        for start in range(0, len(idx), max_objects):
+            chunk = np.array(idx[start : start + max_objects], dtype=np.int64)
+            batches.append(
+                PromptBatch(
+                    indices=chunk,
+                    point_coords=np.stack([coords_list[i] for i in chunk]),
+                    point_labels=np.stack([labels_list[i] for i in chunk]),
+                    mask_input=np.ascontiguousarray(masks[chunk]),
+                    has_mask_input=np.ascontiguousarray(has[chunk]),
+                )
+            )
+    return n, batches

@@ -6,8 +6,8 @@
     res.masks[0]                                           # (H, W) bool at the original size
 
 Coordinates are pixels of the original image (x right, y down; boxes x1, y1, x2, y2). Masks come back at
-the original size. Per call: prompts -> decoder inputs (``prompts.py``) -> the backend's mask decoder ->
-mask choice and upsampling (``host.py``).
+the original size. Per call: prompts -> decoder inputs, the backend's mask decoder, mask choice and upsampling
+(the host side: ``host.py``). ``Sam2Features`` and ``Sam2Result`` are the stage's frozen results.
 
 Backends (``Sam2Backend``): ONNX Runtime (``"ort"``), TensorRT engines built on this GPU (``"trt"``), and
 the official torch model (``"torch"``, a plugin of the torch side, which also brings SAM2's own torch
@@ -20,7 +20,9 @@ import importlib.util
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -29,10 +31,8 @@ from ..errors import BackendUnavailableError, InputError
 from ..frame import ImageLike, load_image
 from ..manifest import Manifest, Verify, load_manifest
 from ..ort import SessionFactory
-from .contract import COMPONENT, DECODER_OUTPUTS, Sam2Settings, check_graphs, resolve_mask_mode
-from .host import choose_masks, masks_from_logits, preprocess
-from .prompts import PromptBatch, build_prompts
-from .results import Sam2Features, Sam2Result
+from .contract import COMPONENT, DECODER_OUTPUTS, FEATURES, MASK_MODES, Sam2Settings, check_graphs
+from .host import PromptBatch, build_prompts, choose_masks, masks_from_logits, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,9 @@ class Sam2Pipeline:
             InputError: no prompt, bad shapes or values, unknown mask mode.
         """
         s = self.settings
-        mode = resolve_mask_mode(mask_mode, s.default_mask_mode)
+        mode = mask_mode or s.default_mask_mode
+        if mode not in MASK_MODES:
+            raise InputError(f"unknown mask_mode {mode!r}", hint=f"use one of {', '.join(MASK_MODES)}")
         w, h = image_size or features.image_size
         t0 = time.perf_counter()
         n, batches = build_prompts(
@@ -289,3 +291,79 @@ class Sam2Pipeline:
     def segment(self, image: ImageLike, **prompts) -> Sam2Result:
         """``decode(encode(image), **prompts)``, for one-off calls."""
         return self.decode(self.encode(image), **prompts)
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr = np.asarray(arr)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Sam2Features:
+    """One encoded image (``Sam2Pipeline.encode``); reuse it for any number of ``decode`` calls.
+
+    Attributes:
+        image_embed: ``[1, 256, S/16, S/16]`` float32 (``no_mem_embed`` added), S = model input size.
+        high_res_feats_0: ``[1, 32, S/4, S/4]`` float32.
+        high_res_feats_1: ``[1, 64, S/8, S/8]`` float32.
+        image_size: ``(W, H)`` of the original image: prompts are read in its pixels and masks come
+            back at this size.
+        timings_ms: ``"preprocess"`` and ``"encoder"`` milliseconds.
+    """
+
+    image_embed: np.ndarray
+    high_res_feats_0: np.ndarray
+    high_res_feats_1: np.ndarray
+    image_size: tuple[int, int]
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in FEATURES:
+            object.__setattr__(self, name, _readonly(np.ascontiguousarray(getattr(self, name), dtype=np.float32)))
+        object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[1])))
+        object.__setattr__(self, "timings_ms", MappingProxyType(dict(self.timings_ms)))
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        """The decoder graph's feature inputs by name."""
+        return {name: getattr(self, name) for name in FEATURES}
+
+
+@dataclass(frozen=True, eq=False)
+class Sam2Result:
+    """Masks for N objects (``Sam2Pipeline.decode``), in the order the prompts were given.
+
+    Attributes:
+        masks: ``[N, H, W]`` bool, original image size (logits upsampled bilinearly, ``> 0``).
+        scores: ``[N]`` float32 predicted IoU of each chosen mask.
+        chosen: ``[N]`` int64 chosen mask token: 0 = single-mask output, 1..3 = multimask outputs.
+        low_res_logits: ``[N, r, r]`` float32 logits of the chosen masks (r = S/4, 256), clamped to
+            +-32 as SAM2 returns them; pass them back as ``mask_input`` to refine.
+        iou_scores: ``[N, 4]`` float32 predicted IoU of all four tokens.
+        object_score_logits: ``[N]`` float32 SAM2's object-presence logit (> 0: object present). The
+            image predictor ignores it; it is reported, never applied.
+        mask_mode: ``"best"`` or ``"single"``, the choice rule that was applied.
+        image_size: ``(W, H)`` of the masks.
+        timings_ms: ``"decoder"`` and ``"postprocess"`` milliseconds.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    chosen: np.ndarray
+    low_res_logits: np.ndarray
+    iou_scores: np.ndarray
+    object_score_logits: np.ndarray
+    mask_mode: str
+    image_size: tuple[int, int]
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name not in ("mask_mode", "image_size", "timings_ms"):  # the arrays
+                object.__setattr__(self, f.name, _readonly(getattr(self, f.name)))
+        if self.masks.dtype != np.bool_ or self.masks.ndim != 3:
+            raise ValueError(f"Sam2Result.masks must be [N, H, W] bool, got {self.masks.dtype} {self.masks.shape}")
+        object.__setattr__(self, "timings_ms", MappingProxyType(dict(self.timings_ms)))
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])

@@ -1,4 +1,4 @@
-"""Golden cases: every decoding behaviour of issue 3 and every decoding quirk of spec section 11.
+"""Golden cases: every decoding behaviour we promise and every decoding quirk of spec section 11.
 
 Expected numbers are worked out by hand in the comments; where the official parser returns a result,
 the test also checks it against the re-implemented official parser (tests/answer/official.py).

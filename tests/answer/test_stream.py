@@ -68,23 +68,13 @@ def test_completion_follows_the_decoder_regions(text, done_at):
         assert idx == len(text) - 1
 
 
-def test_stop_at_json_end():
-    # brackets inside strings (either quote, with escapes) do not count
+def test_a_closed_json_value_is_not_the_end():
+    """Only ``</answer>`` completes the answer, not the end of its first JSON value."""
     text = "<think>t</think><answer>" + '{"bbox": [1, 2, 3, 4], "s": "]\\"[", \'q\': \'{\', "p": [[1]]}' + "</answer>"
-    s = AnswerStream(stop_at_json_end=True)
-    idx = feed_chars(s, text)
-    assert idx == text.index("</answer>") - 1 and s.reason == "json_closed"
+    s = AnswerStream()
+    assert feed_chars(s, text[: text.index("</answer>")]) is None
+    assert feed_chars(s, "</answer>") == len("</answer>") - 1 and s.reason == "answer_closed"
     assert s.answer().box == (1.0, 2.0, 3.0, 4.0)
-    odd = "<answer>" + '{"a": "}", "b": 1}'
-    assert feed_chars(AnswerStream(stop_at_json_end=True), odd) == len(odd) - 1
-    lst = AnswerStream(stop_at_json_end=True)
-    item1 = '{"bbox_2d": [1, 2, 3, 4], "point_2d": [2, 3]}'
-    item2 = '{"bbox_2d": [5, 6, 7, 8], "point_2d": [6, 7]}'
-    vr = f"<answer>[{item1}, {item2}]"
-    assert feed_chars(lst, vr + "</answer>") == len(vr) - 1
-    assert len(lst.answer().objects) == 2
-    # without the option the JSON end is not enough
-    assert feed_chars(AnswerStream(), text[: text.index("</answer>")]) is None
 
 
 def test_after_done_more_text_is_kept_but_ignored():
@@ -115,8 +105,7 @@ def test_native_stream_equals_python_twin():
     rng = random.Random(8)
     for _ in range(20_000):
         text = gen.any_text(rng)
-        json_end = rng.random() < 0.5
-        a, b = answer._native.AnswerStream(json_end), _stream_py.AnswerStream(json_end)
+        a, b = answer._native.AnswerStream(), _stream_py.AnswerStream()
         k = 0
         while k < len(text):
             step = rng.randrange(1, 6)

@@ -169,3 +169,79 @@ def test_reason_returns_the_decoded_answer(segmenter, scene):
     answer = segmenter.reason(rgb, text)
     assert answer.ok and len(answer.points) == 2
     assert answer.box == segmenter.predict(rgb, text).box
+
+
+def test_options_are_defined_once_and_composed():
+    from segzero_edge import GenerationOptions
+
+    opts = SegmenterOptions()
+    assert opts.generation == GenerationOptions() and opts.generation.constrained is True
+    tuned = opts.updated(max_new_tokens=300, mask_mode="single", thinking_budget=12)
+    assert tuned.generation.max_new_tokens == 300 and tuned.generation.thinking_budget == 12
+    assert tuned.mask_mode == "single" and opts.generation.max_new_tokens == 1024  # a copy
+    assert set(SegmenterOptions.names()) >= {"max_new_tokens", "constrained", "mask_mode", "overlap"}
+    assert GenerationOptions(max_new_tokens=300).effective_thinking_budget == 220
+    assert GenerationOptions(constrained=False).effective_thinking_budget is None
+    with pytest.raises(ConfigError, match="needs constrained=True"):
+        opts.updated(constrained=False, thinking_budget=5)  # not silently dropped
+    with pytest.raises(ConfigError, match="True or False"):
+        opts.updated(constrained="no")
+
+
+def test_device_strings(full_engine_dir):
+    import onnxruntime as ort
+
+    from segzero_edge.errors import BackendUnavailableError
+
+    for bad in ("tpu", "cuda:x", "cpu:0", "cuda:-1"):
+        with pytest.raises(InputError, match="unknown device"):
+            Segmenter(full_engine_dir, device=bad)
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        # accepted as a device string, refused because this onnxruntime has no CUDA provider
+        with pytest.raises(BackendUnavailableError, match=r"cuda:0.*CUDAExecutionProvider") as exc:
+            Segmenter(full_engine_dir, device="cuda:0")
+        assert "onnxruntime-gpu" in exc.value.hint
+    with Segmenter(full_engine_dir, device="auto", verify="size") as seg:  # auto: CPU here, with no error
+        assert (
+            seg.reasoner.backend.device in ("cpu", "cuda:0") and seg.sam2.backend.device == seg.reasoner.backend.device
+        )
+
+
+def _without_reasoner(engine_dir, dst):
+    """A copy of ``engine_dir`` holding only its SAM2 component."""
+    import json
+
+    shutil.copytree(engine_dir, dst)
+    shutil.rmtree(dst / "reasoner")
+    m = json.loads((dst / "manifest.json").read_text())
+    m["components"].pop("reasoner")
+    m["validation"].pop("reasoner", None)
+    m["graphs"] = {k: v for k, v in m["graphs"].items() if not k.startswith("reasoner.")}
+    m["files"] = [f for f in m["files"] if not f["path"].startswith("reasoner/")]
+    m["sources"] = [s for s in m["sources"] if s["component"] != "reasoner"]
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return dst
+
+
+def test_a_sam2_only_engine_segments_and_says_what_predict_needs(full_engine_dir, segmenter, scene, tmp_path):
+    rgb, text = scene
+    engine = _without_reasoner(full_engine_dir, tmp_path / "sam2_only")
+    with Segmenter(engine, device="cpu") as seg:
+        assert seg.reasoner is None
+        res = seg.segment(rgb, box=(10, 10, 90, 90), points=np.array([[40.0, 40.0]]))  # an (N, 2) array works
+        ref = segmenter.segment(rgb, box=(10, 10, 90, 90), points=[(40, 40)])
+        assert res.found and np.array_equal(res.mask, ref.mask)
+        with pytest.raises(ManifestError, match=r"predict\(\) needs the reasoner") as exc:
+            seg.predict(rgb, text)
+        assert "segzero-edge export reasoner" in exc.value.hint
+        with pytest.raises(ManifestError, match=r"reason\(\) needs the reasoner"):
+            seg.reason(rgb, text)
+    with pytest.raises(InputError, match=r"points must be \(x, y\) pairs"):
+        segmenter.segment(rgb, points=[(1, 2, 3)])
+
+
+def test_closed_segmenter_says_so(full_engine_dir, scene):
+    seg = Segmenter(full_engine_dir, device="cpu", verify="size")
+    seg.close()
+    with pytest.raises(InputError, match="closed Segmenter"):
+        seg.predict(*scene)

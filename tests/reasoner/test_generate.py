@@ -28,6 +28,8 @@ class TableModel:
 class ScriptConstraint:
     """Allows only even ids for the first ``free`` tokens, then forces ``script``, then nothing."""
 
+    done = False  # never complete: these tests stop on max_new_tokens
+
     def __init__(self, free, script):
         self.free, self.script, self.seen = free, list(script), []
 
@@ -213,3 +215,26 @@ def test_mask_applies_to_sampling_too():
 def test_invalid_options_are_refused(kwargs):
     with pytest.raises(ConfigError):
         GenerationOptions(**kwargs)
+
+
+class DoneAfterScript(ScriptConstraint):
+    """Complete once the forced script has been written (like an answer closed by ``</answer>``)."""
+
+    @property
+    def done(self):
+        return len(self.seen) >= self.free + len(self.script)
+
+
+def test_a_complete_constraint_stops_generation_without_reading_text():
+    m = TableModel(1)
+    c = DoneAfterScript(free=2, script=[11, 13])
+    trace = generate_loop(m.table[0], m.step, GenerationOptions(max_new_tokens=30), constraint=c)
+    assert trace.stop_reason == "answer" and list(trace.token_ids[2:]) == [11, 13] and len(trace.token_ids) == 4
+    m = TableModel(1)
+    free = generate_loop(
+        m.table[0],
+        m.step,
+        GenerationOptions(max_new_tokens=30, stop_at_answer=False),
+        constraint=DoneAfterScript(free=2, script=[11, 13]),
+    )
+    assert free.stop_reason == "max_new_tokens" and len(free.token_ids) == 30

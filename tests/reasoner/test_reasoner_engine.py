@@ -144,6 +144,8 @@ def test_seeded_sampling_is_reproducible(fp32):
 class ForceAfter:
     """Test constraint: free tokens for a while, then a forced run (like JSON keys of the answer)."""
 
+    done = False
+
     def __init__(self, free, script):
         self.free, self.script, self.seen = free, list(script), []
 

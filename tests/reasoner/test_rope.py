@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segzero_edge.errors import InputError
-from segzero_edge.reasoner.rope import decode_position_ids, mrope_position_ids
+from segzero_edge.reasoner.preprocess import decode_position_ids, mrope_position_ids
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -7,7 +7,7 @@ import pytest
 
 from segzero_edge.errors import InputError
 from segzero_edge.sam2 import contract as sam2_contract
-from segzero_edge.sam2.prompts import build_prompts
+from segzero_edge.sam2.host import build_prompts
 
 KW = dict(image_wh=(640, 480), image_size=1024, low_res_size=256, max_objects=16)
 

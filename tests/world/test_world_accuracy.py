@@ -1,7 +1,7 @@
-"""The shipped world models through export and the runtime reach the accuracy the table reports (issue 9, item 7).
+"""The shipped world models through export and the runtime reach the accuracy the table reports.
 
 ``benchmarks/results/world_accuracy.json`` holds, per deployment path, every test sample's mask IoU
-(``python benchmarks/world_accuracy.py``). Here the shipped checkpoints (assets/world/) go through the same
+(``python -m segzero_edge.world accuracy``). Here the shipped checkpoints (world/assets/) go through the same
 export as ``make demo`` (``world.demo.export_world_engine``: INT4 reasoner, SAM2, both validated) and
 ``Segmenter`` on ONNX Runtime, over the first test scenes; gIoU must match the reported INT4 + constraint
 row on the same scenes, within a margin, and every answer must parse. A regression anywhere (prompt,

@@ -1,4 +1,4 @@
-"""Answer-attention supervision of the world reasoner's SFT (training/world/attention.py)."""
+"""Answer-attention supervision of the world reasoner's SFT (world/attention.py)."""
 
 from __future__ import annotations
 
