@@ -12,6 +12,11 @@ after feeding tokens, so the ONNX Runtime decoder and tests plug in the same way
   may also *force* a run of tokens (JSON keys, brackets, ``</think><answer>`` once the thinking budget is
   spent). Forced tokens are appended together and fed to the model in **one** decoder call
   (jump-forward); each extra token in a call is one sequential step saved.
+
+Hand-written rather than onnxruntime-genai, by measurement (docs/architecture.md, benchmarks/results/genai.md):
+on the same decoder graph genai gave the same greedy tokens and no faster decoding at one thread (35.8 vs 38.3
+tok/s, 3B-shaped INT4), has no thinking budget that works (its llguidance grammar panics when the model closes
+the think first), and feeds fewer forced tokens per call.
 """
 
 from __future__ import annotations
