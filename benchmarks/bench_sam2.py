@@ -77,21 +77,23 @@ def worker_ours(
 ) -> dict[str, list[float]]:
     """ONNX Runtime side: the engine directory's graphs and the torch-free runtime.
 
-    The graph stages use ``segzero_edge.ort.create_session``, the session factory of the runtime (same
+    The graph stages use ``segzero_edge.ort.SessionFactory``, the session factory of the runtime (same
     providers, threads and graph-optimization settings as ``Sam2Pipeline``)."""
-    from segzero_edge.ort import create_session
+    from segzero_edge.ort import SessionFactory
     from segzero_edge.sam2 import Sam2Pipeline
+    from segzero_edge.sam2.contract import IMAGE
     from segzero_edge.sam2.host import build_prompts, preprocess
 
     rt = Sam2Pipeline(engine, device="cpu", backend="ort", threads=threads)
     s = rt.settings
-    enc = create_session(engine / rt.encoder_spec.file, device="cpu", threads=threads)
-    dec = create_session(engine / rt.decoder_spec.file, device="cpu", threads=threads)
+    sessions = SessionFactory("cpu", threads=threads)
+    enc = sessions.create(engine / rt.encoder_spec.file)
+    dec = sessions.create(engine / rt.decoder_spec.file)
     rgb = _image()
     x = preprocess(rgb, s.image_size, s.pixel_mean, s.pixel_std)
     res = {}
     if STAGES[0] in stages:
-        res[STAGES[0]] = _time(lambda: enc.run(None, {"image": x}), runs, warmup)
+        res[STAGES[0]] = _time(lambda: enc.run(None, {IMAGE: x}), runs, warmup)
     if STAGES[1] in stages:
         res[STAGES[1]] = _time(lambda: rt.encode(rgb), runs, warmup)
     feats = rt.encode(rgb)
@@ -109,7 +111,7 @@ def worker_ours(
         feeds = {**feats.feeds(), **batch.feeds()}
         res[stage] = _time(lambda feeds=feeds: dec.run(None, feeds), runs, warmup)
     boxes, points, labels = _prompt(1)
-    res[STAGES[4]] = _time(lambda: rt.decode(feats, boxes=boxes[0], points=points[0]), runs, warmup)
+    res[STAGES[4]] = _time(lambda: rt.decode(feats, box=boxes[0], points=points[0]), runs, warmup)
     return res
 
 
@@ -315,7 +317,7 @@ def main() -> int:
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": " ".join([".venv/bin/python", *sys.argv]),
-        "ort_session": f"segzero_edge.ort.create_session(device='cpu', threads={args.threads}): intra-op "
+        "ort_session": f"segzero_edge.ort.SessionFactory('cpu', threads={args.threads}): intra-op "
         f"threads {args.threads}, inter-op 1, default spinning, graph optimization ORT_ENABLE_ALL without "
         f"{', '.join(CPU_DISABLED_OPTIMIZERS)}",
         "cpu": cpu_model(),
