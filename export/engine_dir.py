@@ -5,15 +5,17 @@
         preview = w.manifest(settings=..., graphs=..., sources=...)   # e.g. to validate the files
         w.commit(settings=..., graphs=..., sources=..., validation=numbers)
 
-Everything is written into a temporary sibling folder ``.<name>.partial-XXXX`` (same filesystem).
-When ``out_dir`` already is an engine directory, its other components are carried over (hard links,
-so a multi-GB reasoner costs nothing to keep) and ``Manifest.replace_component`` swaps this one.
-``commit`` writes ``manifest.json``, re-reads and verifies the whole temporary directory, and only
-then puts it in place of ``out_dir`` (an atomic exchange of the two folders where the OS offers one,
-``renameat2(RENAME_EXCHANGE)`` on Linux; otherwise two renames). Any exception before that, a
-Ctrl-C, a full disk or a failed validation removes the temporary folder and leaves ``out_dir`` as it
-was. A killed process (SIGKILL, power loss) leaves ``out_dir`` intact too, and its hidden temporary
-folder (named with its pid) is removed by the next writer of ``out_dir``.
+Everything is written into a temporary sibling folder ``.<name>.partial-<pid>-XXXX`` (same filesystem).
+``commit`` then takes the output's lock (``segzero_edge.files.exclusive``: two exports into one
+directory, one per component, both land), re-reads ``out_dir`` as it is *now*, carries its other
+components over (hard links, so a multi-GB reasoner costs nothing to keep), lets
+``Manifest.replace_component`` swap this one, writes ``manifest.json``, re-reads and verifies the whole
+temporary directory, gives it the modes the umask allows (``files.publish_modes``), and only then puts it
+in place of ``out_dir`` (an atomic exchange of the two folders where the OS offers one,
+``renameat2(RENAME_EXCHANGE)`` on Linux; otherwise two renames). Any exception before that, a Ctrl-C, a
+full disk or a failed validation removes the temporary folder and leaves ``out_dir`` as it was. A killed
+process (SIGKILL, power loss) leaves ``out_dir`` intact too; its hidden folder (named with its pid) is
+removed by the next writer into the same parent folder (``files.remove_stale``).
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ import ctypes.util
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from segzero_edge.errors import ExportError
+from segzero_edge.files import exclusive, publish_modes, remove_stale, staging_dir
 from segzero_edge.manifest import (
     MANIFEST_NAME,
     FileEntry,
@@ -68,31 +70,25 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale(out: Path) -> None:
-    """Remove temporary folders of ``out`` left by writers that were killed (their pid is gone)."""
-    for p in out.parent.glob(f".{out.name}.*-*-*"):
-        kind, _, rest = p.name[len(out.name) + 2 :].partition("-")
-        pid = rest.split("-", 1)[0]
-        if kind in ("partial", "old") and pid.isdigit() and p.is_dir() and not _pid_alive(int(pid)):
-            log.info("removing %s, left by an export that was killed", p)
-            shutil.rmtree(p, ignore_errors=True)
-
-
 def _fsync_tree(root: Path) -> None:
     for p in sorted(root.rglob("*")):
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
+
+
+def _current_base(out: Path) -> Manifest:
+    """The manifest ``out`` holds now (a new one when ``out`` is missing or empty)."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file", hint="pass a directory path")
+    if out.is_dir() and (out / MANIFEST_NAME).exists():
+        return load_manifest(out, verify="size")
+    if out.is_dir() and any(out.iterdir()):
+        raise ExportError(
+            f"{out} exists and is not an engine directory (no {MANIFEST_NAME}); refusing to write into it",
+            hint="pass a new or empty folder, or an existing engine directory",
+        )
+    return new_manifest()
 
 
 class EngineDirWriter:
@@ -102,7 +98,7 @@ class EngineDirWriter:
         out_dir: the engine directory (created if missing; must be empty, or an engine directory).
         component: the component written, e.g. ``"sam2"``; its files go under ``<component>/``.
 
-    Raises (on enter):
+    Raises (on enter, and again at ``commit`` if ``out_dir`` changed meanwhile):
         ExportError: ``out_dir`` is a file, or a non-empty folder without ``manifest.json``.
         ManifestError, EngineIncompatibleError: ``out_dir``'s manifest is invalid or of another
             prompt version (export into a fresh directory instead).
@@ -117,32 +113,18 @@ class EngineDirWriter:
 
     def __enter__(self) -> EngineDirWriter:
         out = self.out_dir
-        if out.exists() and not out.is_dir():
-            raise ExportError(f"--out {out} is a file", hint="pass a directory path")
-        base = new_manifest()
-        if out.is_dir() and (out / MANIFEST_NAME).exists():
-            base = load_manifest(out, verify="size")
-        elif out.is_dir() and any(out.iterdir()):
-            raise ExportError(
-                f"{out} exists and is not an engine directory (no {MANIFEST_NAME}); refusing to write into it",
-                hint="pass a new or empty folder, or an existing engine directory",
-            )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(out)
-        self.dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+        base = _current_base(out)
         try:
-            if (out / MANIFEST_NAME).exists():
-                for entry in out.iterdir():
-                    if entry.name in (self.component, "trt", MANIFEST_NAME) or entry.name.startswith(".manifest."):
-                        continue  # replaced, or engines built from the old graphs (dropped from the manifest)
-                    if entry.is_dir():
-                        shutil.copytree(entry, self.dir / entry.name, copy_function=_link_or_copy)
-                    else:
-                        _link_or_copy(str(entry), str(self.dir / entry.name))
-            (self.dir / self.component).mkdir()
-        except BaseException:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            raise
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(
+                f"cannot create {out.parent}: {exc.strerror or exc}", hint="choose a folder you can write to with --out"
+            ) from None
+        if not os.access(out.parent, os.W_OK | os.X_OK):
+            raise ExportError(f"cannot write to {out.parent}", hint="choose a folder you can write to with --out")
+        remove_stale(out.parent)
+        self.dir = staging_dir(out)
+        (self.dir / self.component).mkdir()
         self._base = base
         return self
 
@@ -169,9 +151,11 @@ class EngineDirWriter:
         graphs: Mapping[str, GraphSpec],
         sources: Iterable[SourceCheckpoint] = (),
         validation: Mapping[str, Any] | None = None,
+        base: Manifest | None = None,
     ) -> Manifest:
-        """The manifest ``commit`` would write now (nothing is saved): e.g. to open the new graphs."""
-        return self._base.replace_component(
+        """The manifest ``commit`` would write now (nothing is saved): e.g. to open this component's new
+        graphs from ``self.dir`` (the other components' files are carried over only at ``commit``)."""
+        return (base or self._base).replace_component(
             self.component,
             settings=settings,
             graphs=graphs,
@@ -179,6 +163,19 @@ class EngineDirWriter:
             sources=sources,
             validation=validation,
         )
+
+    def _carry_over(self, out: Path) -> None:
+        """Hard-link ``out``'s other components into the temporary folder (engines built from the old
+        graphs, under ``trt/``, are dropped with them from the manifest)."""
+        if not (out / MANIFEST_NAME).exists():
+            return
+        for entry in out.iterdir():
+            if entry.name in (self.component, "trt", MANIFEST_NAME) or entry.name.startswith(".manifest."):
+                continue
+            if entry.is_dir():
+                shutil.copytree(entry, self.dir / entry.name, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(str(entry), str(self.dir / entry.name))
 
     def commit(
         self,
@@ -188,23 +185,30 @@ class EngineDirWriter:
         sources: Iterable[SourceCheckpoint] = (),
         validation: Mapping[str, Any] | None = None,
     ) -> Manifest:
-        """Write the manifest, verify the temporary folder, move it into place; returns the manifest."""
-        manifest = self.manifest(settings=settings, graphs=graphs, sources=sources, validation=validation)
-        save_manifest(manifest, self.dir)
-        load_manifest(self.dir, verify="full")  # every listed file present with the right hash
-        _fsync_tree(self.dir / self.component)
+        """Under the output's lock: carry the other components over as they are now, write the manifest,
+        verify the temporary folder and move it into place; returns the manifest."""
         out, tmp = self.out_dir, self.dir
-        if out.is_dir() and any(out.iterdir()):
-            if not _exchange(tmp, out):
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
-                os.rename(out, old / out.name)
+        with exclusive(out):
+            base = _current_base(out)
+            self._carry_over(out)
+            manifest = self.manifest(
+                settings=settings, graphs=graphs, sources=sources, validation=validation, base=base
+            )
+            save_manifest(manifest, tmp)
+            load_manifest(tmp, verify="full")  # every listed file present with the right hash
+            publish_modes(tmp)
+            _fsync_tree(tmp / self.component)
+            if out.is_dir() and any(out.iterdir()):
+                if not _exchange(tmp, out):
+                    old = staging_dir(out, "old")
+                    os.rename(out, old / out.name)
+                    os.rename(tmp, out)
+                    tmp = old
+                shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous contents
+            else:
+                if out.is_dir():
+                    out.rmdir()
                 os.rename(tmp, out)
-                tmp = old
-            shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous contents
-        else:
-            if out.is_dir():
-                out.rmdir()
-            os.rename(tmp, out)
         self._committed = True
         log.info("wrote the %s component of %s", self.component, out)
         return manifest

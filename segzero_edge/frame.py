@@ -1,9 +1,10 @@
 """Frames: what users pass as an image becomes, once, the ``(H, W, 3)`` uint8 RGB array every stage uses,
 with a content key; ``FrameCache`` keeps the per-frame work of the stages under that key.
 
-Accepted images: a path (``str`` / ``os.PathLike``), a ``PIL.Image.Image`` (any mode), or a numpy array of
-dtype uint8 shaped ``HxW`` (grayscale), ``HxWx1``, ``HxWx3`` (RGB, or BGR with ``color="bgr"`` for
-OpenCV frames) or ``HxWx4`` (RGBA / BGRA; alpha is dropped).
+Accepted images: a path (``str`` / ``os.PathLike``), a ``PIL.Image.Image`` (8-bit modes and 16-bit
+grayscale; see ``load_image`` for the conversions), or a numpy array of dtype uint8 shaped ``HxW``
+(grayscale), ``HxWx1``, ``HxWx3`` (RGB, or BGR with ``color="bgr"`` for OpenCV frames) or ``HxWx4``
+(RGBA / BGRA; alpha is dropped).
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 Color = Literal["rgb", "bgr"]
 
 _HINT = "pass a file path, a PIL image, or an HxWx3 uint8 RGB numpy array (color='bgr' for OpenCV frames)"
+_CONVERT_HINT = "convert it to 8-bit RGB yourself, e.g. np.clip(x * 255, 0, 255).astype(np.uint8) for floats in [0, 1]"
 
 
 def load_image(image: ImageLike, *, color: Color = "rgb") -> np.ndarray:
     """Return ``image`` as a C-contiguous ``(H, W, 3)`` uint8 RGB array.
+
+    Every conversion is decided here (``_from_pil``): 8-bit modes through Pillow's own conversion (alpha
+    dropped, palette expanded, CMYK/YCbCr/HSV converted); 16-bit grayscale (``I;16*``, and ``I`` read from a
+    16-bit PNG) scaled to 8 bits with ``round(v / 257)``; modes without a standard 8-bit range (float ``F``,
+    32-bit ``I``, ``LAB``) refused, since any clipping would be a silent guess.
 
     Args:
         image: path, PIL image or uint8 array (see the module docstring for the accepted shapes).
@@ -37,7 +44,8 @@ def load_image(image: ImageLike, *, color: Color = "rgb") -> np.ndarray:
             PIL images, which carry their own mode.
 
     Raises:
-        InputError: unreadable file, unsupported type, dtype or shape, or an image with zero size.
+        InputError: unreadable file, an image larger than Pillow's decompression-bomb limit, unsupported
+            type, mode, dtype or shape, or an image with zero size.
     """
     if color not in ("rgb", "bgr"):
         raise InputError(f"color must be 'rgb' or 'bgr', got {color!r}")
@@ -49,7 +57,14 @@ def load_image(image: ImageLike, *, color: Color = "rgb") -> np.ndarray:
                 return _from_pil(im)
         except FileNotFoundError:
             raise InputError(f"image file {path} does not exist", hint=_HINT) from None
-        except (UnidentifiedImageError, OSError) as exc:
+        except IsADirectoryError:
+            raise InputError(f"{path} is a folder, not an image file", hint=_HINT) from None
+        except Image.DecompressionBombError as exc:
+            raise InputError(
+                f"image file {path} is too large to decode safely ({exc})",
+                hint="downscale it first, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file",
+            ) from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise InputError(f"cannot read image file {path}: {exc}", hint=_HINT) from exc
     if isinstance(image, Image.Image):
         return _from_pil(image)
@@ -58,11 +73,38 @@ def load_image(image: ImageLike, *, color: Color = "rgb") -> np.ndarray:
     raise InputError(f"unsupported image type {type(image).__name__}", hint=_HINT)
 
 
+#: Pillow modes of 16-bit grayscale, scaled to 8 bits.
+_MODES_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+#: Pillow modes refused: no standard mapping to 8-bit RGB (values may be in [0, 1], metres, raw counts...).
+_MODES_REFUSED = {
+    "F": "32-bit float pixels (Pillow mode F), which have no standard 8-bit range",
+    "I": "32-bit integer pixels (Pillow mode I), which have no standard 8-bit range",
+    "LAB": "CIELAB pixels (Pillow mode LAB), which Pillow's convert('RGB') does not convert",
+}
+
+
 def _from_pil(im: Image.Image) -> np.ndarray:
     if im.width == 0 or im.height == 0:
         raise InputError(f"the image has zero size ({im.width}x{im.height})", hint=_HINT)
+    mode = im.mode
+    if mode in _MODES_16BIT or (mode == "I" and im.format == "PNG"):  # Pillow reads some 16-bit PNGs as "I"
+        gray = np.asarray(im).astype(np.float64)
+        if gray.min() < 0 or gray.max() > 65535:
+            raise InputError(f"a 16-bit image has values outside 0..65535 (mode {mode})", hint=_CONVERT_HINT)
+        gray = np.rint(gray / 257.0).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode in _MODES_REFUSED:
+        raise InputError(
+            f"the image has {_MODES_REFUSED[mode]}",
+            hint=_CONVERT_HINT,
+        )
+    if mode == "La":
+        im = im.convert("LA")  # premultiplied alpha: Pillow converts it to RGB only through LA
     if im.mode != "RGB":
-        im = im.convert("RGB")  # grayscale, palette, RGBA (alpha dropped), CMYK, 16-bit...
+        try:
+            im = im.convert("RGB")  # grayscale, palette, RGBA (alpha dropped), CMYK, YCbCr, HSV
+        except ValueError as exc:
+            raise InputError(f"cannot convert an image of mode {mode} to RGB: {exc}", hint=_CONVERT_HINT) from None
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
@@ -70,7 +112,8 @@ def _from_array(arr: np.ndarray, color: Color) -> np.ndarray:
     if arr.dtype != np.uint8:
         raise InputError(
             f"image arrays must be uint8, got {arr.dtype}",
-            hint="convert with (img * 255).clip(0, 255).astype(np.uint8) if it holds floats in [0, 1]",
+            hint="convert it: (img * 255).clip(0, 255).astype(np.uint8) for floats in [0, 1], "
+            "np.rint(img / 257).astype(np.uint8) for uint16",
         )
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]

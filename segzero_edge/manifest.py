@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from ._version import __version__
 from .errors import EngineFileError, EngineIncompatibleError, ManifestError
+from .files import umask
 from .prompt import PROMPT_VERSION
 
 #: Bumped whenever the schema below changes; the loader refuses any other version.
@@ -198,7 +199,8 @@ class SourceCheckpoint:
 
     Attributes:
         component: ``"reasoner"`` or ``"sam2"``.
-        path: the path the user gave (for information only).
+        path: where the checkpoint was at export time (absolute; older manifests may hold the path relative to
+            the exporter's working directory).
         sha256: sha256 of the checkpoint file, or of a directory's files (``sha256_tree``).
         details: e.g. ``{"config": "configs/sam2.1/sam2.1_hiera_t.yaml"}`` or the model type.
     """
@@ -433,12 +435,14 @@ def file_entry(engine_dir: str | Path, relpath: str) -> FileEntry:
 
 
 def save_manifest(manifest: Manifest, engine_dir: str | Path) -> Path:
-    """Write ``engine_dir/manifest.json`` atomically (temporary file, fsync, rename)."""
+    """Write ``engine_dir/manifest.json`` atomically (temporary file, fsync, rename), with the mode the umask
+    gives new files."""
     engine_dir = Path(engine_dir)
     target = engine_dir / MANIFEST_NAME
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=engine_dir)
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 would hide the manifest from other users
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

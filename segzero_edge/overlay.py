@@ -12,6 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+#: File name endings of what ``predict``/``demo`` write per image (``<stem>.overlay.png``,
+#: ``<stem>.segzero.json``); dataset readers never take such files for samples or annotations.
+OVERLAY_SUFFIX = ".overlay.png"
+RESULT_SUFFIX = ".segzero.json"
+
 #: Saturated colours the tint is chosen from (RGB).
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (255, 0, 255),  # magenta

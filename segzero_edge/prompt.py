@@ -69,12 +69,25 @@ def normalize_question(question: str) -> str:
 
     Only leading and trailing periods are removed; whitespace and quotes are kept as they are.
     """
-    if not isinstance(question, str):
+    return check_text(question).lower().strip(".")
+
+
+def check_text(text: str, what: str = "the question") -> str:
+    """``text`` if it is a ``str`` that UTF-8 can encode; else an ``InputError`` (a lone surrogate such as
+    ``"\\ud800"`` from a broken decoder cannot reach the tokenizer)."""
+    if not isinstance(text, str):
         raise InputError(
-            f"the question must be a str, got {type(question).__name__}",
+            f"{what} must be a str, got {type(text).__name__}",
             hint="pass the instruction as text, e.g. 'the cup the robot should pick up'",
         )
-    return question.lower().strip(".")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{what} is not valid Unicode text: {exc.reason} at character {exc.start}",
+            hint="decode the instruction with errors='replace' before passing it",
+        ) from None
+    return text
 
 
 def seg_zero_user_text(question: str, *, with_image_token: bool = False) -> str:
@@ -109,6 +122,19 @@ def seg_zero_messages(question: str) -> list[dict]:
     ]
 
 
+def render_chat_parts(question: str, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> tuple[str, str, str]:
+    """``render_chat`` in three parts: the template before the user text, the user text (the Seg-Zero text
+    with ``question`` inside, from the end of ``<|vision_end|>`` to before ``<|im_end|>``), the template after.
+
+    ``PromptTokenizer`` encodes the middle part as plain text, so special tokens written in a question are
+    characters, never control tokens."""
+    return (
+        f"{IM_START}system\n{system_prompt}{IM_END}\n{IM_START}user\n{VISION_START}{IMAGE_PAD}{VISION_END}",
+        seg_zero_user_text(question),
+        f"{IM_END}\n{IM_START}assistant\n",
+    )
+
+
 def render_chat(question: str, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
     """The full prompt string for one image and one question, with the generation prompt.
 
@@ -118,11 +144,7 @@ def render_chat(question: str, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT) ->
     The image appears as a single ``<|image_pad|>``; the runtime expands it to one pad token per
     image embedding (``expand_image_pads``).
     """
-    return (
-        f"{IM_START}system\n{system_prompt}{IM_END}\n"
-        f"{IM_START}user\n{VISION_START}{IMAGE_PAD}{VISION_END}{seg_zero_user_text(question)}{IM_END}\n"
-        f"{IM_START}assistant\n"
-    )
+    return "".join(render_chat_parts(question, system_prompt=system_prompt))
 
 
 def expand_image_pads(prompt: str, num_image_tokens: int) -> str:
@@ -248,20 +270,38 @@ class PromptTokenizer:
         """Plain encoding of ``text`` (special tokens written in it are recognised)."""
         return list(self._tok.encode(text, add_special_tokens=True).ids)
 
+    def encode_plain(self, text: str) -> list[int]:
+        """``text`` as characters only: normaliser, pre-tokeniser and model, without the added-token
+        matching, so ``<|im_end|>``, ``<|image_pad|>`` or ``<tool_call>`` in it are ordinary text. For text
+        without added tokens this equals ``encode_text`` (the tokenizer splits at added tokens first, then
+        runs the same three steps on each piece)."""
+        tok = self._tok
+        normalized = tok.normalizer.normalize_str(text) if tok.normalizer is not None else text
+        pieces = (
+            tok.pre_tokenizer.pre_tokenize_str(normalized) if tok.pre_tokenizer is not None else [(normalized, None)]
+        )
+        return [t.id for piece, _ in pieces for t in tok.model.tokenize(piece)]
+
     def encode_prompt(
         self, question: str, num_image_tokens: int, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT
     ) -> np.ndarray:
-        """``(seq,)`` int64 ids of the full Seg-Zero prompt with ``num_image_tokens`` image pads."""
-        ids = np.asarray(self.encode_text(render_chat(question, system_prompt=system_prompt)), dtype=np.int64)
-        where = np.flatnonzero(ids == self.image_pad_id)
-        if where.size != 1:
-            raise InputError(
-                f"the rendered prompt has {where.size} image pads instead of 1",
-                hint="the question must not contain <|image_pad|>",
-            )
-        i = int(where[0])
-        pads = np.full(int(num_image_tokens), self.image_pad_id, dtype=np.int64)
-        return np.concatenate([ids[:i], pads, ids[i + 1 :]])
+        """``(seq,)`` int64 ids of the full Seg-Zero prompt with ``num_image_tokens`` image pads.
+
+        The template's own special tokens come from the template; the user text (with ``question``) is
+        encoded by ``encode_plain``: what a user writes never becomes a control token.
+
+        Raises:
+            InputError: ``question`` is not text that UTF-8 can encode (e.g. a lone surrogate).
+        """
+        check_text(question)
+        head, user, tail = render_chat_parts(question, system_prompt=system_prompt)
+        head_ids = self._tok.encode(head, add_special_tokens=False).ids
+        if head_ids.count(self.image_pad_id) != 1 or head_ids[-2] != self.image_pad_id:
+            raise InputError("the system prompt must not contain <|image_pad|> or other special tokens")
+        pads = [self.image_pad_id] * int(num_image_tokens)
+        ids = head_ids[:-2] + pads + head_ids[-1:] + self.encode_plain(user)
+        ids += self._tok.encode(tail, add_special_tokens=False).ids
+        return np.asarray(ids, dtype=np.int64)
 
     def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = True) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)

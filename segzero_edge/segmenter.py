@@ -38,6 +38,7 @@ from .errors import ConfigError, InputError, ManifestError
 from .frame import Color, Frame, FrameCache, ImageLike
 from .manifest import Verify, load_manifest
 from .ort import SessionFactory
+from .prompt import check_text
 from .reasoner import GenerationOptions, ReasonerPipeline, ReasonerResult
 from .sam2 import Sam2Features, Sam2Pipeline
 from .sam2.contract import MASK_MODES
@@ -259,11 +260,7 @@ class Segmenter:
                 )
 
     def _check_text(self, text: object, options: SegmenterOptions) -> str:
-        if not isinstance(text, str):
-            raise InputError(
-                f"text must be a str, got {type(text).__name__}",
-                hint="pass the instruction, e.g. 'the cup the robot should pick up'",
-            )
+        check_text(text, "text")
         if not text.strip():
             raise InputError("text is empty", hint="describe the object to segment")
         if len(text) > options.max_text_length:
@@ -377,19 +374,12 @@ class Segmenter:
         feats, hit = self._features(frame)
         timings = {} if hit else {f"sam2_{k}": v for k, v in feats.timings_ms.items()}
         w, h = frame.size
+        outside = box is not None and _outside(box, w, h)
         if box is not None:
             box = _clip_box(box, w, h)
-        result = self.sam2.decode(feats, box=box, points=pts or None, labels=labels, mask_mode=options.mask_mode)
-        timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
-        timings["total"] = _ms(t_start)
-        return Segmentation(
-            mask=result.masks[0],
-            found=True,
-            box=box,
-            points=pts,
-            score=float(result.scores[0]),
-            timings_ms=timings,
-        )
+        if labels is not None and not np.isin(np.asarray(labels, dtype=object), (0, 1)).all():
+            raise InputError(f"labels must be 1 (foreground) or 0 (background) per point, got {labels!r}")
+        return self._decode(frame, feats, box, pts, labels, options, timings, t_start, outside=outside)
 
     def _finish(
         self,
@@ -412,35 +402,98 @@ class Segmenter:
                 error=answer.error or "the answer has no box",
                 **common,
             )
-        result = self.sam2.decode(feats, box=answer.box, points=answer.points or None, mask_mode=options.mask_mode)
-        timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
+        raw = answer.objects[0].raw_box if answer.objects and answer.objects[0].raw_box else answer.box
+        outside = _outside(raw, w, h)
+        return self._decode(
+            frame, feats, answer.box, answer.points, None, options, timings, t_start, outside=outside, **common
+        )
+
+    def _decode(
+        self,
+        frame: Frame,
+        feats: Sam2Features,
+        box: tuple[float, float, float, float] | None,
+        points: tuple[tuple[float, float], ...],
+        labels: tuple[int, ...] | None,
+        options: SegmenterOptions,
+        timings: dict[str, float],
+        t_start: float,
+        *,
+        outside: bool,
+        **common: Any,
+    ) -> Segmentation:
+        """SAM2's mask for the prompts, and the decision whether anything was found: never for a box that lies
+        outside the frame (``outside``; SAM2 is not run) or an empty mask."""
+        w, h = frame.size
+        error = None
+        if outside:
+            error = f"the box lies outside the {w}x{h} image (clipped to {_fmt_box(box)})"
+        else:
+            result = self.sam2.decode(feats, box=box, points=points or None, labels=labels, mask_mode=options.mask_mode)
+            timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
+            if not result.masks[0].any():
+                error = "SAM2 returned an empty mask for these prompts"
         timings["total"] = _ms(t_start)
+        if error is not None:
+            return Segmentation(
+                mask=np.zeros((h, w), bool),
+                found=False,
+                box=box,
+                points=points,
+                timings_ms=timings,
+                error=error,
+                **common,
+            )
         return Segmentation(
             mask=result.masks[0],
             found=True,
-            box=answer.box,
-            points=answer.points,
+            box=box,
+            points=points,
             score=float(result.scores[0]),
             timings_ms=timings,
             **common,
         )
 
 
+def _outside(box: Sequence[float], w: int, h: int) -> bool:
+    """True when the box ``(x1, y1, x2, y2)`` (either corner order, unclipped) has no point strictly inside
+    the ``w x h`` image: clipping would leave an edge of it, not a region of the image."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        return False  # malformed: _clip_box says why
+    x1, x2 = sorted((x1, x2))
+    y1, y2 = sorted((y1, y2))
+    return x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h
+
+
+def _fmt_box(box: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in box) + ")"
+
+
 def _points(points: Sequence[Sequence[float]] | np.ndarray | None) -> tuple[tuple[float, float], ...]:
     """``[(x, y), ...]`` (any sequence or an ``(N, 2)`` array) as float pairs; raise on other shapes."""
     if points is None:
         return ()
-    arr = np.asarray(points, dtype=np.float64)
+    try:
+        arr = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"points must be (x, y) number pairs, got {points!r}", hint="pass [(x, y), ...]") from None
     if arr.size == 0:
         return ()
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise InputError(f"points must be (x, y) pairs, got shape {list(arr.shape)}", hint="pass [(x, y), ...]")
+    if not np.isfinite(arr).all():
+        raise InputError(f"points must be finite numbers, got {points!r}")
     return tuple((float(x), float(y)) for x, y in arr)
 
 
 def _clip_box(box: Sequence[float], w: int, h: int) -> tuple[float, float, float, float]:
     """Reorder corners and clip to the image; raise on non-finite or wrongly sized boxes."""
-    arr = np.asarray(box, dtype=np.float64).reshape(-1)
+    try:
+        arr = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"box must be 4 finite numbers (x1, y1, x2, y2), got {box!r}") from None
     if arr.size != 4 or not np.isfinite(arr).all():
         raise InputError(f"box must be 4 finite numbers (x1, y1, x2, y2), got {box!r}")
     x1, x2 = sorted((float(np.clip(arr[0], 0, w)), float(np.clip(arr[2], 0, w))))

@@ -95,7 +95,9 @@ class Segmentation:
 
     Attributes:
         mask: ``(H, W)`` bool array at the original image size; all False when nothing was found.
-        found: False when the model's answer could not be decoded (``error`` says why).
+        found: True exactly when ``mask`` has at least one pixel. False when the answer could not be
+            decoded, its box has no area inside the image, or SAM2 returned an empty mask (``error`` says
+            why; ``box``/``points`` then hold the prompts that were tried, if any).
         box: ``(x1, y1, x2, y2)`` prompt given to SAM2, original-image pixels (reordered and clipped).
         points: the point prompts given to SAM2, original-image pixels.
         score: SAM2's predicted IoU of the chosen mask (0.0 when nothing was found).
@@ -123,6 +125,10 @@ class Segmentation:
         mask = np.asarray(self.mask)
         if mask.ndim != 2 or mask.dtype != np.bool_:
             raise ValueError(f"Segmentation.mask must be a 2-D bool array, got {mask.dtype} {mask.shape}")
+        if self.found != bool(mask.any()):  # an impossible result is never reported as found
+            raise ValueError(f"Segmentation(found={self.found}) with a mask of {int(mask.sum())} pixels")
+        if not self.found and not self.error:
+            raise ValueError("Segmentation(found=False) needs an error that says why")
         mask.setflags(write=False)
         object.__setattr__(self, "mask", mask)
         object.__setattr__(self, "timings_ms", _readonly_timings(self.timings_ms))

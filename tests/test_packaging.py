@@ -131,5 +131,5 @@ def test_demo_runs_from_the_installed_wheel(wheel, tmp_path):
     )
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
     assert "box       : [68, 236, 160, 338]" in demo.stdout, demo.stdout  # the shipped models' answer
-    assert (run / "out" / "demo.overlay.png").is_file() and (run / "out" / "demo.json").is_file()
+    assert (run / "out" / "demo.overlay.png").is_file() and (run / "out" / "demo.segzero.json").is_file()
     assert sorted(p.name for p in run.iterdir()) == ["out", "work"]  # nothing written elsewhere

@@ -52,7 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="square model input in pixels (default: the checkpoint's segzero_edge.json, else 840)",
     )
     p.add_argument("--embeddings-dtype", default="auto", choices=("auto", "float32", "float16"))
-    p.add_argument("--max-context", type=int, default=None, help="longest sequence for TensorRT profiles")
+    p.add_argument(
+        "--max-context",
+        type=int,
+        default=None,
+        help="longest context (prompt + generated tokens) the engine accepts, also its TensorRT profiles "
+        "(default: image tokens + 2048)",
+    )
     p.add_argument(
         "--validate",
         default="full",

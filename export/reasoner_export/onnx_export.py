@@ -356,7 +356,7 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path, config: Reasoner
         sources = [
             SourceCheckpoint(
                 COMPONENT,
-                str(model_dir),
+                str(Path(model_dir).absolute()),  # absolute: found from any working directory
                 sha256_tree(ckpt.path),
                 {"model_type": "qwen2_5_vl", "text": ckpt.text.to_dict()},
             )

@@ -95,7 +95,8 @@ def export_sam2(
     }
     if is_config_file(cfg.config):  # not one of the package's configs: record which file, exactly
         extra.update(config_file=str(Path(cfg.config).resolve()), config_sha256=sha256_file(cfg.config))
-    sources = [SourceCheckpoint(COMPONENT, str(checkpoint), sha256_file(checkpoint), extra)]
+    # The absolute path: `inspect` and the torch backend find it from any working directory.
+    sources = [SourceCheckpoint(COMPONENT, str(Path(checkpoint).absolute()), sha256_file(checkpoint), extra)]
     with EngineDirWriter(out_dir, COMPONENT) as writer:
         steps = tqdm(total=2, desc="exporting sam2 graphs", unit="graph", disable=not progress)
         export_image_encoder(model, writer.path(ENCODER_FILE), opset=cfg.opset)

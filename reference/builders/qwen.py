@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import types
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segzero_edge.errors import InputError
+from segzero_edge.files import exclusive, publish_modes, remove_stale, replaceable_dir, staging_dir
 from segzero_edge.prompt import validate_input_size, write_checkpoint_meta
 
 from .tokenizer import DEFAULT_BPE_VOCAB_SIZE, build_qwen_tokenizer, qwen_token_ids, save_qwen_tokenizer
@@ -269,31 +269,46 @@ def qwen_preprocessor_config(spec: QwenSize) -> dict:
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} exists and is not a directory", hint="choose another --out")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise InputError(
+                f"{out_dir} is not empty: refusing to write a checkpoint over it",
+                hint="choose an empty or new directory, or pass overwrite=True (--overwrite) to replace it",
+            )
+        replaceable_dir(out_dir)
+        if not (out_dir / "config.json").is_file():
+            raise InputError(
+                f"{out_dir} is not a checkpoint directory (no config.json): --overwrite only replaces checkpoints",
+                hint="choose an empty or new directory",
+            )
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
         raise InputError(
-            f"{out_dir} is not empty: refusing to write a checkpoint over it",
-            hint="choose an empty or new directory, or pass overwrite=True (--overwrite) to replace it",
-        )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+            f"cannot create {out_dir.parent}: {exc.strerror or exc}", hint="choose another --out"
+        ) from None
+    if not os.access(out_dir.parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to {out_dir.parent}", hint="choose a folder you can write to with --out")
 
 
 def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:
     """Move the finished ``tmp`` directory to ``out_dir`` (replacing it) with renames only."""
     old = None
-    if out_dir.exists():
-        if any(out_dir.iterdir()):
-            _prepare_out_dir(out_dir, overwrite)  # filled while we were building?
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.rmdir(old)
-            out_dir.rename(old)
-        else:
-            out_dir.rmdir()
-    try:
-        tmp.rename(out_dir)
-    except BaseException:
-        if old is not None:
-            old.rename(out_dir)
-        raise
+    with exclusive(out_dir):
+        if out_dir.exists():
+            if any(out_dir.iterdir()):
+                _prepare_out_dir(out_dir, overwrite)  # filled while we were building?
+                old = staging_dir(out_dir, "old")
+                os.rmdir(old)
+                out_dir.rename(old)
+            else:
+                out_dir.rmdir()
+        try:
+            tmp.rename(out_dir)
+        except BaseException:
+            if old is not None:
+                old.rename(out_dir)
+            raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -356,7 +371,7 @@ def build_tiny_qwen25vl(
         raise InputError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"seed must be an int, got {seed!r}")
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).expanduser().absolute()
     _prepare_out_dir(out_dir, overwrite)
 
     import torch
@@ -387,16 +402,15 @@ def build_tiny_qwen25vl(
         pad_token_id=ids["pad_token_id"],
     )
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    remove_stale(out_dir.parent)
+    tmp = staging_dir(out_dir, "tmp")
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint directory is not
         _save_quietly(model, tmp)
         save_qwen_tokenizer(tokenizer, tmp)
         preprocessor = json.dumps(qwen_preprocessor_config(spec), indent=2) + "\n"
         (tmp / "preprocessor_config.json").write_text(preprocessor)
         write_checkpoint_meta(tmp, input_size=input_size)
-        for f in tmp.iterdir():
-            f.chmod(0o644)  # safetensors are written private; checkpoint files are not
+        publish_modes(tmp)  # mkdtemp and safetensors make them private; a checkpoint is not
         _publish(tmp, out_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from segzero_edge.files import writable_parent
 from segzero_edge.reference.sam2_model import build_sam2_model as _build_from_config
 from segzero_edge.sam2.configs import resolve_sam2_config
 
@@ -39,12 +40,14 @@ def build_sam2_checkpoint(out_path: str | Path, config: str = "sam2.1_hiera_t", 
     """
     import torch
 
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path = writable_parent(out_path)
     model = build_sam2_model(config, seed=seed)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    torch.save({"model": model.state_dict()}, tmp)
-    tmp.replace(out_path)
+    try:
+        torch.save({"model": model.state_dict()}, tmp)
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
         "wrote random SAM2 checkpoint %s (%s, %.1fM params, seed %d)",

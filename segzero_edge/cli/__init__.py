@@ -8,8 +8,13 @@ trainer; a subcommand whose extra is missing says which extra to install.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
@@ -59,6 +64,9 @@ def _top_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"segzero-edge {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error instead of its one-line message"
+    )
     parser.add_argument("command", nargs="?", help="the command to run")
     return parser
 
@@ -101,16 +109,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command.add_arguments(parser)
         cmd_args = parser.parse_args(rest[1:])
-        return int(command.run(cmd_args) or 0)
+        with _terminate_as_interrupt():
+            return int(command.run(cmd_args) or 0)
     except SegZeroError as exc:
-        print(f"segzero-edge {name}: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(name, str(exc), 1, args.debug)
     except ImportError as exc:
-        print(
-            f"segzero-edge {name}: missing dependency ({exc}).\n  -> pip install 'segzero-edge[{extra}]'",
-            file=sys.stderr,
-        )
-        return 3
+        return _fail(name, f"missing dependency ({exc}).\n  -> pip install 'segzero-edge[{extra}]'", 3, args.debug)
+    except BrokenPipeError:
+        # The reader went away (`... | head -1`): the output it wanted was written; exit quietly. stdout is
+        # pointed at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        return _fail(name, f"cannot access{where}: {exc.strerror or exc}", 1, args.debug)
     except KeyboardInterrupt:
         print(f"segzero-edge {name}: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(name: str, message: str, code: int, debug: bool) -> int:
+    """Print a user error in one line (the hint on a second), or the traceback with ``--debug``."""
+    if debug:
+        traceback.print_exc()
+    print(f"segzero-edge {name}: error: {message}", file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Turn SIGTERM (``kill``, ``timeout``, systemd stop) into ``KeyboardInterrupt`` while a command runs, so
+    its cleanup runs as for Ctrl-C: staging folders removed, outputs left as they were."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -14,6 +14,17 @@ DEVICE_HELP = (
 )
 
 
+def positive_int(text: str) -> int:
+    """``argparse`` type of a count that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Command:
     """A subcommand: how to declare its options and how to run it.

@@ -1,7 +1,8 @@
 """``segzero-edge bench ENGINE_DIR``: per-stage latency of an engine directory on this machine.
 
-Prints a markdown table (p50/p90/p99 per stage, generated tokens and decode tokens/s), writes the JSON report
-(``--out``) and, with ``--plot``, a PNG (needs matplotlib: ``pip install 'segzero-edge[bench]'``).
+Prints a markdown table (p50/p90/p99 per stage, generated tokens and decode tokens/s). Writes only the files
+named: the JSON report (``--out``), the table (``--markdown``) and a PNG (``--plot``, needs matplotlib:
+``pip install 'segzero-edge[bench]'``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, missing_extra
-from .base import DEVICE_HELP, Command, command_line
+from ..files import writable_parent
+from .base import DEVICE_HELP, Command, command_line, positive_int
 from .options import add_option_arguments, option_values
 
 log = logging.getLogger(__name__)
@@ -39,9 +41,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--text", nargs="+", default=None, help="instruction(s), used in turn (overrides the <name>.json queries)"
     )
-    parser.add_argument("--runs", type=int, default=10, help="timed requests (default: %(default)s)")
+    parser.add_argument("--runs", type=positive_int, default=10, help="timed requests (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed requests first (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON report (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON report to this file")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the markdown table to this file")
     parser.add_argument("--plot", type=Path, default=None, help="latency plot PNG (needs matplotlib)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -154,7 +156,6 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     )
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -172,6 +173,9 @@ def _run(args: argparse.Namespace) -> int:
                 "segzero-edge bench: --plot needs matplotlib.\n  -> pip install 'segzero-edge[bench]'", file=sys.stderr
             )
             return 3
+    for name in ("out", "markdown", "plot"):  # fail before minutes of measuring, not after
+        if getattr(args, name) is not None:
+            setattr(args, name, writable_parent(getattr(args, name)))
     pairs = find_requests(args.images, args.text)
     requests = [(load_image(p), t) for p, t in pairs]
     machine = machine_info()
@@ -236,8 +240,8 @@ def _run(args: argparse.Namespace) -> int:
         "load_s": load_s,
         **report.to_dict(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown_table(result)
     mem = result["memory"]
     print(
@@ -250,14 +254,15 @@ def _run(args: argparse.Namespace) -> int:
     gpu = f", GPU {mem['gpu_peak_mb']:.0f} MB" if mem.get("gpu_peak_mb") is not None else ""
     print(f"peak host memory {mem['peak_rss_mb']:.0f} MB{gpu}; engine load {load_s:.1f} s")
     if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(
             f"# segzero-edge bench\n\n`{result['command']}` ({started}, {machine['cpu']}, "
             f"load average {machine['load_average']})\n\n{table}\n"
         )
     if args.plot is not None:
         plot_report(result, args.plot)
-    print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
+    written = [str(p) for p in (args.out, args.markdown, args.plot) if p is not None]
+    if written:
+        print("wrote " + ", ".join(written))
     return 0
 
 
@@ -267,6 +272,6 @@ COMMAND = Command(
     run=_run,
     description="Measure per-stage latency of an engine directory: preprocess, vision, prefill, decode (tokens/s), "
     "SAM2 encode and decode, postprocess and total, with p50/p90/p99, generated tokens per request, peak host "
-    "(and GPU) memory, device, backend and versions. Prints a markdown table, writes JSON (--out) and a plot "
-    "(--plot, needs matplotlib).",
+    "(and GPU) memory, device, backend and versions. Prints a markdown table; writes only the files named: "
+    "JSON (--out), the table (--markdown) and a plot (--plot, needs matplotlib).",
 )

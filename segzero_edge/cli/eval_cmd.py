@@ -13,19 +13,23 @@ Dataset layouts (``--layout``, detected by default):
 Scoring: gIoU = mean per-sample IoU, cIoU = sum I / sum U. A sample whose answer cannot be decoded (parse
 failure) or whose prediction raises is a miss. Samples whose prediction and ground truth are both empty score
 1 and are counted; --drop-both-empty drops them as the official script does (the summary has both).
-Writes OUT/samples.jsonl (one line per sample, as it is done) and OUT/summary.json.
+With --out OUT, writes OUT/samples.jsonl (one line per sample, as it is done) and OUT/summary.json. When no
+sample could be scored (every record skipped) it fails with exit code 1 instead of reporting a gIoU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from .base import DEVICE_HELP, Command, command_line
+from ..errors import DatasetError
+from ..files import output_dir
+from .base import DEVICE_HELP, Command, command_line, positive_int
 from .options import add_option_arguments, option_values
 
 #: The request options this command exposes (``SegmenterOptions.names()``); the official evaluation is
@@ -41,7 +45,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", default="auto", choices=LAYOUTS, help="dataset layout (default: detect)")
     parser.add_argument("--split", default=None, help="parquet/hf-disk split (e.g. test), RefCOCO split (val)")
     parser.add_argument("--split-by", default=None, help="RefCOCO refs file refs(SPLIT_BY).p: umd, unc, google")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    parser.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N samples (N >= 1)")
     parser.add_argument(
         "--drop-both-empty",
         action="store_true",
@@ -50,8 +54,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("eval_out"),
-        help="folder for samples.jsonl and summary.json (default: %(default)s)",
+        default=None,
+        help="write samples.jsonl and summary.json into this folder (without --out only the summary is printed)",
     )
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--backend", default="auto", choices=["auto", "ort", "trt"], help="SAM2 backend")
@@ -79,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     total = len(dataset)
     if args.limit is not None:
         total = min(total, args.limit)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = None if args.out is None else output_dir(args.out, inputs=(args.dataset,))
     started = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     machine = machine_info()
     bar = _progress(total, not args.no_progress)
@@ -92,12 +96,13 @@ def _run(args: argparse.Namespace) -> int:
             cache_size=1,
             **option_values(args, OPTIONS),
         ) as seg,
-        open(args.out / "samples.jsonl", "w") as jsonl,
+        open(out / "samples.jsonl", "w") if out else contextlib.nullcontext() as jsonl,
     ):
 
         def on_sample(r: Any) -> None:
-            jsonl.write(json.dumps(r.to_dict()) + "\n")
-            jsonl.flush()
+            if jsonl is not None:
+                jsonl.write(json.dumps(r.to_dict()) + "\n")
+                jsonl.flush()
             if bar is not None:
                 bar.set_postfix_str(f"{r.status} iou={r.iou if r.iou is not None else '-'}", refresh=False)
                 bar.update(1)
@@ -127,8 +132,15 @@ def _run(args: argparse.Namespace) -> int:
         "both_empty_counted": {"giou": kept.giou, "ciou": kept.ciou, "n_scored": kept.n_scored},
         "both_empty_dropped_official": {"giou": official.giou, "ciou": official.ciou, "n_scored": official.n_scored},
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if out is not None:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     s = report.scores
+    if s.n_scored == 0:
+        raise DatasetError(
+            f"no sample of {args.dataset} was scored ({report.n_skipped} record(s) skipped as unreadable, "
+            f"{s.n_samples} predicted, none left to average)",
+            hint="check the dataset folder and --layout; the per-record reasons are in samples.jsonl (--out)",
+        )
     print(
         f"segzero-edge eval: {args.dataset} ({dataset.layout}), {s.n_samples} samples scored, "
         f"{report.n_skipped} skipped"
@@ -142,7 +154,8 @@ def _run(args: argparse.Namespace) -> int:
         f"parse failures {report.n_parse_failures} ({100 * report.parse_failure_rate:.1f}%), "
         f"errors {report.n_errors}, misses in total {s.n_failed}"
     )
-    print(f"wrote {args.out / 'samples.jsonl'} and {args.out / 'summary.json'}")
+    if out is not None:
+        print(f"wrote {out / 'samples.jsonl'} and {out / 'summary.json'}")
     return 0
 
 

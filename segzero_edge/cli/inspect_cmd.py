@@ -30,59 +30,64 @@ def _fmt_shape(shape) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
+#: Width of the label column of the summary tables (wider labels widen their table).
+LABEL_WIDTH = 16
+
+
+def _columns(rows: list[tuple[str, ...]], indent: str = "", label_width: int = 0) -> list[str]:
+    """``rows`` as aligned text: each column as wide as its longest cell (the first at least
+    ``label_width``), two spaces between columns."""
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(max(len(r) for r in rows))]
+    widths[0] = max(widths[0], label_width)
+    return [
+        indent + "  ".join(c.ljust(widths[i]) if i < len(r) - 1 else c for i, c in enumerate(r)).rstrip() for r in rows
+    ]
+
+
 def _summary(m: Manifest, engine_dir: Path) -> list[str]:
-    lines = [
-        f"engine directory  {engine_dir}",
-        f"format            v{m.format_version}, written by segzero-edge {m.segzero_edge_version} at {m.created_utc}",
-        f"prompt version    {m.prompt_version}",
+    head: list[tuple[str, ...]] = [
+        ("engine directory", str(engine_dir)),
+        ("format", f"v{m.format_version}, written by segzero-edge {m.segzero_edge_version} at {m.created_utc}"),
+        ("prompt version", m.prompt_version),
     ]
     for name, settings in m.components.items():
         shown = ", ".join(f"{k}={v}" for k, v in settings.items() if not isinstance(v, (dict, list, tuple)))
-        lines.append(f"component {name:<8}{shown}")
+        head.append((f"component {name}", shown))
     for src in m.sources:
-        lines.append(f"source {src.component:<11}{src.path} (sha256 {src.sha256[:12]}…)")
+        head.append((f"source {src.component}", f"{src.path} (sha256 {src.sha256[:12]}…)"))
+    total = sum(f.size for f in m.files)
+    head.append(("files", f"{len(m.files)} ({total / 1e6:.1f} MB)"))
+    lines = _columns(head, label_width=LABEL_WIDTH)
     for gname, g in m.graphs.items():
         quant = (" " + ",".join(f"{k}={v}" for k, v in g.quantization.items())) if g.quantization else ""
-        lines.append(f"graph {gname:<20}{g.file}  {g.precision}{quant}")
-        for t in g.inputs:
-            lines.append(f"    in  {t.name:<22}{t.dtype:<8}{_fmt_shape(t.shape)}")
-        for t in g.outputs:
-            lines.append(f"    out {t.name:<22}{t.dtype:<8}{_fmt_shape(t.shape)}")
-        for dim, prof in g.dynamic_dims.items():
-            lines.append(f"    dim {dim:<22}min/opt/max {prof[0]}/{prof[1]}/{prof[2]}")
-    for comp, numbers in m.validation.items():
-        for k, v in numbers.items():
-            lines.append(f"validation {comp}.{k} = {v}")
-    total = sum(f.size for f in m.files)
-    lines.append(f"files             {len(m.files)} ({total / 1e6:.1f} MB)")
+        lines.append(f"graph {gname}: {g.file}  {g.precision}{quant}")
+        rows = [("in", t.name, t.dtype, _fmt_shape(t.shape)) for t in g.inputs]
+        rows += [("out", t.name, t.dtype, _fmt_shape(t.shape)) for t in g.outputs]
+        dims = [("dim", dim, f"min/opt/max {p[0]}/{p[1]}/{p[2]}") for dim, p in g.dynamic_dims.items()]
+        for table in (rows, dims):
+            lines += _columns(table, indent="    ") if table else []
+    rows = [(f"validation {comp}.{k}", f"= {v}") for comp, numbers in m.validation.items() for k, v in numbers.items()]
+    lines += _columns(rows, label_width=LABEL_WIDTH) if rows else []
     return lines
 
 
 def _device_lines(m: Manifest, engine_dir: Path) -> list[str]:
-    lines = []
+    """``(label, text)`` rows about what this machine can run."""
+    lines: list[tuple[str, str]] = []
     try:
         import onnxruntime as ort
 
         providers = ort.get_available_providers()
-        lines.append(f"onnxruntime       {ort.__version__}, providers: {', '.join(providers)}")
-        lines.append(
-            "this device       can run it with ONNX Runtime (CPU"
-            + (", CUDA" if "CUDAExecutionProvider" in providers else "")
-            + ")"
-        )
+        lines.append(("onnxruntime", f"{ort.__version__}, providers: {', '.join(providers)}"))
+        cuda = ", CUDA" if "CUDAExecutionProvider" in providers else ""
+        lines.append(("this device", f"can run it with ONNX Runtime (CPU{cuda})"))
     except ImportError:
-        lines.append("onnxruntime       not installed -> pip install 'segzero-edge[ort]' (or [ort-gpu])")
-        lines.append("this device       cannot run it until ONNX Runtime is installed")
+        lines.append(("onnxruntime", "not installed -> pip install 'segzero-edge[ort]' (or [ort-gpu])"))
+        lines.append(("this device", "cannot run it until ONNX Runtime is installed"))
     for src in m.sources:
         there = Path(src.path).exists()
-        lines.append(
-            f"torch backend     {src.component} source {src.path}: "
-            + (
-                "present"
-                if there
-                else f"missing here (pass --{src.component}-checkpoint to use `predict --backend torch`)"
-            )
-        )
+        state = "present" if there else f"missing here (pass --{src.component}-checkpoint to `predict --backend torch`)"
+        lines.append(("torch backend", f"{src.component} source {src.path}: {state}"))
     for build in m.trt_builds:
         try:
             verify_files(build.files, engine_dir, "size")
@@ -90,10 +95,10 @@ def _device_lines(m: Manifest, engine_dir: Path) -> list[str]:
         except SegZeroError as exc:
             state = f"unusable: {exc.message}"
         lines.append(
-            f"tensorrt build    trt/{build.key}: {build.gpu_name}, TensorRT {build.tensorrt_version} ({state})"
+            ("tensorrt build", f"trt/{build.key}: {build.gpu_name}, TensorRT {build.tensorrt_version} ({state})")
         )
     if not m.trt_builds:
-        lines.append("tensorrt build    none (run `segzero-edge build ENGINE_DIR` on the target GPU)")
+        lines.append(("tensorrt build", "none (run `segzero-edge build ENGINE_DIR` on the target GPU)"))
     return lines
 
 
@@ -106,11 +111,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     for line in _summary(manifest, engine_dir):
         print(line)
-    print(
-        f"file check        all {len(manifest.files)} files present"
-        + (", sizes match" if args.quick else ", sizes and sha256 match")
-    )
-    for line in _device_lines(manifest, engine_dir):
+    check = f"all {len(manifest.files)} files present" + (", sizes match" if args.quick else ", sizes and sha256 match")
+    for line in _columns([("file check", check), *_device_lines(manifest, engine_dir)], label_width=LABEL_WIDTH):
         print(line)
     return 0
 

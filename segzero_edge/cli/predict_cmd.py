@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..files import output_dir
 from .base import DEVICE_HELP, Command
 from .options import add_option_arguments, option_values
 
@@ -32,7 +33,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help="folder for <image>.overlay.png and <image>.json (default: next to the image)",
+        help="write <image>.overlay.png and <image>.segzero.json into this folder (without --out nothing is written)",
     )
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument(
@@ -82,8 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..frame import load_image
     from ..segmenter import Segmenter
 
-    out_dir = args.out or args.image.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = None if args.out is None else output_dir(args.out, inputs=(args.image, args.engine_dir))
     rgb = load_image(args.image)
     on_text = (lambda piece: print(piece, end="", flush=True)) if args.stream else None
     torch_args = (
@@ -107,25 +107,29 @@ def _run(args: argparse.Namespace) -> int:
         res = seg.predict(rgb, args.text, on_text=on_text)
     if args.stream:
         print()
-    overlay_path, json_path, _ = save_result(
-        rgb, res, image=args.image, text=args.text, out_dir=out_dir, stem=args.image.stem
-    )
     print_result(res)
-    print(f"wrote     : {overlay_path} and {json_path}")
+    if out_dir is not None:
+        overlay_path, json_path, _ = save_result(
+            rgb, res, image=args.image, text=args.text, out_dir=out_dir, stem=args.image.stem
+        )
+        print(f"wrote     : {overlay_path} and {json_path}")
     return 0
 
 
 def save_result(
     rgb, res, *, image: Path | str, text: str, out_dir: Path, stem: str, extra: dict | None = None
 ) -> tuple[Path, Path, dict]:
-    """Write ``out_dir/<stem>.overlay.png`` (``overlay.draw_overlay``) and ``<stem>.json`` for a
-    ``Segmentation`` of the ``(H, W, 3)`` uint8 image ``rgb``. Returns both paths and the JSON record."""
+    """Write ``out_dir/<stem>.overlay.png`` (``overlay.draw_overlay``) and ``<stem>.segzero.json`` for a
+    ``Segmentation`` of the ``(H, W, 3)`` uint8 image ``rgb``. Returns both paths and the JSON record.
+
+    The suffixes keep the results apart from a dataset's own files (a ReasonSeg folder holds ``<stem>.json``
+    annotations, which a result must never replace); the dataset readers skip both."""
     import numpy as np
 
-    from ..overlay import draw_overlay
+    from ..overlay import OVERLAY_SUFFIX, RESULT_SUFFIX, draw_overlay
 
-    overlay_path = out_dir / f"{stem}.overlay.png"
-    json_path = out_dir / f"{stem}.json"
+    overlay_path = out_dir / f"{stem}{OVERLAY_SUFFIX}"
+    json_path = out_dir / f"{stem}{RESULT_SUFFIX}"
     draw_overlay(rgb, res.mask, res.box, res.points).save(overlay_path)
     record = {
         "image": str(image),
@@ -165,5 +169,6 @@ COMMAND = Command(
     add_arguments=_add_arguments,
     run=_run,
     description="Segment the object an instruction refers to: prints the reasoning, box, points, score and "
-    "per-stage timings, and writes an overlay PNG (mask tinted and outlined, box and points drawn) and a JSON file.",
+    "per-stage timings; with --out DIR it also writes an overlay PNG (mask tinted and outlined, box and points drawn) "
+    "and a JSON file there.",
 )

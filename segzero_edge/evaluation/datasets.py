@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, InputError, missing_extra
+from ..overlay import OVERLAY_SUFFIX
 from .masks import coco_segmentation_to_mask, load_mask_file, mask_from_value, reasonseg_mask
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,14 @@ def iter_refcoco(
         yield rid, Path(image_dir) / im["file_name"], loader, record_texts(ref)
 
 
+def _is_sample_image(p: Path) -> bool:
+    """An image of a dataset folder: an image suffix, and not an overlay ``predict``/``demo`` wrote."""
+    return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.lower().endswith(OVERLAY_SUFFIX)
+
+
 def iter_reasonseg(root: Path, *, ignore_as_target: bool = False) -> Iterator[Item]:
     """ReasonSeg images with their annotation; ``ignore_as_target`` as in ``masks.reasonseg_mask``."""
-    for img in sorted(p for p in Path(root).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    for img in sorted(p for p in Path(root).iterdir() if _is_sample_image(p)):
         ann = img.with_suffix(".json")
         if not ann.exists():
             yield img.stem, img, None, []
@@ -308,7 +314,7 @@ def detect_layout(path: str | Path) -> str:
         return "hf-disk"
     if next(p.rglob("*.parquet"), None) is not None:
         return "parquet"
-    if any(f.suffix.lower() in IMAGE_SUFFIXES and f.with_suffix(".json").is_file() for f in p.iterdir()):
+    if any(_is_sample_image(f) and f.with_suffix(".json").is_file() for f in p.iterdir()):
         return "reasonseg"
     raise DatasetError(
         f"{p}: unknown dataset layout",

@@ -167,11 +167,14 @@ def evaluate_sample(segmenter: Predictor, sample: EvalSample) -> SampleResult:
         )
     latency = (time.perf_counter() - t0) * 1e3
     counts = sample_iou(res.mask if res.found else None, gt)
+    # A decoded answer whose mask is empty (or whose box lies outside the image) is found=False but no parse
+    # failure: it is scored as the empty prediction it is.
+    decoded = res.found or (res.answer is not None and res.answer.ok)
     return SampleResult(
         sample.id,
         sample.text,
         sample.source,
-        "ok" if res.found else "parse_failure",
+        "ok" if decoded else "parse_failure",
         iou=counts.iou,
         intersection=counts.intersection,
         union=counts.union,

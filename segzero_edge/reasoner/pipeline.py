@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -37,8 +37,8 @@ from ..manifest import MANIFEST_NAME, Manifest, Verify, load_manifest
 from ..ort import SessionFactory
 from ..prompt import PromptTokenizer
 from ..types import Answer, GenerationStats
-from .contract import COMPONENT, ReasonerSettings, check_graphs
-from .generate import GenerationOptions, TokenConstraint, generate_loop
+from .contract import COMPONENT, SEQ, TOTAL, ReasonerSettings, check_graphs
+from .generate import ANSWER_RESERVE, GenerationOptions, TokenConstraint, generate_loop
 from .preprocess import decode_position_ids, mrope_position_ids, preprocess_image
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,18 @@ class ReasonerResult:
         object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))
 
     def answer(self) -> Answer:
-        """The decoded answer (``segzero_edge.decode_answer``): box and points in original-image pixels."""
-        return decode_answer(self.text, image_size=self.image_size, model_size=self.input_size)
+        """The decoded answer (``segzero_edge.decode_answer``): box and points in original-image pixels.
+
+        When the answer does not decode because ``max_new_tokens`` cut it off, ``error`` says so."""
+        answer = decode_answer(self.text, image_size=self.image_size, model_size=self.input_size)
+        if not answer.ok and self.stop_reason == "max_new_tokens":
+            error = (
+                f"{answer.error}: generation stopped at max_new_tokens={len(self.token_ids)} before the answer "
+                f"was complete (raise max_new_tokens; a constrained answer needs about {ANSWER_RESERVE} tokens "
+                "after the thinking)"
+            )
+            answer = replace(answer, error=error)
+        return answer
 
     def stats(self) -> GenerationStats:
         """Token counts and speed of this generation."""
@@ -253,12 +263,32 @@ class ReasonerPipeline:
     def prompt(self, question: str, image_embeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """``(ids [seq], inputs_embeds [1, seq, hidden], position_ids [3, 1, seq], rope_delta)`` of a request."""
         ids = self.tokenizer.encode_prompt(question, self.num_image_tokens)
+        self._check_length(len(ids), 0)
         embeds = self.backend.embed(ids)
         embeds[ids == self.token_ids["image_pad"]] = image_embeds
         positions, delta = mrope_position_ids(
             ids, self.token_ids["image_pad"], self._grid, self.preprocess_config.merge_size
         )
         return ids, embeds[None], positions, delta
+
+    def _check_length(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Refuse a request the decoder's exported profile does not cover (``seq``: the longest prompt;
+        ``total``: prompt plus generated tokens) before any memory is spent on it."""
+        dims = self.decoder_spec.dynamic_dims
+        text = prompt_tokens - self.num_image_tokens
+        if SEQ in dims and prompt_tokens > dims[SEQ][2]:
+            raise InputError(
+                f"the prompt has {prompt_tokens} tokens ({text} of text), more than the {dims[SEQ][2]} this "
+                "engine's decoder was exported for",
+                hint="shorten the instruction (or re-export the reasoner with a larger --max-context)",
+            )
+        if TOTAL in dims and max_new_tokens and prompt_tokens + max_new_tokens > dims[TOTAL][2]:
+            room = dims[TOTAL][2] - prompt_tokens
+            raise InputError(
+                f"a prompt of {prompt_tokens} tokens plus max_new_tokens={max_new_tokens} exceeds the context "
+                f"of {dims[TOTAL][2]} tokens this engine's decoder was exported for",
+                hint=f"pass max_new_tokens <= {room}, or shorten the instruction",
+            )
 
     def _step_fn(self, start: int, delta: int) -> Callable[[list[int]], np.ndarray]:
         pos = [start]
@@ -316,6 +346,7 @@ class ReasonerPipeline:
             timings = {"preprocess": 0.0, "vision": 0.0}
         t0 = time.perf_counter()
         ids, embeds, positions, delta = self.prompt(question, vision.embeds)
+        self._check_length(len(ids), options.max_new_tokens)
         t1 = time.perf_counter()
         timings["preprocess"] += (t1 - t0) * 1e3
         self.backend.reset()

@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, EngineIncompatibleError, InputError
+from ..files import exclusive, publish_modes, remove_stale, staging_dir
 from ..manifest import Manifest, TrtBuild, file_entry, load_manifest, save_manifest, utc_now
 from ..sam2.contract import DECODER as SAM2_DECODER
 from ..sam2.contract import ENCODER as SAM2_ENCODER
@@ -215,18 +215,20 @@ def install_build(engine_dir: Path, staged: Path, build: TrtBuild) -> TrtBuild:
     """
     target = engine_dir / "trt" / build.key
     old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{build.key}.old-", dir=target.parent))
-        os.rename(target, old / build.key)
-    os.rename(staged, target)
-    final = TrtBuild(
-        **{
-            **{f: getattr(build, f) for f in build.__dataclass_fields__},
-            "engines": {g: f"trt/{build.key}/{Path(p).name}" for g, p in build.engines.items()},
-            "files": tuple(file_entry(engine_dir, f"trt/{build.key}/{Path(f.path).name}") for f in build.files),
-        }
-    )
-    save_manifest(load_manifest(engine_dir, verify="size").with_trt_build(final), engine_dir)
+    publish_modes(staged)
+    with exclusive(engine_dir):
+        if target.exists():
+            old = staging_dir(target, "old")
+            os.rename(target, old / build.key)
+        os.rename(staged, target)
+        final = TrtBuild(
+            **{
+                **{f: getattr(build, f) for f in build.__dataclass_fields__},
+                "engines": {g: f"trt/{build.key}/{Path(p).name}" for g, p in build.engines.items()},
+                "files": tuple(file_entry(engine_dir, f"trt/{build.key}/{Path(f.path).name}") for f in build.files),
+            }
+        )
+        save_manifest(load_manifest(engine_dir, verify="size").with_trt_build(final), engine_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -260,7 +262,8 @@ def build_engines(
     key = build_key(gpu.name, trt.__version__)
     plans = plan_build(manifest, options)
     (engine_dir / "trt").mkdir(exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{key}.partial-", dir=engine_dir / "trt"))
+    remove_stale(engine_dir / "trt")
+    staged = staging_dir(engine_dir / "trt" / key)
     try:
         graphs: dict[str, Any] = {}
         for plan in plans:

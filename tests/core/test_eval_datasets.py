@@ -15,7 +15,7 @@ from PIL import Image
 
 from segzero_edge.errors import DatasetError
 from segzero_edge.evaluation import detect_layout, evaluate, open_dataset
-from segzero_edge.types import Segmentation
+from segzero_edge.types import Answer, Segmentation
 
 H, W = 40, 50
 
@@ -47,7 +47,10 @@ class KnownAnswers:
             raise ans
         if ans is None:
             return Segmentation(mask=np.zeros((H, W), bool), found=False, error="no answer")
-        return Segmentation(mask=ans, found=True, score=0.9, box=(0.0, 0.0, 1.0, 1.0))
+        decoded = Answer(ok=True, box=(0.0, 0.0, 1.0, 1.0))
+        if not ans.any():  # a decoded answer whose mask came out empty
+            return Segmentation(mask=ans, found=False, error="empty mask", box=decoded.box, answer=decoded)
+        return Segmentation(mask=ans, found=True, score=0.9, box=decoded.box, answer=decoded)
 
 
 def _image(path):

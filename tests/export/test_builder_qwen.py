@@ -393,6 +393,10 @@ def test_non_empty_out_dir_needs_overwrite(tmp_path):
         build_tiny_qwen25vl(out)
     assert "overwrite" in exc.value.hint
     assert [f.name for f in out.iterdir()] == ["notes.txt"]
+    with pytest.raises(InputError, match="not a checkpoint directory"):  # --overwrite replaces checkpoints only
+        build_tiny_qwen25vl(out, overwrite=True)
+    assert [f.name for f in out.iterdir()] == ["notes.txt"]
+    (out / "config.json").write_text("{}")  # an (old) checkpoint: replaced
     build_tiny_qwen25vl(out, overwrite=True)
     assert {f.name for f in out.iterdir()} == FILES
     assert sorted(f.name for f in tmp_path.iterdir()) == ["ckpt"]  # no temporary directory left behind

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
-from sam2_testutil import REASONER_FILE, make_reasoner_dir, tree_digest
+from sam2_testutil import CONFIG, REASONER_FILE, make_reasoner_dir, tree_digest
 
 from segzero_edge.errors import ExportError
 from segzero_edge.export.engine_dir import EngineDirWriter
@@ -74,3 +76,79 @@ def test_folders_of_killed_writers_are_removed(tmp_path):
     live.mkdir()
     _write(out, b"one")
     assert not stale.exists() and live.exists()
+
+
+_CONCURRENT_WRITER = """
+import sys, time
+from pathlib import Path
+from segzero_edge.export.engine_dir import EngineDirWriter
+out, component, ready, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+with EngineDirWriter(out, component) as w:
+    w.path(f"{component}/weights.bin").write_bytes(component.encode() * 1000)
+    ready.touch()
+    while not go.exists():
+        time.sleep(0.01)
+    w.commit(settings={"who": component}, graphs={})
+"""
+
+
+def test_two_exports_into_one_directory_at_once_both_land(tmp_path):
+    """Each writer started from the same (empty) directory; the one that commits second still keeps the
+    first one's component, because commit re-reads the directory under the lock."""
+    out = tmp_path / "engine"
+    go = tmp_path / "go"
+    procs = []
+    for component in ("reasoner", "sam2"):
+        ready = tmp_path / f"{component}.ready"
+        cmd = [sys.executable, "-c", _CONCURRENT_WRITER, str(out), component, str(ready), str(go)]
+        procs.append((subprocess.Popen(cmd), ready))
+    deadline = time.time() + 120
+    while not all(r.exists() for _, r in procs) and time.time() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    assert [p.wait(timeout=120) for p, _ in procs] == [0, 0]
+    m = load_manifest(out)
+    assert m.has_component("reasoner") and m.has_component("sam2")
+    assert (out / "reasoner/weights.bin").read_bytes() == b"reasoner" * 1000
+    assert (out / "sam2/weights.bin").read_bytes() == b"sam2" * 1000
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging, no lock
+
+
+def test_published_engine_is_readable_by_other_accounts(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "engine"
+        _write(out, b"one")
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert (out / "sam2").stat().st_mode & 0o777 == 0o755
+    assert (out / "manifest.json").stat().st_mode & 0o777 == 0o644
+    assert (out / "sam2/a.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_export_killed_with_sigterm_leaves_nothing_behind(tmp_path, sam2_checkpoint):
+    """A complete export first (from a relative checkpoint path), then one stopped by SIGTERM halfway: the
+    engine is as it was, and no staging folder is left."""
+    import signal
+
+    shutil.copy(sam2_checkpoint, tmp_path / "sam2.pt")
+    args = ["export", "sam2", "--checkpoint", "sam2.pt", "--config", CONFIG, "--out", "engine"]
+    cli = [sys.executable, "-m", "segzero_edge"]
+    done = subprocess.run([*cli, *args, "--validation-images", "1"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    engine = tmp_path / "engine"
+    src = load_manifest(engine).sources[0]
+    assert src.path == str(tmp_path / "sam2.pt")  # absolute: found from any working directory
+    before = tree_digest(engine)
+    proc = subprocess.Popen([*cli, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(tmp_path.glob(".engine.partial-*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert tree_digest(engine) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -100,7 +100,7 @@ def test_demo_segments_the_bundled_scene(engine, tmp_path, capsys):
     exported = (engine / "manifest.json").stat().st_mtime_ns
     assert main(["demo", "--work-dir", str(engine.parent), "--out", str(tmp_path)]) == 0
     assert (engine / "manifest.json").stat().st_mtime_ns == exported  # the cached export was reused
-    record = json.loads((tmp_path / "demo.json").read_text())
+    record = json.loads((tmp_path / "demo.segzero.json").read_text())
     out = capsys.readouterr().out
     assert record["engine_dir"] == str(engine) and record["weights"].startswith("trained world models")
     assert record["found"] and record["mask_pixels"] > 0, record
