@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from segzero_edge.errors import ExportError
-from segzero_edge.files import exclusive, publish_modes, remove_stale, staging_dir
+from segzero_edge.files import exclusive, publish_modes, remove_stale, replaceable_dir, staging_dir
 from segzero_edge.manifest import (
     MANIFEST_NAME,
     FileEntry,
@@ -113,6 +113,8 @@ class EngineDirWriter:
 
     def __enter__(self) -> EngineDirWriter:
         out = self.out_dir
+        if out.exists():
+            replaceable_dir(out)  # the exchange at commit would pull the working directory away
         base = _current_base(out)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)

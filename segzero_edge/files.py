@@ -144,7 +144,8 @@ def output_dir(path: str | os.PathLike[str], *, inputs: tuple[Path, ...] = ()) -
     for src in inputs:
         with contextlib.suppress(OSError):
             if out.exists() and src.exists() and out.samefile(src):
-                raise InputError(f"--out {out} is the input file", hint="pass a folder for the results with --out")
+                what = "the input file" if src.is_file() else f"an input of this command ({src})"
+                raise InputError(f"--out {out} is {what}", hint="pass a separate folder for the results with --out")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder", hint="pass a folder for the results with --out")
     try:

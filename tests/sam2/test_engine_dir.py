@@ -11,7 +11,7 @@ import time
 import pytest
 from sam2_testutil import CONFIG, REASONER_FILE, make_reasoner_dir, tree_digest
 
-from segzero_edge.errors import ExportError
+from segzero_edge.errors import ExportError, SegZeroError
 from segzero_edge.export.engine_dir import EngineDirWriter
 from segzero_edge.manifest import load_manifest
 
@@ -152,3 +152,11 @@ def test_export_killed_with_sigterm_leaves_nothing_behind(tmp_path, sam2_checkpo
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert tree_digest(engine) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_engine_directory_that_is_the_working_directory_is_not_swapped_away(tmp_path, monkeypatch):
+    out = make_reasoner_dir(tmp_path / "engine")
+    monkeypatch.chdir(out)
+    with pytest.raises(SegZeroError, match="working directory"), EngineDirWriter(".", "sam2"):
+        pass
+    assert load_manifest(out).has_component("reasoner")
