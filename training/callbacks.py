@@ -9,9 +9,12 @@ so a resumed run continues the same file) and logs a one-line summary with progr
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +87,54 @@ class MetricsLogger(TrainerCallback):
             elapsed,
             eta,
         )
+
+
+class RankLog(TrainerCallback):
+    """Per process, one line per optimizer step in ``<output_dir>/ranks/rank-<R>.jsonl`` (``run.rank_log``):
+
+    ``{"step", "rank", "world_size", "completions", "prompt_ids", "weights_sha256"}`` where ``completions`` and
+    ``prompt_ids`` are what this process generated and scored since the previous step (TRL splits each step's
+    prompts over the processes), and ``weights_sha256`` hashes this process's trainable parameters after the
+    step (every parameter, sorted by name, float32 bytes): equal on every rank when the replicas are in sync.
+
+    ``count`` wraps a reward function (TRL calls each reward function on the local completions) to see them.
+    """
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.dir = Path(output_dir) / "ranks"
+        self._completions = 0
+        self._ids: list[str] = []
+
+    def count(self, func: Callable[..., list[float]]) -> Callable[..., list[float]]:
+        """``func`` (a TRL reward function), also recording its completions and their prompt ids."""
+
+        @functools.wraps(func)
+        def counted(completions: list[Any], **kwargs: Any) -> list[float]:
+            self._completions += len(completions)
+            self._ids += [str(i) for i in kwargs.get("id", [])]
+            return func(completions, **kwargs)
+
+        return counted
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        import torch
+
+        digest = hashlib.sha256()
+        if model is not None:
+            with torch.no_grad():
+                for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+                    full = p.full_tensor() if hasattr(p, "full_tensor") else p  # FSDP2 DTensor shards
+                    digest.update(full.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        rank = args.process_index
+        record = {
+            "step": state.global_step,
+            "rank": rank,
+            "world_size": args.world_size,
+            "completions": self._completions,
+            "prompt_ids": self._ids,
+            "weights_sha256": digest.hexdigest(),
+        }
+        self._completions, self._ids = 0, []
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with (self.dir / f"rank-{rank}.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from importlib import resources
 
 from segzero_edge.cli.base import Command
@@ -107,7 +108,7 @@ def run_training(args: argparse.Namespace) -> int:
 
     logger.info("training config:\n%s", dump_config(cfg))
     final = train(cfg)
-    if final is not None:
+    if final is not None and int(os.environ.get("RANK", "0")) == 0:  # once, not once per process
         print(f"final checkpoint: {final}")
     return 0
 
@@ -173,3 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     except SegZeroError as exc:
         print(f"segzero_edge.training: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Leave the distributed process group before the interpreter exits: a gloo group still alive at exit
+    aborts the process ("terminate called without an active exception"), and torchrun then reports a
+    finished run as failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -197,6 +197,10 @@ class RunConfig:
             checkpoint directory.
         report_to: experiment trackers for HF Trainer (e.g. ``[wandb]``); empty: none.
         save_final: write ``output_dir/final`` (HF checkpoint + training_meta.json + segzero_edge.json).
+        rank_log: every process writes ``output_dir/ranks/rank-<R>.jsonl``: per optimizer step its rank,
+            world size, the completions it generated and the ids of their prompts, and a sha256 of its
+            weights. For checking a distributed setup (the hash reads every weight each step:
+            leave it off for real models).
     """
 
     output_dir: str = "runs/seg_zero"
@@ -212,6 +216,7 @@ class RunConfig:
     resume: str = "auto"
     report_to: tuple[str, ...] = ()
     save_final: bool = True
+    rank_log: bool = False
 
     def __post_init__(self) -> None:
         _require(bool(self.output_dir), "run.output_dir", "must not be empty")

@@ -176,6 +176,17 @@ def resolve_device(cfg: TrainConfig) -> str:
     return cfg.run.device
 
 
+def distributed_state(cfg: TrainConfig) -> Any:
+    """accelerate's ``PartialState`` for this run's device.
+
+    On the CPU it must be made with ``cpu=True``: a plain ``PartialState()`` under ``torchrun`` on a machine
+    without a GPU reports one process (``DistributedType.NO``), so the batch geometry would be computed for
+    one process while the Trainer (``use_cpu``) then trains with all of them."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=resolve_device(cfg) == "cpu")
+
+
 def gradient_accumulation(cfg: TrainConfig, world_size: int) -> int:
     """Micro-batches per optimizer step so that one step sees ``prompts_per_step * num_generations``."""
     g = cfg.grpo
@@ -208,10 +219,8 @@ def grpo_kwargs(
         world_size: training processes (default: accelerate's).
         device: ``cuda`` or ``cpu`` (default: from ``run.device``).
     """
-    from accelerate import PartialState
-
     device = device or resolve_device(cfg)
-    world_size = world_size or PartialState().num_processes
+    world_size = world_size or distributed_state(cfg).num_processes
     g, o, r, v = cfg.grpo, cfg.optim, cfg.run, cfg.vllm
     accum = gradient_accumulation(cfg, world_size)
     max_steps = r.max_steps or r.num_epochs * (num_rows // g.prompts_per_step)
@@ -360,14 +369,12 @@ def build_trainer(
         callbacks: extra ``transformers.TrainerCallback`` objects.
         cache_dir: ``datasets`` cache for parquet / Hub data.
     """
-    from accelerate import PartialState
-
-    from .callbacks import MetricsLogger
+    from .callbacks import MetricsLogger, RankLog
 
     model_path = resolve_model_path(cfg.model.name_or_path)
     input_size = resolve_input_size(cfg, model_path)
     processor = load_processor(model_path, input_size)
-    with PartialState().main_process_first():
+    with distributed_state(cfg).main_process_first():
         dataset, report = load_seg_zero_dataset(
             cfg.data.train,
             input_size=input_size,
@@ -378,7 +385,12 @@ def build_trainer(
     dataset = filter_long_prompts(dataset, processor.tokenizer, input_size, cfg.grpo.max_prompt_length, report)
     if reward_funcs is None:
         reward_funcs = reward_functions(cfg.rewards.set, input_size=input_size, thresholds=cfg.rewards.thresholds)
-    funcs = reward_funcs
+    funcs = list(reward_funcs)
+    own_callbacks: list[Any] = [MetricsLogger(cfg.run.output_dir)]
+    if cfg.run.rank_log:
+        rank_log = RankLog(cfg.run.output_dir)
+        funcs[0] = rank_log.count(funcs[0])
+        own_callbacks.append(rank_log)
     args = build_grpo_args(cfg, num_rows=len(dataset), tokenizer=processor.tokenizer)
     args.reward_weights = [1.0] * len(funcs)
     trainer = trainer_class()(
@@ -387,9 +399,31 @@ def build_trainer(
         args=args,
         train_dataset=dataset,
         processing_class=processor,
-        callbacks=[MetricsLogger(cfg.run.output_dir), *(callbacks or [])],
+        callbacks=[*own_callbacks, *(callbacks or [])],
     )
+    check_sharding(trainer)
     return TrainerBundle(trainer=trainer, config=cfg, model_path=model_path, input_size=input_size, data_report=report)
+
+
+def check_sharding(trainer: Any) -> None:
+    """Refuse a launch whose sharding accelerate dropped without a word.
+
+    ``accelerate launch`` with an FSDP or DeepSpeed config exports ``ACCELERATE_USE_FSDP`` /
+    ``ACCELERATE_USE_DEEPSPEED``, but accelerate (1.x) enables them only for GPU-like distributed types: on
+    the CPU the run silently becomes unsharded DDP, with every process holding the whole model."""
+    import os
+
+    for env, enabled, name in (
+        ("ACCELERATE_USE_FSDP", trainer.is_fsdp_enabled, "FSDP"),
+        ("ACCELERATE_USE_DEEPSPEED", trainer.is_deepspeed_enabled, "DeepSpeed"),
+    ):
+        if os.environ.get(env, "false").lower() == "true" and not enabled:
+            raise ConfigError(
+                f"the accelerate config asks for {name}, but accelerate did not enable it for this run "
+                f"({trainer.accelerator.distributed_type.value} on {trainer.args.device}): it would train unsharded",
+                hint=f"{name} needs GPUs; on the CPU launch without it (torchrun --nproc_per_node N, see "
+                "docs/training.md)",
+            )
 
 
 def train(cfg: TrainConfig, **build_kwargs: Any) -> Path | None:
