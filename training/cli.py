@@ -19,6 +19,9 @@ import os
 from importlib import resources
 
 from segzero_edge.cli.base import Command
+from segzero_edge.errors import ConfigError
+
+from .launch import add_launch_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +42,10 @@ def run_parser(prog: str = "segzero-edge train") -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="resolve and print the config, check the data and the model files, do not train",
+        help="print the resolved config and launch plan (processes, sharding, global batch, rollouts per step, "
+        "memory estimate), check the data and the model files; no model is loaded, nothing is trained",
     )
+    add_launch_arguments(p)
     p.add_argument(
         "--resume",
         default=None,
@@ -103,7 +108,12 @@ def run_training(args: argparse.Namespace) -> int:
         overrides.append(f"run.resume={args.resume}")
     cfg = load_config(args.config, overrides)
     if args.dry_run:
-        return dry_run(cfg)
+        return dry_run(cfg, accelerate_config=args.accelerate_config, processes=args.processes)
+    if args.accelerate_config is not None or args.processes is not None:
+        raise ConfigError(
+            "--accelerate-config and --processes describe a launch for --dry-run",
+            hint="launch with `accelerate launch --config_file ...` or `torchrun --nproc_per_node N`",
+        )
     from .grpo import train
 
     logger.info("training config:\n%s", dump_config(cfg))
@@ -113,8 +123,9 @@ def run_training(args: argparse.Namespace) -> int:
     return 0
 
 
-def dry_run(cfg) -> int:
-    """Print the resolved config, load the processor of a local checkpoint and check the data."""
+def dry_run(cfg, *, accelerate_config: str | None = None, processes: int | None = None) -> int:
+    """Print the resolved config and the launch plan, load the processor of a local checkpoint (not the
+    model) and check the data."""
     from pathlib import Path
 
     from segzero_edge.prompt import SEG_ZERO_INPUT_SIZE
@@ -122,8 +133,14 @@ def dry_run(cfg) -> int:
     from .config import dump_config
     from .data import load_seg_zero_dataset
     from .grpo import load_processor, resolve_input_size
+    from .launch import check_accelerate_config, plan_run
 
     print(dump_config(cfg), end="")
+    launch = check_accelerate_config(accelerate_config) if accelerate_config else None
+    plan = plan_run(cfg, launch, processes)
+    print("# launch plan" + (f" ({launch.path})" if launch else ""))
+    for line in plan.lines():
+        print(f"#   {line}")
     path = Path(cfg.model.name_or_path)
     if path.is_dir():
         size = resolve_input_size(cfg, path)
