@@ -143,7 +143,8 @@ class RunPlan:
     Attributes:
         processes: training processes in all (machines x processes per machine).
         sharding: how the policy's states are split over the processes.
-        completions_per_step: rollouts per optimizer step (``prompts_per_step x num_generations``), the global batch.
+        prompts_per_step, rollouts_per_prompt: ``grpo.prompts_per_step`` and ``grpo.num_generations``.
+        completions_per_step: rollouts per optimizer step (their product), the global batch.
         completions_per_process: the share of each process per step.
         gradient_accumulation: micro-batches per step and process.
         parameters: policy parameters (None: unknown without the checkpoint files).
@@ -154,6 +155,8 @@ class RunPlan:
 
     processes: int
     sharding: str
+    prompts_per_step: int
+    rollouts_per_prompt: int
     completions_per_step: int
     completions_per_process: int
     gradient_accumulation: int
@@ -175,7 +178,9 @@ class RunPlan:
             f"processes      {self.processes}",
             f"sharding       {self.sharding}",
             f"global batch   {self.completions_per_step} completions per optimizer step "
-            f"({self.completions_per_process} per process, gradient accumulation {self.gradient_accumulation})",
+            f"({self.prompts_per_step} prompts x {self.rollouts_per_prompt} rollouts)",
+            f"per process    {self.completions_per_process} completions per step, "
+            f"gradient accumulation {self.gradient_accumulation}",
             f"memory         {mem}",
         ]
         return out + [f"WARNING        {w}" for w in self.warnings]
@@ -230,6 +235,8 @@ def plan_run(cfg: TrainConfig, launch: AccelerateLaunch | None = None, processes
     return RunPlan(
         processes=n,
         sharding=sharding,
+        prompts_per_step=cfg.grpo.prompts_per_step,
+        rollouts_per_prompt=cfg.grpo.num_generations,
         completions_per_step=per_step,
         completions_per_process=per_step // n,
         gradient_accumulation=accum,

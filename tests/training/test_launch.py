@@ -118,6 +118,7 @@ def test_dry_run_prints_the_plan_without_loading_a_model(tiny_qwen_dir, tiny_seg
     cfg_file.write_text(dump_config(tiny_config(tiny_qwen_dir, tiny_seg_data, tmp_path / "run")))
     assert main([str(cfg_file), "--dry-run", "--processes", "2"]) == 0
     out = capsys.readouterr().out
-    assert "#   processes      2" in out and "global batch   8 completions per optimizer step (4 per process" in out
+    assert "#   processes      2" in out and "global batch   8 completions per optimizer step (2 prompts x 4" in out
+    assert "per process    4 completions per step, gradient accumulation 1" in out
     assert "GB per process" in out and not (tmp_path / "run").exists()
     assert main([str(cfg_file), "--dry-run", "--processes", "3"]) == 1  # 8 completions over 3: refused
