@@ -12,7 +12,8 @@ Three phases, one model in memory at a time:
    ``decoder.onnx.data`` unpacked into the fp32 model, embeddings from ``embed_tokens.npy``): its greedy
    tokens must equal the engine's, so the only difference from fp32 is the quantization itself. When the
    export sets ``accuracy_level`` (int8 activations in ONNX Runtime's CPU kernels), this check runs on a
-   twin of the decoder without it (same weight bytes), and the exported graph's own identity is reported.
+   twin of the decoder with fp32 activations (same weight bytes; 8-bit layers as fp32 MatMul of their
+   dequantized weights, see ``_TWIN_MATMUL_BITS``), and the exported graph's own identity is reported.
 
 Numbers go to ``manifest.validation["reasoner"]``; a failed check raises ``ExportValidationError`` and
 nothing is written.
@@ -20,6 +21,7 @@ nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +72,15 @@ def validation_samples(n: int, seed: int = 0) -> list[tuple[np.ndarray, str]]:
 
 def _free() -> None:
     release_memory()
+
+
+def _bar(items: list, desc: str) -> Any:
+    """``items`` with a progress bar and an estimate on a terminal (tqdm; nothing when not a tty)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is in the export extra
+        return items
+    return tqdm(items, desc=desc, unit="pair", leave=False, disable=None)
 
 
 def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[str, np.ndarray, str]]:
@@ -147,26 +158,78 @@ def _chat_template_matches(ckpt: QwenCheckpoint) -> bool:
     return True
 
 
-def _fp32_activation_twin(engine_root: Path, graph_file: str) -> Path | None:
-    """A copy of the decoder graph (sharing its external data) without MatMulNBits ``accuracy_level``, or None
-    when no node sets one."""
+#: ORT's CPU MatMulNBits has no fast path for 8-bit weights with fp32 activations: without
+#: ``accuracy_level`` one step of a 7B-shaped int8 LM head (152,064 x 3,584) took 1,511 ms against 18 ms
+#: with it (4-bit nodes without it: 24 ms). The twin therefore runs 8-bit layers as a plain fp32 MatMul of
+#: the dequantized weights, the very matrices phase 3 loads into torch.
+_TWIN_MATMUL_BITS = (8,)
+
+
+@contextlib.contextmanager
+def _fp32_activation_twin(engine_root: Path, graph_file: str) -> Iterator[Path | None]:
+    """A copy of the decoder graph (sharing its external data) that computes with fp32 activations: no
+    MatMulNBits ``accuracy_level``, and 8-bit MatMulNBits replaced by MatMul over the dequantized weights
+    (written to a temporary data file next to the graph). Yields None when the graph has neither; both
+    temporary files are removed on exit."""
     import onnx
+    from onnx import numpy_helper
 
     path = engine_root / graph_file
     model = onnx.load(str(path), load_external_data=False)
-    changed = False
-    for node in model.graph.node:
-        if node.op_type == "MatMulNBits":
-            keep = [a for a in node.attribute if a.name != "accuracy_level"]
-            if len(keep) != len(node.attribute):
-                del node.attribute[:]
-                node.attribute.extend(keep)
-                changed = True
-    if not changed:
-        return None
+    inits = {t.name: t for t in model.graph.initializer}
     twin = path.with_name(".validation-twin-" + path.name)
-    twin.write_bytes(model.SerializeToString())
-    return twin
+    data = path.with_name(".validation-twin-" + path.name + ".data")
+
+    def array(name: str) -> np.ndarray:
+        t = onnx.TensorProto()
+        t.CopyFrom(inits[name])
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
+        return numpy_helper.to_array(t)
+
+    changed = False
+    try:
+        with open(data, "wb") as out:
+            for i, node in enumerate(list(model.graph.node)):
+                if node.op_type != "MatMulNBits":
+                    continue
+                attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                if attrs["bits"] in _TWIN_MATMUL_BITS:
+                    n, k, bits = attrs["N"], attrs["K"], attrs["bits"]
+                    packed = array(node.input[1]).reshape(n, -1, attrs["block_size"] * bits // 8)
+                    w = dequantize_rows(packed, array(node.input[2]).reshape(n, -1), k, bits)
+                    del packed
+                    weight = np.ascontiguousarray(w.T)  # [K, N]: Y = X @ W^T
+                    del w
+                    name = f"{node.name}/twin_weight"
+                    tensor = onnx.TensorProto(name=name, data_type=onnx.TensorProto.FLOAT, dims=list(weight.shape))
+                    tensor.data_location = onnx.TensorProto.EXTERNAL
+                    for key, value in (("location", data.name), ("offset", out.tell()), ("length", weight.nbytes)):
+                        entry = tensor.external_data.add()
+                        entry.key, entry.value = key, str(value)
+                    out.write(weight.tobytes())
+                    del weight
+                    model.graph.initializer.append(tensor)
+                    for unused in node.input[1:]:  # the packed weights, scales (and zero points) of the node
+                        if unused in inits:
+                            model.graph.initializer.remove(inits.pop(unused))
+                    matmul = onnx.helper.make_node("MatMul", [node.input[0], name], list(node.output), name=node.name)
+                    model.graph.node.remove(node)
+                    model.graph.node.insert(i, matmul)
+                    changed = True
+                elif "accuracy_level" in attrs:
+                    keep = [a for a in node.attribute if a.name != "accuracy_level"]
+                    del node.attribute[:]
+                    node.attribute.extend(keep)
+                    changed = True
+        if not changed:
+            yield None
+            return
+        twin.write_bytes(model.SerializeToString())
+        yield twin
+    finally:
+        twin.unlink(missing_ok=True)
+        data.unlink(missing_ok=True)
 
 
 def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Path, cfg: Any) -> dict[str, Any]:
@@ -198,7 +261,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     reader = WeightReader(ckpt.weight_files)
     ref = TorchReasoner(ckpt.path, model=load_reference_model(ckpt.config, reader))
     refs = []
-    for image, question in samples:
+    for image, question in _bar(samples, "validation 1/3: transformers fp32"):
         inputs = ref.inputs(image, question)
         with torch.inference_mode():
             vis = ref.model.model.get_image_features(inputs.pixel_values, inputs.image_grid_thw).pooler_output
@@ -228,23 +291,25 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     }
     ids_equal = pix = vis = 0.0
     identical, c_identical, top1, errs, rel = 0, 0, [], [], []
-    engine_tokens, engine_constrained = [], []
-    for (image, question), r in zip(samples, refs):
+    engine_tokens, engine_constrained, visions = [], [], []
+    for (image, question), r in _bar(list(zip(samples, refs)), "validation 2/3: ONNX Runtime"):
         ids = engine.tokenizer.encode_prompt(question, engine.settings.num_image_tokens)
         ids_equal += float(np.array_equal(ids, r["ids"]))
         pre = preprocess_image(image, engine.preprocess_config)
         pix = max(pix, float(np.abs(pre.pixel_values - r["pixels"]).max()))
-        emb = engine.encode(image).embeds
+        encoded = engine.encode(image)  # once per pair: every generation below reuses it
+        visions.append(encoded)
+        emb = encoded.embeds
         vis = max(vis, float(np.abs(emb - r["vision"]).max() / (np.abs(r["vision"]).max() + 1e-12)))
-        out = engine.generate(image, question, opts)
+        out = engine.generate(None, question, opts, vision=encoded)
         engine_tokens.append(list(out.token_ids))
         identical += int(list(out.token_ids) == r["tokens"])
         if constrained:
-            c_out = engine.generate(image, question, constrained)
+            c_out = engine.generate(None, question, constrained, vision=encoded)
             engine_constrained.append(list(c_out.token_ids))
             c_identical += int(list(c_out.token_ids) == r["constrained"])
         if weights != "fp32":
-            logits = engine.teacher_forced_logits(image, question, r["tokens"])
+            logits = engine.teacher_forced_logits(None, question, r["tokens"], vision=encoded)
             top1.append(float(np.mean(logits.argmax(-1) == r["ref_logits"].argmax(-1))))
             errs.append(float(np.abs(logits - r["ref_logits"]).max()))
             rel.append(
@@ -252,10 +317,10 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
             )
     # With accuracy_level > 0 the CPU kernels also quantize activations: the dequantized-weights check runs on a
     # twin of the decoder without that attribute (same weights), so it isolates the weight quantization.
-    twin = _fp32_activation_twin(engine_root, manifest.graph(DECODER).file)
     exact_tokens, exact_constrained = engine_tokens, engine_constrained
-    if twin is not None:
-        try:
+    with _fp32_activation_twin(engine_root, manifest.graph(DECODER).file) as twin:
+        has_twin = twin is not None
+        if has_twin:
             from segzero_edge.ort import SessionFactory
             from segzero_edge.reasoner.ort_backend import DecoderRunner
 
@@ -265,12 +330,15 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
             engine.backend.decoder = DecoderRunner(
                 SessionFactory("cpu", threads=cfg.threads).create(twin), t.num_layers, t.num_kv_heads, t.head_dim
             )
-            exact_tokens = [list(engine.generate(im, q, opts).token_ids) for im, q in samples]
+            questions = [q for _, q in samples]
+            exact_tokens = [
+                list(engine.generate(None, q, opts, vision=v).token_ids) for q, v in zip(questions, visions)
+            ]
             exact_constrained = (
-                [list(engine.generate(im, q, constrained).token_ids) for im, q in samples] if constrained else []
+                [list(engine.generate(None, q, constrained, vision=v).token_ids) for q, v in zip(questions, visions)]
+                if constrained
+                else []
             )
-        finally:
-            twin.unlink(missing_ok=True)
     del engine
     _free()
     numbers.update(
@@ -307,13 +375,16 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
         model = load_reference_model(ckpt.config, reader)
         replaced = load_engine_weights_into(model, engine_root, manifest)
         deq = TorchReasoner(ckpt.path, model=model)
-        deq_tokens = [list(deq.generate(image, q, opts).token_ids) for image, q in samples]
+        deq_tokens = [
+            list(deq.generate(image, q, opts).token_ids)
+            for image, q in _bar(samples, "validation 3/3: dequantized torch")
+        ]
         deq_constrained = (
             [list(deq.generate(image, q, constrained).token_ids) for image, q in samples] if constrained else []
         )
         same = sum(int(a == b) for a, b in zip(deq_tokens, exact_tokens))
         c_same = sum(int(a == b) for a, b in zip(deq_constrained, exact_constrained)) if constrained else None
-        if twin is not None:  # informational: the engine as exported (int8 activations on CPU)
+        if has_twin:  # informational: the engine as exported (int8 activations on CPU)
             numbers["accuracy_level_greedy_identical_to_dequantized_torch"] = sum(
                 int(a == b) for a, b in zip(deq_tokens, engine_tokens)
             )

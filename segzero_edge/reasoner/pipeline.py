@@ -382,10 +382,13 @@ class ReasonerPipeline:
             input_size=self.input_size,
         )
 
-    def teacher_forced_logits(self, image: ImageLike, question: str, token_ids: list[int]) -> np.ndarray:
+    def teacher_forced_logits(
+        self, image: ImageLike | None, question: str, token_ids: list[int], *, vision: VisionEmbeds | None = None
+    ) -> np.ndarray:
         """Logits ``[len(token_ids), vocab]``: row ``j`` predicts ``token_ids[j]`` given the prompt and the
-        tokens before it (one decoder call per token, like decoding). Used to compare precisions."""
-        vision = self.encode(image)
+        tokens before it (one decoder call per token, like decoding). Used to compare precisions. ``vision``:
+        this image's ``encode`` result, to skip the vision tower."""
+        vision = vision if vision is not None else self.encode(image)
         ids, embeds, positions, delta = self.prompt(question, vision.embeds)
         self.backend.reset()
         rows = [self.backend.step(embeds, positions)]
