@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,23 +256,28 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     template_ok = _chat_template_matches(ckpt)
 
     # phase 1: transformers fp32
-    import torch
-
     log.info("validation phase 1/3: transformers fp32 reference on %d pairs", n_pairs)
+    seconds: dict[str, float] = {}
+    t_phase = time.perf_counter()
     reader = WeightReader(ckpt.weight_files)
     ref = TorchReasoner(ckpt.path, model=load_reference_model(ckpt.config, reader))
     refs = []
     for image, question in _bar(samples, "validation 1/3: transformers fp32"):
         inputs = ref.inputs(image, question)
-        with torch.inference_mode():
-            vis = ref.model.model.get_image_features(inputs.pixel_values, inputs.image_grid_thw).pooler_output
-        res = ref.generate(image, question, opts, output_logits=True)
+        seen: list[Any] = []  # the vision tower's merged embeddings, as the generation below computes them
+        hook = ref.model.model.visual.register_forward_hook(
+            lambda _m, _i, out, seen=seen: seen.append(out.pooler_output)
+        )
+        try:
+            res = ref.generate(image, question, opts, output_logits=True)
+        finally:
+            hook.remove()
         c_ref = list(ref.generate(image, question, constrained).token_ids) if constrained else None
         refs.append(
             {
                 "ids": inputs.input_ids[0].numpy(),
                 "pixels": inputs.pixel_values.numpy(),
-                "vision": torch.cat(list(vis)).numpy(),
+                "vision": seen[0].detach().float().numpy(),
                 "tokens": list(res.token_ids),
                 "ref_logits": ref.last_logits,
                 "constrained": c_ref,
@@ -281,6 +287,8 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     _free()
 
     # phase 2: ONNX Runtime
+    seconds["transformers_fp32"] = round(time.perf_counter() - t_phase, 1)
+    t_phase = time.perf_counter()
     log.info("validation phase 2/3: the engine on ONNX Runtime")
     engine = ReasonerPipeline(manifest, engine_dir=engine_root, device="cpu", threads=cfg.threads, verify="none")
     numbers: dict[str, Any] = {
@@ -341,6 +349,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
             )
     del engine
     _free()
+    seconds["onnxruntime"] = round(time.perf_counter() - t_phase, 1)
     numbers.update(
         prompt_ids_identical=int(ids_equal),
         pixel_values_max_abs_diff=pix,
@@ -372,6 +381,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
 
         # phase 3: transformers carrying the engine's dequantized weights
         log.info("validation phase 3/3: transformers with the engine's dequantized weights")
+        t_phase = time.perf_counter()
         model = load_reference_model(ckpt.config, reader)
         replaced = load_engine_weights_into(model, engine_root, manifest)
         deq = TorchReasoner(ckpt.path, model=model)
@@ -397,6 +407,9 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
             numbers["constrained_identical_to_dequantized_torch"] = c_same
             if c_same < n_pairs:
                 problems.append("constrained tokens differ from transformers carrying the same dequantized weights")
+    if weights != "fp32":
+        seconds["dequantized_torch"] = round(time.perf_counter() - t_phase, 1)
+    numbers["phase_seconds"] = seconds
     log.info("reasoner validation: %s", numbers)
     if problems:
         raise ExportValidationError(
