@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from segzero_edge.errors import ExportError
-from segzero_edge.files import exclusive, publish_modes, remove_stale, replaceable_dir, staging_dir
+from segzero_edge.files import exclusive, publish_modes, remove_stale, replaceable_dir, staging_dir, writable_dir
 from segzero_edge.manifest import (
     MANIFEST_NAME,
     FileEntry,
@@ -116,14 +116,7 @@ class EngineDirWriter:
         if out.exists():
             replaceable_dir(out)  # the exchange at commit would pull the working directory away
         base = _current_base(out)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ExportError(
-                f"cannot create {out.parent}: {exc.strerror or exc}", hint="choose a folder you can write to with --out"
-            ) from None
-        if not os.access(out.parent, os.W_OK | os.X_OK):
-            raise ExportError(f"cannot write to {out.parent}", hint="choose a folder you can write to with --out")
+        writable_dir(out.parent)
         remove_stale(out.parent)
         self.dir = staging_dir(out)
         (self.dir / self.component).mkdir()

@@ -127,10 +127,19 @@ def exclusive(target: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _writable_error(path: Path, exc: OSError) -> InputError:
-    return InputError(
-        f"cannot write to {path}: {exc.strerror or exc}", hint="choose a folder you can write to with --out"
-    )
+def writable_dir(folder: Path, *, hint: str = "choose a folder you can write to with --out") -> Path:
+    """Create ``folder`` (and its parents) if needed and check that this process can write into it.
+
+    Raises:
+        InputError: it cannot be created (e.g. below a file) or is not writable.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder}: {exc.strerror or exc}", hint=hint) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to {folder}: permission denied", hint=hint)
+    return folder
 
 
 def output_dir(path: str | os.PathLike[str], *, inputs: tuple[Path, ...] = ()) -> Path:
@@ -148,15 +157,7 @@ def output_dir(path: str | os.PathLike[str], *, inputs: tuple[Path, ...] = ()) -
                 raise InputError(f"--out {out} is {what}", hint="pass a separate folder for the results with --out")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder", hint="pass a folder for the results with --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _writable_error(out, exc) from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError(
-            f"cannot write to {out}: permission denied", hint="choose a folder you can write to with --out"
-        )
-    return out
+    return writable_dir(out)
 
 
 def writable_parent(path: str | os.PathLike[str]) -> Path:
@@ -165,11 +166,8 @@ def writable_parent(path: str | os.PathLike[str]) -> Path:
     target = Path(path).expanduser().absolute()
     if target.is_dir():
         raise InputError(f"{target} is a folder", hint="name a file to write, e.g. latency.png")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _writable_error(target.parent, exc) from None
-    if not os.access(target.parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+    writable_dir(target.parent, hint="choose a path you can write to")
+    if target.exists() and not os.access(target, os.W_OK):
         raise InputError(f"cannot write to {target}: permission denied", hint="choose a path you can write to")
     return target
 

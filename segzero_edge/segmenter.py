@@ -377,8 +377,6 @@ class Segmenter:
         outside = box is not None and _outside(box, w, h)
         if box is not None:
             box = _clip_box(box, w, h)
-        if labels is not None and not np.isin(np.asarray(labels, dtype=object), (0, 1)).all():
-            raise InputError(f"labels must be 1 (foreground) or 0 (background) per point, got {labels!r}")
         return self._decode(frame, feats, box, pts, labels, options, timings, t_start, outside=outside)
 
     def _finish(

@@ -176,17 +176,6 @@ def resolve_device(cfg: TrainConfig) -> str:
     return cfg.run.device
 
 
-def distributed_state(cfg: TrainConfig) -> Any:
-    """accelerate's ``PartialState`` for this run's device.
-
-    On the CPU it must be made with ``cpu=True``: a plain ``PartialState()`` under ``torchrun`` on a machine
-    without a GPU reports one process (``DistributedType.NO``), so the batch geometry would be computed for
-    one process while the Trainer (``use_cpu``) then trains with all of them."""
-    from accelerate import PartialState
-
-    return PartialState(cpu=resolve_device(cfg) == "cpu")
-
-
 def gradient_accumulation(cfg: TrainConfig, world_size: int) -> int:
     """Micro-batches per optimizer step so that one step sees ``prompts_per_step * num_generations``."""
     g = cfg.grpo
@@ -219,6 +208,8 @@ def grpo_kwargs(
         world_size: training processes (default: accelerate's).
         device: ``cuda`` or ``cpu`` (default: from ``run.device``).
     """
+    from .launch import distributed_state
+
     device = device or resolve_device(cfg)
     world_size = world_size or distributed_state(cfg).num_processes
     g, o, r, v = cfg.grpo, cfg.optim, cfg.run, cfg.vllm
@@ -370,6 +361,7 @@ def build_trainer(
         cache_dir: ``datasets`` cache for parquet / Hub data.
     """
     from .callbacks import MetricsLogger, RankLog
+    from .launch import check_sharding, distributed_state
 
     model_path = resolve_model_path(cfg.model.name_or_path)
     input_size = resolve_input_size(cfg, model_path)
@@ -403,27 +395,6 @@ def build_trainer(
     )
     check_sharding(trainer)
     return TrainerBundle(trainer=trainer, config=cfg, model_path=model_path, input_size=input_size, data_report=report)
-
-
-def check_sharding(trainer: Any) -> None:
-    """Refuse a launch whose sharding accelerate dropped without a word.
-
-    ``accelerate launch`` with an FSDP or DeepSpeed config exports ``ACCELERATE_USE_FSDP`` /
-    ``ACCELERATE_USE_DEEPSPEED``, but accelerate (1.x) enables them only for GPU-like distributed types: on
-    the CPU the run silently becomes unsharded DDP, with every process holding the whole model."""
-    import os
-
-    for env, enabled, name in (
-        ("ACCELERATE_USE_FSDP", trainer.is_fsdp_enabled, "FSDP"),
-        ("ACCELERATE_USE_DEEPSPEED", trainer.is_deepspeed_enabled, "DeepSpeed"),
-    ):
-        if os.environ.get(env, "false").lower() == "true" and not enabled:
-            raise ConfigError(
-                f"the accelerate config asks for {name}, but accelerate did not enable it for this run "
-                f"({trainer.accelerator.distributed_type.value} on {trainer.args.device}): it would train unsharded",
-                hint=f"{name} needs GPUs; on the CPU launch without it (torchrun --nproc_per_node N, see "
-                "docs/training.md)",
-            )
 
 
 def train(cfg: TrainConfig, **build_kwargs: Any) -> Path | None:

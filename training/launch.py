@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segzero_edge.cli.base import positive_int
 from segzero_edge.errors import ConfigError
 
 from .config import TrainConfig
@@ -115,6 +116,40 @@ def check_accelerate_config(path: str | Path) -> AccelerateLaunch:
         use_cpu=bool(cluster.use_cpu),
         settings=block,
     )
+
+
+def distributed_state(cfg: TrainConfig) -> Any:
+    """accelerate's ``PartialState`` for this run's device.
+
+    On the CPU it must be made with ``cpu=True``: a plain ``PartialState()`` under ``torchrun`` on a machine
+    without a GPU reports one process (``DistributedType.NO``), so the batch geometry would be computed for
+    one process while the Trainer (``use_cpu``) then trains with all of them."""
+    from accelerate import PartialState
+
+    from .grpo import resolve_device
+
+    return PartialState(cpu=resolve_device(cfg) == "cpu")
+
+
+def check_sharding(trainer: Any) -> None:
+    """Refuse a launch whose sharding accelerate dropped without a word.
+
+    ``accelerate launch`` with an FSDP or DeepSpeed config exports ``ACCELERATE_USE_FSDP`` /
+    ``ACCELERATE_USE_DEEPSPEED``, but accelerate (1.x) enables them only for GPU-like distributed types: on
+    the CPU the run silently becomes unsharded DDP, with every process holding the whole model."""
+    import os
+
+    for env, enabled, name in (
+        ("ACCELERATE_USE_FSDP", trainer.is_fsdp_enabled, "FSDP"),
+        ("ACCELERATE_USE_DEEPSPEED", trainer.is_deepspeed_enabled, "DeepSpeed"),
+    ):
+        if os.environ.get(env, "false").lower() == "true" and not enabled:
+            raise ConfigError(
+                f"the accelerate config asks for {name}, but accelerate did not enable it for this run "
+                f"({trainer.accelerator.distributed_type.value} on {trainer.args.device}): it would train unsharded",
+                hint=f"{name} needs GPUs; on the CPU launch without it (torchrun --nproc_per_node N, see "
+                "docs/training.md)",
+            )
 
 
 def count_parameters(model_dir: Path) -> int | None:
@@ -261,7 +296,7 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--processes",
-        type=int,
+        type=positive_int,
         default=None,
         help="with --dry-run and no --accelerate-config: processes in all (torchrun --nproc_per_node x --nnodes)",
     )

@@ -13,7 +13,7 @@ Three phases, one model in memory at a time:
    tokens must equal the engine's, so the only difference from fp32 is the quantization itself. When the
    export sets ``accuracy_level`` (int8 activations in ONNX Runtime's CPU kernels), this check runs on a
    twin of the decoder with fp32 activations (same weight bytes; 8-bit layers as fp32 MatMul of their
-   dequantized weights, see ``_TWIN_MATMUL_BITS``), and the exported graph's own identity is reported.
+   dequantized weights, see ``dequantized.TWIN_MATMUL_BITS``), and the exported graph's own identity is reported.
 
 Numbers go to ``manifest.validation["reasoner"]``; a failed check raises ``ExportValidationError`` and
 nothing is written.
@@ -35,8 +35,8 @@ from segzero_edge.manifest import Manifest
 from segzero_edge.reasoner.contract import COMPONENT, DECODER, ReasonerSettings
 
 from .checkpoint import QwenCheckpoint, WeightReader
+from .dequantized import fp32_activation_twin, load_engine_weights_into
 from .memory import release_memory
-from .quantize import dequantize_rows
 from .wrappers import load_reference_model
 
 log = logging.getLogger(__name__)
@@ -111,62 +111,6 @@ def _vision_memo(model: Any, memo: dict[Any, Any]) -> Iterator[None]:
         del visual.forward  # the class's forward again
 
 
-def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[str, np.ndarray, str]]:
-    """``(linear name, W [N, K] float32 as the graph uses it, precision)`` for each linear layer of the exported
-    decoder (``layers.3.mlp.up_proj``, ..., ``lm_head``), read from its initializers one at a time."""
-    import onnx
-    from onnx import numpy_helper
-
-    path = engine_root / graph_file
-    model = onnx.load(str(path), load_external_data=False)
-    inits = {t.name: t for t in model.graph.initializer}
-
-    def array(name: str) -> np.ndarray:
-        t = inits[name]
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
-        return numpy_helper.to_array(t)
-
-    for node in model.graph.node:
-        base = node.name.rsplit("/", 1)[0]
-        if node.op_type == "MatMulNBits":
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            packed = array(node.input[1]).reshape(attrs["N"], -1, attrs["block_size"] * attrs["bits"] // 8)
-            w = dequantize_rows(packed, array(node.input[2]).reshape(attrs["N"], -1), attrs["K"], attrs["bits"])
-            del packed
-            yield base, w, f"int{attrs['bits']}"
-        elif node.op_type == "MatMul" and node.input[1] in inits:
-            yield base, np.ascontiguousarray(array(node.input[1]).T, dtype=np.float32), "fp32"
-        elif node.op_type == "Cast" and node.input[0] in inits:
-            yield base, np.ascontiguousarray(array(node.input[0]).T, dtype=np.float32), "fp16"
-        for name in node.input:  # drop the bytes just read: one weight in memory at a time
-            t = inits.get(name)
-            if t is not None and t.data_location == onnx.TensorProto.EXTERNAL:
-                t.ClearField("raw_data")
-
-
-def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) -> int:
-    """Overwrite a transformers Qwen2.5-VL model's LM linears and embeddings with the engine's values
-    (dequantized). Returns the number of tensors replaced."""
-    import torch
-
-    s = ReasonerSettings.from_mapping(manifest.component(COMPONENT))
-    lm = model.model.language_model
-    count = 0
-    with torch.no_grad():
-        for name, w, _ in dequantized_linears(engine_root, manifest.graph(DECODER).file):
-            if name == "lm_head":
-                model.lm_head.weight = torch.nn.Parameter(torch.from_numpy(w))  # unties from the embeddings
-            else:
-                _, i, block, proj = name.split(".")
-                getattr(getattr(lm.layers[int(i)], block), proj).weight.copy_(torch.from_numpy(w))
-            count += 1
-            del w
-        table = np.asarray(np.load(engine_root / s.embeddings.file, mmap_mode="r"), dtype=np.float32)
-        lm.embed_tokens.weight = torch.nn.Parameter(torch.from_numpy(table))
-    return count + 1
-
-
 def _chat_template_matches(ckpt: QwenCheckpoint) -> bool:
     """Whether the checkpoint's own chat template renders the Seg-Zero request exactly like the prompt contract
     (``render_chat``), which is what the runtime uses. A mismatch is logged, not fatal: Seg-Zero prompts are
@@ -184,80 +128,6 @@ def _chat_template_matches(ckpt: QwenCheckpoint) -> bool:
         )
         return False
     return True
-
-
-#: ORT's CPU MatMulNBits has no fast path for 8-bit weights with fp32 activations: without
-#: ``accuracy_level`` one step of a 7B-shaped int8 LM head (152,064 x 3,584) took 1,511 ms against 18 ms
-#: with it (4-bit nodes without it: 24 ms). The twin therefore runs 8-bit layers as a plain fp32 MatMul of
-#: the dequantized weights, the very matrices phase 3 loads into torch.
-_TWIN_MATMUL_BITS = (8,)
-
-
-@contextlib.contextmanager
-def _fp32_activation_twin(engine_root: Path, graph_file: str) -> Iterator[Path | None]:
-    """A copy of the decoder graph (sharing its external data) that computes with fp32 activations: no
-    MatMulNBits ``accuracy_level``, and 8-bit MatMulNBits replaced by MatMul over the dequantized weights
-    (written to a temporary data file next to the graph). Yields None when the graph has neither; both
-    temporary files are removed on exit."""
-    import onnx
-    from onnx import numpy_helper
-
-    path = engine_root / graph_file
-    model = onnx.load(str(path), load_external_data=False)
-    inits = {t.name: t for t in model.graph.initializer}
-    twin = path.with_name(".validation-twin-" + path.name)
-    data = path.with_name(".validation-twin-" + path.name + ".data")
-
-    def array(name: str) -> np.ndarray:
-        t = onnx.TensorProto()
-        t.CopyFrom(inits[name])
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
-        return numpy_helper.to_array(t)
-
-    changed = False
-    try:
-        with open(data, "wb") as out:
-            for i, node in enumerate(list(model.graph.node)):
-                if node.op_type != "MatMulNBits":
-                    continue
-                attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-                if attrs["bits"] in _TWIN_MATMUL_BITS:
-                    n, k, bits = attrs["N"], attrs["K"], attrs["bits"]
-                    packed = array(node.input[1]).reshape(n, -1, attrs["block_size"] * bits // 8)
-                    w = dequantize_rows(packed, array(node.input[2]).reshape(n, -1), k, bits)
-                    del packed
-                    weight = np.ascontiguousarray(w.T)  # [K, N]: Y = X @ W^T
-                    del w
-                    name = f"{node.name}/twin_weight"
-                    tensor = onnx.TensorProto(name=name, data_type=onnx.TensorProto.FLOAT, dims=list(weight.shape))
-                    tensor.data_location = onnx.TensorProto.EXTERNAL
-                    for key, value in (("location", data.name), ("offset", out.tell()), ("length", weight.nbytes)):
-                        entry = tensor.external_data.add()
-                        entry.key, entry.value = key, str(value)
-                    out.write(weight.tobytes())
-                    del weight
-                    model.graph.initializer.append(tensor)
-                    for unused in node.input[1:]:  # the packed weights, scales (and zero points) of the node
-                        if unused in inits:
-                            model.graph.initializer.remove(inits.pop(unused))
-                    matmul = onnx.helper.make_node("MatMul", [node.input[0], name], list(node.output), name=node.name)
-                    model.graph.node.remove(node)
-                    model.graph.node.insert(i, matmul)
-                    changed = True
-                elif "accuracy_level" in attrs:
-                    keep = [a for a in node.attribute if a.name != "accuracy_level"]
-                    del node.attribute[:]
-                    node.attribute.extend(keep)
-                    changed = True
-        if not changed:
-            yield None
-            return
-        twin.write_bytes(model.SerializeToString())
-        yield twin
-    finally:
-        twin.unlink(missing_ok=True)
-        data.unlink(missing_ok=True)
 
 
 def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Path, cfg: Any) -> dict[str, Any]:
@@ -355,7 +225,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     # With accuracy_level > 0 the CPU kernels also quantize activations: the dequantized-weights check runs on a
     # twin of the decoder without that attribute (same weights), so it isolates the weight quantization.
     exact_tokens, exact_constrained = engine_tokens, engine_constrained
-    with _fp32_activation_twin(engine_root, manifest.graph(DECODER).file) as twin:
+    with fp32_activation_twin(engine_root, manifest.graph(DECODER).file) as twin:
         has_twin = twin is not None
         if has_twin:
             from segzero_edge.ort import SessionFactory

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segzero_edge.errors import InputError
-from segzero_edge.files import exclusive, publish_modes, remove_stale, replaceable_dir, staging_dir
+from segzero_edge.files import exclusive, publish_modes, remove_stale, replaceable_dir, staging_dir, writable_dir
 from segzero_edge.prompt import validate_input_size, write_checkpoint_meta
 
 from .tokenizer import DEFAULT_BPE_VOCAB_SIZE, build_qwen_tokenizer, qwen_token_ids, save_qwen_tokenizer
@@ -281,14 +281,7 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
                 f"{out_dir} is not a checkpoint directory (no config.json): --overwrite only replaces checkpoints",
                 hint="choose an empty or new directory",
             )
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(
-            f"cannot create {out_dir.parent}: {exc.strerror or exc}", hint="choose another --out"
-        ) from None
-    if not os.access(out_dir.parent, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write to {out_dir.parent}", hint="choose a folder you can write to with --out")
+    writable_dir(out_dir.parent)
 
 
 def _publish(tmp: Path, out_dir: Path, overwrite: bool) -> None:

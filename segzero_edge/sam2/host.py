@@ -188,7 +188,7 @@ def _per_object_points(points, labels, n_boxes: int | None) -> tuple[list[np.nda
         if len(labs) != len(pts) or any(len(lab) != len(p) for lab, p in zip(labs, pts)):
             raise InputError("labels must give one label per point (same shape as points without the last axis)")
         for lab in labs:
-            if not np.all(np.isin(lab, (-1, 0, 1, 2, 3))):
+            if not np.all(np.isin(lab, (0, 1))):  # 2/3 (box corners) and -1 (padding) are added here
                 raise InputError(
                     "point labels must be 1 (foreground) or 0 (background)",
                     hint="boxes go in `boxes=`; labels 2/3 are the box corners SAM2 adds itself",

@@ -16,8 +16,8 @@ import torch
 from segzero_edge.errors import ConfigError
 from segzero_edge.export.reasoner_export.checkpoint import WeightReader, inspect_checkpoint
 from segzero_edge.export.reasoner_export.decoder_graph import DecoderPrecision, build_decoder
+from segzero_edge.export.reasoner_export.dequantized import dequantized_linears
 from segzero_edge.export.reasoner_export.quantize import QuantSpec
-from segzero_edge.export.reasoner_export.validate import dequantized_linears
 from segzero_edge.export.reasoner_export.wrappers import rotary_inv_freq
 from segzero_edge.reasoner import contract as reasoner_contract
 

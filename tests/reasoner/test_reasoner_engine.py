@@ -14,7 +14,8 @@ from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline
 pytest.importorskip("torch")
 
 
-from segzero_edge.export.reasoner_export.validate import load_engine_weights_into, validation_samples
+from segzero_edge.export.reasoner_export.dequantized import load_engine_weights_into
+from segzero_edge.export.reasoner_export.validate import validation_samples
 from segzero_edge.reasoner import contract as reasoner_contract
 from segzero_edge.reference.torch_reasoner import TorchReasoner
 

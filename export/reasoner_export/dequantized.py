@@ -1,0 +1,146 @@
+"""The engine's weights as float32, for validation: the exported decoder's linear layers dequantized (read one
+at a time), loaded into a transformers model, or run by ONNX Runtime with fp32 activations (the twin graph)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_edge.manifest import Manifest
+from segzero_edge.reasoner.contract import COMPONENT, DECODER, ReasonerSettings
+
+from .quantize import dequantize_rows
+
+
+def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[str, np.ndarray, str]]:
+    """``(linear name, W [N, K] float32 as the graph uses it, precision)`` for each linear layer of the exported
+    decoder (``layers.3.mlp.up_proj``, ..., ``lm_head``), read from its initializers one at a time."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = engine_root / graph_file
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+
+    def array(name: str) -> np.ndarray:
+        t = inits[name]
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
+        return numpy_helper.to_array(t)
+
+    for node in model.graph.node:
+        base = node.name.rsplit("/", 1)[0]
+        if node.op_type == "MatMulNBits":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            packed = array(node.input[1]).reshape(attrs["N"], -1, attrs["block_size"] * attrs["bits"] // 8)
+            w = dequantize_rows(packed, array(node.input[2]).reshape(attrs["N"], -1), attrs["K"], attrs["bits"])
+            del packed
+            yield base, w, f"int{attrs['bits']}"
+        elif node.op_type == "MatMul" and node.input[1] in inits:
+            yield base, np.ascontiguousarray(array(node.input[1]).T, dtype=np.float32), "fp32"
+        elif node.op_type == "Cast" and node.input[0] in inits:
+            yield base, np.ascontiguousarray(array(node.input[0]).T, dtype=np.float32), "fp16"
+        for name in node.input:  # drop the bytes just read: one weight in memory at a time
+            t = inits.get(name)
+            if t is not None and t.data_location == onnx.TensorProto.EXTERNAL:
+                t.ClearField("raw_data")
+
+
+def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) -> int:
+    """Overwrite a transformers Qwen2.5-VL model's LM linears and embeddings with the engine's values
+    (dequantized). Returns the number of tensors replaced."""
+    import torch
+
+    s = ReasonerSettings.from_mapping(manifest.component(COMPONENT))
+    lm = model.model.language_model
+    count = 0
+    with torch.no_grad():
+        for name, w, _ in dequantized_linears(engine_root, manifest.graph(DECODER).file):
+            if name == "lm_head":
+                model.lm_head.weight = torch.nn.Parameter(torch.from_numpy(w))  # unties from the embeddings
+            else:
+                _, i, block, proj = name.split(".")
+                getattr(getattr(lm.layers[int(i)], block), proj).weight.copy_(torch.from_numpy(w))
+            count += 1
+            del w
+        table = np.asarray(np.load(engine_root / s.embeddings.file, mmap_mode="r"), dtype=np.float32)
+        lm.embed_tokens.weight = torch.nn.Parameter(torch.from_numpy(table))
+    return count + 1
+
+
+#: ORT's CPU MatMulNBits has no fast path for 8-bit weights with fp32 activations: without
+#: ``accuracy_level`` one step of a 7B-shaped int8 LM head (152,064 x 3,584) took 1,511 ms against 18 ms
+#: with it (4-bit nodes without it: 24 ms). The twin therefore runs 8-bit layers as a plain fp32 MatMul of
+#: the dequantized weights, the very matrices phase 3 loads into torch.
+TWIN_MATMUL_BITS = (8,)
+
+
+@contextlib.contextmanager
+def fp32_activation_twin(engine_root: Path, graph_file: str) -> Iterator[Path | None]:
+    """A copy of the decoder graph (sharing its external data) that computes with fp32 activations: no
+    MatMulNBits ``accuracy_level``, and 8-bit MatMulNBits replaced by MatMul over the dequantized weights
+    (written to a temporary data file next to the graph). Yields None when the graph has neither; both
+    temporary files are removed on exit."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = engine_root / graph_file
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+    twin = path.with_name(".validation-twin-" + path.name)
+    data = path.with_name(".validation-twin-" + path.name + ".data")
+
+    def array(name: str) -> np.ndarray:
+        t = onnx.TensorProto()
+        t.CopyFrom(inits[name])
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
+        return numpy_helper.to_array(t)
+
+    changed = False
+    try:
+        with open(data, "wb") as out:
+            for i, node in enumerate(list(model.graph.node)):
+                if node.op_type != "MatMulNBits":
+                    continue
+                attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                if attrs["bits"] in TWIN_MATMUL_BITS:
+                    n, k, bits = attrs["N"], attrs["K"], attrs["bits"]
+                    packed = array(node.input[1]).reshape(n, -1, attrs["block_size"] * bits // 8)
+                    w = dequantize_rows(packed, array(node.input[2]).reshape(n, -1), k, bits)
+                    del packed
+                    weight = np.ascontiguousarray(w.T)  # [K, N]: Y = X @ W^T
+                    del w
+                    name = f"{node.name}/twin_weight"
+                    tensor = onnx.TensorProto(name=name, data_type=onnx.TensorProto.FLOAT, dims=list(weight.shape))
+                    tensor.data_location = onnx.TensorProto.EXTERNAL
+                    for key, value in (("location", data.name), ("offset", out.tell()), ("length", weight.nbytes)):
+                        entry = tensor.external_data.add()
+                        entry.key, entry.value = key, str(value)
+                    out.write(weight.tobytes())
+                    del weight
+                    model.graph.initializer.append(tensor)
+                    for unused in node.input[1:]:  # the packed weights, scales (and zero points) of the node
+                        if unused in inits:
+                            model.graph.initializer.remove(inits.pop(unused))
+                    matmul = onnx.helper.make_node("MatMul", [node.input[0], name], list(node.output), name=node.name)
+                    model.graph.node.remove(node)
+                    model.graph.node.insert(i, matmul)
+                    changed = True
+                elif "accuracy_level" in attrs:
+                    keep = [a for a in node.attribute if a.name != "accuracy_level"]
+                    del node.attribute[:]
+                    node.attribute.extend(keep)
+                    changed = True
+        if not changed:
+            yield None
+            return
+        twin.write_bytes(model.SerializeToString())
+        yield twin
+    finally:
+        twin.unlink(missing_ok=True)
+        data.unlink(missing_ok=True)
