@@ -22,6 +22,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "segzero_edge.reference.builders.cli_tiny_sam2",
     ),
     "sam2": ("official SAM2 checkpoint -> sam2/ ONNX graphs + manifest, validated", ".sam2_export.cli"),
+    "tracker": (
+        "SAM2's video memory -> tracker ONNX graphs, validated against SAM2VideoPredictor (export sam2 does it too)",
+        ".tracker_export.cli",
+    ),
     "reasoner": (
         "Qwen2.5-VL checkpoint -> reasoner ONNX graphs (INT4/INT8/fp16/fp32), validated",
         ".reasoner_export.cli",

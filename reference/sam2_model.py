@@ -23,12 +23,22 @@ _POSTPROCESSING = {
 }
 
 
-def build_sam2_model(config: str, *, apply_postprocessing: bool = True):
-    """The official ``SAM2Base`` of ``config`` (random weights, CPU, eval mode).
+#: ``build_sam2_video_predictor(..., apply_postprocessing=True)``'s further overrides of ``model``.
+_VIDEO = {
+    "_target_": "sam2.sam2_video_predictor.SAM2VideoPredictor",
+    "binarize_mask_from_pts_for_mem_enc": True,
+    "fill_hole_area": 8,
+}
 
-    An official name goes through ``sam2.build_sam.build_sam2``. A config file is loaded with OmegaConf
-    and instantiated with ``hydra.utils.instantiate`` the way ``build_sam2`` does it (same overrides;
-    ``build_sam2`` itself only composes configs inside the ``sam2`` package).
+
+def build_sam2_model(config: str, *, apply_postprocessing: bool = True, video: bool = False):
+    """The official ``SAM2Base`` of ``config`` (random weights, CPU, eval mode); with ``video=True`` the
+    official ``SAM2VideoPredictor`` as ``build_sam2_video_predictor`` makes it.
+
+    An official name goes through ``sam2.build_sam.build_sam2`` (``build_sam2_video_predictor`` for video).
+    A config file is loaded with OmegaConf and instantiated with ``hydra.utils.instantiate`` the way
+    ``build_sam2`` does it (same overrides; ``build_sam2`` itself only composes configs inside the ``sam2``
+    package).
 
     Raises:
         InputError: unknown name or missing file.
@@ -37,8 +47,12 @@ def build_sam2_model(config: str, *, apply_postprocessing: bool = True):
     """
     resolved = resolve_sam2_config(config)
     if not is_config_file(resolved):
-        from sam2.build_sam import build_sam2
+        from sam2.build_sam import build_sam2, build_sam2_video_predictor
 
+        if video:
+            return build_sam2_video_predictor(
+                resolved, ckpt_path=None, device="cpu", mode="eval", apply_postprocessing=apply_postprocessing
+            )
         return build_sam2(
             resolved, ckpt_path=None, device="cpu", mode="eval", apply_postprocessing=apply_postprocessing
         )
@@ -61,6 +75,9 @@ def build_sam2_model(config: str, *, apply_postprocessing: bool = True):
         )
     if apply_postprocessing:
         cfg = OmegaConf.merge(cfg, {"model": {"sam_mask_decoder_extra_args": dict(_POSTPROCESSING)}})
+    if video:
+        extra = _VIDEO if apply_postprocessing else {"_target_": _VIDEO["_target_"]}
+        cfg = OmegaConf.merge(cfg, {"model": dict(extra)})
     OmegaConf.resolve(cfg)
     model = instantiate(cfg.model, _recursive_=True)
     return model.to("cpu").eval()
@@ -124,11 +141,13 @@ def read_state_dict(path: str | Path) -> Mapping[str, object]:
     return obj["model"]
 
 
-def load_sam2_model(path: str | Path, config: str):
+def load_sam2_model(path: str | Path, config: str, *, video: bool = False):
     """The official ``SAM2Base`` for ``config`` with the checkpoint's weights, in eval mode on the CPU.
 
     Built with ``sam2.build_sam.build_sam2(..., apply_postprocessing=True)`` (the image predictor's
-    settings, including the single-mask stability fallback) for an official name, or from a config
+    settings, including the single-mask stability fallback; with ``video=True``
+    ``build_sam2_video_predictor(..., apply_postprocessing=True)``, a ``SAM2VideoPredictor``) for an
+    official name, or from a config
     file in the official format the same way (``sam2_config.build_sam2_model``), then loaded with
     strict key matching.
 
@@ -140,7 +159,7 @@ def load_sam2_model(path: str | Path, config: str):
     """
     config_path = resolve_sam2_config(config)
     state = read_state_dict(path)
-    model = build_sam2_model(config_path)
+    model = build_sam2_model(config_path, video=video)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -11,7 +11,7 @@ from .errors import SegZeroError
 from .prompt import PROMPT_VERSION
 from .reasoner import GenerationOptions
 from .segmenter import Segmenter, SegmenterOptions
-from .types import Answer, AnswerObject, GenerationStats, Segmentation
+from .types import Answer, AnswerObject, GenerationStats, ObjectMask, Segmentation
 
 __all__ = [
     "PROMPT_VERSION",
@@ -19,6 +19,7 @@ __all__ = [
     "AnswerObject",
     "GenerationOptions",
     "GenerationStats",
+    "ObjectMask",
     "SegZeroError",
     "Segmentation",
     "Segmenter",

@@ -81,3 +81,29 @@ def draw_overlay(
     for x, y in points:
         draw.ellipse([x - r, y - r, x + r, y + r], fill=(255, 255, 255), outline=(0, 0, 0), width=max(1, width // 2))
     return im
+
+
+def draw_objects(rgb: np.ndarray, objects: Sequence, *, alpha: float = 0.45, label: str | None = None) -> Image.Image:
+    """Several objects over one frame, each in its own ``PALETTE`` colour (object i: ``PALETTE[i]``):
+    the mask tinted and outlined, the box drawn; ``label`` (e.g. the frame number) in the top-left corner.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 RGB frame.
+        objects: items with ``mask`` (``(H, W)`` bool) and ``box`` (``(x1, y1, x2, y2)`` or None), e.g. the
+            ``ObjectMask`` entries of a tracked ``Segmentation``.
+    """
+    out = rgb.astype(np.float32)
+    width = max(2, round(min(rgb.shape[:2]) / 200))
+    for i, obj in enumerate(objects):
+        if obj.mask.any():
+            tint = np.asarray(PALETTE[i % len(PALETTE)], np.float32)
+            out[obj.mask] = (1.0 - alpha) * out[obj.mask] + alpha * tint
+            out[contour(obj.mask, width)] = tint
+    im = Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    for i, obj in enumerate(objects):
+        if obj.box is not None:
+            draw.rectangle([float(v) for v in obj.box], outline=PALETTE[i % len(PALETTE)], width=width)
+    if label:
+        draw.text((4, 2), label, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
+    return im

@@ -190,6 +190,8 @@ class Segmenter:
                 hint="export into it with `segzero-edge export reasoner ...` and `segzero-edge export sam2 ...`",
             )
         sam2_threads = threads if sam2_threads is None else sam2_threads
+        self._sessions: SessionFactory | None = None
+        self._tracker = None
         self.reasoner: ReasonerPipeline | None = None
         self.sam2: Sam2Pipeline | None = None
         if backend == "torch":
@@ -213,6 +215,7 @@ class Segmenter:
                 )
         else:
             sessions = SessionFactory(device, threads=threads)
+            self._sessions = sessions
             if has_sam2:
                 self.sam2 = Sam2Pipeline(
                     self.engine_dir,
@@ -351,6 +354,61 @@ class Segmenter:
         text = self._check_text(text, options)
         reasoned, _ = self._reason(Frame.load(image, color=color), text, options, on_text)
         return reasoned.answer()
+
+    def track(
+        self,
+        image: ImageLike,
+        text: str | None = None,
+        *,
+        box: Sequence[float] | Sequence[Sequence[float]] | None = None,
+        points: Any = None,
+        labels: Any = None,
+        color: Color = "rgb",
+        reason_after_lost: int = 15,
+        **overrides: Any,
+    ):
+        """Start a track on ``image``: reason once about ``text`` (or take ``box``/``points`` prompts, one
+        object per box or per point set, ``Sam2Pipeline.decode``'s conventions), then follow the objects
+        with SAM2's video memory, frame by frame (``Track.update``). Needs the engine's ``tracker``
+        component (``segzero-edge export sam2`` writes it).
+
+        Args:
+            reason_after_lost: with ``text``: re-reason (in the background) after this many frames with
+                every object lost; 0 never does.
+            overrides: ``SegmenterOptions`` fields for the reasoning.
+
+        Returns:
+            a ``segzero_edge.tracker.Track``; ``track.last`` is the first frame's ``Segmentation``.
+        """
+        from .tracker.track import Track, _answer_prompts
+
+        self._require("track", reasoner=text is not None, sam2=True)
+        if (text is None) == (box is None and points is None):
+            raise InputError("give either text or box/points prompts", hint="seg.track(frame, 'the cup') or box=...")
+        if self._tracker is None:
+            from .tracker.pipeline import TrackerPipeline
+
+            self._tracker = TrackerPipeline(
+                self.engine_dir, manifest=self.manifest, sam2=self.sam2, sessions=self._sessions, verify="none"
+            )
+        t0 = time.perf_counter()
+        frame = Frame.load(image, color=color)
+        options = self.options.updated(**overrides)
+        reason = None
+        if text is not None:
+            text = self._check_text(text, options)
+
+            def reason(rgb: np.ndarray) -> Answer:
+                return self._reason(Frame.load(rgb), text, options, None)[0].answer()
+
+        track = Track(self._tracker, frame.size, reason=reason, reason_after_lost=reason_after_lost, color=color)
+        feats = self._tracker.encode_rgb(frame.rgb, t0)
+        answer = reason(frame.rgb) if reason is not None else None
+        prompts = _answer_prompts(answer, frame.size) if answer is not None else {"box": box, "points": points}
+        if answer is None and labels is not None:
+            prompts["labels"] = labels
+        track.start(frame.rgb, feats, t0, prompts=prompts, answer=answer)
+        return track
 
     def segment(
         self,

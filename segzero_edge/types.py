@@ -85,6 +85,35 @@ class GenerationStats:
     forced_tokens: int = 0
 
 
+@dataclass(frozen=True, eq=False)
+class ObjectMask:
+    """One object of a ``Segmentation`` (a tracked frame holds one per tracked object).
+
+    Attributes:
+        mask: ``(H, W)`` bool at the frame's size (all False when the object is not visible).
+        box: the mask's bounding box ``(x1, y1, x2, y2)`` (pixel edges: ``x2 = last column + 1``), None
+            when the mask is empty.
+        score: SAM2's predicted IoU of the mask.
+        object_score: SAM2's object-presence logit; ``<= 0`` means "not in this frame" and the mask is empty.
+        lost: ``object_score <= 0`` or an empty mask.
+    """
+
+    mask: np.ndarray
+    box: Box | None
+    score: float
+    object_score: float
+    lost: bool
+
+    def __post_init__(self) -> None:
+        mask = np.asarray(self.mask)
+        if mask.ndim != 2 or mask.dtype != np.bool_:
+            raise ValueError(f"ObjectMask.mask must be a 2-D bool array, got {mask.dtype} {mask.shape}")
+        if not self.lost and not mask.any():
+            raise ValueError("ObjectMask(lost=False) with an empty mask")
+        mask.setflags(write=False)
+        object.__setattr__(self, "mask", mask)
+
+
 def _readonly_timings(timings: Mapping[str, float]) -> Mapping[str, float]:
     return MappingProxyType(dict(timings))
 
@@ -107,6 +136,10 @@ class Segmentation:
         answer: the decoded answer (raw decoded values included).
         error: why nothing was found (None when found).
         generation: token counts and speed of the reasoning (None for ``segment``).
+        objects: per object of a track (``Track.update``): mask, box, scores and ``lost``; ``mask`` is
+            their union and ``box``/``score`` are the first object's. Empty for ``predict``/``segment``.
+        lost: a track's objects are all lost in this frame (``found`` is then False).
+        frame_index: the frame's index in its track (0 = the first prompted frame), else None.
     """
 
     mask: np.ndarray
@@ -120,8 +153,12 @@ class Segmentation:
     answer: Answer | None = None
     error: str | None = None
     generation: GenerationStats | None = None
+    objects: tuple[ObjectMask, ...] = ()
+    lost: bool = False
+    frame_index: int | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "objects", tuple(self.objects))
         mask = np.asarray(self.mask)
         if mask.ndim != 2 or mask.dtype != np.bool_:
             raise ValueError(f"Segmentation.mask must be a 2-D bool array, got {mask.dtype} {mask.shape}")

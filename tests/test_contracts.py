@@ -19,10 +19,16 @@ import pytest
 
 from segzero_edge.reasoner import contract as reasoner_contract
 from segzero_edge.sam2 import contract as sam2_contract
+from segzero_edge.tracker import contract as tracker_contract
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("segzero_edge", "reference", "export", "benchmarks", "tests")
-HOMES = {ROOT / "segzero_edge/sam2/contract.py", ROOT / "segzero_edge/reasoner/contract.py", Path(__file__)}
+HOMES = {
+    ROOT / "segzero_edge/sam2/contract.py",
+    ROOT / "segzero_edge/reasoner/contract.py",
+    ROOT / "segzero_edge/tracker/contract.py",
+    Path(__file__),
+}
 #: run without segzero_edge installed (see the module docstring)
 OUTSIDE = {ROOT / "benchmarks/bench_genai.py", ROOT / "benchmarks/genai_models.py"}
 EXEMPT = {"image"}
@@ -34,6 +40,9 @@ def _names() -> set[str]:
     names = {s.ENCODER, s.DECODER, *s.ENCODER_INPUTS, *s.FEATURES, *s.PROMPT_INPUTS, *s.DECODER_OUTPUTS}
     names |= {r.VISION, r.DECODER, r.PIXEL_VALUES, r.IMAGE_EMBEDS, r.INPUTS_EMBEDS, r.ATTENTION_MASK}
     names |= {r.POSITION_IDS, r.LOGITS, *r.kv_names(2)[0], *r.kv_names(2)[1]}
+    t = tracker_contract
+    names |= {t.MEMORY_ATTENTION, t.MASK_DECODER, t.MEMORY_ENCODER, *t.ATTENTION_INPUTS, *t.ATTENTION_OUTPUTS}
+    names |= {*t.DECODER_INPUTS, *t.DECODER_OUTPUTS, *t.ENCODER_INPUTS, *t.ENCODER_OUTPUTS}
     return names - EXEMPT
 
 

@@ -47,6 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "single-mask output with SAM2's stability fallback (default: %(default)s)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--no-tracker",
+        action="store_true",
+        help="skip the tracker component (SAM2's video memory, for `seg.track` and `segzero-edge track`)",
+    )
+    from ..tracker_export.cli import add_arguments as add_tracker_arguments
+
+    add_tracker_arguments(parser, standalone=False)
 
 
 def _interrupt(signum, frame):
@@ -73,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         manifest = export_sam2(args.checkpoint, args.out, cfg, progress=True)
+        tracker = None
+        if not args.no_tracker:
+            from ..tracker_export.cli import export_from_args
+
+            tracker = export_from_args(args, max_objects=args.max_objects, max_points=args.max_points)
     finally:
         signal.signal(signal.SIGTERM, previous)
     v = manifest.validation["sam2"]
@@ -86,4 +99,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} (sam2: {cfg.config})")
     print("validation vs the official model:")
     print(json.dumps({k: v[k] for k in keys}, indent=2))
+    if tracker is not None:
+        from ..tracker_export.cli import print_numbers
+
+        print_numbers(tracker)
     return 0

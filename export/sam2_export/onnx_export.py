@@ -161,6 +161,7 @@ def check_onnx_io(path: Path, spec: GraphSpec) -> None:
         onnx.TensorProto.FLOAT16: "float16",
         onnx.TensorProto.INT64: "int64",
         onnx.TensorProto.INT32: "int32",
+        onnx.TensorProto.BOOL: "bool",
     }
     graph = onnx.load(str(path), load_external_data=False).graph
 

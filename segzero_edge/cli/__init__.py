@@ -27,6 +27,7 @@ __all__ = ["COMMANDS", "Command", "main"]
 #: Every subcommand: name -> (one-line summary, the extra that provides its dependencies).
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("segment an image from an instruction with an engine directory", "ort"),
+    "track": ("reason once, then track the object through a video, frame folder or camera", "video"),
     "inspect": ("show an engine directory's manifest, check its files and this device", "ort"),
     "export": ("turn checkpoints into an engine directory (ONNX + manifest)", "export"),
     "build": ("build TensorRT engines for this GPU from an engine directory", "tensorrt"),

@@ -39,6 +39,7 @@ def engine_dir(tmp_path_factory, sam2_checkpoint) -> Path:
         str(out),
         "--validation-images",
         "1",
+        "--no-tracker",
     ]
     assert cli.run(parser.parse_args(argv)) == 0
     return out

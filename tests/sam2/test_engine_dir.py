@@ -135,7 +135,9 @@ def test_export_killed_with_sigterm_leaves_nothing_behind(tmp_path, sam2_checkpo
     shutil.copy(sam2_checkpoint, tmp_path / "sam2.pt")
     args = ["export", "sam2", "--checkpoint", "sam2.pt", "--config", CONFIG, "--out", "engine"]
     cli = [sys.executable, "-m", "segzero_edge"]
-    done = subprocess.run([*cli, *args, "--validation-images", "1"], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(
+        [*cli, *args, "--validation-images", "1", "--no-tracker"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     engine = tmp_path / "engine"
     src = load_manifest(engine).sources[0]

@@ -1,0 +1,186 @@
+"""``segzero-edge track ENGINE_DIR VIDEO "TEXT"``: reason once, track every frame, write an overlay video."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..files import publish_modes, remove_stale, staging_dir, writable_parent
+from .base import DEVICE_HELP, Command, positive_int
+from .options import add_option_arguments, option_values
+
+#: The reasoning options this command exposes (``SegmenterOptions.names()``).
+OPTIONS = ("max_new_tokens", "thinking_budget", "constrained", "do_sample", "temperature", "top_p", "top_k", "seed")
+OUT_SUFFIXES = (".mp4", ".mkv", ".mov", ".gif")
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("engine_dir", type=Path, help="engine directory with the reasoner, sam2 and tracker components")
+    parser.add_argument(
+        "video", help="a video file (anything FFmpeg decodes), a folder of images (sorted by name), or a camera index"
+    )
+    parser.add_argument(
+        "text", nargs="?", default=None, help='the instruction, e.g. "the cup the robot should pick up" (or --box)'
+    )
+    parser.add_argument(
+        "--box",
+        type=float,
+        nargs=4,
+        action="append",
+        metavar=("X1", "Y1", "X2", "Y2"),
+        help="track this box of the first frame instead of reasoning (repeat for several objects)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="overlay video to write (.mp4/.mkv/.mov: H.264; .gif), with per-frame results in the same name "
+        "with .jsonl; without --out nothing is written",
+    )
+    parser.add_argument("--jsonl", type=Path, default=None, help="per-frame JSON lines here instead (needs no --out)")
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
+    parser.add_argument(
+        "--reason-after-lost",
+        type=int,
+        default=15,
+        metavar="K",
+        help="re-reason (in the background) after K frames with the object lost; 0: never (default: %(default)s)",
+    )
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per ONNX Runtime session")
+    add_option_arguments(parser, OPTIONS)
+
+
+def _outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    video = jsonl = None
+    if args.out is not None:
+        video = writable_parent(args.out)
+        if video.suffix.lower() not in OUT_SUFFIXES:
+            raise InputError(f"--out {video.name}: unknown video type", hint=f"use one of {', '.join(OUT_SUFFIXES)}")
+        jsonl = video.with_suffix(".jsonl")
+    if args.jsonl is not None:
+        jsonl = writable_parent(args.jsonl)
+    for path in (video, jsonl):
+        if path is not None and str(args.video) != "" and Path(args.video).exists() and path.exists():
+            with contextlib.suppress(OSError):
+                if path.samefile(args.video):
+                    raise InputError(f"{path} is the input video", hint="write the results to another file")
+    return video, jsonl
+
+
+def _record(i: int, t: float, res) -> dict:
+    return {
+        "frame": i,
+        "time_s": round(t, 4),
+        "found": res.found,
+        "lost": res.lost,
+        "error": res.error,
+        "reprompted": res.answer is not None and i > 0,
+        "objects": [
+            {
+                "box": o.box,
+                "score": round(o.score, 5),
+                "object_score": round(o.object_score, 4),
+                "lost": o.lost,
+                "mask_pixels": int(o.mask.sum()),
+            }
+            for o in res.objects
+        ],
+        "reasoning": res.reasoning,
+        "timings_ms": {k: round(v, 2) for k, v in res.timings_ms.items()},
+    }
+
+
+def _progress(total: int | None):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the video extra brings tqdm; without it, no bar
+        return None
+    return tqdm(total=total, unit="frame", desc="tracking", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..overlay import draw_objects
+    from ..segmenter import Segmenter
+    from ..video import VideoWriter, open_frames
+
+    if (args.text is None) == (args.box is None):
+        raise InputError(
+            "give the instruction TEXT or --box (not both)", hint='e.g. segzero-edge track ENGINE v.mp4 "the cup"'
+        )
+    video_path, jsonl_path = _outputs(args)
+    stage = None
+    if video_path or jsonl_path:
+        target = video_path or jsonl_path
+        remove_stale(target.parent)
+        stage = staging_dir(target)
+    lost = reprompts = 0
+    try:
+        with (
+            open_frames(args.video) as source,
+            Segmenter(args.engine_dir, device=args.device, threads=args.threads, **option_values(args, OPTIONS)) as seg,
+        ):
+            writer = VideoWriter(stage / video_path.name, source.fps) if video_path else None
+            lines = (stage / jsonl_path.name).open("w") if jsonl_path else None
+            total = min(source.count, args.max_frames) if source.count and args.max_frames else source.count
+            bar, t_start, track, n = _progress(total or args.max_frames), time.perf_counter(), None, 0
+            for i, t, rgb in source:
+                if args.max_frames is not None and i >= args.max_frames:
+                    break
+                if track is None:
+                    track = seg.track(rgb, args.text, box=args.box, reason_after_lost=args.reason_after_lost)
+                    res = track.last
+                else:
+                    res = track.update(rgb)
+                n, lost, reprompts = n + 1, lost + res.lost, reprompts + (res.answer is not None and i > 0)
+                if writer is not None:
+                    writer.write(np.asarray(draw_objects(rgb, res.objects, label=f"{i}")))
+                if lines is not None:
+                    lines.write(json.dumps(_record(i, t, res)) + "\n")
+                if bar is not None:
+                    bar.update()
+                elif i == 0 or (i + 1) % 30 == 0:
+                    print(f"frame {i + 1}: {'lost' if res.lost else 'tracked'}", file=sys.stderr)
+            if track is None:
+                raise InputError(f"{source.name} has no frames", hint="pass a video with at least one frame")
+            track.close()
+            if bar is not None:
+                bar.close()
+            if writer is not None:
+                writer.close()
+            if lines is not None:
+                lines.close()
+        seconds = time.perf_counter() - t_start
+        if stage is not None:
+            publish_modes(stage)
+            for path in (video_path, jsonl_path):
+                if path is not None:
+                    os.replace(stage / path.name, path)
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+    fps = n / max(seconds, 1e-9)
+    print(f"frames    : {n} in {seconds:.1f} s ({fps:.1f} fps), lost in {lost}, re-prompted {reprompts}")
+    for path in (video_path, jsonl_path):
+        if path is not None:
+            print(f"wrote     : {path}")
+    return 0
+
+
+COMMAND = Command(
+    name="track",
+    add_arguments=_add_arguments,
+    run=_run,
+    description="Reason once about the first frame, then follow the object through a video, a folder of "
+    "frames or a camera with SAM2's video memory, re-reasoning in the background when it is lost. With --out "
+    "it writes an overlay video and per-frame JSON lines; a progress bar shows the frames per second.",
+)

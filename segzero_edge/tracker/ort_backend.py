@@ -1,0 +1,64 @@
+"""The tracker graphs on ONNX Runtime (CPU, CUDA EP or TensorRT EP)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..manifest import GraphSpec
+from ..ort import SessionFactory
+from ..trt.profiles import profile_shapes
+from .contract import (
+    ATTENTION_OUTPUTS,
+    DECODER_OUTPUTS,
+    ENCODER_OUTPUTS,
+    MASK_DECODER,
+    MEMORY_ATTENTION,
+    MEMORY_ENCODER,
+)
+
+
+class OrtTrackerBackend:
+    """Runs ``tracker.memory_attention``, ``tracker.mask_decoder`` and ``tracker.memory_encoder``.
+
+    Args:
+        engine_dir: the engine directory.
+        specs: the three graphs' manifest entries by name (``contract.check_graphs``).
+        sessions: the session factory (device and default threads).
+        threads: intra-op threads of these sessions (default: the factory's).
+    """
+
+    name = "ort"
+
+    def __init__(
+        self,
+        engine_dir: str | Path,
+        specs: Mapping[str, GraphSpec],
+        sessions: SessionFactory,
+        *,
+        threads: int | None = None,
+    ) -> None:
+        engine_dir = Path(engine_dir)
+        trt = sessions.device.kind == "tensorrt"
+        cache = engine_dir / "trt" / "ort-tensorrt-ep" if trt else None
+
+        def open_graph(name: str):
+            spec = specs[name]
+            profiles = profile_shapes(spec) if trt else None
+            return sessions.create(engine_dir / spec.file, threads=threads, trt_cache_dir=cache, trt_profiles=profiles)
+
+        self._attention = open_graph(MEMORY_ATTENTION)
+        self._decoder = open_graph(MASK_DECODER)
+        self._encoder = open_graph(MEMORY_ENCODER)
+        self.device = str(sessions.device)
+
+    def attend(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._attention.run(list(ATTENTION_OUTPUTS), dict(feeds))[0]
+
+    def decode(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(DECODER_OUTPUTS, self._decoder.run(list(DECODER_OUTPUTS), dict(feeds))))
+
+    def encode_memory(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._encoder.run(list(ENCODER_OUTPUTS), dict(feeds))[0]

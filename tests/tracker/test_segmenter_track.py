@@ -1,0 +1,77 @@
+"""``Segmenter.track`` end to end: a tiny random reasoner + the world's tiny SAM2 with its tracker."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from segzero_edge import Segmenter
+from segzero_edge.errors import InputError, ManifestError
+from segzero_edge.export.tracker_export.clips import synthetic_clip
+
+
+@pytest.fixture(scope="module")
+def full_engine(tmp_path_factory, tiny_qwen_dir, world_engine):
+    from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
+
+    engine = tmp_path_factory.mktemp("track_full") / "engine"
+    shutil.copytree(world_engine[0], engine)
+    export_reasoner(tiny_qwen_dir, engine, ReasonerExportConfig(weights="fp32", validate="quick", threads=1))
+    return engine
+
+
+def test_track_reasons_once_then_follows_and_re_reasons_on_request(full_engine):
+    clip = synthetic_clip(8, seed=0)
+    with Segmenter(full_engine, device="cpu", threads=2, max_new_tokens=40) as seg:
+        track = seg.track(clip.frames[0], "the bright disc")
+        first = track.last
+        assert first.frame_index == 0 and first.answer is not None and first.raw_text
+        results = [track.update(f) for f in clip.frames[1:4]]
+        assert [r.frame_index for r in results] == [1, 2, 3]
+        track.reason_again()
+        track.update(clip.frames[4])
+        assert track.reasoning
+        track._pending.future.result(timeout=120)
+        res = track.update(clip.frames[5])
+        assert res.answer is not None and res.frame_index == 5
+        if res.answer.ok:  # a random reasoner's box may lie outside: then the track keeps its old prompt
+            assert track._bank.prompt_frame == 4
+        track.close()
+
+
+def test_track_from_a_box_needs_no_reasoner_and_bad_calls_say_what_to_do(full_engine, world_engine):
+    clip = synthetic_clip(8, seed=0)
+    with Segmenter(world_engine[0], device="cpu", threads=2) as seg:  # sam2 + tracker only
+        track = seg.track(clip.frames[0], box=list(clip.box), points=[list(p) for p in clip.points])
+        assert track.num_objects == 1 and track.update(clip.frames[1]).frame_index == 1
+        with pytest.raises(ManifestError, match="reasoner"):
+            seg.track(clip.frames[0], "the disc")
+        with pytest.raises(InputError, match="either text or box"):
+            seg.track(clip.frames[0])
+    with Segmenter(full_engine, device="cpu", threads=2) as seg:
+        with pytest.raises(InputError, match="either text or box"):
+            seg.track(clip.frames[0], "the disc", box=list(clip.box))
+        with pytest.raises(InputError, match="empty"):
+            seg.track(clip.frames[0], "   ")
+
+
+def test_an_engine_without_the_tracker_says_how_to_get_it(tmp_path, world_engine):
+    from dataclasses import replace
+
+    from segzero_edge.manifest import load_manifest, save_manifest
+
+    engine = tmp_path / "engine"
+    shutil.copytree(world_engine[0], engine)
+    m = load_manifest(engine)
+    stripped = replace(
+        m,
+        components={k: v for k, v in m.components.items() if k != "tracker"},
+        graphs={k: v for k, v in m.graphs.items() if not k.startswith("tracker.")},
+        files=tuple(f for f in m.files if not f.path.startswith("tracker/")),
+    )
+    shutil.rmtree(engine / "tracker")
+    save_manifest(stripped, engine)
+    with Segmenter(engine, device="cpu") as seg, pytest.raises(ManifestError, match=r"export tracker"):
+        seg.track(np.zeros((64, 64, 3), np.uint8), box=[1, 1, 30, 30])
