@@ -49,38 +49,47 @@ def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.reshape(b, n, heads, c // heads).transpose(1, 2)
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d)) v`` over ``[B, heads, L, d]``; ``key_valid`` [Lk] bool masks keys."""
-    scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
+def _weights(q: torch.Tensor, k: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d))`` over ``[B, heads, L, d]``; ``key_valid`` [Lk] bool masks keys out.
+    ``q`` is scaled before the product (one pass over ``[Lq, d]`` instead of over the ``[Lq, Lk]`` scores)."""
+    scores = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), k.transpose(-1, -2))
     if key_valid is not None:
         scores = scores.masked_fill(~key_valid, float("-inf"))
-    return torch.matmul(torch.softmax(scores, dim=-1), v)
+    return torch.softmax(scores, dim=-1)
 
 
 class _RopeAttention(nn.Module):
-    """An official ``RoPEAttention`` (its projections) with real-valued RoPE and an optional key mask."""
+    """An official ``RoPEAttention`` (its projections) with real-valued RoPE and an optional key mask.
 
-    def __init__(self, attn: nn.Module, side: int) -> None:
+    When the values come in narrower than the attention (the memory's cross-attention: 64 -> 256), the
+    value projection is applied after the weighting: ``A (X W^T + b) = (A X) W^T + b`` because each row of
+    ``A`` sums to 1. Same product, a quarter of the multiply-adds of ``A V`` for SAM2's memory (the largest
+    product of a tracked frame); the sums run in another order (float rounding, within the validation gates).
+    """
+
+    def __init__(self, attn: nn.Module, table: int) -> None:
         super().__init__()
         self.attn = attn
-        cos, sin = _rope_tables(attn, side)
-        self.register_buffer("cos", cos, persistent=False)
-        self.register_buffer("sin", sin, persistent=False)
+        self.table = table  # index of its cos/sin pair in the parent's tables
 
-    def forward(self, q, k, v, *, rope_k_slots: int = 1, k_exclude: int = 0, key_valid=None) -> torch.Tensor:
+    def forward(self, q, k, v, cos, sin, *, rope_k_slots: int = 1, k_exclude: int = 0, key_valid=None):
         a = self.attn
         heads = a.num_heads
         q = _split_heads(a.q_proj(q), heads)
         k = _split_heads(a.k_proj(k), heads)
-        v = _split_heads(a.v_proj(v), heads)
-        q = _rotate(q, self.cos, self.sin)
+        late_v = v.shape[-1] < a.internal_dim  # project the values after the weighting (see the class doc)
+        v = v.unsqueeze(1) if late_v else _split_heads(a.v_proj(v), heads)
+        q = _rotate(q, cos, sin)
         n_rope = k.shape[-2] - k_exclude
         k_rope, k_rest = k[:, :, :n_rope], k[:, :, n_rope:]
         b, h, _, d = k_rope.shape
         # rope_k_repeat: the same table for each memory slot (the official repeats freqs_cis per slot).
-        k_rope = _rotate(k_rope.reshape(b, h, rope_k_slots, -1, d), self.cos, self.sin).reshape(b, h, -1, d)
+        k_rope = _rotate(k_rope.reshape(b, h, rope_k_slots, -1, d), cos, sin).reshape(b, h, -1, d)
         k = torch.cat([k_rope, k_rest], dim=2) if k_exclude else k_rope
-        out = _attend(q, k, v, key_valid)
+        out = torch.matmul(_weights(q, k, key_valid), v)  # [B, heads, Lq, d] (or [.., kv_dim] when late_v)
+        if late_v:
+            w = a.v_proj.weight.reshape(heads, -1, v.shape[-1])  # [heads, d, kv_dim]
+            out = torch.matmul(out, w.transpose(-1, -2)) + a.v_proj.bias.reshape(heads, 1, -1)
         out = out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)
         return a.out_proj(out)
 
@@ -108,8 +117,22 @@ class MemoryAttentionGraph(nn.Module):
         self.layers = ma.layers
         self.norm = ma.norm
         self.pos_enc_at_input = bool(ma.pos_enc_at_input)
-        self.self_attn = nn.ModuleList(_RopeAttention(layer.self_attn, self.side) for layer in ma.layers)
-        self.cross_attn = nn.ModuleList(_RopeAttention(layer.cross_attn_image, self.side) for layer in ma.layers)
+        # One cos/sin pair per distinct table (every official config has one: all attentions share it).
+        tables: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def wrap(attn: nn.Module) -> _RopeAttention:
+            cos, sin = _rope_tables(attn, self.side)
+            for i, (c, s) in enumerate(tables):
+                if c.shape == cos.shape and torch.equal(c, cos) and torch.equal(s, sin):
+                    return _RopeAttention(attn, i)
+            tables.append((cos, sin))
+            return _RopeAttention(attn, len(tables) - 1)
+
+        self.self_attn = nn.ModuleList(wrap(layer.self_attn) for layer in ma.layers)
+        self.cross_attn = nn.ModuleList(wrap(layer.cross_attn_image) for layer in ma.layers)
+        for i, (cos, sin) in enumerate(tables):
+            self.register_buffer(f"rope_cos_{i}", cos, persistent=False)
+            self.register_buffer(f"rope_sin_{i}", sin, persistent=False)
         self.obj_ptr_tpos_proj = model.obj_ptr_tpos_proj
         self.add_tpos = bool(model.add_tpos_enc_to_obj_ptrs)
         self.tpos_dim = self.c if model.proj_tpos_enc_in_obj_ptrs else self.d
@@ -121,6 +144,9 @@ class MemoryAttentionGraph(nn.Module):
         self.register_buffer("curr_pos", curr_pos.flatten(2).transpose(1, 2).contiguous(), False)  # [1, hw, C]
         self.register_buffer("mem_pos", mem_pos.flatten(2).transpose(1, 2)[0].contiguous(), False)  # [hw, D]
         self.register_buffer("tpos_table", model.maskmem_tpos_enc.detach().reshape(self.m, self.d).clone(), False)
+
+    def _table(self, attn: _RopeAttention) -> tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"rope_cos_{attn.table}"), getattr(self, f"rope_sin_{attn.table}")
 
     def forward(self, image_embed, memory_features, memory_tpos, memory_valid, obj_ptrs, ptr_tpos, ptr_valid):
         memory = memory_features
@@ -147,12 +173,13 @@ class MemoryAttentionGraph(nn.Module):
         for layer, sa, ca in zip(self.layers, self.self_attn, self.cross_attn):
             t = layer.norm1(out)
             qk = t + curr_pos if layer.pos_enc_at_attn else t
-            out = out + sa(qk, qk, t)
+            out = out + sa(qk, qk, t, *self._table(sa))
             t = layer.norm2(out)
             out = out + ca(
                 t + curr_pos if layer.pos_enc_at_cross_attn_queries else t,
                 keys + keys_pos if layer.pos_enc_at_cross_attn_keys else keys,
                 keys,
+                *self._table(ca),
                 rope_k_slots=m,
                 k_exclude=k_ptr * split,
                 key_valid=valid,
