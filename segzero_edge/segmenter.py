@@ -380,7 +380,7 @@ class Segmenter:
         Returns:
             a ``segzero_edge.tracker.Track``; ``track.last`` is the first frame's ``Segmentation``.
         """
-        from .tracker.track import Track, _answer_prompts
+        from .tracker.track import start_track
 
         self._require("track", reasoner=text is not None, sam2=True)
         if (text is None) == (box is None and points is None):
@@ -391,8 +391,6 @@ class Segmenter:
             self._tracker = TrackerPipeline(
                 self.engine_dir, manifest=self.manifest, sam2=self.sam2, sessions=self._sessions, verify="none"
             )
-        t0 = time.perf_counter()
-        frame = Frame.load(image, color=color)
         options = self.options.updated(**overrides)
         reason = None
         if text is not None:
@@ -401,14 +399,10 @@ class Segmenter:
             def reason(rgb: np.ndarray) -> Answer:
                 return self._reason(Frame.load(rgb), text, options, None)[0].answer()
 
-        track = Track(self._tracker, frame.size, reason=reason, reason_after_lost=reason_after_lost, color=color)
-        feats = self._tracker.encode_rgb(frame.rgb, t0)
-        answer = reason(frame.rgb) if reason is not None else None
-        prompts = _answer_prompts(answer, frame.size) if answer is not None else {"box": box, "points": points}
-        if answer is None and labels is not None:
-            prompts["labels"] = labels
-        track.start(frame.rgb, feats, t0, prompts=prompts, answer=answer)
-        return track
+        prompts = None if text is not None else {"box": box, "points": points, "labels": labels}
+        return start_track(
+            self._tracker, image, reason=reason, prompts=prompts, reason_after_lost=reason_after_lost, color=color
+        )
 
     def segment(
         self,

@@ -102,14 +102,15 @@ def export_world_engine(
     rebuild: bool = False,
 ) -> tuple[Path, float]:
     """An engine directory at ``out`` with ``reasoner`` exported at ``weights`` and ``sam2`` (official-format
-    ``.pt`` + config file), both validated. An existing ``out`` is kept when its recorded sources have the
+    ``.pt`` + config file) with its tracker, all validated. An existing ``out`` is kept when its recorded sources have the
     same sha256 and its reasoner the same precision (block size, INT8 layers), else replaced. Returns
     ``(out, export seconds)`` (0.0 when kept)."""
     from segzero_edge.export.reasoner_export.onnx_export import export_reasoner
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
+    from segzero_edge.export.tracker_export.export import export_tracker
 
     cfg = _reasoner_config(weights)
-    want = {"reasoner": sha256_tree(reasoner), "sam2": sha256_file(sam2)}
+    want = {"reasoner": sha256_tree(reasoner), "sam2": sha256_file(sam2), "tracker": sha256_file(sam2)}
     if (out / "manifest.json").is_file() and not rebuild:
         try:
             m = load_manifest(out, verify="size")
@@ -127,6 +128,7 @@ def export_world_engine(
         shutil.rmtree(staging)
     export_reasoner(reasoner, staging, cfg)
     export_sam2(sam2, staging, Sam2ExportConfig(config=str(sam2_config)))
+    export_tracker(sam2, staging, str(sam2_config))
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)

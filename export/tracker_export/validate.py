@@ -19,9 +19,8 @@ from PIL import Image
 
 from segzero_edge.errors import ExportValidationError
 from segzero_edge.sam2.host import mask_iou
+from segzero_edge.tracker.clips import Clip, synthetic_clip
 from segzero_edge.tracker.pipeline import TrackerPipeline
-
-from .clips import Clip, synthetic_clip
 
 log = logging.getLogger(__name__)
 

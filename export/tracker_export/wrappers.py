@@ -51,11 +51,19 @@ def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 def _weights(q: torch.Tensor, k: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d))`` over ``[B, heads, L, d]``; ``key_valid`` [Lk] bool masks keys out.
-    ``q`` is scaled before the product (one pass over ``[Lq, d]`` instead of over the ``[Lq, Lk]`` scores)."""
-    scores = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), k.transpose(-1, -2))
+
+    ``q`` is scaled before the product (one pass over ``[Lq, d]`` instead of over the ``[Lq, Lk]`` scores).
+    The mask rides along in the product: ``q`` gets a column of ones and ``k`` a column holding 0 (valid) or
+    -inf (masked), so each score is ``q.k + 0`` or ``-inf`` straight out of the matrix product, with no
+    pass over the ``[Lq, Lk]`` scores (ONNX Runtime's broadcast ``Where`` took 390 ms a call on hiera-t's
+    4096 x 28,736 scores, a broadcast ``Add`` about 100 ms).
+    """
+    q = q * (1.0 / math.sqrt(q.shape[-1]))
     if key_valid is not None:
-        scores = scores.masked_fill(~key_valid, float("-inf"))
-    return torch.softmax(scores, dim=-1)
+        bias = torch.zeros(key_valid.shape, dtype=k.dtype).masked_fill(~key_valid, float("-inf"))
+        q = torch.cat([q, torch.ones_like(q[..., :1])], dim=-1)
+        k = torch.cat([k, bias.reshape(1, 1, -1, 1).expand(k.shape[0], k.shape[1], -1, 1)], dim=-1)
+    return torch.softmax(torch.matmul(q, k.transpose(-1, -2)), dim=-1)
 
 
 class _RopeAttention(nn.Module):

@@ -109,7 +109,6 @@ def _progress(total: int | None):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..overlay import draw_objects
     from ..segmenter import Segmenter
     from ..video import VideoWriter, open_frames
 
@@ -123,7 +122,6 @@ def _run(args: argparse.Namespace) -> int:
         target = video_path or jsonl_path
         remove_stale(target.parent)
         stage = staging_dir(target)
-    lost = reprompts = 0
     try:
         with (
             open_frames(args.video) as source,
@@ -131,35 +129,13 @@ def _run(args: argparse.Namespace) -> int:
         ):
             writer = VideoWriter(stage / video_path.name, source.fps) if video_path else None
             lines = (stage / jsonl_path.name).open("w") if jsonl_path else None
-            total = min(source.count, args.max_frames) if source.count and args.max_frames else source.count
-            bar, t_start, track, n = _progress(total or args.max_frames), time.perf_counter(), None, 0
-            for i, t, rgb in source:
-                if args.max_frames is not None and i >= args.max_frames:
-                    break
-                if track is None:
-                    track = seg.track(rgb, args.text, box=args.box, reason_after_lost=args.reason_after_lost)
-                    res = track.last
-                else:
-                    res = track.update(rgb)
-                n, lost, reprompts = n + 1, lost + res.lost, reprompts + (res.answer is not None and i > 0)
+            try:
+                stats = _track_frames(args, source, seg, writer, lines)
+            finally:
                 if writer is not None:
-                    writer.write(np.asarray(draw_objects(rgb, res.objects, label=f"{i}")))
+                    writer.close()
                 if lines is not None:
-                    lines.write(json.dumps(_record(i, t, res)) + "\n")
-                if bar is not None:
-                    bar.update()
-                elif i == 0 or (i + 1) % 30 == 0:
-                    print(f"frame {i + 1}: {'lost' if res.lost else 'tracked'}", file=sys.stderr)
-            if track is None:
-                raise InputError(f"{source.name} has no frames", hint="pass a video with at least one frame")
-            track.close()
-            if bar is not None:
-                bar.close()
-            if writer is not None:
-                writer.close()
-            if lines is not None:
-                lines.close()
-        seconds = time.perf_counter() - t_start
+                    lines.close()
         if stage is not None:
             publish_modes(stage)
             for path in (video_path, jsonl_path):
@@ -168,12 +144,56 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
+    n, seconds, lost, reprompts, interrupted = stats
     fps = n / max(seconds, 1e-9)
     print(f"frames    : {n} in {seconds:.1f} s ({fps:.1f} fps), lost in {lost}, re-prompted {reprompts}")
+    if interrupted:
+        print("stopped   : interrupted; the outputs hold the frames tracked until then", file=sys.stderr)
     for path in (video_path, jsonl_path):
         if path is not None:
             print(f"wrote     : {path}")
-    return 0
+    return 130 if interrupted else 0
+
+
+def _track_frames(args, source, seg, writer, lines) -> tuple[int, float, int, int, bool]:
+    """The frame loop; Ctrl-C (or SIGTERM) ends it between frames, keeping what was tracked (a camera has no
+    last frame). Returns frames, seconds, lost frames, re-prompts, interrupted."""
+    from ..overlay import draw_objects
+
+    total = min(source.count, args.max_frames) if source.count and args.max_frames else source.count
+    bar, t_start, track = _progress(total or args.max_frames), time.perf_counter(), None
+    n = lost = reprompts = 0
+    interrupted = False
+    try:
+        for i, t, rgb in source:
+            if args.max_frames is not None and i >= args.max_frames:
+                break
+            if track is None:
+                track = seg.track(rgb, args.text, box=args.box, reason_after_lost=args.reason_after_lost)
+                res = track.last
+            else:
+                res = track.update(rgb)
+            if writer is not None:
+                writer.write(np.asarray(draw_objects(rgb, res.objects, label=f"{i}")))
+            if lines is not None:
+                lines.write(json.dumps(_record(i, t, res)) + "\n")
+            n, lost, reprompts = n + 1, lost + res.lost, reprompts + (res.answer is not None and i > 0)
+            if bar is not None:
+                bar.update()
+            elif i == 0 or (i + 1) % 30 == 0:
+                print(f"frame {i + 1}: {'lost' if res.lost else 'tracked'}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if n == 0:
+            raise
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+        if track is not None:
+            track.close()
+    if track is None:
+        raise InputError(f"{source.name} has no frames", hint="pass a video with at least one frame")
+    return n, time.perf_counter() - t_start, lost, reprompts, interrupted
 
 
 COMMAND = Command(

@@ -47,7 +47,10 @@ class OrtTrackerBackend:
         def open_graph(name: str):
             spec = specs[name]
             profiles = profile_shapes(spec) if trt else None
-            return sessions.create(engine_dir / spec.file, threads=threads, trt_cache_dir=cache, trt_profiles=profiles)
+            # Three sessions run in turn per frame: no spin-waiting between them (SessionFactory.create).
+            return sessions.create(
+                engine_dir / spec.file, threads=threads, trt_cache_dir=cache, trt_profiles=profiles, spin=False
+            )
 
         self._attention = open_graph(MEMORY_ATTENTION)
         self._decoder = open_graph(MASK_DECODER)

@@ -22,8 +22,9 @@ The steps reproduce ``SAM2VideoPredictor`` (sam2 1.1.0) frame by frame, with the
   ``_get_orig_video_res_output``. The video predictor's hole filling (``fill_hole_area`` 8) needs SAM2's
   CUDA extension and is skipped by the official code without it (as on every CPU); it is not done here.
 
-Backends (``TrackerBackend``): ONNX Runtime (``"ort"``). TensorRT runs these graphs through ONNX Runtime's
-TensorRT provider (``device="tensorrt"``).
+Backends (``TrackerBackend``): ONNX Runtime (``"ort"``, also with its TensorRT provider: ``device="tensorrt"``)
+and TensorRT engines built by ``segzero-edge build`` (``"trt"``; ``"auto"`` picks them when the SAM2 stage
+runs on TensorRT and the build holds the tracker engines).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import EngineIncompatibleError, InputError
+from ..errors import BackendUnavailableError, EngineIncompatibleError, InputError
 from ..frame import ImageLike, load_image
 from ..manifest import Manifest, Verify, load_manifest
 from ..ort import SessionFactory
@@ -141,7 +142,7 @@ class TrackerPipeline:
         sam2: an open ``Sam2Pipeline`` of the same directory to share (its image encoder); default: a
             new one with ``device``/``threads``.
         device: ``"auto" | "cpu" | "cuda[:N]" | "tensorrt[:N]"``.
-        backend: ``"ort"``/``"auto"``, or a ``TrackerBackend`` instance.
+        backend: ``"ort"``, ``"trt"``, ``"auto"``, or a ``TrackerBackend`` instance.
         threads: CPU threads per session.
         verify: how to check the engine files.
         sessions: an ONNX Runtime session factory to share.
@@ -181,14 +182,28 @@ class TrackerPipeline:
         if self.sam2.settings.image_size != self.settings.image_size:
             raise EngineIncompatibleError("the tracker and sam2 components have different input sizes")
         if isinstance(backend, str):
-            if backend not in ("auto", "ort"):
-                raise InputError(f"unknown tracker backend {backend!r}", hint="use 'ort' (or 'auto')")
-            from .ort_backend import OrtTrackerBackend
-
-            sessions = sessions or SessionFactory(device, threads=threads)
-            backend = OrtTrackerBackend(self.engine_dir, self.specs, sessions, threads=threads)
+            backend = self._open_backend(backend, device, threads, sessions)
         self.backend = backend
         log.info("tracker: %s backend on %s", backend.name, backend.device)
+
+    def _open_backend(self, backend: str, device: str, threads: int | None, sessions) -> TrackerBackend:
+        if backend not in ("auto", "ort", "trt"):
+            raise InputError(f"unknown tracker backend {backend!r}", hint="use 'ort', 'trt' or 'auto'")
+        from .trt_backend import has_trt_build
+
+        if backend == "trt" or (backend == "auto" and self.sam2.backend.name == "trt" and has_trt_build(self.manifest)):
+            from .trt_backend import TrtTrackerBackend
+
+            try:
+                return TrtTrackerBackend(self.engine_dir, self.manifest)
+            except BackendUnavailableError as exc:
+                if backend == "trt":
+                    raise
+                log.info("tracker TensorRT engines not usable here (%s); using ONNX Runtime", exc.message)
+        from .ort_backend import OrtTrackerBackend
+
+        sessions = sessions or SessionFactory(device, threads=threads)
+        return OrtTrackerBackend(self.engine_dir, self.specs, sessions, threads=threads)
 
     # -- frames ------------------------------------------------------------------------------------
     def encode(self, frame: ImageLike) -> Sam2Features:

@@ -273,6 +273,56 @@ class Track:
         return result
 
 
+def start_track(
+    tracker: TrackerPipeline,
+    image: ImageLike,
+    *,
+    reason: Reason | None,
+    prompts: dict[str, Any] | None,
+    reason_after_lost: int,
+    color: Color = "rgb",
+) -> Track:
+    """A ``Track`` started on ``image``: from ``prompts`` (``box``/``points``/``labels`` in its pixels), or
+    from ``reason(rgb)``'s answer when ``prompts`` is None (``Segmenter.track`` calls this).
+
+    Raises:
+        InputError: labels without points, a box with no area inside the frame, bad prompts or image.
+    """
+    t0 = time.perf_counter()
+    rgb = load_image(image, color=color)
+    size = (rgb.shape[1], rgb.shape[0])
+    if prompts is not None:
+        prompts = {k: v for k, v in prompts.items() if v is not None}
+        if "labels" in prompts and "points" not in prompts:
+            raise InputError("labels without points", hint="give labels together with the points they label")
+        _check_boxes(prompts.get("box"), size)
+    track = Track(tracker, size, reason=reason, reason_after_lost=reason_after_lost, color=color)
+    feats = tracker.encode_rgb(rgb, t0)
+    answer = None
+    if prompts is None:
+        answer = reason(rgb)
+        prompts = _answer_prompts(answer, size)
+    track.start(rgb, feats, t0, prompts=prompts, answer=answer)
+    return track
+
+
+def _check_boxes(box, size: tuple[int, int]) -> None:
+    """Refuse a well-formed box with no area inside the frame (SAM2 would still answer something);
+    malformed boxes are refused by ``build_prompts`` with the shapes it takes."""
+    try:
+        boxes = np.asarray(box, dtype=np.float64).reshape(-1, 4) if box is not None else ()
+    except (TypeError, ValueError):
+        return
+    w, h = size
+    for x1, y1, x2, y2 in boxes:
+        (x1, x2), (y1, y2) = sorted((x1, x2)), sorted((y1, y2))
+        if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
+            raise InputError(
+                f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the {w}x{h} frame",
+                hint="give boxes in the frame's pixels (x1, y1, x2, y2)",
+            )
+
+
 def _answer_error(answer: Answer | None) -> str:
     if answer is None:
         return "no answer"

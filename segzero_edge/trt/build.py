@@ -1,6 +1,7 @@
 """``segzero-edge build``: TensorRT engines from an engine directory's ONNX graphs, on this device.
 
-Per graph a precision policy (``POLICIES``): the SAM2 image encoder is built FP16 with the numerically
+Per graph a precision policy (``POLICIES``; the tracker's three graphs are FP32): the SAM2 image encoder is
+built FP16 with the numerically
 sensitive layers pinned to FP32 (normalization, softmax, reductions, ``pow``, ``sqrt``/``exp``/``log``,
 with ``OBEY_PRECISION_CONSTRAINTS``); the SAM2 mask decoder is FP32 (3.7 GFLOP: cheap, and FP16 flips
 mask choices on small objects; TF32, which TensorRT enables by default on Ampere and newer, is turned
@@ -28,12 +29,22 @@ from ..files import exclusive, publish_modes, remove_stale, staging_dir
 from ..manifest import Manifest, TrtBuild, file_entry, load_manifest, save_manifest, utc_now
 from ..sam2.contract import DECODER as SAM2_DECODER
 from ..sam2.contract import ENCODER as SAM2_ENCODER
+from ..tracker.contract import MASK_DECODER as TRACK_DECODER
+from ..tracker.contract import MEMORY_ATTENTION, MEMORY_ENCODER
 from .profiles import Shape, build_key, profile_shapes
 
 log = logging.getLogger(__name__)
 
 #: graph -> precision policy. Graphs without one are built only when named, in FP32.
-POLICIES: dict[str, str] = {SAM2_ENCODER: "fp16-mixed", SAM2_DECODER: "fp32"}
+#: The tracker graphs are FP32 until measured on a GPU (the memory attention's softmax runs over 28,736 keys
+#: with masked slots); `--precision GRAPH=fp16-mixed` builds one in FP16, and the build check decides.
+POLICIES: dict[str, str] = {
+    SAM2_ENCODER: "fp16-mixed",
+    SAM2_DECODER: "fp32",
+    MEMORY_ATTENTION: "fp32",
+    TRACK_DECODER: "fp32",
+    MEMORY_ENCODER: "fp32",
+}
 PRECISIONS = ("fp16-mixed", "fp32")
 
 

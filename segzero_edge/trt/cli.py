@@ -18,8 +18,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--graphs",
         nargs="+",
         default=(),
-        help="graphs to build (default: every graph with a TensorRT policy, e.g. the SAM2 "
-        "image encoder and mask decoder)",
+        help="graphs to build (default: every graph with a TensorRT policy: the SAM2 image encoder and mask "
+        "decoder, and the tracker's memory attention, mask decoder and memory encoder)",
     )
     parser.add_argument(
         "--encoder-precision",
@@ -32,7 +32,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-iou",
         type=float,
         default=0.99,
-        help="reject the build if a SAM2 mask differs from ONNX Runtime FP32 by more (default: %(default)s)",
+        help="reject the build if a SAM2 mask, or a tracked frame's mask, differs from ONNX Runtime FP32 by more "
+        "(default: %(default)s)",
     )
     parser.add_argument("--no-check", action="store_true", help="record the engines without comparing masks")
 
@@ -48,11 +49,16 @@ def _run(args: argparse.Namespace) -> int:
     check = None
     if not args.no_check:
         from ..sam2.trt_check import check_trt_sam2
+        from ..tracker.trt_backend import has_trt_build
+        from ..tracker.trt_check import check_trt_tracker
 
         def check(manifest):
-            if SAM2_ENCODER not in manifest.graphs:
-                return {}
-            return check_trt_sam2(args.engine_dir, manifest, min_iou=args.min_iou)
+            numbers = {}
+            if SAM2_ENCODER in manifest.graphs:
+                numbers["sam2"] = check_trt_sam2(args.engine_dir, manifest, min_iou=args.min_iou)
+            if has_trt_build(manifest):  # the staged build holds the tracker engines: track a clip with them
+                numbers["tracker"] = check_trt_tracker(args.engine_dir, manifest, min_iou=args.min_iou)
+            return numbers
 
     build = build_engines(args.engine_dir, options, check=check, progress=lambda msg: log.info("%s", msg))
     print(f"built {len(build.engines)} engine(s) in {args.engine_dir}/trt/{build.key}/")

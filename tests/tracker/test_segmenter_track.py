@@ -9,7 +9,7 @@ import pytest
 
 from segzero_edge import Segmenter
 from segzero_edge.errors import InputError, ManifestError
-from segzero_edge.export.tracker_export.clips import synthetic_clip
+from segzero_edge.tracker.clips import synthetic_clip
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,14 @@ def test_track_from_a_box_needs_no_reasoner_and_bad_calls_say_what_to_do(full_en
             seg.track(clip.frames[0], "the disc")
         with pytest.raises(InputError, match="either text or box"):
             seg.track(clip.frames[0])
+        with pytest.raises(InputError, match="outside the 320x240 frame"):
+            seg.track(clip.frames[0], box=[[10, 10, 50, 50], [400, 10, 500, 90]])
+        with pytest.raises(InputError, match="labels without points"):
+            seg.track(clip.frames[0], box=list(clip.box), labels=[1])
+        with pytest.raises(InputError, match="box"):
+            seg.track(clip.frames[0], box=[1, 2, 3])
+        with pytest.raises(InputError, match="NaN"):
+            seg.track(clip.frames[0], box=[1, 2, float("nan"), 4])
     with Segmenter(full_engine, device="cpu", threads=2) as seg:
         with pytest.raises(InputError, match="either text or box"):
             seg.track(clip.frames[0], "the disc", box=list(clip.box))

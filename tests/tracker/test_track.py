@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from segzero_edge.errors import InputError
-from segzero_edge.export.tracker_export.clips import synthetic_clip
+from segzero_edge.tracker.clips import synthetic_clip
 from segzero_edge.tracker.pipeline import TrackerPipeline
 from segzero_edge.tracker.track import Track
 from segzero_edge.types import Answer, AnswerObject

@@ -9,7 +9,7 @@ import sys
 import pytest
 from PIL import Image
 
-from segzero_edge.export.tracker_export.clips import synthetic_clip
+from segzero_edge.tracker.clips import synthetic_clip
 
 av = pytest.importorskip("av", reason="needs PyAV (extra: video)")
 
@@ -103,3 +103,33 @@ def test_a_missing_video_says_what_to_pass(tmp_path, world_engine):
         timeout=120,
     )
     assert done.returncode != 0 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_sigterm_mid_stream_keeps_the_frames_tracked_so_far(tmp_path, world_engine):
+    """A camera has no last frame: SIGTERM (or Ctrl-C) ends the loop between frames, and the video and JSON
+    lines hold every frame tracked until then (rc 130); no staging folder is left."""
+    import signal
+    import time
+
+    from segzero_edge.video import VideoWriter
+
+    clip = synthetic_clip(40, seed=1)
+    writer = VideoWriter(tmp_path / "long.mp4", 30)
+    for k in range(200):
+        writer.write(clip.frames[k % 40])
+    writer.close()
+    out = tmp_path / "res" / "t.mp4"
+    args = [*CLI, "track", str(world_engine[0]), str(tmp_path / "long.mp4"), "--box", *map(str, clip.box)]
+    proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "res").glob(".t.mp4.partial-*/t.mp4")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    lines = (tmp_path / "res" / "t.jsonl").read_text().splitlines()
+    assert 0 < len(lines) < 200
+    assert len(_decoded_frames(out)) == len(lines)
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["t.jsonl", "t.mp4"]

@@ -142,3 +142,34 @@ def test_trt_backend_unavailable_is_explained(tmp_path):
     engine_dir = _small_engine_dir(tmp_path / "e")
     with pytest.raises(BackendUnavailableError, match=r"segzero-edge\[tensorrt\]"):
         Sam2Pipeline(engine_dir, backend="trt")
+
+
+def test_plan_builds_the_tracker_graphs_in_fp32_with_their_object_profile(tmp_path):
+    from segzero_edge.tracker import contract as tracker_contract
+    from segzero_edge.tracker.contract import TrackerSettings, graph_specs
+
+    path = _small_engine_dir(tmp_path / "e")
+    settings = TrackerSettings(
+        config="configs/sam2.1/sam2.1_hiera_t.yaml",
+        sam2_sha256="0" * 64,
+        image_size=1024,
+        low_res_size=256,
+        hidden_dim=256,
+        mem_dim=64,
+        feat_size=64,
+    )
+    graphs = graph_specs(settings, max_objects=8)
+    (path / "tracker").mkdir()
+    for spec in graphs.values():
+        (path / spec.file).write_bytes(b"onnx placeholder " + spec.file.encode())
+    files = [file_entry(path, spec.file) for spec in graphs.values()]
+    m = load_manifest(path).replace_component("tracker", settings=settings.to_dict(), graphs=graphs, files=files)
+    save_manifest(m, path)
+    plans = {p.graph: p for p in plan_build(load_manifest(path))}
+    assert set(plans) == {ENCODER, DECODER, *graphs}
+    for name in graphs:
+        assert plans[name].precision == "fp32"
+    attention = plans[tracker_contract.MEMORY_ATTENTION].profiles
+    assert attention[tracker_contract.MEMORY][0] == (1, 7, 64, 64, 64)
+    assert attention[tracker_contract.MEMORY][2] == (8, 7, 64, 64, 64)
+    assert plans[tracker_contract.MASK_DECODER].profiles[tracker_contract.POINT_COORDS][2] == (8, 16, 2)

@@ -1,5 +1,6 @@
-"""Seeded synthetic clips for validating the tracker: moving shapes that occlude each other, leave the
-frame and come back, with the target's ground-truth mask per frame (numpy + Pillow)."""
+"""Seeded synthetic clips for checking a tracker (export validation, the TensorRT build check, tests,
+benchmarks): moving shapes that occlude each other, leave the frame and come back, with the target's
+ground-truth mask per frame (numpy + Pillow)."""
 
 from __future__ import annotations
 
