@@ -186,17 +186,17 @@ def predict_vs_track(engine: Path, text: str, frames: int, threads: int) -> dict
 
 
 def markdown(report: dict) -> str:
-    lines = [
-        f"# Tracking latency per frame, {report['device']} ({report['cpu']}, {report['threads']} threads)",
-        "",
-        f"{report['frames']}-frame seeded clip, {report['objects']} object(s), {report['rounds']} interleaved "
-        "rounds per side (the official predictor runs each object on its own, ours all in one batch); "
-        "full bank = frames >= 7. Command: `" + report["command"] + "`",
-        "",
-        "| config | official SAM2VideoPredictor ms (full bank, p50) | ours ms (full bank, p50) | speed-up | "
-        "ours fps | official p50 all frames | ours p50 all frames |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines = [f"# Tracking latency per frame, {report['device']} ({report['cpu']}, {report['threads']} threads)", ""]
+    if report["results"]:
+        lines += [
+            f"{report['frames']}-frame seeded clip, {report['objects']} object(s), {report['rounds']} interleaved "
+            "rounds per side (the official predictor runs each object on its own, ours all in one batch); "
+            "full bank = frames >= 7. Command: `" + report["command"] + "`",
+            "",
+            "| config | official SAM2VideoPredictor ms (full bank, p50) | ours ms (full bank, p50) | speed-up | "
+            "ours fps | official p50 all frames | ours p50 all frames |",
+            "|---|---|---|---|---|---|---|",
+        ]
     for r in report["results"]:
         o, u = r["official"], r["ours"]
         lines.append(

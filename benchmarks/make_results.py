@@ -114,7 +114,8 @@ def tracker_rows(d: dict) -> list[Row]:
         o, u = r["official"], r["ours"]
         rows.append(
             [
-                f"{Path(r['config']).stem}, {r.get('objects', 1)} object(s)",
+                f"{Path(r['config']).stem if r['config'].endswith('.yaml') else r['config']}, "
+                f"{r.get('objects', 1)} object(s)",
                 _f(o["full_bank_median_ms"]),
                 _f(u["full_bank_median_ms"]),
                 f"{r['speedup_full_bank']:.2f}x",
@@ -122,6 +123,20 @@ def tracker_rows(d: dict) -> list[Row]:
             ]
         )
     return rows
+
+
+def track_vs_predict_rows(d: dict) -> list[Row]:
+    pt = d["predict_vs_track"]
+    return [
+        [
+            f"{Path(pt['engine']).name}: {pt['text']!r}, {pt['frames']} frames",
+            _f(pt["predict_ms_p50"]),
+            _f(pt["predict_fps"]),
+            _f(pt["track_update_ms_p50"]),
+            _f(pt["track_fps"]),
+            f"{pt['track_over_predict']:.0f}x",
+        ]
+    ]
 
 
 def reasoner_rows(d: dict) -> list[Row]:
@@ -278,6 +293,17 @@ SECTIONS: tuple[Section, ...] = (
         "python benchmarks/bench_tracker.py --configs sam2.1_hiera_t --out benchmarks/results/tracker_cpu",
         ("config", "official ms", "ours ms", "speedup", "ours fps"),
         tracker_rows,
+    ),
+    Section(
+        "Tracking against predict on every frame",
+        "One engine with a reasoner, SAM2 and the tracker, the same seeded clip: median ms of predict() per "
+        "frame (reasoning + SAM2, no cache) against Track.update per frame after one reasoning on the first "
+        "frame.",
+        ("track_vs_predict_*.json",),
+        "python benchmarks/bench_tracker.py --configs --predict-engine .cache/demo/engine_world_int4 "
+        '--text "the circle" --out benchmarks/results/track_vs_predict_world',
+        ("engine, instruction", "predict ms", "predict fps", "track ms", "track fps", "track / predict"),
+        track_vs_predict_rows,
     ),
     Section(
         "Segmenter: SAM2 encoding overlapped with reasoning, feature cache",

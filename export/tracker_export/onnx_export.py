@@ -60,7 +60,7 @@ def export_graphs(
     valid[m - 2 :] = False
     ptr_valid = torch.ones(k, dtype=torch.bool)
     ptr_valid[k // 2 :] = False
-    args = (
+    attention_args = (
         embed,
         torch.randn(n, m, d, side, side, generator=gen),
         torch.arange(m, dtype=torch.int64),
@@ -69,54 +69,53 @@ def export_graphs(
         torch.rand(k, generator=gen),
         ptr_valid,
     )
-    dyn = dict.fromkeys(ATTENTION_INPUTS)
-    dyn.update({MEMORY: {0: objects}, OBJ_PTRS: {0: objects}})
-    _export(
-        MemoryAttentionGraph(model).eval(),
-        args,
-        paths[MEMORY_ATTENTION],
-        input_names=ATTENTION_INPUTS,
-        output_names=ATTENTION_OUTPUTS,
-        dynamic_shapes=dyn,
-        opset=opset,
-    )
-    on_graph()
-
-    args = (
+    decoder_args = (
         torch.randn(n, c, side, side, generator=gen),
         torch.randn(1, dec.conv_s0.out_channels, 4 * side, 4 * side, generator=gen),
         torch.randn(1, dec.conv_s1.out_channels, 2 * side, 2 * side, generator=gen),
         torch.rand(n, p, 2, generator=gen) * s,
         torch.tensor([[2.0, 3.0, 1.0], [1.0, 0.0, -1.0]]),
     )
-    dyn = dict.fromkeys(DECODER_INPUTS)
-    dyn.update({PIX_FEAT: {0: objects}, POINT_COORDS: {0: objects, 1: points}, POINT_LABELS: {0: objects, 1: points}})
-    _export(
-        TrackDecoderGraph(model).eval(),
-        args,
-        paths[MASK_DECODER],
-        input_names=DECODER_INPUTS,
-        output_names=DECODER_OUTPUTS,
-        dynamic_shapes=dyn,
-        opset=opset,
-    )
-    on_graph()
-
-    args = (
+    encoder_args = (
         embed,
         torch.randn(n, 1, r, r, generator=gen) * 10,
         torch.tensor([[1.0], [-1.0]]),
         torch.tensor([True, False]),
     )
-    dyn = dict.fromkeys(ENCODER_INPUTS)
-    dyn.update({MASK_LOGITS: {0: objects}, OBJECT_SCORE_LOGITS: {0: objects}, BINARIZE: {0: objects}})
-    _export(
-        MemoryEncoderGraph(model).eval(),
-        args,
-        paths[MEMORY_ENCODER],
-        input_names=ENCODER_INPUTS,
-        output_names=ENCODER_OUTPUTS,
-        dynamic_shapes=dyn,
-        opset=opset,
-    )
-    on_graph()
+    # name -> (module, example inputs, input names, output names, dynamic dims of the inputs that have some)
+    graphs = {
+        MEMORY_ATTENTION: (
+            MemoryAttentionGraph(model),
+            attention_args,
+            ATTENTION_INPUTS,
+            ATTENTION_OUTPUTS,
+            {MEMORY: {0: objects}, OBJ_PTRS: {0: objects}},
+        ),
+        MASK_DECODER: (
+            TrackDecoderGraph(model),
+            decoder_args,
+            DECODER_INPUTS,
+            DECODER_OUTPUTS,
+            {PIX_FEAT: {0: objects}, POINT_COORDS: {0: objects, 1: points}, POINT_LABELS: {0: objects, 1: points}},
+        ),
+        MEMORY_ENCODER: (
+            MemoryEncoderGraph(model),
+            encoder_args,
+            ENCODER_INPUTS,
+            ENCODER_OUTPUTS,
+            {MASK_LOGITS: {0: objects}, OBJECT_SCORE_LOGITS: {0: objects}, BINARIZE: {0: objects}},
+        ),
+    }
+    for name, (module, args, inputs, outputs, dims) in graphs.items():
+        dynamic = dict.fromkeys(inputs)
+        dynamic.update(dims)
+        _export(
+            module.eval(),
+            args,
+            paths[name],
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_shapes=dynamic,
+            opset=opset,
+        )
+        on_graph()

@@ -6,11 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
-from ..manifest import Manifest, verify_files
-from ..trt.cuda import gpu_info, import_tensorrt
-from ..trt.engine import TrtEngine
-from ..trt.profiles import find_build
+from ..manifest import Manifest
+from ..trt.engine import open_build
 from .contract import DECODER, DECODER_OUTPUTS, ENCODER, ENCODER_INPUTS, FEATURES, POINT_COORDS
 from .pipeline import HostSide
 
@@ -27,24 +24,10 @@ class TrtSam2Backend(HostSide):
     name = "trt"
 
     def __init__(self, engine_dir: str | Path, manifest: Manifest) -> None:
-        trt = import_tensorrt()
-        gpu = gpu_info()
-        engine_dir = Path(engine_dir)
-        build = find_build(manifest, gpu.name, trt.__version__)
-        if build is None or not {ENCODER, DECODER} <= set(build.engines):
-            have = ", ".join(b.key for b in manifest.trt_builds) or "none"
-            raise BackendUnavailableError(
-                f"{engine_dir} has no SAM2 TensorRT engines for {gpu.name} with TensorRT {trt.__version__} "
-                f"(builds: {have})",
-                hint=f"run `segzero-edge build {engine_dir}` on this device",
-            )
-        verify_files(build.files, engine_dir, "size")
-        self.build = build
-        self._encoder = TrtEngine(engine_dir / build.engines[ENCODER])
-        self._decoder = TrtEngine(engine_dir / build.engines[DECODER])
+        self.build, engines, self.device = open_build(engine_dir, manifest, (ENCODER, DECODER), "SAM2")
+        self._encoder, self._decoder = engines[ENCODER], engines[DECODER]
         _, _, hi = self._decoder.engine.get_tensor_profile_shape(POINT_COORDS, 0)
         self.max_objects, self.max_points = int(hi[0]), int(hi[1])
-        self.device = f"cuda:{gpu.name} (TensorRT {trt.__version__})"
         self.providers = ("TensorRT",)
 
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:

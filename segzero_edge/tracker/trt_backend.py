@@ -7,11 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
-from ..manifest import Manifest, verify_files
-from ..trt.cuda import gpu_info, import_tensorrt
-from ..trt.engine import TrtEngine
-from ..trt.profiles import find_build
+from ..manifest import Manifest
+from ..trt.engine import open_build
 from .contract import (
     ATTENTION_OUTPUTS,
     DECODER_OUTPUTS,
@@ -41,21 +38,7 @@ class TrtTrackerBackend:
     name = "trt"
 
     def __init__(self, engine_dir: str | Path, manifest: Manifest) -> None:
-        trt = import_tensorrt()
-        gpu = gpu_info()
-        engine_dir = Path(engine_dir)
-        build = find_build(manifest, gpu.name, trt.__version__)
-        if build is None or not set(GRAPHS) <= set(build.engines):
-            have = ", ".join(b.key for b in manifest.trt_builds) or "none"
-            raise BackendUnavailableError(
-                f"{engine_dir} has no tracker TensorRT engines for {gpu.name} with TensorRT {trt.__version__} "
-                f"(builds: {have})",
-                hint=f"run `segzero-edge build {engine_dir}` on this device",
-            )
-        verify_files(build.files, engine_dir, "size")
-        self.build = build
-        self._engines = {g: TrtEngine(engine_dir / build.engines[g]) for g in GRAPHS}
-        self.device = f"cuda:{gpu.name} (TensorRT {trt.__version__})"
+        self.build, self._engines, self.device = open_build(engine_dir, manifest, GRAPHS, "tracker")
 
     def attend(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         return self._engines[MEMORY_ATTENTION].run(dict(feeds))[ATTENTION_OUTPUTS[0]]

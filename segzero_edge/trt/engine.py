@@ -105,3 +105,35 @@ class TrtEngine:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown: CUDA may already be gone
             self.close()
+
+
+def open_build(engine_dir: str | Path, manifest, graphs: tuple[str, ...], what: str):
+    """The engines of ``graphs`` from the manifest's build for this GPU and TensorRT version.
+
+    Returns:
+        ``(build, {graph: TrtEngine}, device description)``.
+
+    Raises:
+        BackendUnavailableError: tensorrt / cuda-python / GPU missing, or no build with these graphs here
+            (``what`` names them in the message, e.g. ``"SAM2"``).
+        EngineFileError: an engine file is missing or truncated.
+    """
+    from ..errors import BackendUnavailableError
+    from ..manifest import verify_files
+    from .cuda import gpu_info
+    from .profiles import find_build
+
+    trt = import_tensorrt()
+    gpu = gpu_info()
+    engine_dir = Path(engine_dir)
+    build = find_build(manifest, gpu.name, trt.__version__)
+    if build is None or not set(graphs) <= set(build.engines):
+        have = ", ".join(b.key for b in manifest.trt_builds) or "none"
+        raise BackendUnavailableError(
+            f"{engine_dir} has no {what} TensorRT engines for {gpu.name} with TensorRT {trt.__version__} "
+            f"(builds: {have})",
+            hint=f"run `segzero-edge build {engine_dir}` on this device",
+        )
+    verify_files(build.files, engine_dir, "size")
+    engines = {g: TrtEngine(engine_dir / build.engines[g]) for g in graphs}
+    return build, engines, f"cuda:{gpu.name} (TensorRT {trt.__version__})"
