@@ -102,9 +102,9 @@ def export_world_engine(
     rebuild: bool = False,
 ) -> tuple[Path, float]:
     """An engine directory at ``out`` with ``reasoner`` exported at ``weights`` and ``sam2`` (official-format
-    ``.pt`` + config file) with its tracker, all validated. An existing ``out`` is kept when its recorded sources have the
-    same sha256 and its reasoner the same precision (block size, INT8 layers), else replaced. Returns
-    ``(out, export seconds)`` (0.0 when kept)."""
+    ``.pt`` + config file) with its tracker, all validated. An existing ``out`` is kept when its recorded
+    sources have the same sha256 and its reasoner the same precision (block size, INT8 layers), else
+    replaced. Returns ``(out, export seconds)`` (0.0 when kept)."""
     from segzero_edge.export.reasoner_export.onnx_export import export_reasoner
     from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
     from segzero_edge.export.tracker_export.export import export_tracker

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from segzero_edge.manifest import load_manifest
@@ -60,3 +62,32 @@ def test_frames_are_preprocessed_like_the_official_video_loader(tmp_path, tracke
         with Image.open(tmp_path / f"{i}.jpg") as im:
             ours = preprocess_frame(np.asarray(im.convert("RGB")), s.image_size, s.pixel_mean, s.pixel_std)
         np.testing.assert_array_equal(ours[0], images[i].to(torch.float32).numpy())
+
+
+def test_sam2_0_semantics_stay_at_parity(tmp_path):
+    """SAM 2.0 configs differ in the video path: no temporal encoding of the object pointers, no no-object
+    spatial embedding, unsigned distances. The world config with SAM 2.0's video flags (as
+    configs/sam2/sam2_hiera_t.yaml sets them), random weights, exported and checked against the official
+    predictor over 30 frames."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from segzero_edge.export.sam2_export import Sam2ExportConfig, export_sam2
+    from segzero_edge.export.tracker_export.export import export_tracker
+    from segzero_edge.reference.builders.sam2 import build_sam2_model
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[2] / "world" / "assets" / "sam2_tiny.yaml")
+    for key in ("no_obj_embed_spatial", "add_tpos_enc_to_obj_ptrs", "proj_tpos_enc_in_obj_ptrs"):
+        cfg.model[key] = False
+    cfg.model.use_signed_tpos_enc_to_obj_ptrs = False
+    config = tmp_path / "sam2_0_world.yaml"
+    OmegaConf.save(cfg, config)
+    torch.set_num_threads(2)
+    model = build_sam2_model(str(config), seed=1)
+    assert model.no_obj_embed_spatial is None and not model.add_tpos_enc_to_obj_ptrs
+    ckpt = tmp_path / "sam2.pt"
+    torch.save({"model": model.state_dict()}, ckpt)
+    engine = tmp_path / "engine"
+    export_sam2(ckpt, engine, Sam2ExportConfig(config=str(config), validation_images=1))
+    v = export_tracker(ckpt, engine, str(config), validation_frames=30).validation[COMPONENT]
+    assert v["frames"] == 30 and v["mask_iou_min"] >= 0.999 and v["object_presence_agreement"] == 1.0
