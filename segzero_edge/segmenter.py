@@ -42,6 +42,7 @@ from .prompt import check_text
 from .reasoner import GenerationOptions, ReasonerPipeline, ReasonerResult
 from .sam2 import Sam2Features, Sam2Pipeline
 from .sam2.contract import MASK_MODES
+from .sam2.host import box_outside, clip_box, format_box, point_pairs
 from .types import Answer, Segmentation
 
 log = logging.getLogger(__name__)
@@ -419,16 +420,16 @@ class Segmenter:
         t_start = time.perf_counter()
         self._require("segment", sam2=True)
         options = self.options.updated(**overrides)
-        pts = _points(points)
+        pts = point_pairs(points)
         if box is None and not pts:
             raise InputError("segment() needs a box, points, or both")
         frame = Frame.load(image, color=color)
         feats, hit = self._features(frame)
         timings = {} if hit else {f"sam2_{k}": v for k, v in feats.timings_ms.items()}
         w, h = frame.size
-        outside = box is not None and _outside(box, w, h)
+        outside = box is not None and box_outside(box, w, h)
         if box is not None:
-            box = _clip_box(box, w, h)
+            box = clip_box(box, w, h)
         return self._decode(frame, feats, box, pts, labels, options, timings, t_start, outside=outside)
 
     def _finish(
@@ -453,7 +454,7 @@ class Segmenter:
                 **common,
             )
         raw = answer.objects[0].raw_box if answer.objects and answer.objects[0].raw_box else answer.box
-        outside = _outside(raw, w, h)
+        outside = box_outside(raw, w, h)
         return self._decode(
             frame, feats, answer.box, answer.points, None, options, timings, t_start, outside=outside, **common
         )
@@ -477,7 +478,7 @@ class Segmenter:
         w, h = frame.size
         error = None
         if outside:
-            error = f"the box lies outside the {w}x{h} image (clipped to {_fmt_box(box)})"
+            error = f"the box lies outside the {w}x{h} image (clipped to {format_box(box)})"
         else:
             result = self.sam2.decode(feats, box=box, points=points or None, labels=labels, mask_mode=options.mask_mode)
             timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
@@ -503,49 +504,3 @@ class Segmenter:
             timings_ms=timings,
             **common,
         )
-
-
-def _outside(box: Sequence[float], w: int, h: int) -> bool:
-    """True when the box ``(x1, y1, x2, y2)`` (either corner order, unclipped) has no point strictly inside
-    the ``w x h`` image: clipping would leave an edge of it, not a region of the image."""
-    try:
-        x1, y1, x2, y2 = (float(v) for v in box)
-    except (TypeError, ValueError):
-        return False  # malformed: _clip_box says why
-    x1, x2 = sorted((x1, x2))
-    y1, y2 = sorted((y1, y2))
-    return x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h
-
-
-def _fmt_box(box: Sequence[float]) -> str:
-    return "(" + ", ".join(f"{v:g}" for v in box) + ")"
-
-
-def _points(points: Sequence[Sequence[float]] | np.ndarray | None) -> tuple[tuple[float, float], ...]:
-    """``[(x, y), ...]`` (any sequence or an ``(N, 2)`` array) as float pairs; raise on other shapes."""
-    if points is None:
-        return ()
-    try:
-        arr = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"points must be (x, y) number pairs, got {points!r}", hint="pass [(x, y), ...]") from None
-    if arr.size == 0:
-        return ()
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise InputError(f"points must be (x, y) pairs, got shape {list(arr.shape)}", hint="pass [(x, y), ...]")
-    if not np.isfinite(arr).all():
-        raise InputError(f"points must be finite numbers, got {points!r}")
-    return tuple((float(x), float(y)) for x, y in arr)
-
-
-def _clip_box(box: Sequence[float], w: int, h: int) -> tuple[float, float, float, float]:
-    """Reorder corners and clip to the image; raise on non-finite or wrongly sized boxes."""
-    try:
-        arr = np.asarray(box, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise InputError(f"box must be 4 finite numbers (x1, y1, x2, y2), got {box!r}") from None
-    if arr.size != 4 or not np.isfinite(arr).all():
-        raise InputError(f"box must be 4 finite numbers (x1, y1, x2, y2), got {box!r}")
-    x1, x2 = sorted((float(np.clip(arr[0], 0, w)), float(np.clip(arr[2], 0, w))))
-    y1, y2 = sorted((float(np.clip(arr[1], 0, h)), float(np.clip(arr[3], 0, h))))
-    return (x1, y1, x2, y2)

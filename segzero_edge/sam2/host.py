@@ -33,6 +33,7 @@ a common length would change the result).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -293,3 +294,52 @@ def build_prompts(
                 )
             )
     return n, batches
+
+
+# -- user prompts in original-image pixels (checked before they become decoder inputs) ----------------
+
+
+def box_outside(box: Sequence[float], w: int, h: int) -> bool:
+    """True when the box ``(x1, y1, x2, y2)`` (either corner order, unclipped) has no point strictly inside
+    the ``w x h`` image: clipping would leave an edge of it, not a region of the image."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        return False  # malformed: clip_box says why
+    x1, x2 = sorted((x1, x2))
+    y1, y2 = sorted((y1, y2))
+    return x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h
+
+
+def format_box(box: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in box) + ")"
+
+
+def point_pairs(points: Sequence[Sequence[float]] | np.ndarray | None) -> tuple[tuple[float, float], ...]:
+    """``[(x, y), ...]`` (any sequence or an ``(N, 2)`` array) as float pairs; raise on other shapes."""
+    if points is None:
+        return ()
+    try:
+        arr = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"points must be (x, y) number pairs, got {points!r}", hint="pass [(x, y), ...]") from None
+    if arr.size == 0:
+        return ()
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise InputError(f"points must be (x, y) pairs, got shape {list(arr.shape)}", hint="pass [(x, y), ...]")
+    if not np.isfinite(arr).all():
+        raise InputError(f"points must be finite numbers, got {points!r}")
+    return tuple((float(x), float(y)) for x, y in arr)
+
+
+def clip_box(box: Sequence[float], w: int, h: int) -> tuple[float, float, float, float]:
+    """Reorder corners and clip to the image; raise on non-finite or wrongly sized boxes."""
+    try:
+        arr = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"box must be 4 finite numbers (x1, y1, x2, y2), got {box!r}") from None
+    if arr.size != 4 or not np.isfinite(arr).all():
+        raise InputError(f"box must be 4 finite numbers (x1, y1, x2, y2), got {box!r}")
+    x1, x2 = sorted((float(np.clip(arr[0], 0, w)), float(np.clip(arr[2], 0, w))))
+    y1, y2 = sorted((float(np.clip(arr[1], 0, h)), float(np.clip(arr[3], 0, h))))
+    return (x1, y1, x2, y2)

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import InputError
 from ..frame import Color, ImageLike, load_image
 from ..sam2 import Sam2Features
+from ..sam2.host import box_outside, format_box
 from ..types import Answer, ObjectMask, Segmentation
 from .bank import MemoryBank
 from .pipeline import StepOutput, TrackerPipeline
@@ -314,11 +315,10 @@ def _check_boxes(box, size: tuple[int, int]) -> None:
     except (TypeError, ValueError):
         return
     w, h = size
-    for x1, y1, x2, y2 in boxes:
-        (x1, x2), (y1, y2) = sorted((x1, x2)), sorted((y1, y2))
-        if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
+    for b in boxes:
+        if box_outside(b, w, h):
             raise InputError(
-                f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the {w}x{h} frame",
+                f"box {format_box(b)} lies outside the {w}x{h} frame",
                 hint="give boxes in the frame's pixels (x1, y1, x2, y2)",
             )
 
@@ -336,8 +336,7 @@ def _answer_prompts(answer: Answer | None, size: tuple[int, int]) -> dict[str, A
     w, h = size
     boxes, points = [], []
     for obj in answer.objects:
-        x1, y1, x2, y2 = obj.box
-        if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
+        if box_outside(obj.box, w, h):
             return None
         boxes.append(list(obj.box))
         points.append(np.asarray(obj.points, dtype=np.float32).reshape(-1, 2))
