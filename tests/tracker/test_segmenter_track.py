@@ -83,3 +83,18 @@ def test_an_engine_without_the_tracker_says_how_to_get_it(tmp_path, world_engine
     save_manifest(stripped, engine)
     with Segmenter(engine, device="cpu") as seg, pytest.raises(ManifestError, match=r"export tracker"):
         seg.track(np.zeros((64, 64, 3), np.uint8), box=[1, 1, 30, 30])
+
+
+def test_world_tracking_table_runs_every_way_on_an_engine(full_engine):
+    from segzero_edge.world.track_eval import WAYS, _lost_and_reacquired, evaluate_tracking
+
+    report = evaluate_tracking(full_engine, [1], frames=8, reason_after_lost=2, threads=2)
+    assert [r["way"] for r in report["rows"]] == list(WAYS)
+    for row in report["rows"]:
+        assert row["clips"] == 1 and 0.0 <= row["J"] <= 1.0 and 0.0 <= row["F"] <= 1.0
+        assert row["per_clip"][0]["frames"] == 8
+    # lost = visible but no mask; re-acquired = a mask again after such a run (invisible frames in between)
+    on, off = np.ones((2, 2), bool), np.zeros((2, 2), bool)
+    masks = [on, off, off, off, on, off]
+    gt = [on, on, off, on, on, off]
+    assert _lost_and_reacquired(masks, gt) == (2, 1)

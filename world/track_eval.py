@@ -1,0 +1,97 @@
+"""Tracking accuracy on the world's clips: J and F as DAVIS defines them, per way of getting a mask per frame.
+
+For each test clip (``clips.generate_clip`` of a seed) and its attribute query:
+
+* ``gt prompt + track``: the target's ground-truth prompt on frame 0, then ``Track.update`` (the tracker alone);
+* ``reason once + track``: ``Segmenter.track(frame0, text)``, never re-reasoning;
+* ``reason + track + re-reason``: the same, re-reasoning in the background after ``reason_after_lost`` lost
+  frames (waited for before the next frame, so the result does not depend on the machine's speed);
+* ``predict every frame``: ``Segmenter.predict`` on each frame.
+
+Per way: mean J, F and J&F over clips (each clip's mean over its frames), frames where the target was
+reported lost (no mask) while visible, and re-acquisitions (a mask again after a lost run, while visible).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from segzero_edge.evaluation.video import clip_scores
+
+from .clips import generate_clip
+from .sam2_data import gt_prompt
+
+WAYS = ("gt prompt + track", "reason once + track", "reason + track + re-reason", "predict every frame")
+
+
+def _run_way(seg, way: str, clip, reason_after_lost: int) -> tuple[list[np.ndarray], float]:
+    frames = clip.frames
+    t0 = time.perf_counter()
+    if way == "predict every frame":
+        masks = [seg.predict(f, clip.query.text).mask for f in frames]
+        return masks, time.perf_counter() - t0
+    if way == "gt prompt + track":
+        p = gt_prompt(clip.target_masks[0])
+        track = seg.track(frames[0], box=p.box.tolist(), points=p.points.tolist())
+    else:
+        again = reason_after_lost if way == "reason + track + re-reason" else 0
+        track = seg.track(frames[0], clip.query.text, reason_after_lost=again)
+    masks = [track.last.mask]
+    for f in frames[1:]:
+        masks.append(track.update(f).mask)
+        if track.reasoning:  # deterministic: apply the answer on the next frame, whatever the machine's speed
+            track._pending.future.result()
+    track.close()
+    return masks, time.perf_counter() - t0
+
+
+def _lost_and_reacquired(masks: list[np.ndarray], gt: np.ndarray) -> tuple[int, int]:
+    lost = reacquired = 0
+    was_lost = False
+    for m, g in zip(masks, gt):
+        visible, found = bool(g.any()), bool(m.any())
+        if visible and not found:
+            lost += 1
+        if visible and found and was_lost:
+            reacquired += 1
+        if visible:  # while the target is out of sight, a lost run neither ends nor starts
+            was_lost = not found
+    return lost, reacquired
+
+
+def evaluate_tracking(
+    engine_dir, seeds, *, frames: int = 30, reason_after_lost: int = 3, threads: int | None = None
+) -> dict[str, Any]:
+    """The table's numbers for ``seeds`` (one clip each) on ``engine_dir`` (reasoner + sam2 + tracker)."""
+    from segzero_edge import Segmenter
+
+    per_way: dict[str, list[dict]] = {w: [] for w in WAYS}
+    with Segmenter(engine_dir, device="cpu", threads=threads, cache_size=0) as seg:
+        for seed in seeds:
+            clip = generate_clip(int(seed), frames)
+            gt = clip.target_masks
+            for way in WAYS:
+                masks, seconds = _run_way(seg, way, clip, reason_after_lost)
+                lost, reacquired = _lost_and_reacquired(masks, gt)
+                per_way[way].append(
+                    {"seed": int(seed), **clip_scores(masks, gt), "lost": lost, "reacquired": reacquired, "s": seconds}
+                )
+    rows = []
+    for way, clips in per_way.items():
+        rows.append(
+            {
+                "way": way,
+                "clips": len(clips),
+                "J": float(np.mean([c["J"] for c in clips])),
+                "F": float(np.mean([c["F"] for c in clips])),
+                "J&F": float(np.mean([c["J&F"] for c in clips])),
+                "lost_frames": int(sum(c["lost"] for c in clips)),
+                "reacquired": int(sum(c["reacquired"] for c in clips)),
+                "ms_per_frame": 1e3 * float(np.sum([c["s"] for c in clips])) / (frames * len(clips)),
+                "per_clip": clips,
+            }
+        )
+    return {"engine": str(engine_dir), "frames": frames, "seeds": [int(s) for s in seeds], "rows": rows}
