@@ -42,8 +42,7 @@ def _run_way(seg, way: str, clip, reason_after_lost: int) -> tuple[list[np.ndarr
     masks = [track.last.mask]
     for f in frames[1:]:
         masks.append(track.update(f).mask)
-        if track.reasoning:  # deterministic: apply the answer on the next frame, whatever the machine's speed
-            track._pending.future.result()
+        track.wait_for_reasoning()  # deterministic: the answer applies on the next frame, whatever the speed
     track.close()
     return masks, time.perf_counter() - t0
 

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +118,16 @@ class Track:
                 hint="start it with seg.track(frame, 'text') to re-reason, or start a new track with new prompts",
             )
         self._want_reason.set()
+
+    def wait_for_reasoning(self, timeout: float | None = None) -> bool:
+        """Block until the background reasoning in flight (if any) has finished; its answer is applied by
+        the next ``update``. Returns False when ``timeout`` seconds passed first. For offline runs that must
+        not depend on the machine's speed (a camera loop never waits)."""
+        pending = self._pending
+        if pending is None:
+            return True
+        done, _ = wait([pending.future], timeout=timeout)
+        return bool(done)
 
     def update(self, frame: ImageLike) -> Segmentation:
         """Track the objects into the next frame.

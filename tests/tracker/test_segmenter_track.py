@@ -33,7 +33,7 @@ def test_track_reasons_once_then_follows_and_re_reasons_on_request(full_engine):
         track.reason_again()
         track.update(clip.frames[4])
         assert track.reasoning
-        track._pending.future.result(timeout=120)
+        assert track.wait_for_reasoning(timeout=120)
         res = track.update(clip.frames[5])
         assert res.answer is not None and res.frame_index == 5
         if res.answer.ok:  # a random reasoner's box may lie outside: then the track keeps its old prompt

@@ -120,8 +120,9 @@ def test_re_reasoning_after_a_scripted_loss_prompts_the_frame_it_ran_on(absent_e
     np.testing.assert_array_equal(seen[0], clip.frames[2])
     results.append(track.update(clip.frames[3]))  # the reasoner is still blocked: tracking goes on
     assert results[-1].answer is None and track.reasoning
+    assert not track.wait_for_reasoning(timeout=0.05)  # still blocked
     release.set()
-    track._pending.future.result(timeout=30)
+    assert track.wait_for_reasoning(timeout=30)
     res = track.update(clip.frames[4])
     assert res.answer is answer and "reprompt" in res.timings_ms
     assert track._bank.prompt_frame == 2 and not track.reasoning
@@ -140,7 +141,7 @@ def test_reason_again_runs_in_the_background_and_never_reorders_results(tracker)
     track = _start(tracker, clip.frames[0], reason=reason, reason_after_lost=0, box=list(clip.box))
     track.reason_again()
     track.update(clip.frames[1])
-    track._pending.future.result(timeout=30)
+    assert track.wait_for_reasoning(timeout=30)
     res = track.update(clip.frames[2])
     assert calls == [1] and res.answer is not None and not res.answer.ok  # nothing usable: keeps tracking
     assert track._bank.prompt_frame == 0 and res.frame_index == 2
