@@ -84,7 +84,7 @@ def _record(i: int, t: float, res) -> dict:
         "found": res.found,
         "lost": res.lost,
         "error": res.error,
-        "reprompted": res.answer is not None and i > 0,
+        "reprompted": "reprompt" in res.timings_ms,  # a background answer was applied (not just received)
         "objects": [
             {
                 "box": o.box,
@@ -177,7 +177,7 @@ def _track_frames(args, source, seg, writer, lines) -> tuple[int, float, int, in
                 writer.write(np.asarray(draw_objects(rgb, res.objects, label=f"{i}")))
             if lines is not None:
                 lines.write(json.dumps(_record(i, t, res)) + "\n")
-            n, lost, reprompts = n + 1, lost + res.lost, reprompts + (res.answer is not None and i > 0)
+            n, lost, reprompts = n + 1, lost + res.lost, reprompts + ("reprompt" in res.timings_ms)
             if bar is not None:
                 bar.update()
             elif i == 0 or (i + 1) % 30 == 0:
