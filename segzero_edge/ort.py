@@ -212,6 +212,22 @@ class SessionFactory:
         self.device = Device("cpu")
         return self._session(path, ["CPUExecutionProvider"], self.threads if threads is None else threads, spin)
 
+    def open_graph(self, engine_dir: str | Path, spec, *, threads: int | None = None, spin: bool = True):
+        """``create`` for a graph of an engine directory (``spec``: its manifest ``GraphSpec``): with the
+        TensorRT provider, the engine cache goes to ``engine_dir/trt/ort-tensorrt-ep`` and dynamic inputs
+        get the manifest's profiles."""
+        from .trt.profiles import profile_shapes
+
+        engine_dir = Path(engine_dir)
+        trt = self.device.kind == "tensorrt"
+        return self.create(
+            engine_dir / spec.file,
+            threads=threads,
+            trt_cache_dir=engine_dir / "trt" / "ort-tensorrt-ep" if trt else None,
+            trt_profiles=profile_shapes(spec) if trt else None,
+            spin=spin,
+        )
+
     def _session(self, path: str | Path, providers: list, threads: int | None, spin: bool = True):
         ort = self._ort
         so = ort.SessionOptions()

@@ -69,13 +69,13 @@ def runtime_track(tracker: TrackerPipeline, frames: list[np.ndarray], prompts: l
     points = [np.asarray(p["points"], np.float32) for p in prompts]
     labels = [np.asarray(p["labels"], np.float32) for p in prompts]
     size = (frames[0].shape[1], frames[0].shape[0])
-    feats = tracker.encode_rgb(frames[0])
+    feats = tracker.encode(frames[0])
     step = tracker.prompt_step(feats, box=box, points=points, labels=labels)
     bank = tracker.new_bank(len(prompts))
     bank.reset(0, step.maskmem, step.obj_ptr)
     masks, scores = [tracker.masks(step, size)], [step.object_scores]
     for t in range(1, len(frames)):
-        step = tracker.track_step(tracker.encode_rgb(frames[t]), bank, t)
+        step = tracker.track_step(tracker.encode(frames[t]), bank, t)
         bank.add(t, step.maskmem, step.obj_ptr)
         masks.append(tracker.masks(step, size))
         scores.append(step.object_scores)

@@ -9,7 +9,6 @@ import numpy as np
 
 from ..manifest import GraphSpec
 from ..ort import SessionFactory
-from ..trt.profiles import profile_shapes
 from .contract import DECODER_OUTPUTS, ENCODER_INPUTS, FEATURES, NUM_OBJECTS, NUM_POINTS
 from .pipeline import HostSide
 
@@ -35,16 +34,9 @@ class OrtSam2Backend(HostSide):
         *,
         threads: int | None = None,
     ) -> None:
-        engine_dir = Path(engine_dir)
         trt = sessions.device.kind == "tensorrt"
-        cache = engine_dir / "trt" / "ort-tensorrt-ep" if trt else None
-        self._encoder = sessions.create(engine_dir / encoder.file, threads=threads, trt_cache_dir=cache)
-        self._decoder = sessions.create(
-            engine_dir / decoder.file,
-            threads=threads,
-            trt_cache_dir=cache,
-            trt_profiles=profile_shapes(decoder) if trt else None,
-        )
+        self._encoder = sessions.open_graph(engine_dir, encoder, threads=threads)
+        self._decoder = sessions.open_graph(engine_dir, decoder, threads=threads)
         self.providers = tuple(self._encoder.get_providers())
         self.device = str(sessions.device)
         # The TensorRT provider builds for the manifest's profile; other providers take any N and P.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -166,15 +166,19 @@ class Sam2Pipeline:
         return self.settings.image_size
 
     # -- encoder -----------------------------------------------------------------------------------
-    def encode(self, image: ImageLike) -> Sam2Features:
+    def encode(self, image: ImageLike, *, preprocess: Callable[[np.ndarray], np.ndarray] | None = None) -> Sam2Features:
         """Preprocess and encode one image (a path, a PIL image, or an ``(H, W, 3)`` uint8 RGB array).
+
+        Args:
+            preprocess: ``(H, W, 3)`` uint8 RGB -> ``[1, 3, S, S]`` float32 instead of the backend's (the
+                tracker loads frames as the video predictor does).
 
         Returns:
             ``Sam2Features`` with ``image_size = (W, H)`` of this image.
         """
         t0 = time.perf_counter()
         rgb = load_image(image)
-        x = self.backend.preprocess(rgb, self.settings)
+        x = preprocess(rgb) if preprocess is not None else self.backend.preprocess(rgb, self.settings)
         t_pre = _ms(t0)
         feats = self.encode_preprocessed(x, (rgb.shape[1], rgb.shape[0]))
         return Sam2Features(

@@ -9,7 +9,6 @@ import numpy as np
 
 from ..manifest import GraphSpec
 from ..ort import SessionFactory
-from ..trt.profiles import profile_shapes
 from .contract import (
     ATTENTION_OUTPUTS,
     DECODER_OUTPUTS,
@@ -40,17 +39,9 @@ class OrtTrackerBackend:
         *,
         threads: int | None = None,
     ) -> None:
-        engine_dir = Path(engine_dir)
-        trt = sessions.device.kind == "tensorrt"
-        cache = engine_dir / "trt" / "ort-tensorrt-ep" if trt else None
-
         def open_graph(name: str):
-            spec = specs[name]
-            profiles = profile_shapes(spec) if trt else None
             # Three sessions run in turn per frame: no spin-waiting between them (SessionFactory.create).
-            return sessions.create(
-                engine_dir / spec.file, threads=threads, trt_cache_dir=cache, trt_profiles=profiles, spin=False
-            )
+            return sessions.open_graph(engine_dir, specs[name], threads=threads, spin=False)
 
         self._attention = open_graph(MEMORY_ATTENTION)
         self._decoder = open_graph(MASK_DECODER)

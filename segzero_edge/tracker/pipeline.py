@@ -39,7 +39,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import BackendUnavailableError, EngineIncompatibleError, InputError
-from ..frame import ImageLike, load_image
+from ..frame import ImageLike
 from ..manifest import Manifest, Verify, load_manifest
 from ..ort import SessionFactory
 from ..sam2 import Sam2Features, Sam2Pipeline
@@ -207,20 +207,11 @@ class TrackerPipeline:
 
     # -- frames ------------------------------------------------------------------------------------
     def encode(self, frame: ImageLike) -> Sam2Features:
-        """Load, preprocess (``preprocess_frame``) and encode one frame."""
-        t0 = time.perf_counter()
-        rgb = load_image(frame)
-        return self.encode_rgb(rgb, t0)
-
-    def encode_rgb(self, rgb: np.ndarray, t0: float | None = None) -> Sam2Features:
-        """Encode an already loaded ``(H, W, 3)`` uint8 RGB frame."""
-        t0 = time.perf_counter() if t0 is None else t0
+        """Load, preprocess (``preprocess_frame``) and encode one frame: a path, a PIL image or an
+        ``(H, W, 3)`` uint8 RGB array."""
         s = self.settings
-        x = preprocess_frame(rgb, s.image_size, s.pixel_mean, s.pixel_std)
-        t_pre = _ms(t0)
-        feats = self.sam2.encode_preprocessed(x, (rgb.shape[1], rgb.shape[0]))
-        return Sam2Features(
-            **feats.feeds(), image_size=feats.image_size, timings_ms={"preprocess": t_pre, **feats.timings_ms}
+        return self.sam2.encode(
+            frame, preprocess=lambda rgb: preprocess_frame(rgb, s.image_size, s.pixel_mean, s.pixel_std)
         )
 
     def new_bank(self, num_objects: int) -> MemoryBank:

@@ -147,7 +147,7 @@ class Track:
                 raise InputError("update() on a closed track", hint="start a new track with seg.track(...)")
             t0 = time.perf_counter()
             rgb = self._load(frame)
-            feats = self._tracker.encode_rgb(rgb, t0)
+            feats = self._tracker.encode(rgb)
             return self._step(rgb, feats, t0)
 
     def close(self) -> None:
@@ -308,7 +308,7 @@ def start_track(
             raise InputError("labels without points", hint="give labels together with the points they label")
         _check_boxes(prompts.get("box"), size)
     track = Track(tracker, size, reason=reason, reason_after_lost=reason_after_lost, color=color)
-    feats = tracker.encode_rgb(rgb, t0)
+    feats = tracker.encode(rgb)
     answer = None
     if prompts is None:
         answer = reason(rgb)

@@ -21,14 +21,14 @@ from .pipeline import TrackerPipeline
 
 
 def _run(tracker: TrackerPipeline, frames, prompt) -> tuple[list[np.ndarray], np.ndarray]:
-    feats = tracker.encode_rgb(frames[0])
+    feats = tracker.encode(frames[0])
     step = tracker.prompt_step(feats, **prompt)
     bank = tracker.new_bank(1)
     bank.reset(0, step.maskmem, step.obj_ptr)
     size = (frames[0].shape[1], frames[0].shape[0])
     masks, scores = [tracker.masks(step, size)[0]], [float(step.object_scores[0])]
     for t in range(1, len(frames)):
-        step = tracker.track_step(tracker.encode_rgb(frames[t]), bank, t)
+        step = tracker.track_step(tracker.encode(frames[t]), bank, t)
         bank.add(t, step.maskmem, step.obj_ptr)
         masks.append(tracker.masks(step, size)[0])
         scores.append(float(step.object_scores[0]))

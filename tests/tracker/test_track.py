@@ -16,7 +16,7 @@ from segzero_edge.types import Answer, AnswerObject
 
 def _start(tracker, frame, reason=None, reason_after_lost=3, **prompts) -> Track:
     track = Track(tracker, (frame.shape[1], frame.shape[0]), reason=reason, reason_after_lost=reason_after_lost)
-    track.start(frame, tracker.encode_rgb(frame), 0.0, prompts=prompts or None)
+    track.start(frame, tracker.encode(frame), 0.0, prompts=prompts or None)
     return track
 
 

@@ -67,7 +67,7 @@ def test_track_a_folder_of_frames_to_a_gif_in_numeric_order(tmp_path, world_engi
     from segzero_edge.tracker.track import Track
 
     track = Track(tracker, (320, 240), reason=None, reason_after_lost=0)
-    track.start(clip.frames[0], tracker.encode_rgb(clip.frames[0]), 0.0, prompts={"box": [list(clip.box)]})
+    track.start(clip.frames[0], tracker.encode(clip.frames[0]), 0.0, prompts={"box": [list(clip.box)]})
     pixels = [int(track.last.objects[0].mask.sum())] + [
         int(track.update(f).objects[0].mask.sum()) for f in clip.frames[1:5]
     ]
