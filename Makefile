@@ -63,7 +63,7 @@ WORLD_RUN ?= runs/world
 world-retrain: install
 	$(PY) -m segzero_edge.world retrain --out $(WORLD_RUN)
 	$(PY) -m segzero_edge.world accuracy --reasoner $(WORLD_RUN)/reasoner/grpo/final \
-	  --sam2 $(WORLD_RUN)/sam2/sam2_tiny.pt --work-dir $(WORLD_RUN)/accuracy --out-dir $(WORLD_RUN) \
+	  --sam2 $(WORLD_RUN)/sam2_video/sam2_tiny.pt --work-dir $(WORLD_RUN)/accuracy --out-dir $(WORLD_RUN) \
 	  --compare benchmarks/results/world_accuracy.json
 
 world-accuracy: install

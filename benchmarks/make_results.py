@@ -220,6 +220,9 @@ def eval_rows(d: dict) -> list[Row]:
 
 
 def export_memory_rows(d: dict) -> list[Row]:
+    if "size" not in d:  # one measured depth (the extrapolation's inputs): no budget verdict of its own
+        phase = max(d["phase_peak_gb"], key=d["phase_peak_gb"].get)
+        return [[f"measured, layers: {d['layers']}", _f(d["phase_peak_gb"][phase], 2), phase, "", ""]]
     return [
         [
             f"{d['size']} {d['weights']}",
@@ -244,6 +247,22 @@ def world_accuracy_rows(d: dict) -> list[Row]:
             _f(r["latency_ms_mean"], 0),
         ]
         for name, r in d["rows"].items()
+    ]
+
+
+def world_tracking_rows(d: dict) -> list[Row]:
+    return [
+        [
+            r["way"],
+            str(r["clips"]),
+            _f(r["J"], 3),
+            _f(r["F"], 3),
+            _f(r["J&F"], 3),
+            str(r["lost_frames"]),
+            str(r["reacquired"]),
+            _f(r["ms_per_frame"], 0),
+        ]
+        for r in d["rows"]
     ]
 
 
@@ -351,6 +370,17 @@ SECTIONS: tuple[Section, ...] = (
         "python -m segzero_edge.world accuracy",
         ("path", "samples", "gIoU", "Δ vs torch fp32", "cIoU", "parse rate %", "ms / sample"),
         world_accuracy_rows,
+    ),
+    Section(
+        "Tracking on the small world's test clips (J and F as DAVIS defines them)",
+        "Seeded 30-frame clips of world scenes (the target leaves the frame, comes back, and is crossed by "
+        "another shape), the `make demo` engine (INT4 reasoner, world SAM2 with its trained video path): the "
+        "tracker from the ground-truth prompt, from one reasoning, with re-reasoning after 3 lost frames, "
+        "and predict on every frame. Lost: frames with the target in view and no mask.",
+        ("world_tracking.json",),
+        "python -m segzero_edge.world track-accuracy",
+        ("way", "clips", "J", "F", "J&F", "lost frames", "re-acquired", "ms / frame"),
+        world_tracking_rows,
     ),
     Section(
         "Export peak host memory (reasoner)",

@@ -132,4 +132,12 @@ def test_demo_runs_from_the_installed_wheel(wheel, tmp_path):
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
     assert "box       : [68, 236, 160, 338]" in demo.stdout, demo.stdout  # the shipped models' answer
     assert (run / "out" / "demo.overlay.png").is_file() and (run / "out" / "demo.segzero.json").is_file()
+    # The instruction tracked through the scene in motion: a 30-frame animation, scored against the truth.
+    from PIL import Image
+
+    assert "tracked   : " in demo.stdout and "30 frames, J " in demo.stdout, demo.stdout
+    with Image.open(run / "out" / "demo_track.gif") as gif:
+        assert gif.n_frames == 30 and gif.size == (448, 448)
+    outputs = sorted(p.name for p in (run / "out").iterdir())
+    assert outputs == ["demo.overlay.png", "demo.segzero.json", "demo_track.gif"]
     assert sorted(p.name for p in run.iterdir()) == ["out", "work"]  # nothing written elsewhere

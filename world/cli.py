@@ -6,6 +6,8 @@ Subcommands::
     train-reasoner  --out DIR [--sft-steps N] [--grpo-steps N] ...    build -> SFT -> GRPO, seeded and resumable
     retrain         --out DIR                                         SAM2 and reasoner from scratch, in parallel
     eval-reasoner   --checkpoint CKPT [...] --data DIR --out FILE    test-split metrics of one checkpoint
+    train-sam2-video --sam2 PT --out PT [--steps N]                   the SAM2's video path, on moving clips
+    track-accuracy  [--clips N] [--sam2 PT]                           J/F of tracking on the test clips
 """
 
 from __future__ import annotations
@@ -264,6 +266,10 @@ def _delegated(name: str):
         from .eval_sam2 import main as run
     elif name == "train-sam2":
         from .sam2_train import main as run
+    elif name == "train-sam2-video":
+        from .sam2_video_train import main as run
+    elif name == "track-accuracy":
+        from .track_eval import main as run
     else:
         return None
     return run

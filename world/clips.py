@@ -68,8 +68,28 @@ def generate_clip(seed: int, num_frames: int = 30, size: int = 224) -> WorldClip
             break
     else:  # pragma: no cover - every seed tried finds one within a few scenes
         raise RuntimeError(f"no attribute query in 100 scenes of seed {seed}")
-    query = queries[0]
-    objects = list(scene.objects)
+    return animate(scene.objects, queries[0], rng, num_frames, size=size, paint_seed=seed)
+
+
+def animate(
+    objects: tuple[SceneObject, ...] | list[SceneObject],
+    query: Query,
+    rng: np.random.Generator,
+    num_frames: int = 30,
+    *,
+    size: int = 224,
+    paint_seed: int = 0,
+    drift: float = 1.0,
+) -> WorldClip:
+    """A clip of a scene's shapes (see the module docstring): ``query.target`` leaves and comes back.
+
+    ``objects`` are the scene's shapes in drawing order with centres and radii in pixels of a ``size`` x
+    ``size`` frame; the last shape other than the target becomes the occluder. ``drift`` scales how fast the
+    other shapes wander (0: they only rotate; a relation query stays true when they stay put).
+    """
+    if num_frames < 8:
+        raise ValueError("a world clip needs at least 8 frames")
+    objects = list(objects)
     t = query.target
     # The occluder: the last other shape, moved to the end of the drawing order.
     occ = max(i for i in range(len(objects)) if i != t)
@@ -79,7 +99,7 @@ def generate_clip(seed: int, num_frames: int = 30, size: int = 224) -> WorldClip
     occ = len(objects) - 1
     query = replace(query, target=t, mentions=tuple((a, b, order.index(i)) for a, b, i in query.mentions))
     background = _background(rng, size, True)
-    velocity = rng.uniform(-0.012, 0.012, (len(objects), 2)) * size
+    velocity = rng.uniform(-0.012, 0.012, (len(objects), 2)) * size * drift
     spin = rng.uniform(-0.08, 0.08, len(objects))
     angle0 = rng.uniform(0, math.pi / 6, len(objects))
     tx0, ty0 = objects[t].center
@@ -110,7 +130,7 @@ def generate_clip(seed: int, num_frames: int = 30, size: int = 224) -> WorldClip
             moved = replace(obj, center=(float(cx), float(cy)))
             shapes.append((moved, _shape_mask(moved, size, float(angle0[i] + spin[i] * k))))
         img = background.copy()
-        paint_rng = np.random.default_rng(seed * 7919 + k)
+        paint_rng = np.random.default_rng(paint_seed * 7919 + k)
         for obj, m in shapes:
             _paint(img, m, obj, paint_rng)
         visible = []
@@ -131,3 +151,22 @@ def _bounce(x: float, r: float, size: int) -> float:
     span = hi - lo
     y = (x - lo) % (2 * span)
     return lo + (y if y <= span else 2 * span - y)
+
+
+def demo_clip(num_frames: int = 30) -> WorldClip:
+    """The bundled demo scene (``assets/demo_scene.json``: its generator and instruction) in motion, 448 px.
+
+    The instruction's target (the blue triangle left of the star) leaves through the left border and comes
+    back; the red circle crosses in front of it; the other shapes turn in place (``drift=0``), so the
+    instruction stays true on every frame where the target is in view. The background and the shapes'
+    rotations are new draws, so frame 0 resembles ``demo_scene.png`` without being identical to it.
+    """
+    import json
+
+    from . import ASSETS
+    from .scenes import generate_samples
+
+    meta = json.loads((ASSETS / "demo_scene.json").read_text())
+    samples = generate_samples(2024, 8, 448)  # meta["generator"]
+    scene, query = next((s, q) for s, q in samples if q.text == meta["text"])
+    return animate(scene.objects, query, np.random.default_rng(2024), num_frames, size=448, paint_seed=2024, drift=0.0)

@@ -4,7 +4,9 @@
    GRPO, and the tiny official-architecture SAM2 trained here) into one engine directory: INT4 reasoner,
    both exports validated against torch (cached; re-exported when the checkpoints change),
 2. run ``Segmenter.predict`` on the world scene that ships with the repository,
-3. write the overlay PNG and the JSON, and say where they are.
+3. write the overlay PNG and the JSON, and say where they are,
+4. track the same instruction through the scene in motion (``clips.demo_clip``: the target leaves the frame,
+   comes back and is crossed by another shape) with ``Segmenter.track``, and write the animated overlay.
 
 The models are tiny and know only the world of coloured shapes (docs/world.md); their test-split accuracy
 is in benchmarks/results/world_accuracy.md. ``--random`` runs random tiny models instead (no training).
@@ -166,6 +168,54 @@ def build_random_engine(work: Path, *, rebuild: bool = False) -> Path:
     return engine
 
 
+def _track_demo_clip(seg, text: str, out_dir: Path) -> tuple[Path, str]:
+    """Track ``text`` through ``clips.demo_clip`` (reason on frame 0, then the tracker alone) into
+    ``out_dir/demo_track.gif``; returns the path and a one-line summary scored against the clip's truth."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    from segzero_edge.evaluation.video import clip_scores
+    from segzero_edge.overlay import draw_objects
+    from segzero_edge.video import VideoWriter
+
+    from .clips import demo_clip
+
+    clip = demo_clip()
+    path = out_dir / "demo_track.gif"
+    fd, tmp = tempfile.mkstemp(suffix=".gif", dir=out_dir)
+    os.close(fd)
+    writer, masks, track = VideoWriter(Path(tmp), fps=8), [], None
+    try:
+        track = seg.track(clip.frames[0], text)
+        res, t0 = track.last, time.perf_counter()
+        for i, frame in enumerate(clip.frames):
+            if i:
+                res = track.update(frame)
+            masks.append(res.mask)
+            writer.write(np.asarray(draw_objects(frame, res.objects, label=f"frame {i}")))
+        per_frame = 1e3 * (time.perf_counter() - t0) / max(len(clip.frames) - 1, 1)
+        writer.close()
+        os.replace(tmp, path)
+    finally:
+        if track is not None:
+            track.close()
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    gt = clip.target_masks
+    scores = clip_scores(masks, gt)
+    lost = sum(1 for m, g in zip(masks, gt) if g.any() and not m.any())
+    hidden = sum(1 for g in gt if not g.any())
+    phantom = sum(1 for m, g in zip(masks, gt) if m.any() and not g.any())
+    summary = (
+        f"{len(masks)} frames, J {scores['J']:.3f} F {scores['F']:.3f} against the clip's true masks; target out of "
+        f"view in {hidden} frames (a mask shown in {phantom} of them), lost while in view in {lost}; "
+        f"{per_frame:.0f} ms a tracked frame"
+    )
+    return path, summary
+
+
 def _run(args: argparse.Namespace) -> int:
     from segzero_edge.cli.predict_cmd import print_result, save_result
     from segzero_edge.frame import load_image
@@ -184,9 +234,10 @@ def _run(args: argparse.Namespace) -> int:
         meta = json.loads(DEFAULT_IMAGE.with_suffix(".json").read_text())
         text = meta["text"] if args.image is None else "the object in the middle"
     rgb = load_image(image_path)
+    args.out.mkdir(parents=True, exist_ok=True)
     with Segmenter(engine, device="cpu", max_new_tokens=320) as seg:
         res = seg.predict(rgb, text)
-    args.out.mkdir(parents=True, exist_ok=True)
+        animation = _track_demo_clip(seg, text, args.out) if args.image is None else None
     weights = (
         "random (tiny Qwen2.5-VL-architecture reasoner, SAM2.1 hiera-t)"
         if args.random
@@ -213,6 +264,9 @@ def _run(args: argparse.Namespace) -> int:
     print_result(res)
     print(f"overlay   : {overlay}")
     print(f"json      : {record_path}")
+    if animation is not None:
+        gif, summary = animation
+        print(f"tracked   : {gif}  ({summary})")
     print(f"engine dir: {engine}  (inspect it: segzero-edge inspect {engine})")
     print(f"total     : {time.perf_counter() - t0:.1f} s")
     print()

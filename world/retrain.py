@@ -6,8 +6,12 @@ shipped models were trained (one per core of the 2-core machine). Every step is 
 shipped settings, so on the same software stack and thread count the result should be the shipped
 checkpoints bit for bit (docs/world.md says which parts of that were verified).
 
-Writes ``DIR/sam2/`` (``sam2_tiny.pt``, ``train_log.json``), ``DIR/reasoner/`` (``grpo/final`` is the
-reasoner), ``DIR/sam2.log``, ``DIR/reasoner.log`` and ``DIR/retrain.json`` (wall times, commands).
+When the SAM2 finishes, its video path (memory attention, memory encoder, pointers) and decoder train on
+moving clips (``train-sam2-video``, shipped settings) into ``DIR/sam2_video/sam2_tiny.pt``: the world SAM2.
+
+Writes ``DIR/sam2/`` (``sam2_tiny.pt``, ``train_log.json``), ``DIR/sam2_video/`` (``sam2_tiny.pt`` and its
+``.json`` log), ``DIR/reasoner/`` (``grpo/final`` is the reasoner), ``DIR/<name>.log`` per training and
+``DIR/retrain.json`` (wall times, commands).
 Both trainings resume from their last saved state when the command is run again after a crash.
 ``make world-retrain`` runs this and then compares the new models' accuracy with the shipped table.
 """
@@ -31,8 +35,12 @@ SAM2_STEPS = 3000
 SAM2_MINUTES = 600.0
 
 
+#: A training that starts when another one has finished (its input).
+AFTER = {"sam2_video": "sam2"}
+
+
 def commands(out: Path, seed: int = 0) -> dict[str, list[str]]:
-    """The two training commands (shipped settings, one thread each)."""
+    """The training commands (shipped settings, one thread each); ``AFTER`` says which wait for which."""
     py = sys.executable
     return {
         "sam2": [
@@ -50,6 +58,20 @@ def commands(out: Path, seed: int = 0) -> dict[str, list[str]]:
             "--threads",
             "1",
             "--no-progress",
+        ],
+        "sam2_video": [
+            py,
+            "-m",
+            "segzero_edge.world",
+            "train-sam2-video",
+            "--sam2",
+            str(out / "sam2" / "sam2_tiny.pt"),
+            "--out",
+            str(out / "sam2_video" / "sam2_tiny.pt"),
+            "--seed",
+            str(seed),
+            "--threads",
+            "1",
         ],
         "reasoner": [
             py,
@@ -73,17 +95,25 @@ def retrain(out: str | Path, *, seed: int = 0, poll_s: float = 30.0) -> dict:
     cmds = commands(out, seed)
     start = time.perf_counter()
     procs, logs, ended = {}, {}, {}
-    for name, cmd in cmds.items():
+
+    def launch(name: str) -> None:
         logs[name] = (out / f"{name}.log").open("a")
-        logger.info("starting %s: %s (log: %s)", name, " ".join(cmd), out / f"{name}.log")
-        procs[name] = subprocess.Popen(cmd, stdout=logs[name], stderr=subprocess.STDOUT)
+        logger.info("starting %s: %s (log: %s)", name, " ".join(cmds[name]), out / f"{name}.log")
+        procs[name] = subprocess.Popen(cmds[name], stdout=logs[name], stderr=subprocess.STDOUT)
+
+    for name in cmds:
+        if name not in AFTER:
+            launch(name)
     try:
         while len(ended) < len(procs):
             time.sleep(poll_s)
-            for name, p in procs.items():
+            for name, p in list(procs.items()):
                 if name not in ended and p.poll() is not None:
                     ended[name] = time.perf_counter() - start
                     logger.info("%s finished with code %d after %.0f s", name, p.returncode, ended[name])
+                    for later, first in AFTER.items():
+                        if first == name and p.returncode == 0:
+                            launch(later)
             logger.info(
                 "retrain: %.0f min elapsed, running: %s",
                 (time.perf_counter() - start) / 60,
@@ -101,7 +131,7 @@ def retrain(out: str | Path, *, seed: int = 0, poll_s: float = 30.0) -> dict:
         "seconds": {**{n: round(s, 1) for n, s in ended.items()}, "total": round(time.perf_counter() - start, 1)},
         "commands": {n: " ".join(c) for n, c in cmds.items()},
         "reasoner": str(out / "reasoner" / "grpo" / "final"),
-        "sam2": str(out / "sam2" / "sam2_tiny.pt"),
+        "sam2": str(out / "sam2_video" / "sam2_tiny.pt"),
     }
     (out / "retrain.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -10,11 +10,22 @@ For each test clip (``clips.generate_clip`` of a seed) and its attribute query:
 
 Per way: mean J, F and J&F over clips (each clip's mean over its frames), frames where the target was
 reported lost (no mask) while visible, and re-acquisitions (a mask again after a lost run, while visible).
+
+    python -m segzero_edge.world track-accuracy [--clips 12] [--sam2 PT] [--work-dir .cache/world_tracking]
+
+exports the world engine (``demo.export_world_engine``, INT4 reasoner, cached) and writes
+``benchmarks/results/world_tracking.{json,md}``. The test clips are seeds ``TEST_SEEDS`` onwards; the
+video-path trainer never draws a clip from that range.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
+import platform
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +35,8 @@ from segzero_edge.evaluation.video import clip_scores
 from .clips import generate_clip
 from .sam2_data import gt_prompt
 
+#: First seed of the test clips (``sam2_video_train.window`` skips ``TEST_SEEDS`` .. ``TEST_SEEDS + 9999``).
+TEST_SEEDS = 900_000
 WAYS = ("gt prompt + track", "reason once + track", "reason + track + re-reason", "predict every frame")
 
 
@@ -94,3 +107,58 @@ def evaluate_tracking(
             }
         )
     return {"engine": str(engine_dir), "frames": frames, "seeds": [int(s) for s in seeds], "rows": rows}
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    """The table of ``report`` (``evaluate_tracking``'s, with ``command`` and ``machine``) as markdown."""
+    lines = [
+        f"# Tracking on the small world's test clips ({len(report['seeds'])} clips of {report['frames']} frames)",
+        "",
+        f"`{report['command']}` on {report['machine']}, {report['date']}. J (region IoU) and F (contour",
+        "accuracy) as DAVIS defines them, per clip averaged over its frames (a frame where the target is out of",
+        "view scores 1 when no mask is reported, else 0), then over clips. *lost*: frames with the target in view",
+        "and no mask; *re-acquired*: a mask again after such a run.",
+        "",
+        "| way | J | F | J&F | lost frames | re-acquired | ms / frame |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['way']} | {r['J']:.3f} | {r['F']:.3f} | {r['J&F']:.3f} | {r['lost_frames']} "
+            f"| {r['reacquired']} | {r['ms_per_frame']:.0f} |"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import ASSETS
+    from .demo import export_world_engine
+
+    parser = argparse.ArgumentParser(
+        prog="python -m segzero_edge.world track-accuracy",
+        description="J and F of the four ways of following the target through the world's test clips "
+        "(ground-truth prompt + tracker, reason once + tracker, + re-reasoning on loss, predict every frame) "
+        "on the world engine; writes OUT_DIR/NAME.json and .md.",
+    )
+    parser.add_argument("--clips", type=int, default=12, help="test clips (default: %(default)s)")
+    parser.add_argument("--frames", type=int, default=30, help="frames per clip (default: %(default)s)")
+    parser.add_argument("--sam2", type=Path, default=ASSETS / "sam2_tiny.pt", help="world SAM2 checkpoint")
+    parser.add_argument("--reason-after-lost", type=int, default=3, help="lost frames before re-reasoning")
+    parser.add_argument("--work-dir", type=Path, default=Path(".cache/world_tracking"), help="engine cache")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--name", default="world_tracking", help="results file stem (default: %(default)s)")
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks") / "results")
+    args = parser.parse_args(argv)
+    engine, _ = export_world_engine(args.work_dir / "engine_int4", "int4", sam2=args.sam2)
+    seeds = range(TEST_SEEDS, TEST_SEEDS + args.clips)
+    report = evaluate_tracking(
+        engine, seeds, frames=args.frames, reason_after_lost=args.reason_after_lost, threads=args.threads
+    )
+    report["command"] = "python -m segzero_edge.world track-accuracy " + " ".join(argv or [])
+    report["machine"] = f"{platform.processor() or platform.machine()}, {args.threads} threads"
+    report["date"] = datetime.date.today().isoformat()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_markdown(report, args.out_dir / f"{args.name}.md")
+    print((args.out_dir / f"{args.name}.md").read_text())
+    return 0
