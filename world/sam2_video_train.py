@@ -97,8 +97,9 @@ CROSS_ATTENTION_GAIN = 20.0
 
 def prime_video_path(model, frame: np.ndarray) -> dict[str, float]:
     """Start an untrained video path where memory can reach the decoder (the world's SAM2 was trained on
-    still images, so its features are on their own scale). Three changes, each measured necessary on 2-frame
-    windows (without them the tracked-frame loss stays at the empty-mask plateau, ~0.9, for 1500 steps):
+    still images, so its features are on their own scale). Measured on 2-frame windows (J on 6 test clips):
+    without these changes the loss sat at the empty-mask plateau (~0.9; J 0.12-0.27 after 300 steps), with
+    all three J 0.76 after 400 steps; without the position-only attention J 0.26, the gain alone nothing:
 
     * the cross-attention's query and key projections become constants (weights 0, bias ``POSITION_BIAS``):
       with RoPE the score then depends only on the offset between query and key, so each query starts by

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     report = evaluate_tracking(
         engine, seeds, frames=args.frames, reason_after_lost=args.reason_after_lost, threads=args.threads
     )
-    report["command"] = "python -m segzero_edge.world track-accuracy " + " ".join(argv or [])
+    report["command"] = " ".join(["python -m segzero_edge.world track-accuracy", *(argv or [])])
     report["machine"] = f"{platform.processor() or platform.machine()}, {args.threads} threads"
     report["date"] = datetime.date.today().isoformat()
     args.out_dir.mkdir(parents=True, exist_ok=True)
