@@ -237,7 +237,8 @@ def _run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with Segmenter(engine, device="cpu", max_new_tokens=320) as seg:
         res = seg.predict(rgb, text)
-        animation = _track_demo_clip(seg, text, args.out) if args.image is None else None
+        # The random engine has no tracker graphs (and random memory tracks nothing).
+        animation = _track_demo_clip(seg, text, args.out) if args.image is None and not args.random else None
     weights = (
         "random (tiny Qwen2.5-VL-architecture reasoner, SAM2.1 hiera-t)"
         if args.random

@@ -92,15 +92,17 @@ def test_window_never_draws_a_test_clip(monkeypatch):
 
 def test_prime_makes_cross_attention_positional_and_mask_signal_as_strong_as_the_image(shipped):
     from segzero_edge.world.clips import generate_clip
-    from segzero_edge.world.sam2_video_train import POSITION_BIAS, prime_video_path
+    from segzero_edge.world.sam2_video_train import CROSS_ATTENTION_GAIN, POSITION_BIAS, prime_video_path
 
     model = shipped()
     frame = generate_clip(5, 8).frames[0]
-    before = prime_video_path(shipped(), frame)
-    assert before["mask_std"] < before["image_std"] / 5  # the untrained memory: the mask barely registers
-    primed = prime_video_path(model, frame)
-    assert primed["mask_gain"] == pytest.approx(before["mask_gain"])
-    again = prime_video_path(model, frame)  # measured on the primed model: equal spreads now
-    assert again["mask_gain"] == pytest.approx(1.0, rel=1e-4)
     attn = model.memory_attention.layers[0].cross_attn_image
-    assert not attn.q_proj.weight.any() and torch.all(attn.k_proj.bias == POSITION_BIAS)
+    out_before = attn.out_proj.weight.detach().clone()
+    primed = prime_video_path(model, frame)
+    assert primed["mask_gain"] == pytest.approx(primed["image_std"] / primed["mask_std"])
+    again = prime_video_path(model, frame)  # measured on the primed model: the spreads are equal now
+    assert again["mask_gain"] == pytest.approx(1.0, rel=1e-4)
+    assert again["mask_std"] == pytest.approx(again["image_std"], rel=1e-4)
+    assert not attn.q_proj.weight.any() and not attn.k_proj.weight.any()
+    assert torch.all(attn.q_proj.bias == POSITION_BIAS) and torch.all(attn.k_proj.bias == POSITION_BIAS)
+    assert torch.allclose(attn.out_proj.weight, out_before * CROSS_ATTENTION_GAIN**2)  # primed twice
