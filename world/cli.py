@@ -280,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     run = _delegated(argv[0]) if argv else None
     if run is not None:
-        return run(argv[1:])
+        try:
+            return run(argv[1:])
+        except SegZeroError as exc:  # a missing checkpoint, a bad config: one line, no traceback
+            print(f"segzero_edge.world {argv[0]}: error: {exc}", file=sys.stderr)
+            return 1
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "dataset":

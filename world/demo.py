@@ -184,7 +184,7 @@ def _track_demo_clip(seg, text: str, out_dir: Path) -> tuple[Path, str]:
 
     clip = demo_clip()
     path = out_dir / "demo_track.gif"
-    fd, tmp = tempfile.mkstemp(suffix=".gif", dir=out_dir)
+    fd, tmp = tempfile.mkstemp(prefix=".demo_track-", suffix=".gif", dir=out_dir)  # hidden until complete
     os.close(fd)
     writer, masks, track = VideoWriter(Path(tmp), fps=8), [], None
     try:

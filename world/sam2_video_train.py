@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -290,19 +291,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=d.threads)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = VideoTrainSettings(
-        steps=args.steps,
-        clip_frames=args.clip_frames,
-        long_frames=args.long_frames,
-        long_from=args.long_from,
-        lr=args.lr,
-        image_batch=args.image_batch,
-        seed=args.seed,
-        threads=args.threads,
-    )
+    try:
+        settings = VideoTrainSettings(
+            steps=args.steps,
+            clip_frames=args.clip_frames,
+            long_frames=args.long_frames,
+            long_from=args.long_from,
+            lr=args.lr,
+            image_batch=args.image_batch,
+            seed=args.seed,
+            threads=args.threads,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(args.out.parent, os.W_OK):  # found out now, not after the training
+        parser.error(f"cannot write into {args.out.parent}")
     model = load_checkpoint(build_model(args.config), args.sam2)
     result = train_video(model, settings, progress=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, args.out)
     result["settings"] = asdict(settings)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")

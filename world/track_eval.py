@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="world_tracking", help="results file stem (default: %(default)s)")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks") / "results")
     args = parser.parse_args(argv)
+    if args.clips < 1 or args.frames < 8 or args.reason_after_lost < 0:
+        parser.error("need --clips >= 1, --frames >= 8 (a world clip's minimum) and --reason-after-lost >= 0")
     engine, _ = export_world_engine(args.work_dir / "engine_int4", "int4", sam2=args.sam2)
     seeds = range(TEST_SEEDS, TEST_SEEDS + args.clips)
     report = evaluate_tracking(
