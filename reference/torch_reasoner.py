@@ -29,9 +29,9 @@ from ..answer import AnswerConstraint, AnswerStream
 from ..errors import CheckpointError, InputError, missing_extra
 from ..frame import ImageLike, load_image
 from ..manifest import Manifest, Verify
-from ..prompt import read_checkpoint_meta, render_chat
+from ..prompt import check_family, read_checkpoint_meta, render_chat
 from ..reasoner.contract import COMPONENT, ReasonerSettings
-from ..reasoner.generate import GenerationOptions, TokenConstraint
+from ..reasoner.generate import GenerationOptions, TokenConstraint, build_constraint
 from ..reasoner.pipeline import ReasonerResult
 from ..reasoner.preprocess import resize_for_model
 from .qwen import load_qwen_model, load_qwen_processor
@@ -112,6 +112,8 @@ class TorchReasoner:
         constraint_factory: builds the constraint for ``constrained=True`` options (default: the answer
             constraint for this tokenizer, the model's logits width and input size, with the options'
             effective thinking budget).
+        family: the model family (prompt and answer grammar); default: the checkpoint's ``segzero_edge.json``,
+            else ``"seg_zero"`` (official VisionReasoner checkpoints need ``family="vision_reasoner"``).
     """
 
     def __init__(
@@ -123,27 +125,33 @@ class TorchReasoner:
         weights: str = "fp32",
         model: Any = None,
         constraint_factory: Callable[..., TokenConstraint] | None = None,
+        family: str | None = None,
     ):
         if weights not in QUANTO_WEIGHTS:
             raise InputError(f"unsupported torch weights {weights!r}", hint=f"use one of {', '.join(QUANTO_WEIGHTS)}")
         self.model_dir = Path(model_dir)
         self.processor = load_qwen_processor(self.model_dir)
         self.model = model if model is not None else load_qwen_model(self.model_dir, dtype, device=device)
-        self.input_size = int(read_checkpoint_meta(self.model_dir)["input_size"])
+        meta = read_checkpoint_meta(self.model_dir)
+        self.input_size = int(meta["input_size"])
+        self.family = check_family(family) if family is not None else meta["family"]
         self.weights = weights
         if weights != "fp32":
             quantize_weights(self.model, weights)
         self._constraint_factory = constraint_factory
-        self._constraint: AnswerConstraint | None = None
+        self._constraints: dict[int, AnswerConstraint] = {}
 
     def make_constraint(self, options: GenerationOptions) -> TokenConstraint:
         if self._constraint_factory is not None:
             return self._constraint_factory(options)
-        if self._constraint is None:
-            self._constraint = AnswerConstraint.from_tokenizer(
-                self.tokenizer, model_size=self.input_size, vocab_size=self.model.config.text_config.vocab_size
-            )
-        return self._constraint.new_state(options.effective_thinking_budget)
+        return build_constraint(
+            self._constraints,
+            self.tokenizer,
+            options,
+            family=self.family,
+            model_size=self.input_size,
+            vocab_size=self.model.config.text_config.vocab_size,
+        )
 
     @property
     def tokenizer(self):
@@ -152,7 +160,7 @@ class TorchReasoner:
     def inputs(self, image: ImageLike, question: str):
         """The processor's tensors for one request (batch of one)."""
         resized = resize_for_model(image, self.input_size)
-        inputs = self.processor(images=[resized], text=[render_chat(question)], return_tensors="pt")
+        inputs = self.processor(images=[resized], text=[render_chat(question, family=self.family)], return_tensors="pt")
         return inputs.to(self.model.device)
 
     def generate(
@@ -218,6 +226,7 @@ class TorchReasoner:
             forward_calls=len(tokens),
             image_size=(int(rgb.shape[1]), int(rgb.shape[0])),
             input_size=self.input_size,
+            family=self.family,
         )
 
     def teacher_forced_logits(self, image: ImageLike, question: str, token_ids: list[int]) -> np.ndarray:

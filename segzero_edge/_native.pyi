@@ -52,8 +52,11 @@ class ConstraintIndex:
         eos_ids: list[int],
         banned_ids: list[int],
         max_pre_answer_ws: int,
+        grammar: int = 0,
+        max_objects: int = 1,
     ) -> None:
-        """Raises ValueError for invalid options or a vocabulary that cannot spell the answer."""
+        """grammar: 0 seg_zero, 1 vision_reasoner (a list of 1..max_objects objects).
+        Raises ValueError for invalid options or a vocabulary that cannot spell the answer."""
     @property
     def vocab_size(self) -> int: ...
     @property

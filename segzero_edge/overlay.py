@@ -83,14 +83,24 @@ def draw_overlay(
     return im
 
 
+def draw_segmentation(rgb: np.ndarray, result, *, alpha: float = 0.45) -> Image.Image:
+    """A ``Segmentation`` over its image: one object with ``draw_overlay`` (contrast colour, the prompt box
+    and points), several with ``draw_objects`` (one palette colour per object)."""
+    if len(result.objects) > 1:
+        return draw_objects(rgb, result.objects, alpha=alpha)
+    return draw_overlay(rgb, result.mask, result.box, result.points, alpha=alpha)
+
+
 def draw_objects(rgb: np.ndarray, objects: Sequence, *, alpha: float = 0.45, label: str | None = None) -> Image.Image:
     """Several objects over one frame, each in its own ``PALETTE`` colour (object i: ``PALETTE[i]``):
-    the mask tinted and outlined, the box drawn; ``label`` (e.g. the frame number) in the top-left corner.
+    the mask tinted and outlined, the box drawn, the point prompts marked; ``label`` (e.g. the frame number)
+    in the top-left corner.
 
     Args:
         rgb: ``(H, W, 3)`` uint8 RGB frame.
         objects: items with ``mask`` (``(H, W)`` bool) and ``box`` (``(x1, y1, x2, y2)`` or None), e.g. the
-            ``ObjectMask`` entries of a tracked ``Segmentation``.
+            ``ObjectMask`` entries of a ``Segmentation``; their ``prompt_box`` is drawn instead of ``box``
+            and their ``points`` are marked when they have them (``predict``'s objects do).
     """
     out = rgb.astype(np.float32)
     width = max(2, round(min(rgb.shape[:2]) / 200))
@@ -101,9 +111,14 @@ def draw_objects(rgb: np.ndarray, objects: Sequence, *, alpha: float = 0.45, lab
             out[contour(obj.mask, width)] = tint
     im = Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(im)
+    r = max(3, round(min(im.size) / 80))
     for i, obj in enumerate(objects):
-        if obj.box is not None:
-            draw.rectangle([float(v) for v in obj.box], outline=PALETTE[i % len(PALETTE)], width=width)
+        color = PALETTE[i % len(PALETTE)]
+        box = getattr(obj, "prompt_box", None) or obj.box
+        if box is not None:
+            draw.rectangle([float(v) for v in box], outline=color, width=width)
+        for x, y in getattr(obj, "points", ()):
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=color, outline=(0, 0, 0), width=max(1, width // 2))
     if label:
         draw.text((4, 2), label, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
     return im

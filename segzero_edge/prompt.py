@@ -1,8 +1,10 @@
 """The Seg-Zero prompt contract, shared by training, export and the runtime.
 
-Everything the reasoning model sees before it starts writing is defined here, once:
+Everything the reasoning model sees before it starts writing is defined here, once, per model family
+(``FAMILIES``: ``"seg_zero"``, one object per answer; ``"vision_reasoner"``, a list of objects):
 
-* the Seg-Zero user text, byte for byte as in the official code (``seg_zero_user_text``),
+* the user text, byte for byte as in the official code (``seg_zero_user_text``,
+  ``vision_reasoner_user_text``; ``user_text`` picks the family's),
 * its Qwen2.5-VL chat rendering for one image + one question (``render_chat``),
 * its token ids with the ``tokenizers`` library (``PromptTokenizer``, no transformers): the single
   ``<|image_pad|>`` (an added, atomic token) is expanded to one pad per image embedding; the ids equal what
@@ -27,6 +29,13 @@ from .errors import CheckpointError, InputError, ManifestError
 #: Version of everything in this module. Written into manifests and checkpoints.
 PROMPT_VERSION = "seg-zero-1"
 
+#: The model families: each has its own prompt, answer grammar, answer constraint and SAM2 prompting.
+#: ``seg_zero``: one object (a box and two points); ``vision_reasoner``: a JSON list of objects (a box and
+#: one point each). Checkpoints and engines that record no family are ``seg_zero``.
+SEG_ZERO = "seg_zero"
+VISION_REASONER = "vision_reasoner"
+FAMILIES = (SEG_ZERO, VISION_REASONER)
+
 #: Seg-Zero's model input size in pixels (the image is resized to 840x840, ignoring aspect ratio).
 #: This is only the default: the real size of a model comes from its checkpoint (``read_input_size``)
 #: and, after export, from the manifest.
@@ -47,6 +56,21 @@ _SEG_ZERO_TEMPLATE = (
     "Compare the difference between objects and find the most closely matched one."
     "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
     "Output the one bbox and points of two largest inscribed circles inside the interested object in JSON format."
+    "i.e., <think> thinking process here </think><answer>{Answer}</answer>"
+)
+
+#: VisionReasoner's example answer: valid JSON this time (Seg-Zero's repository at HEAD,
+#: ``inference_scripts/infer_multi_object.py``, and dvlab-research/VisionReasoner).
+VISION_REASONER_EXAMPLE_ANSWER = (
+    '[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}, {"bbox_2d": [225,296,706,786], "point_2d": [302,410]}]'
+)
+
+# Also one implicitly concatenated literal: no space after the periods, "bboxs" and "object(s)" as written.
+_VISION_REASONER_TEMPLATE = (
+    'Please find "{Question}" with bboxs and points.'
+    "Compare the difference between object(s) and find the most closely matched object(s)."
+    "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+    "Output the bbox(es) and point(s) inside the interested object(s) in JSON format."
     "i.e., <think> thinking process here </think><answer>{Answer}</answer>"
 )
 
@@ -108,8 +132,37 @@ def seg_zero_user_text(question: str, *, with_image_token: bool = False) -> str:
     return "<image>" + text if with_image_token else text
 
 
-def seg_zero_messages(question: str) -> list[dict]:
-    """The chat messages of one Seg-Zero request: one user turn, image item first, then the text.
+def vision_reasoner_user_text(question: str, *, with_image_token: bool = False) -> str:
+    """The VisionReasoner user text for ``question``, byte for byte as the official code builds it.
+
+    Args:
+        question: the instruction, normalized as VisionReasoner's model code does (``lower()``, then
+            ``strip('."?!')``: leading and trailing periods, double quotes, question and exclamation marks
+            go) and placed inside double quotes; nothing else is escaped.
+        with_image_token: prefix the training-time ``<image>\\n`` placeholder (with the newline that
+            the official training dataset writes and inference does not).
+    """
+    text = _VISION_REASONER_TEMPLATE.replace("{Question}", check_text(question).lower().strip('."?!')).replace(
+        "{Answer}", VISION_REASONER_EXAMPLE_ANSWER
+    )
+    return "<image>\n" + text if with_image_token else text
+
+
+def check_family(family: str) -> str:
+    """``family`` if it is one of ``FAMILIES``; else an ``InputError`` that lists them."""
+    if family not in FAMILIES:
+        raise InputError(f"unknown model family {family!r}", hint=f"use one of {', '.join(FAMILIES)}")
+    return family
+
+
+def user_text(question: str, family: str = SEG_ZERO, *, with_image_token: bool = False) -> str:
+    """The user text of ``family`` (``seg_zero_user_text`` or ``vision_reasoner_user_text``)."""
+    build = seg_zero_user_text if check_family(family) == SEG_ZERO else vision_reasoner_user_text
+    return build(question, with_image_token=with_image_token)
+
+
+def chat_messages(question: str, family: str = SEG_ZERO) -> list[dict]:
+    """The chat messages of one request: one user turn, image item first, then the family's text.
 
     This is the form ``transformers``' ``apply_chat_template`` and TRL take; no system message is
     given, so the template inserts the default one.
@@ -117,34 +170,41 @@ def seg_zero_messages(question: str) -> list[dict]:
     return [
         {
             "role": "user",
-            "content": [{"type": "image"}, {"type": "text", "text": seg_zero_user_text(question)}],
+            "content": [{"type": "image"}, {"type": "text", "text": user_text(question, family)}],
         }
     ]
 
 
-def render_chat_parts(question: str, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> tuple[str, str, str]:
-    """``render_chat`` in three parts: the template before the user text, the user text (the Seg-Zero text
+def seg_zero_messages(question: str) -> list[dict]:
+    """``chat_messages(question, "seg_zero")``."""
+    return chat_messages(question, SEG_ZERO)
+
+
+def render_chat_parts(
+    question: str, *, family: str = SEG_ZERO, system_prompt: str = DEFAULT_SYSTEM_PROMPT
+) -> tuple[str, str, str]:
+    """``render_chat`` in three parts: the template before the user text, the user text (the family's text
     with ``question`` inside, from the end of ``<|vision_end|>`` to before ``<|im_end|>``), the template after.
 
     ``PromptTokenizer`` encodes the middle part as plain text, so special tokens written in a question are
     characters, never control tokens."""
     return (
         f"{IM_START}system\n{system_prompt}{IM_END}\n{IM_START}user\n{VISION_START}{IMAGE_PAD}{VISION_END}",
-        seg_zero_user_text(question),
+        user_text(question, family),
         f"{IM_END}\n{IM_START}assistant\n",
     )
 
 
-def render_chat(question: str, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
+def render_chat(question: str, *, family: str = SEG_ZERO, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
     """The full prompt string for one image and one question, with the generation prompt.
 
-    Identical to ``apply_chat_template(seg_zero_messages(question), add_generation_prompt=True,
+    Identical to ``apply_chat_template(chat_messages(question, family), add_generation_prompt=True,
     tokenize=False)`` with Qwen2.5-VL's own chat template (``segzero_edge.reference.qwen.QWEN25VL_CHAT_TEMPLATE``;
     a test checks this against ``transformers``).
     The image appears as a single ``<|image_pad|>``; the runtime expands it to one pad token per
     image embedding (``expand_image_pads``).
     """
-    return "".join(render_chat_parts(question, system_prompt=system_prompt))
+    return "".join(render_chat_parts(question, family=family, system_prompt=system_prompt))
 
 
 def expand_image_pads(prompt: str, num_image_tokens: int) -> str:
@@ -181,36 +241,40 @@ def validate_input_size(input_size: int) -> int:
     return input_size
 
 
-def write_checkpoint_meta(checkpoint_dir: str | Path, *, input_size: int = SEG_ZERO_INPUT_SIZE) -> Path:
-    """Record the prompt contract of a reasoner checkpoint (prompt version, input size) next to it."""
+def write_checkpoint_meta(
+    checkpoint_dir: str | Path, *, input_size: int = SEG_ZERO_INPUT_SIZE, family: str = SEG_ZERO
+) -> Path:
+    """Record the prompt contract of a reasoner checkpoint (prompt version, input size, family) next to it."""
     validate_input_size(input_size)
+    meta = {"prompt_version": PROMPT_VERSION, "input_size": input_size, "family": check_family(family)}
     path = Path(checkpoint_dir) / CHECKPOINT_META_FILE
-    path.write_text(json.dumps({"prompt_version": PROMPT_VERSION, "input_size": input_size}, indent=2) + "\n")
+    path.write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
 
 def read_checkpoint_meta(checkpoint_dir: str | Path) -> dict:
     """The prompt contract of a reasoner checkpoint.
 
-    Official Seg-Zero checkpoints carry no ``segzero_edge.json``: they get Seg-Zero's prompt version
-    and input size 840.
+    Official checkpoints (Seg-Zero, VisionReasoner) carry no ``segzero_edge.json``: they get this prompt
+    version, input size 840 and the ``seg_zero`` family (the exporter's ``--family`` names another).
 
     Returns:
-        ``{"prompt_version": str, "input_size": int}``.
+        ``{"prompt_version": str, "input_size": int, "family": str}``.
     """
     path = Path(checkpoint_dir) / CHECKPOINT_META_FILE
     if not path.exists():
-        return {"prompt_version": PROMPT_VERSION, "input_size": SEG_ZERO_INPUT_SIZE}
+        return {"prompt_version": PROMPT_VERSION, "input_size": SEG_ZERO_INPUT_SIZE, "family": SEG_ZERO}
     try:
         meta = json.loads(path.read_text())
         input_size = validate_input_size(int(meta.get("input_size", SEG_ZERO_INPUT_SIZE)))
         version = str(meta.get("prompt_version", PROMPT_VERSION))
-    except (ValueError, TypeError, InputError) as exc:
+        family = check_family(str(meta.get("family", SEG_ZERO)))
+    except (ValueError, TypeError, AttributeError, InputError) as exc:
         raise CheckpointError(
             f"{path} is not a valid checkpoint prompt record: {exc}",
             hint=f"fix or delete {path.name} (without it, input size {SEG_ZERO_INPUT_SIZE} is used)",
         ) from exc
-    return {"prompt_version": version, "input_size": input_size}
+    return {"prompt_version": version, "input_size": input_size, "family": family}
 
 
 class TextStream:
@@ -283,9 +347,14 @@ class PromptTokenizer:
         return [t.id for piece, _ in pieces for t in tok.model.tokenize(piece)]
 
     def encode_prompt(
-        self, question: str, num_image_tokens: int, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT
+        self,
+        question: str,
+        num_image_tokens: int,
+        *,
+        family: str = SEG_ZERO,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     ) -> np.ndarray:
-        """``(seq,)`` int64 ids of the full Seg-Zero prompt with ``num_image_tokens`` image pads.
+        """``(seq,)`` int64 ids of the family's full prompt with ``num_image_tokens`` image pads.
 
         The template's own special tokens come from the template; the user text (with ``question``) is
         encoded by ``encode_plain``: what a user writes never becomes a control token.
@@ -294,7 +363,7 @@ class PromptTokenizer:
             InputError: ``question`` is not text that UTF-8 can encode (e.g. a lone surrogate).
         """
         check_text(question)
-        head, user, tail = render_chat_parts(question, system_prompt=system_prompt)
+        head, user, tail = render_chat_parts(question, family=family, system_prompt=system_prompt)
         head_ids = self._tok.encode(head, add_special_tokens=False).ids
         if head_ids.count(self.image_pad_id) != 1 or head_ids[-2] != self.image_pad_id:
             raise InputError("the system prompt must not contain <|image_pad|> or other special tokens")

@@ -30,10 +30,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from .answer._answer_py import EMPTY_LIST
 from .errors import ConfigError, InputError, ManifestError
 from .frame import Color, Frame, FrameCache, ImageLike
 from .manifest import Verify, load_manifest
@@ -42,8 +43,8 @@ from .prompt import check_text
 from .reasoner import GenerationOptions, ReasonerPipeline, ReasonerResult
 from .sam2 import Sam2Features, Sam2Pipeline
 from .sam2.contract import MASK_MODES
-from .sam2.host import box_outside, clip_box, format_box, point_pairs
-from .types import Answer, Segmentation
+from .sam2.host import box_outside, clip_box, format_box, mask_box, point_pairs
+from .types import Answer, Box, ObjectMask, Point, Segmentation
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,14 @@ class SegmenterOptions:
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
+
+
+class Prompt(NamedTuple):
+    """One object's SAM2 prompts in original-image pixels; ``outside``: the box has no area in the image."""
+
+    box: Box | None
+    points: tuple[Point, ...]
+    outside: bool
 
 
 class Segmenter:
@@ -412,14 +421,34 @@ class Segmenter:
         box: Sequence[float] | None = None,
         points: Sequence[Sequence[float]] | None = None,
         labels: Sequence[int] | None = None,
+        answer: Answer | None = None,
         color: Color = "rgb",
         **overrides: Any,
     ) -> Segmentation:
         """Only the SAM2 stage, from a box ``(x1, y1, x2, y2)`` and/or points ``[(x, y), ...]`` in
-        original-image pixels (labels 1 = foreground, 0 = background; default all foreground)."""
+        original-image pixels (labels 1 = foreground, 0 = background; default all foreground), or from
+        every object of a decoded ``answer`` exactly as ``predict`` segments them.
+
+        Args:
+            answer: an ``Answer`` decoded for this image's size: ``reason()`` on the same image, or
+                ``decode_answer(text, image_size=(W, H), model_size=...)`` of text a reasoning model wrote
+                elsewhere (e.g. on a server). Not together with ``box``/``points``/``labels``.
+        """
         t_start = time.perf_counter()
         self._require("segment", sam2=True)
         options = self.options.updated(**overrides)
+        if answer is not None:
+            if not isinstance(answer, Answer):
+                raise InputError(
+                    f"answer must be an Answer, got {type(answer).__name__}",
+                    hint="decode the model's text with segzero_edge.decode_answer(text, image_size=(W, H))",
+                )
+            if box is not None or points is not None or labels is not None:
+                raise InputError("give either answer= or box/points prompts, not both")
+            frame = Frame.load(image, color=color)
+            feats, hit = self._features(frame)
+            timings = {} if hit else {f"sam2_{k}": v for k, v in feats.timings_ms.items()}
+            return self._finish(frame, answer, feats, options, timings, t_start, None)
         pts = point_pairs(points)
         if box is None and not pts:
             raise InputError("segment() needs a box, points, or both")
@@ -430,7 +459,7 @@ class Segmenter:
         outside = box is not None and box_outside(box, w, h)
         if box is not None:
             box = clip_box(box, w, h)
-        return self._decode(frame, feats, box, pts, labels, options, timings, t_start, outside=outside)
+        return self._decode(frame, feats, [Prompt(box, pts, outside)], labels, options, timings, t_start)
 
     def _finish(
         self,
@@ -440,67 +469,97 @@ class Segmenter:
         options: SegmenterOptions,
         timings: dict[str, float],
         t_start: float,
-        reasoned: ReasonerResult,
+        reasoned: ReasonerResult | None,
     ) -> Segmentation:
         w, h = frame.size
-        common = dict(reasoning=answer.think, raw_text=reasoned.text, answer=answer, generation=reasoned.stats())
-        if not answer.ok or answer.box is None:
-            timings["total"] = _ms(t_start)
-            return Segmentation(
-                mask=np.zeros((h, w), bool),
-                found=False,
-                timings_ms=timings,
-                error=answer.error or "the answer has no box",
-                **common,
-            )
-        raw = answer.objects[0].raw_box if answer.objects and answer.objects[0].raw_box else answer.box
-        outside = box_outside(raw, w, h)
-        return self._decode(
-            frame, feats, answer.box, answer.points, None, options, timings, t_start, outside=outside, **common
+        common = dict(
+            reasoning=answer.think,
+            raw_text=reasoned.text if reasoned is not None else answer.raw_text,
+            answer=answer,
+            generation=reasoned.stats() if reasoned is not None else None,
         )
+        if not answer.ok or not answer.objects:
+            timings["total"] = _ms(t_start)
+            if answer.error == EMPTY_LIST:
+                error = "the model found no object that matches the instruction (its answer is an empty list)"
+            else:
+                error = answer.error or "the answer has no box"
+            return Segmentation(mask=np.zeros((h, w), bool), found=False, timings_ms=timings, error=error, **common)
+        objects = answer.objects
+        limit = options.generation.max_objects
+        if len(objects) > limit:
+            log.warning("the answer lists %d objects; segmenting the first max_objects=%d", len(objects), limit)
+            objects = objects[:limit]
+        prompts = [
+            Prompt(o.box, o.points, box_outside(o.raw_box if o.raw_box is not None else o.box, w, h)) for o in objects
+        ]
+        return self._decode(frame, feats, prompts, None, options, timings, t_start, **common)
 
     def _decode(
         self,
         frame: Frame,
         feats: Sam2Features,
-        box: tuple[float, float, float, float] | None,
-        points: tuple[tuple[float, float], ...],
-        labels: tuple[int, ...] | None,
+        prompts: Sequence[Prompt],
+        labels: Sequence[int] | None,
         options: SegmenterOptions,
         timings: dict[str, float],
         t_start: float,
-        *,
-        outside: bool,
         **common: Any,
     ) -> Segmentation:
-        """SAM2's mask for the prompts, and the decision whether anything was found: never for a box that lies
-        outside the frame (``outside``; SAM2 is not run) or an empty mask."""
+        """SAM2's masks for the objects' prompts, all in one decoder call when they have the same number of
+        points, and the decision whether anything was found: never for a box that lies outside the frame
+        (``Prompt.outside``; SAM2 is not run for that object) or an empty mask."""
         w, h = frame.size
-        error = None
-        if outside:
-            error = f"the box lies outside the {w}x{h} image (clipped to {format_box(box)})"
-        else:
-            result = self.sam2.decode(feats, box=box, points=points or None, labels=labels, mask_mode=options.mask_mode)
-            timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
-            if not result.masks[0].any():
-                error = "SAM2 returned an empty mask for these prompts"
-        timings["total"] = _ms(t_start)
-        if error is not None:
-            return Segmentation(
-                mask=np.zeros((h, w), bool),
-                found=False,
-                box=box,
-                points=points,
-                timings_ms=timings,
-                error=error,
-                **common,
+        inside = [i for i, p in enumerate(prompts) if not p.outside]
+        empty = np.zeros((h, w), bool)
+        masks = [empty] * len(prompts)
+        scores, presence = [0.0] * len(prompts), [0.0] * len(prompts)
+        if inside:
+            boxes = [prompts[i].box for i in inside]
+            result = self.sam2.decode(
+                feats,
+                box=None if boxes[0] is None else np.asarray(boxes, np.float32),
+                points=[np.asarray(prompts[i].points, np.float32).reshape(-1, 2) for i in inside],
+                labels=None if labels is None else [np.asarray(labels, np.float32)],
+                mask_mode=options.mask_mode,
             )
+            timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
+            for k, i in enumerate(inside):
+                masks[i], scores[i], presence[i] = (
+                    result.masks[k],
+                    float(result.scores[k]),
+                    float(result.object_score_logits[k]),
+                )
+        objects = tuple(
+            ObjectMask(
+                mask=m,
+                box=mask_box(m),
+                score=scores[i],
+                object_score=presence[i],
+                lost=not m.any(),
+                prompt_box=p.box,
+                points=tuple(p.points),
+            )
+            for i, (p, m) in enumerate(zip(prompts, masks))
+        )
+        union = np.logical_or.reduce([o.mask for o in objects]) if len(objects) > 1 else objects[0].mask
+        first = prompts[0]
+        timings["total"] = _ms(t_start)
+        error = None
+        if not union.any():
+            if not inside:
+                where = "s lie" if len(prompts) > 1 else " lies"
+                error = f"the box{where} outside the {w}x{h} image (clipped to {format_box(first.box)})"
+            else:
+                error = "SAM2 returned an empty mask for these prompts"
         return Segmentation(
-            mask=result.masks[0],
-            found=True,
-            box=box,
-            points=points,
-            score=float(result.scores[0]),
+            mask=union,
+            found=error is None,
+            box=first.box,
+            points=tuple(first.points),
+            score=scores[0] if error is None else 0.0,
             timings_ms=timings,
+            error=error,
+            objects=objects,
             **common,
         )

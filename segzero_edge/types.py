@@ -87,15 +87,20 @@ class GenerationStats:
 
 @dataclass(frozen=True, eq=False)
 class ObjectMask:
-    """One object of a ``Segmentation`` (a tracked frame holds one per tracked object).
+    """One object of a ``Segmentation``: one per object of the answer (``predict``) or per tracked object.
 
     Attributes:
         mask: ``(H, W)`` bool at the frame's size (all False when the object is not visible).
         box: the mask's bounding box ``(x1, y1, x2, y2)`` (pixel edges: ``x2 = last column + 1``), None
             when the mask is empty.
         score: SAM2's predicted IoU of the mask.
-        object_score: SAM2's object-presence logit; ``<= 0`` means "not in this frame" and the mask is empty.
-        lost: ``object_score <= 0`` or an empty mask.
+        object_score: SAM2's object-presence logit; a tracked object with ``<= 0`` is "not in this frame"
+            and its mask is empty (``predict`` reports it and keeps the mask, as SAM2's image predictor does).
+        lost: no mask: ``object_score <= 0`` in a track, an empty mask, or (``predict``) a prompt box outside
+            the image, for which SAM2 is not run.
+        prompt_box: the box SAM2 was prompted with (``predict``: the answer's box, reordered and clipped),
+            or None.
+        points: the point prompts given to SAM2 (``predict``: the answer's points).
     """
 
     mask: np.ndarray
@@ -103,6 +108,8 @@ class ObjectMask:
     score: float
     object_score: float
     lost: bool
+    prompt_box: Box | None = None
+    points: tuple[Point, ...] = ()
 
     def __post_init__(self) -> None:
         mask = np.asarray(self.mask)
@@ -123,21 +130,25 @@ class Segmentation:
     """The result of ``Segmenter.predict``.
 
     Attributes:
-        mask: ``(H, W)`` bool array at the original image size; all False when nothing was found.
+        mask: ``(H, W)`` bool array at the original image size, the union of the objects' masks; all False
+            when nothing was found.
         found: True exactly when ``mask`` has at least one pixel. False when the answer could not be
-            decoded, its box has no area inside the image, or SAM2 returned an empty mask (``error`` says
-            why; ``box``/``points`` then hold the prompts that were tried, if any).
-        box: ``(x1, y1, x2, y2)`` prompt given to SAM2, original-image pixels (reordered and clipped).
-        points: the point prompts given to SAM2, original-image pixels.
-        score: SAM2's predicted IoU of the chosen mask (0.0 when nothing was found).
+            decoded, named no object (a VisionReasoner ``[]``), its boxes have no area inside the image, or
+            SAM2 returned empty masks (``error`` says why; ``box``/``points`` then hold the prompts that were
+            tried, if any).
+        box: ``(x1, y1, x2, y2)`` prompt given to SAM2 for the first object, original-image pixels
+            (reordered and clipped).
+        points: the first object's point prompts, original-image pixels.
+        score: SAM2's predicted IoU of the first object's chosen mask (0.0 when nothing was found).
         reasoning: the think text, or None.
         raw_text: the full generated text.
         timings_ms: milliseconds per stage, plus ``"total"``.
         answer: the decoded answer (raw decoded values included).
         error: why nothing was found (None when found).
         generation: token counts and speed of the reasoning (None for ``segment``).
-        objects: per object of a track (``Track.update``): mask, box, scores and ``lost``; ``mask`` is
-            their union and ``box``/``score`` are the first object's. Empty for ``predict``/``segment``.
+        objects: per object (of the answer for ``predict``/``segment``, of the track for ``Track.update``):
+            mask, box, scores, ``lost`` and the prompts; ``mask`` is their union. Empty when the answer
+            named no usable object.
         lost: a track's objects are all lost in this frame (``found`` is then False).
         frame_index: the frame's index in its track (0 = the first prompted frame), else None.
     """

@@ -25,6 +25,9 @@ Seg-Zero's pixel thresholds are absolute, for its 840 x 840 input. ``thresholds=
 ``rewards.thresholds`` in a recipe) multiplies the two pixel thresholds by ``input_size / 840`` so a model
 with a smaller input (the small world's 224 px) faces the same relative difficulty; at 840 both modes agree.
 
+VisionReasoner's multi-object set (``vision_reasoner``: ``format``, ``accuracy``, ``non_repeat``, at most 7
+in all) lives in ``vision_reasoner_rewards`` and is exported here (``vision_reasoner_reward_components``).
+
 For TRL, every component is a separate reward function (``reward_functions``), so each is logged as
 ``rewards/<name>/mean``; TRL sums them with weight 1.0, which is Seg-Zero's unweighted total.
 """
@@ -42,8 +45,8 @@ from segzero_edge.errors import ConfigError
 
 #: The component names, in Seg-Zero's order. Also the keys of ``seg_zero_reward_components``.
 COMPONENTS: tuple[str, ...] = ("thinking_format", "segmentation_format", "bbox_iou", "bbox_l1", "point_l1")
-#: The reward sets ``reward_functions`` knows.
-REWARD_SETS: tuple[str, ...] = ("strict", "soft", "robust")
+#: The reward sets ``reward_functions`` knows (``vision_reasoner``: the multi-object set).
+REWARD_SETS: tuple[str, ...] = ("strict", "soft", "robust", "vision_reasoner")
 
 IOU_THRESHOLD = 0.5  # reward if IoU > 0.5
 BOX_L1_THRESHOLD = 10.0  # reward if the mean |corner difference| < 10 px
@@ -366,10 +369,11 @@ class RewardFunction:
     """
 
     def __init__(self, component: str, reward_set: str, input_size: int, thresholds: str = "absolute") -> None:
-        if component not in COMPONENTS:
-            raise ConfigError(f"unknown reward component {component!r}", hint=f"use one of {COMPONENTS}")
         if reward_set not in REWARD_SETS:
             raise ConfigError(f"unknown reward set {reward_set!r}", hint=f"use one of {REWARD_SETS}")
+        names = components_of(reward_set)
+        if component not in names:
+            raise ConfigError(f"unknown reward component {component!r}", hint=f"use one of {names}")
         self.component = component
         self.reward_set = reward_set
         self.input_size = int(input_size)
@@ -386,7 +390,9 @@ class RewardFunction:
         out = []
         for completion, sol in zip(completions, solution, strict=True):
             text = completion_text(completion)
-            if self.reward_set == "robust":
+            if self.reward_set == "vision_reasoner":
+                out.append(float(vision_reasoner_reward_components(text, sol)[self.component]))
+            elif self.reward_set == "robust":
                 out.append(robust_reward_components(text, sol, self.input_size, self.thresholds)[self.component])
             elif self.component == "thinking_format":
                 out.append(thinking_format(text))
@@ -404,9 +410,19 @@ class RewardFunction:
         )
 
 
+def components_of(reward_set: str) -> tuple[str, ...]:
+    """The component names of ``reward_set``: Seg-Zero's five, or VisionReasoner's three."""
+    return VR_COMPONENTS if reward_set == "vision_reasoner" else COMPONENTS
+
+
 def reward_functions(
     reward_set: str = "strict", *, input_size: int, thresholds: str = "absolute"
 ) -> list[RewardFunction]:
-    """The five components of ``reward_set`` as TRL reward functions, in Seg-Zero's order; ``thresholds``
-    is ``absolute`` (Seg-Zero's pixels) or ``scaled`` (to ``input_size``, see ``thresholds_for``)."""
-    return [RewardFunction(name, reward_set, input_size, thresholds) for name in COMPONENTS]
+    """The components of ``reward_set`` as TRL reward functions, in the official order; ``thresholds``
+    is ``absolute`` (Seg-Zero's pixels) or ``scaled`` (to ``input_size``, see ``thresholds_for``; the
+    VisionReasoner set keeps its official pixels)."""
+    return [RewardFunction(name, reward_set, input_size, thresholds) for name in components_of(reward_set)]
+
+
+# The VisionReasoner set builds on thinking_format above, so it is imported last.
+from .vision_reasoner_rewards import VR_COMPONENTS, vision_reasoner_reward_components  # noqa: E402

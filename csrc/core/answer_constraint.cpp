@@ -42,11 +42,12 @@ void ConstraintIndex::layout_states() {
       case SegKind::Number: s.size = static_cast<uint32_t>(s.max) + 2; break;  // empty, then value v at 1+v
       case SegKind::Separator: s.size = 2; break;                              // before ',', after ','
       case SegKind::Whitespace: s.size = static_cast<uint32_t>(s.max) + 1; break;
+      case SegKind::Branch: s.size = 1; break;
       case SegKind::Done: s.size = 1; break;
     }
     s.base = next_id;
     next_id += s.size;
-    state_segment_.insert(state_segment_.end(), s.size, static_cast<uint8_t>(k));
+    state_segment_.insert(state_segment_.end(), s.size, static_cast<uint16_t>(k));
   }
   n_states_ = next_id;
 }
@@ -66,6 +67,14 @@ std::unique_ptr<ConstraintIndex> ConstraintIndex::build(const std::vector<std::s
   if (options.model_w < 1 || options.model_h < 1 || options.model_w > kMaxModelSize ||
       options.model_h > kMaxModelSize) {
     error = "model size must be within [1, " + std::to_string(kMaxModelSize) + "]";
+    return nullptr;
+  }
+  if (options.grammar != Grammar::SegZero && options.grammar != Grammar::VisionReasoner) {
+    error = "unknown answer grammar";
+    return nullptr;
+  }
+  if (options.max_objects < 1 || options.max_objects > kMaxObjects) {
+    error = "max_objects must be within [1, " + std::to_string(kMaxObjects) + "]";
     return nullptr;
   }
   if (options.max_pre_answer_ws < 0 || options.max_pre_answer_ws > kMaxPreAnswerWs) {
@@ -100,26 +109,61 @@ std::unique_ptr<ConstraintIndex> ConstraintIndex::build(const std::vector<std::s
   const int mw = options.model_w, mh = options.model_h;
   const int ws = idx->add_segment(SegKind::Whitespace, "", options.max_pre_answer_ws);
   const int tag = idx->add_segment(SegKind::Literal, "<answer>", 0);
-  const int open = idx->add_segment(SegKind::Literal, "{\"bbox\": [", 0);
   idx->segments_[ws].next = tag;
-  idx->segments_[tag].next = open;
-  int prev = open;
+  int prev = tag;
   auto chain = [&](int seg) {
     idx->segments_[prev].next = seg;
     prev = seg;
   };
-  const int maxima[8] = {mw, mh, mw, mh, mw, mh, mw, mh};
-  for (int k = 0; k < 8; ++k) {
-    chain(idx->add_segment(SegKind::Number, "", maxima[k]));
-    if (k == 3) chain(idx->add_segment(SegKind::Literal, "], \"points_1\": [", 0));
-    else if (k == 5) chain(idx->add_segment(SegKind::Literal, "], \"points_2\": [", 0));
-    else if (k != 7) chain(idx->add_segment(SegKind::Separator, "", 0));
+  auto numbers = [&](int count, const char* between_pairs) {
+    // count numbers x, y, x, y...; a Separator inside each list, `between_pairs` after number 4 of 8.
+    for (int k = 0; k < count; ++k) {
+      chain(idx->add_segment(SegKind::Number, "", k % 2 == 0 ? mw : mh));
+      if (k + 1 == count) break;
+      if (between_pairs != nullptr && k % 2 == 1 && k >= 3) {
+        chain(idx->add_segment(SegKind::Literal, k == 3 ? "], \"points_1\": [" : between_pairs, 0));
+      } else {
+        chain(idx->add_segment(SegKind::Separator, "", 0));
+      }
+    }
+  };
+  int open = -1;
+  if (options.grammar == Grammar::SegZero) {
+    open = idx->add_segment(SegKind::Literal, "{\"bbox\": [", 0);
+    chain(open);
+    numbers(8, "], \"points_2\": [");
+    chain(idx->add_segment(SegKind::Literal, "]}</answer>", 0));
+  } else {
+    open = idx->add_segment(SegKind::Literal, "[{\"bbox_2d\": [", 0);
+    chain(open);
+    const int close = idx->add_segment(SegKind::Literal, "</answer>", 0);
+    for (int k = 0; k < options.max_objects; ++k) {
+      if (k > 0) chain(idx->add_segment(SegKind::Literal, "{\"bbox_2d\": [", 0));
+      numbers(4, nullptr);
+      chain(idx->add_segment(SegKind::Literal, "], \"point_2d\": [", 0));
+      numbers(2, nullptr);
+      chain(idx->add_segment(SegKind::Literal, "]}", 0));
+      if (k + 1 == options.max_objects) {
+        chain(idx->add_segment(SegKind::Literal, "]", 0));
+        break;
+      }
+      const int branch = idx->add_segment(SegKind::Branch, "],", 0);
+      chain(branch);
+      idx->segments_[branch].next = close;
+      const int sep = idx->add_segment(SegKind::Separator, "", 0);
+      idx->segments_[branch].next2 = sep;
+      prev = sep;
+    }
+    chain(close);
   }
-  chain(idx->add_segment(SegKind::Literal, "]}</answer>", 0));
   const int done = idx->add_segment(SegKind::Done, "", 0);
   chain(done);
   const int forced = idx->add_segment(SegKind::Literal, "</think><answer>", 0);
   idx->segments_[forced].next = open;
+  if (idx->segments_.size() > 0xFFFF) {
+    error = "the answer grammar is too large";
+    return nullptr;
+  }
   idx->layout_states();
   idx->done_state_ = idx->segments_[done].base;
   idx->budget_state_ = idx->segments_[forced].base;
@@ -160,6 +204,12 @@ uint32_t ConstraintIndex::step_grammar(uint32_t state, unsigned char c) const {
         if (static_cast<int>(sub) < g.max && (c == ' ' || c == '\n')) return state + 1;
         state = segments_[g.next].base;
         continue;
+      case SegKind::Branch:
+        // Either byte ends the segment: literal[0] leads to `next`; literal[1] is the comma of the
+        // Separator `next2`, which continues after it (an optional space, then the next object).
+        if (c == static_cast<unsigned char>(g.literal[0])) return segments_[g.next].base;
+        if (c == static_cast<unsigned char>(g.literal[1])) return segments_[g.next2].base + 1;
+        return kReject;
       case SegKind::Done:
         return kReject;
     }

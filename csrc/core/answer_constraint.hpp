@@ -9,14 +9,18 @@
 //           think tokens.
 //   answer  entered when "</think>" is generated (then up to max_pre_answer_ws bytes of ' '/'\n', then
 //           "<answer>"), when "<answer>" is generated during the think, or by the budget. Only tokens whose
-//           bytes keep the text a prefix of
-//             {"bbox": [X, Y, X, Y], "points_1": [X, Y], "points_2": [X, Y]}</answer>
-//           are allowed: X in [0, model_w], Y in [0, model_h] (inclusive: official ground truth rescaled
+//           bytes keep the text a prefix of the grammar's answer are allowed:
+//             seg_zero:         {"bbox": [X, Y, X, Y], "points_1": [X, Y], "points_2": [X, Y]}</answer>
+//             vision_reasoner:  [O, O, ...]</answer> with 1 to max_objects objects
+//                               O = {"bbox_2d": [X, Y, X, Y], "point_2d": [X, Y]}
+//                               (the ", " between objects: a comma and one optional space)
+//           X in [0, model_w], Y in [0, model_h] (inclusive: official ground truth rescaled
 //           with int(v * 840 / W + 0.5) reaches 840), written without leading zeros; after each comma
 //           inside a list one optional space (the prompt's example writes "[10,100,200,210]", DESIGN's
 //           skeleton "[x1, y1, x2, y2]"). Keys, quotes, brackets and ": " / ", " between members are
 //           exactly the canonical skeleton. Any tokenization is accepted ("{\"" as one token, "bbox"
-//           split, one digit per token, spaces merged with quotes...).
+//           split, one digit per token, spaces merged with quotes...). The list is unrolled, one run of
+//           segments per object, so the automaton stays acyclic (about 5k states per object at 840).
 //   done    after "</answer>": only end-of-sequence ids (everything when none were given).
 // The grammar is a byte automaton (segments: literal, number, separator, whitespace). For every automaton
 // state, the allowed token ids and the forced continuation (the bytes that are the only possible next
@@ -37,7 +41,13 @@ namespace segzero {
 
 inline constexpr uint32_t kReject = 0xFFFFFFFFu;
 
+enum class Grammar : uint8_t { SegZero = 0, VisionReasoner = 1 };
+
+inline constexpr int kMaxObjects = 128;  // VisionReasoner's rewards read at most 120 objects
+
 struct ConstraintOptions {
+  Grammar grammar = Grammar::SegZero;
+  int max_objects = 16;              // vision_reasoner: most objects in the list (1..kMaxObjects)
   int model_w = 840;                 // largest x the answer may hold (inclusive)
   int model_h = 840;                 // largest y
   int max_pre_answer_ws = 2;         // ' ' or '\n' bytes allowed between "</think>" and "<answer>"
@@ -79,12 +89,13 @@ class ConstraintIndex {
   std::string forced_text(uint32_t state) const;
 
  private:
-  enum class SegKind : uint8_t { Literal, Number, Separator, Whitespace, Done };
+  enum class SegKind : uint8_t { Literal, Number, Separator, Whitespace, Branch, Done };
   struct Segment {
     SegKind kind;
-    std::string literal;  // Literal
+    std::string literal;  // Literal; Branch: its two alternative bytes
     int max = 0;          // Number: largest value; Whitespace: most bytes
-    int next = -1;        // following segment
+    int next = -1;        // following segment (Branch: after literal[0])
+    int next2 = -1;       // Branch: after literal[1], a Separator entered after its comma
     uint32_t base = 0;    // first state id
     uint32_t size = 0;    // number of states
   };
@@ -94,6 +105,7 @@ class ConstraintIndex {
 
   ConstraintIndex() = default;
   int add_segment(SegKind kind, std::string literal, int max);
+  int add_object_segments(int& prev);
   void layout_states();
   uint32_t step_grammar(uint32_t state, unsigned char c) const;
   uint32_t run_bytes(uint32_t state, const std::string& bytes) const;
@@ -105,7 +117,7 @@ class ConstraintIndex {
   std::vector<uint8_t> token_flags_;  // per id in [0, vocab_size): 1 banned, 2 eos
   std::vector<int32_t> eos_ids_;      // sorted, unique
   std::vector<Segment> segments_;
-  std::vector<uint8_t> state_segment_;  // grammar state -> segment index (offset by n_free_)
+  std::vector<uint16_t> state_segment_;  // grammar state -> segment index (offset by n_free_)
   uint32_t n_free_ = 0, n_states_ = 0, done_state_ = 0, budget_state_ = 0;
   uint32_t after_think_state_ = 0, after_answer_tag_state_ = 0;
   // Think phase: per tag-matcher state, the ids to ban (sorted): banned + eos + tag-completing tokens

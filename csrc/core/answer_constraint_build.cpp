@@ -127,7 +127,7 @@ bool ConstraintIndex::build_tables(std::string& error) {
   }
   if (live_[budget_state_] != 1) {
     error = "the vocabulary cannot spell the answer skeleton (no tokenization of "
-            "'</think><answer>{\"bbox\": [...]}</answer>'): it needs tokens covering every byte of it";
+            "'</think><answer>' and the answer JSON): it needs tokens covering every byte of it";
     return false;
   }
   auto usable_next = [&](uint32_t nx) { return nx != kReject && live_[nx] == 1; };

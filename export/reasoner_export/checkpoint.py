@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from segzero_edge.errors import CheckpointError, InputError
-from segzero_edge.prompt import read_checkpoint_meta
+from segzero_edge.prompt import SEG_ZERO, check_family, read_checkpoint_meta
 from segzero_edge.reasoner.contract import TextSettings
 from segzero_edge.reasoner.preprocess import PreprocessConfig
 
@@ -51,6 +51,7 @@ class QwenCheckpoint:
         generation: ``generation_config.json`` (empty when absent).
         files: the tokenizer/template/processor files to copy, relative names.
         weight_files: the safetensors shards.
+        family: the model family (``segzero_edge.prompt.FAMILIES``): prompt, answer grammar, SAM2 prompting.
     """
 
     path: Path
@@ -61,6 +62,7 @@ class QwenCheckpoint:
     generation: dict[str, Any]
     files: tuple[str, ...]
     weight_files: tuple[Path, ...] = field(default=())
+    family: str = SEG_ZERO
 
 
 def _read_json(path: Path) -> dict:
@@ -73,12 +75,14 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def inspect_checkpoint(path: str | Path, *, input_size: int | None = None) -> QwenCheckpoint:
+def inspect_checkpoint(path: str | Path, *, input_size: int | None = None, family: str | None = None) -> QwenCheckpoint:
     """Check ``path`` is a complete Qwen2.5-VL checkpoint and read its shapes and settings.
 
     Args:
         path: a Hugging Face checkpoint directory (Qwen2.5-VL, Seg-Zero or another fine-tune).
         input_size: the square model input in pixels; default: the checkpoint's ``segzero_edge.json``, else 840.
+        family: the model family; default: the checkpoint's ``segzero_edge.json``, else ``"seg_zero"``
+            (official VisionReasoner checkpoints record none: pass ``"vision_reasoner"``).
 
     Raises:
         CheckpointError: not a directory, no/invalid ``config.json``, another model type, no weights,
@@ -149,6 +153,7 @@ def inspect_checkpoint(path: str | Path, *, input_size: int | None = None) -> Qw
 
     meta = read_checkpoint_meta(root)
     size = meta["input_size"] if input_size is None else input_size
+    family = meta["family"] if family is None else check_family(family)
     try:
         preprocess = PreprocessConfig.from_preprocessor_config(_read_json(pre_path), size)
     except InputError:
@@ -176,6 +181,7 @@ def inspect_checkpoint(path: str | Path, *, input_size: int | None = None) -> Qw
         generation=generation,
         files=files,
         weight_files=weight_files,
+        family=family,
     )
 
 

@@ -51,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="square model input in pixels (default: the checkpoint's segzero_edge.json, else 840)",
     )
+    p.add_argument(
+        "--family",
+        default=None,
+        choices=("seg_zero", "vision_reasoner"),
+        help="model family: its prompt, answer grammar and SAM2 prompting (default: the checkpoint's "
+        "segzero_edge.json, else seg_zero; official VisionReasoner checkpoints need vision_reasoner)",
+    )
     p.add_argument("--embeddings-dtype", default="auto", choices=("auto", "float32", "float16"))
     p.add_argument(
         "--max-context",
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         validation_pairs=args.validation_pairs,
         validation_tokens=args.validation_tokens,
         threads=args.threads,
+        family=args.family,
     )
     # A `kill` must unwind like Ctrl-C so the temporary directory is removed and --out stays untouched.
     previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from segzero_edge.answer.contract import SEG_ZERO, AnswerSettings
+from segzero_edge.answer.contract import AnswerSettings
 from segzero_edge.errors import ConfigError
 from segzero_edge.manifest import GraphSpec, Manifest, SourceCheckpoint, sha256_tree
-from segzero_edge.prompt import PROMPT_VERSION
+from segzero_edge.prompt import FAMILIES, PROMPT_VERSION
 from segzero_edge.reasoner.contract import (
     COMPONENT,
     DECODER,
@@ -88,6 +88,8 @@ class ReasonerExportConfig:
         validation_pairs: image/question pairs compared (>= 5 for ``full``).
         validation_tokens: greedy tokens generated per pair.
         threads: ONNX Runtime threads during validation.
+        family: the model family (``seg_zero`` or ``vision_reasoner``); None = the checkpoint's
+            ``segzero_edge.json``, else ``seg_zero``.
     """
 
     weights: str = "int4"
@@ -102,6 +104,7 @@ class ReasonerExportConfig:
     validation_pairs: int = 5
     validation_tokens: int = 24
     threads: int | None = None
+    family: str | None = None
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHTS:
@@ -114,6 +117,8 @@ class ReasonerExportConfig:
             raise ConfigError(f"embeddings_dtype must be auto, float32 or float16, got {self.embeddings_dtype!r}")
         if self.validate not in ("full", "quick", "none"):
             raise ConfigError(f"validate must be full, quick or none, got {self.validate!r}")
+        if self.family is not None and self.family not in FAMILIES:
+            raise ConfigError(f"unknown model family {self.family!r}", hint=f"use one of {', '.join(FAMILIES)}")
         QuantSpec(bits=4, block_size=self.block_size, accuracy_level=self.accuracy_level)  # validates both
         if isinstance(self.int8_layers, list):  # as YAML / JSON configs give it
             object.__setattr__(self, "int8_layers", tuple(self.int8_layers))
@@ -265,7 +270,7 @@ def _settings(
         text=ckpt.text,
         token_ids=dict(ckpt.token_ids),
         eos_token_ids=tuple(eos_ids),
-        answer=AnswerSettings(grammar=SEG_ZERO, model_size=(pre.input_size, pre.input_size)),
+        answer=AnswerSettings(grammar=ckpt.family, model_size=(pre.input_size, pre.input_size)),
         pad_token_id=gen.get("pad_token_id", ckpt.token_ids["endoftext"]),
         bos_token_id=gen.get("bos_token_id"),
         generation_defaults={
@@ -306,7 +311,7 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path, config: Reasoner
     """
     cfg = config or ReasonerExportConfig()
     start = time.perf_counter()
-    ckpt = inspect_checkpoint(model_dir, input_size=cfg.input_size)
+    ckpt = inspect_checkpoint(model_dir, input_size=cfg.input_size, family=cfg.family)
     precision = cfg.decoder_precision()
     reader = WeightReader(ckpt.weight_files)
     log.info(

@@ -115,13 +115,14 @@ def _chat_template_matches(ckpt: QwenCheckpoint) -> bool:
     """Whether the checkpoint's own chat template renders the Seg-Zero request exactly like the prompt contract
     (``render_chat``), which is what the runtime uses. A mismatch is logged, not fatal: Seg-Zero prompts are
     defined by the contract, whatever template a fine-tune shipped."""
-    from segzero_edge.prompt import render_chat, seg_zero_messages
+    from segzero_edge.prompt import chat_messages, render_chat
     from segzero_edge.reference.qwen import load_qwen_processor
 
     proc = load_qwen_processor(ckpt.path)
     question = "the cup the robot should pick up"
-    rendered = proc.apply_chat_template(seg_zero_messages(question), add_generation_prompt=True, tokenize=False)
-    if rendered != render_chat(question):
+    messages = chat_messages(question, ckpt.family)
+    rendered = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    if rendered != render_chat(question, family=ckpt.family):
         log.warning(
             "the checkpoint's chat template renders the Seg-Zero prompt differently from the prompt "
             "contract; the runtime uses the contract (segzero_edge.prompt.render_chat)"
@@ -157,7 +158,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     seconds: dict[str, float] = {}
     t_phase = time.perf_counter()
     reader = WeightReader(ckpt.weight_files)
-    ref = TorchReasoner(ckpt.path, model=load_reference_model(ckpt.config, reader))
+    ref = TorchReasoner(ckpt.path, model=load_reference_model(ckpt.config, reader), family=ckpt.family)
     refs = []
     vision_memo: dict[Any, Any] = {}
     with _vision_memo(ref.model, vision_memo):
@@ -200,7 +201,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     identical, c_identical, top1, errs, rel = 0, 0, [], [], []
     engine_tokens, engine_constrained, visions = [], [], []
     for (image, question), r in _bar(list(zip(samples, refs)), "validation 2/3: ONNX Runtime"):
-        ids = engine.tokenizer.encode_prompt(question, engine.settings.num_image_tokens)
+        ids = engine.tokenizer.encode_prompt(question, engine.settings.num_image_tokens, family=engine.family)
         ids_equal += float(np.array_equal(ids, r["ids"]))
         pre = preprocess_image(image, engine.preprocess_config)
         pix = max(pix, float(np.abs(pre.pixel_values - r["pixels"]).max()))

@@ -1,4 +1,4 @@
-"""The token-level answer constraint: steer generation so that a valid Seg-Zero answer always comes out.
+"""The token-level answer constraint: steer generation so that a valid answer always comes out.
 
 Built once per tokenizer (``AnswerConstraint``), then one ``ConstraintState`` per generation::
 
@@ -16,10 +16,11 @@ Built once per tokenizer (``AnswerConstraint``), then one ``ConstraintState`` pe
 During the think everything is allowed (except end-of-sequence, banned special tokens, and tokens that
 would close the think and continue with something the answer grammar rejects). Once ``<answer>`` is
 written, or ``</think>`` (then optional ' '/'\\n', then ``<answer>``), or the thinking budget runs out
-(which forces ``</think><answer>``), only tokens that keep the text a prefix of
-``{"bbox": [x1, y1, x2, y2], "points_1": [x, y], "points_2": [x, y]}</answer>`` are allowed, with
-integers in ``[0, model_w]`` for x and ``[0, model_h]`` for y (model-input pixels; inclusive: official
-ground truth rescaled with ``int(v * 840 / W + 0.5)`` reaches 840).
+(which forces ``</think><answer>``), only tokens that keep the text a prefix of the family's answer are
+allowed: ``{"bbox": [x1, y1, x2, y2], "points_1": [x, y], "points_2": [x, y]}</answer>`` (``seg_zero``) or
+``[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]</answer>`` with 1 to ``max_objects`` objects
+(``vision_reasoner``), with integers in ``[0, model_w]`` for x and ``[0, model_h]`` for y (model-input
+pixels; inclusive: official ground truth rescaled with ``int(v * 840 / W + 0.5)`` reaches 840).
 Details: ``csrc/core/answer_constraint.hpp``.
 Everything is decided on the tokens' bytes, so byte-level tokens that are partial UTF-8 are exact.
 """
@@ -32,12 +33,18 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ..errors import BackendUnavailableError, InputError
-from ..prompt import SEG_ZERO_INPUT_SIZE
+from ..prompt import SEG_ZERO, SEG_ZERO_INPUT_SIZE, VISION_REASONER
 from . import decode as _answer
 
 __all__ = ["AnswerConstraint", "ConstraintState", "token_bytes_from_tokenizer"]
 
 logger = logging.getLogger(__name__)
+
+#: The most objects a ``vision_reasoner`` answer may hold under the constraint (the native limit; the
+#: official rewards read at most 120). Each object adds about 5k automaton states at 840 pixels.
+MAX_OBJECTS_LIMIT = 128
+#: Default ``max_objects``: the SAM2 decoder's object profile (one decoder call for every object).
+DEFAULT_MAX_OBJECTS = 16
 
 #: Special tokens that end a Qwen2.5-VL generation (allowed only once the answer is complete).
 QWEN_EOS_TOKENS = ("<|im_end|>", "<|endoftext|>")
@@ -154,6 +161,8 @@ class AnswerConstraint:
         banned_token_ids: ids never allowed (special tokens that are not text).
         vocab_size: width of the logits (>= len(vocab)); ids past the vocabulary are banned.
         max_pre_answer_ws: ' ' or '\\n' bytes allowed between ``</think>`` and ``<answer>``.
+        grammar: the model family's answer grammar, ``"seg_zero"`` or ``"vision_reasoner"``.
+        max_objects: ``vision_reasoner``: most objects in the answer list (1 to ``MAX_OBJECTS_LIMIT``).
     """
 
     def __init__(
@@ -166,7 +175,17 @@ class AnswerConstraint:
         banned_token_ids: Iterable[int] = (),
         vocab_size: int | None = None,
         max_pre_answer_ws: int = 2,
+        grammar: str = SEG_ZERO,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
     ) -> None:
+        if grammar not in (SEG_ZERO, VISION_REASONER):
+            raise InputError(f"unknown answer grammar {grammar!r}", hint=f"use {SEG_ZERO} or {VISION_REASONER}")
+        if isinstance(max_objects, bool) or not isinstance(max_objects, int):
+            raise InputError(f"max_objects must be an int, got {max_objects!r}")
+        if not 1 <= max_objects <= MAX_OBJECTS_LIMIT:
+            raise InputError(f"max_objects must be an int in [1, {MAX_OBJECTS_LIMIT}], got {max_objects!r}")
+        self.grammar = grammar
+        self.max_objects = max_objects if grammar == VISION_REASONER else 1
         native = _native_module()
         if native is None:
             raise BackendUnavailableError(
@@ -195,6 +214,8 @@ class AnswerConstraint:
                 _ids(eos_token_ids, "eos_token_ids"),
                 _ids(banned_token_ids, "banned_token_ids"),
                 int(max_pre_answer_ws),
+                0 if grammar == SEG_ZERO else 1,
+                self.max_objects,
             )
         except ValueError as exc:
             raise InputError(f"cannot build the answer constraint: {exc}") from None

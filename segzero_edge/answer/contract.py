@@ -1,11 +1,11 @@
 """The answer contract: what the reasoning model writes and how the engine directory describes it.
 
 The model writes ``<think>...</think><answer>JSON</answer>`` with coordinates in pixels of its square
-input image (``model_size``); the grammar of the JSON is the family's:
+input image (``model_size``); the grammar of the JSON is the model family's (``segzero_edge.prompt.FAMILIES``):
 
 * ``"seg_zero"``: one object, ``{"bbox": [x1, y1, x2, y2], "points_1": [x, y], "points_2": [x, y]}``.
-* ``"vision_reasoner"``: a JSON list of ``{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}``
-  (decoded today; the constraint and the prompt are Seg-Zero's).
+* ``"vision_reasoner"``: a JSON list of ``{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}`` objects;
+  ``[]`` means that nothing matches.
 
 The rules of decoding (which text is read, which keys, how numbers round, what fails) are documented once,
 in ``csrc/core/answer_decoder.hpp``. The exporter records ``AnswerSettings`` under the reasoner component
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EngineIncompatibleError
+from ..prompt import FAMILIES, SEG_ZERO, VISION_REASONER
 
 #: Version of the ``answer`` settings below; the runtime refuses another.
 ANSWER_FORMAT = 1
@@ -28,9 +29,8 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 TAGS = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
 
-SEG_ZERO = "seg_zero"
-VISION_REASONER = "vision_reasoner"
-GRAMMARS = (SEG_ZERO, VISION_REASONER)
+#: One grammar per model family, named after it.
+GRAMMARS = FAMILIES
 #: The keys of each grammar's answer object: box first, then the points in order.
 KEYS: Mapping[str, tuple[str, ...]] = {
     SEG_ZERO: ("bbox", "points_1", "points_2"),

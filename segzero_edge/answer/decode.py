@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 #: Environment variable that selects the pure-Python twin when set (to anything but "" or "0") before import.
 PURE_PYTHON_ENV = "SEGZERO_EDGE_PURE_PYTHON"
 #: Interface version of the native module this wrapper expects (``_native.abi_version()``).
-NATIVE_ABI = 3
+NATIVE_ABI = 4
 #: Longer texts are not decoded (ok=False): a model answer is a few kB; this bounds the work.
 MAX_TEXT_CHARS = 1 << 24
 _MAX_SIZE = (1 << 31) - 1

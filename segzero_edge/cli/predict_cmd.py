@@ -119,18 +119,18 @@ def _run(args: argparse.Namespace) -> int:
 def save_result(
     rgb, res, *, image: Path | str, text: str, out_dir: Path, stem: str, extra: dict | None = None
 ) -> tuple[Path, Path, dict]:
-    """Write ``out_dir/<stem>.overlay.png`` (``overlay.draw_overlay``) and ``<stem>.segzero.json`` for a
+    """Write ``out_dir/<stem>.overlay.png`` (``overlay.draw_segmentation``) and ``<stem>.segzero.json`` for a
     ``Segmentation`` of the ``(H, W, 3)`` uint8 image ``rgb``. Returns both paths and the JSON record.
 
     The suffixes keep the results apart from a dataset's own files (a ReasonSeg folder holds ``<stem>.json``
     annotations, which a result must never replace); the dataset readers skip both."""
     import numpy as np
 
-    from ..overlay import OVERLAY_SUFFIX, RESULT_SUFFIX, draw_overlay
+    from ..overlay import OVERLAY_SUFFIX, RESULT_SUFFIX, draw_segmentation
 
     overlay_path = out_dir / f"{stem}{OVERLAY_SUFFIX}"
     json_path = out_dir / f"{stem}{RESULT_SUFFIX}"
-    draw_overlay(rgb, res.mask, res.box, res.points).save(overlay_path)
+    draw_segmentation(rgb, res).save(overlay_path)
     record = {
         "image": str(image),
         "text": text,
@@ -143,6 +143,16 @@ def save_result(
         "image_size": [rgb.shape[1], rgb.shape[0]],
         "reasoning": res.reasoning,
         "raw_text": res.raw_text,
+        "objects": [
+            {
+                "box": o.prompt_box,
+                "points": o.points,
+                "score": o.score,
+                "mask_pixels": int(np.count_nonzero(o.mask)),
+                "lost": o.lost,
+            }
+            for o in res.objects
+        ],
         "timings_ms": dict(res.timings_ms),
         "overlay": str(overlay_path),
         **(extra or {}),
@@ -154,7 +164,14 @@ def save_result(
 def print_result(res) -> None:
     """The human-readable summary of a ``Segmentation``: reasoning, box, points, score, timings."""
     print(f"reasoning : {res.reasoning!r}")
-    if res.found:
+    if res.found and len(res.objects) > 1:
+        print(f"objects   : {len(res.objects)}, mask {int(res.mask.sum())} pixels in all")
+        for i, o in enumerate(res.objects):
+            box = ", ".join(f"{v:.0f}" for v in o.prompt_box) if o.prompt_box else "-"
+            pts = "  ".join(f"({x:.0f}, {y:.0f})" for x, y in o.points)
+            state = "no mask" if o.lost else f"score {o.score:.3f}, {int(o.mask.sum())} pixels"
+            print(f"  [{i}] box [{box}]   points: {pts}   {state}")
+    elif res.found:
         box = ", ".join(f"{v:.0f}" for v in res.box)
         pts = "  ".join(f"({x:.0f}, {y:.0f})" for x, y in res.points)
         print(f"box       : [{box}]   points: {pts}")
@@ -169,6 +186,7 @@ COMMAND = Command(
     add_arguments=_add_arguments,
     run=_run,
     description="Segment the object an instruction refers to: prints the reasoning, box, points, score and "
-    "per-stage timings; with --out DIR it also writes an overlay PNG (mask tinted and outlined, box and points drawn) "
+    "per-stage timings (every object's for multi-object engines); with --out DIR it also writes an overlay PNG (mask "
+    "tinted and outlined, box and points drawn, one colour per object) "
     "and a JSON file there.",
 )

@@ -194,6 +194,12 @@ class ReasonerSettings:
             raise _invalid(f"embeddings {list(self.embeddings.shape)} do not match hidden {self.text.hidden_size}")
 
     @property
+    def family(self) -> str:
+        """The model family (``segzero_edge.prompt.FAMILIES``): it chooses the prompt, the answer grammar
+        and constraint, and the SAM2 prompting. Engines that record none are ``"seg_zero"``."""
+        return self.answer.grammar
+
+    @property
     def input_size(self) -> int:
         """The square model input in pixels (840 for Seg-Zero)."""
         return self.preprocess.input_size
@@ -206,6 +212,7 @@ class ReasonerSettings:
         return {
             "format": self.format,
             "model_type": self.model_type,
+            "family": self.family,
             "prompt_version": self.prompt_version,
             "weights": self.weights,
             "precision": dict(self.precision),
@@ -256,6 +263,8 @@ class ReasonerSettings:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _invalid(f"{type(exc).__name__}: {exc}") from exc
+        if "family" in data and data["family"] != settings.family:
+            raise _invalid(f"family {data['family']!r} does not match the answer grammar {settings.family!r}")
         for key, derived in (("input_size", settings.input_size), ("num_image_tokens", settings.num_image_tokens)):
             if key in data and int(data[key]) != derived:
                 raise _invalid(f"{key} {data[key]} does not match the preprocessing ({derived})")

@@ -29,11 +29,24 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..answer import AnswerStream
+from ..answer.constraint import DEFAULT_MAX_OBJECTS, MAX_OBJECTS_LIMIT, AnswerConstraint, ConstraintState
 from ..errors import ConfigError
+from ..prompt import SEG_ZERO, VISION_REASONER, check_family
 
 #: Tokens kept for ``</think><answer>{...}</answer>`` when the thinking budget is derived from
 #: ``max_new_tokens``: the longest Seg-Zero answer with one token per digit is about 60 tokens.
 ANSWER_RESERVE = 80
+#: Tokens kept per object of a ``vision_reasoner`` answer list: ``{"bbox_2d": [...], "point_2d": [...]}, ``
+#: with one token per digit is about 35 tokens.
+OBJECT_RESERVE = 40
+
+
+def answer_reserve(family: str = SEG_ZERO, max_objects: int = 1) -> int:
+    """Tokens a constrained answer of ``family`` needs at most after the think (``max_objects`` objects
+    for ``vision_reasoner``)."""
+    if check_family(family) == SEG_ZERO:
+        return ANSWER_RESERVE
+    return 20 + OBJECT_RESERVE * max_objects
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -49,7 +62,11 @@ class GenerationOptions:
         max_new_tokens: hard cap on generated tokens (forced ones included). Seg-Zero uses 1024.
         constrained: apply the token-level answer constraint, so every answer parses (native extension).
         thinking_budget: with ``constrained``, the most tokens inside ``<think>`` before ``</think><answer>``
-            is forced. None: ``max_new_tokens - ANSWER_RESERVE`` (a constrained answer always fits).
+            is forced. None: ``max_new_tokens`` minus what the longest constrained answer needs
+            (``answer_reserve``: 80 tokens for Seg-Zero, 20 + 40 per object for a VisionReasoner list), so a
+            constrained answer always fits.
+        max_objects: the most objects a ``vision_reasoner`` answer may list under the constraint (1 to 128;
+            Seg-Zero answers hold one).
         do_sample: sample instead of greedy decoding (Seg-Zero evaluates greedily).
         temperature, top_k, top_p: sampling warpers (``top_k=0`` and ``top_p=1.0`` disable them).
         seed: seed of the sampler's random generator (sampling is reproducible for a fixed seed).
@@ -65,8 +82,12 @@ class GenerationOptions:
         default=None,
         metadata=_doc(
             f"most thinking tokens before the answer is forced (needs the constraint; default: "
-            f"max-new-tokens - {ANSWER_RESERVE})"
+            f"max-new-tokens - {ANSWER_RESERVE} for Seg-Zero, - 20 - {OBJECT_RESERVE} x max-objects for VisionReasoner)"
         ),
+    )
+    max_objects: int = field(
+        default=DEFAULT_MAX_OBJECTS,
+        metadata=_doc(f"VisionReasoner engines: most objects in one answer (1 to {MAX_OBJECTS_LIMIT})"),
     )
     do_sample: bool = field(default=False, metadata=_doc("sample instead of greedy decoding"))
     temperature: float = field(default=1.0, metadata=_doc("sampling temperature"))
@@ -87,6 +108,9 @@ class GenerationOptions:
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         _int("max_new_tokens", 1)
         _int("top_k", 0)
+        _int("max_objects", 1)
+        if self.max_objects > MAX_OBJECTS_LIMIT:
+            raise ConfigError(f"max_objects must be <= {MAX_OBJECTS_LIMIT}, got {self.max_objects}")
         if not (
             isinstance(self.temperature, (int, float))
             and not isinstance(self.temperature, bool)
@@ -107,13 +131,42 @@ class GenerationOptions:
 
     @property
     def effective_thinking_budget(self) -> int | None:
-        """The budget the constraint applies: ``thinking_budget``, or ``max_new_tokens - ANSWER_RESERVE``
-        (at least 0) when it is None; None when unconstrained."""
+        """``thinking_budget_for("seg_zero")``."""
+        return self.thinking_budget_for(SEG_ZERO)
+
+    def thinking_budget_for(self, family: str) -> int | None:
+        """The budget the constraint applies to ``family``'s answers: ``thinking_budget``, or
+        ``max_new_tokens - answer_reserve(family, max_objects)`` (at least 0) when it is None; None when
+        unconstrained."""
         if not self.constrained:
             return None
         if self.thinking_budget is not None:
             return self.thinking_budget
-        return max(0, self.max_new_tokens - ANSWER_RESERVE)
+        return max(0, self.max_new_tokens - answer_reserve(family, self.max_objects))
+
+
+def build_constraint(
+    cache: dict[int, AnswerConstraint],
+    tokenizer,
+    options: GenerationOptions,
+    *,
+    family: str,
+    model_size: int,
+    vocab_size: int,
+) -> ConstraintState:
+    """A fresh state of ``family``'s answer constraint for one generation with ``options``.
+
+    The index over the vocabulary is built once per ``max_objects`` and kept in ``cache`` (about a second
+    for Qwen's 151k tokens and a Seg-Zero answer; each list object adds automaton states).
+    """
+    key = options.max_objects if family == VISION_REASONER else 1
+    constraint = cache.get(key)
+    if constraint is None:
+        constraint = AnswerConstraint.from_tokenizer(
+            tokenizer, model_size=model_size, vocab_size=vocab_size, grammar=family, max_objects=key
+        )
+        cache[key] = constraint
+    return constraint.new_state(options.thinking_budget_for(family))
 
 
 @runtime_checkable

@@ -31,14 +31,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..answer import AnswerConstraint, decode_answer
+from ..answer.constraint import DEFAULT_MAX_OBJECTS
 from ..errors import EngineIncompatibleError, InputError
 from ..frame import ImageLike
 from ..manifest import MANIFEST_NAME, Manifest, Verify, load_manifest
 from ..ort import SessionFactory
-from ..prompt import PromptTokenizer
+from ..prompt import SEG_ZERO, PromptTokenizer
 from ..types import Answer, GenerationStats
 from .contract import COMPONENT, SEQ, TOTAL, ReasonerSettings, check_graphs
-from .generate import ANSWER_RESERVE, GenerationOptions, TokenConstraint, generate_loop
+from .generate import GenerationOptions, TokenConstraint, answer_reserve, build_constraint, generate_loop
 from .preprocess import decode_position_ids, mrope_position_ids, preprocess_image
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class ReasonerResult:
         jump_forward_steps_saved: decoder calls avoided by feeding forced tokens together.
         image_size: ``(width, height)`` of the original image.
         input_size: the model's square input size (the frame of the answer's coordinates).
+        family: the model family that wrote it (``segzero_edge.prompt.FAMILIES``).
     """
 
     text: str
@@ -126,6 +128,7 @@ class ReasonerResult:
     jump_forward_steps_saved: int = 0
     image_size: tuple[int, int] = (0, 0)
     input_size: int = 0
+    family: str = SEG_ZERO
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timings_ms", MappingProxyType(dict(self.timings_ms)))
@@ -139,8 +142,8 @@ class ReasonerResult:
         if not answer.ok and self.stop_reason == "max_new_tokens":
             error = (
                 f"{answer.error}: generation stopped at max_new_tokens={len(self.token_ids)} before the answer "
-                f"was complete (raise max_new_tokens; a constrained answer needs about {ANSWER_RESERVE} tokens "
-                "after the thinking)"
+                f"was complete (raise max_new_tokens; a constrained answer needs up to "
+                f"{answer_reserve(self.family, DEFAULT_MAX_OBJECTS)} tokens after the thinking)"
             )
             answer = replace(answer, error=error)
         return answer
@@ -215,6 +218,7 @@ class ReasonerPipeline:
         s = self.settings
         self.preprocess_config = s.preprocess
         self.input_size = s.input_size  # the square model input: the frame of the answer's coordinates
+        self.family = s.family
         self.num_image_tokens = s.num_image_tokens
         self.token_ids = dict(s.token_ids)
         self.eos_ids = s.eos_token_ids
@@ -222,7 +226,7 @@ class ReasonerPipeline:
         self.tokenizer = PromptTokenizer(self.engine_dir / s.files["tokenizer"], self.token_ids["image_pad"])
         self.backend = self._open_backend(backend, device, threads, io_binding, sessions, backend_options or {})
         self._constraint_factory = constraint_factory
-        self._constraint: AnswerConstraint | None = None
+        self._constraints: dict[int, AnswerConstraint] = {}  # by max_objects
         log.info("reasoner: %s backend on %s (%s weights)", self.backend.name, self.backend.device, s.weights)
 
     def _open_backend(self, backend, device, threads, io_binding, sessions, options) -> ReasonerBackend:
@@ -262,7 +266,7 @@ class ReasonerPipeline:
 
     def prompt(self, question: str, image_embeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """``(ids [seq], inputs_embeds [1, seq, hidden], position_ids [3, 1, seq], rope_delta)`` of a request."""
-        ids = self.tokenizer.encode_prompt(question, self.num_image_tokens)
+        ids = self.tokenizer.encode_prompt(question, self.num_image_tokens, family=self.family)
         self._check_length(len(ids), 0)
         embeds = self.backend.embed(ids)
         embeds[ids == self.token_ids["image_pad"]] = image_embeds
@@ -307,11 +311,14 @@ class ReasonerPipeline:
             return None
         if self._constraint_factory is not None:
             return self._constraint_factory(options)
-        if self._constraint is None:  # indexes the vocabulary once: about a second for Qwen's 151k tokens
-            self._constraint = AnswerConstraint.from_tokenizer(
-                self.tokenizer.tokenizer, model_size=self.input_size, vocab_size=self.settings.text.vocab_size
-            )
-        return self._constraint.new_state(options.effective_thinking_budget)
+        return build_constraint(
+            self._constraints,
+            self.tokenizer.tokenizer,
+            options,
+            family=self.family,
+            model_size=self.input_size,
+            vocab_size=self.settings.text.vocab_size,
+        )
 
     # -- public ----------------------------------------------------------------------------------
     def generate(
@@ -380,6 +387,7 @@ class ReasonerPipeline:
             jump_forward_steps_saved=trace.steps_saved,
             image_size=vision.image_size,
             input_size=self.input_size,
+            family=self.family,
         )
 
     def teacher_forced_logits(

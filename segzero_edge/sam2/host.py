@@ -203,6 +203,15 @@ def _per_object_points(points, labels, n_boxes: int | None) -> tuple[list[np.nda
     return pts, labs
 
 
+def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The bounding box ``(x1, y1, x2, y2)`` of a ``(H, W)`` bool mask in pixel edges (``x2`` = last
+    column + 1), or None when the mask is empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+
+
 def build_prompts(
     *,
     box=None,

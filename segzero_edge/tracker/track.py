@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import InputError
 from ..frame import Color, ImageLike, load_image
 from ..sam2 import Sam2Features
-from ..sam2.host import box_outside, format_box
+from ..sam2.host import box_outside, format_box, mask_box
 from ..types import Answer, ObjectMask, Segmentation
 from .bank import MemoryBank
 from .pipeline import StepOutput, TrackerPipeline
@@ -45,13 +45,6 @@ Reason = Callable[[np.ndarray], Answer]
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
-
-
-def _bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -249,7 +242,7 @@ class Track:
                 objects.append(
                     ObjectMask(
                         mask=mask,
-                        box=_bbox(mask),
+                        box=mask_box(mask),
                         score=float(step.scores[i]),
                         object_score=float(step.object_scores[i]),
                         lost=not present,

@@ -12,9 +12,18 @@ _DIGITS = re.compile(r"[0-9]+")
 THINK_CLOSE, ANSWER_OPEN = "</think>", "<answer>"
 
 
-def skeleton_parts(model_w: int, model_h: int) -> list[tuple]:
+def skeleton_parts(model_w: int, model_h: int, grammar: str = "seg_zero", max_objects: int = 1) -> list[tuple]:
     x, y = ("num", model_w), ("num", model_h)
     sep = ("sep",)
+    if grammar == "vision_reasoner":
+        # [O(, O){0..max_objects-1}]</answer>, O = {"bbox_2d": [x, y, x, y], "point_2d": [x, y]}: after each
+        # object, either the end or (below the maximum) a separator and the next object.
+        box, point = [x, sep, y, sep, x, sep, y], [x, sep, y]
+        obj = [("lit", '{"bbox_2d": ['), *box, ("lit", '], "point_2d": ['), *point, ("lit", "]}")]
+        tail: list[tuple] = [("lit", "]</answer>")]
+        for _ in range(max_objects - 1):
+            tail = [("alt", ([("lit", "]</answer>")], [sep, *obj, *tail]))]
+        return [("lit", "["), *obj, *tail]
     return [
         ("lit", '{"bbox": ['),
         x, sep, y, sep, x, sep, y,
@@ -26,9 +35,11 @@ def skeleton_parts(model_w: int, model_h: int) -> list[tuple]:
     ]  # fmt: skip
 
 
-def entry_parts(entry: str, model_w: int, model_h: int, max_ws: int = 2) -> list[tuple]:
+def entry_parts(
+    entry: str, model_w: int, model_h: int, max_ws: int = 2, grammar: str = "seg_zero", max_objects: int = 1
+) -> list[tuple]:
     """The language after: a generated "</think>", a generated "<answer>", or the thinking budget."""
-    body = skeleton_parts(model_w, model_h)
+    body = skeleton_parts(model_w, model_h, grammar, max_objects)
     if entry == "after_think":
         return [("ws", max_ws), ("lit", ANSWER_OPEN), *body]
     if entry == "after_answer_tag":
@@ -46,6 +57,8 @@ def is_prefix(text: str, parts: list[tuple], i: int = 0, k: int = 0) -> bool:
         if k == len(parts):
             return False
         part = parts[k]
+        if part[0] == "alt":
+            return any(is_prefix(text, [*option, *parts[k + 1 :]], i) for option in part[1])
         if part[0] == "lit":
             lit = part[1]
             n = min(len(lit), len(text) - i)
@@ -98,8 +111,11 @@ def first_tag(text: str) -> tuple[str, int] | None:
 class Reference:
     """Tracks one generation as text and answers which tokens may follow (by brute force)."""
 
-    def __init__(self, model_w: int, model_h: int, budget: int | None) -> None:
+    def __init__(
+        self, model_w: int, model_h: int, budget: int | None, grammar: str = "seg_zero", max_objects: int = 1
+    ) -> None:
         self.mw, self.mh = model_w, model_h
+        self.grammar, self.max_objects = grammar, max_objects
         self.budget = budget
         self.think = ""  # text generated in the think phase
         self.think_tokens = 0
@@ -108,9 +124,12 @@ class Reference:
         if budget == 0:
             self.entry = "budget"
 
+    def _parts(self, entry: str) -> list[tuple]:
+        return entry_parts(entry, self.mw, self.mh, grammar=self.grammar, max_objects=self.max_objects)
+
     @property
     def done(self) -> bool:
-        return self.entry is not None and is_complete(self.answer, entry_parts(self.entry, self.mw, self.mh))
+        return self.entry is not None and is_complete(self.answer, self._parts(self.entry))
 
     def allowed(self, token: str) -> bool:
         if self.entry is None:
@@ -118,10 +137,10 @@ class Reference:
             if tag is None:
                 return True
             entry, end = tag
-            return is_prefix((self.think + token)[end:], entry_parts(entry, self.mw, self.mh))
+            return is_prefix((self.think + token)[end:], self._parts(entry))
         if token == "" or self.done:
             return False
-        return is_prefix(self.answer + token, entry_parts(self.entry, self.mw, self.mh))
+        return is_prefix(self.answer + token, self._parts(self.entry))
 
     def advance(self, token: str) -> None:
         if self.entry is None:
@@ -140,5 +159,5 @@ class Reference:
 
     def next_chars(self) -> set[str]:
         """Possible next characters in the answer phase (ASCII is enough: the grammar is ASCII)."""
-        parts = entry_parts(self.entry, self.mw, self.mh)
+        parts = self._parts(self.entry)
         return {chr(c) for c in range(128) if is_prefix(self.answer + chr(c), parts)}

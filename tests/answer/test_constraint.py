@@ -48,10 +48,22 @@ def hand_constraint():
     return AnswerConstraint(HAND_VOCAB, model_size=840, eos_token_ids=[EOS])
 
 
-def _walk(constraint, vocab: list[bytes], rng: random.Random, budget, *, mw=840, mh=840, eos=(), max_steps=400):
+def _walk(
+    constraint,
+    vocab: list[bytes],
+    rng: random.Random,
+    budget,
+    *,
+    mw=840,
+    mh=840,
+    eos=(),
+    max_steps=400,
+    grammar="seg_zero",
+    max_objects=1,
+):
     """A random generation; at every step the mask must equal the reference's brute-force answer."""
     texts = [t.decode("latin-1") for t in vocab]
-    ref = Reference(mw, mh, budget)
+    ref = Reference(mw, mh, budget, grammar, max_objects)
     state = constraint.new_state(budget)
     generated = []
     for _ in range(max_steps):

@@ -1,4 +1,4 @@
-"""The prompt contract: Seg-Zero's user text byte for byte, and the chat rendering."""
+"""The prompt contract: each family's user text byte for byte, and the chat rendering."""
 
 import json
 
@@ -14,6 +14,16 @@ SPEC_TEXT = (
     "tags.Output the one bbox and points of two largest inscribed circles inside the interested object in JSON "
     "format.i.e., <think> thinking process here </think><answer>{'bbox': [10,100,200,210], 'points_1': [30,110], "
     "'points_2': [35,180]}</answer>"
+)
+
+# Typed out independently from the VisionReasoner literal (Seg-Zero HEAD rl_dataset.py / infer_multi_object.py,
+# VisionReasoner vision_reasoner_model.py): double quotes around the question, valid JSON example.
+VR_SPEC_TEXT = (
+    'Please find "{Question}" with bboxs and points.Compare the difference between object(s) and find the most '
+    "closely matched object(s).Output the thinking process in <think> </think> and final answer in <answer> "
+    "</answer> tags.Output the bbox(es) and point(s) inside the interested object(s) in JSON format.i.e., "
+    '<think> thinking process here </think><answer>[{"bbox_2d": [10,100,200,210], "point_2d": [30,110]}, '
+    '{"bbox_2d": [225,296,706,786], "point_2d": [302,410]}]</answer>'
 )
 
 
@@ -90,10 +100,55 @@ def test_invalid_input_sizes_are_refused(bad):
         prompt.validate_input_size(bad)
 
 
+def test_vision_reasoner_user_text_matches_spec_byte_for_byte():
+    got = prompt.vision_reasoner_user_text("All the Cups.")
+    assert got == VR_SPEC_TEXT.replace("{Question}", "all the cups")
+    # VisionReasoner strips '."?!' at both ends (Seg-Zero only '.'), inner quotes stay
+    for question, normalized in (('"Where are the cups?!"', "where are the cups"), ('a "b" c!', 'a "b" c')):
+        assert prompt.vision_reasoner_user_text(question) == VR_SPEC_TEXT.replace("{Question}", normalized)
+    assert prompt.user_text("All the Cups.", "vision_reasoner") == got
+    assert prompt.user_text("All the Cups.", "seg_zero") == prompt.seg_zero_user_text("All the Cups.")
+    # the training variant carries "<image>\n" (with the newline), unlike Seg-Zero's
+    assert prompt.vision_reasoner_user_text("a", with_image_token=True) == "<image>\n" + VR_SPEC_TEXT.replace(
+        "{Question}", "a"
+    )
+    json_example = got.split("<answer>")[-1].removesuffix("</answer>")
+    assert len(json.loads(json_example)) == 2  # valid JSON, unlike Seg-Zero's example
+    with pytest.raises(InputError, match="unknown model family"):
+        prompt.user_text("a", "lens")
+
+
+def test_vision_reasoner_chat_equals_transformers_apply_chat_template():
+    pytest.importorskip("transformers")
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from segzero_edge.reference.qwen import QWEN25VL_CHAT_TEMPLATE
+
+    for question in ["every red shape", 'the "quoted" cup']:
+        rendered, _ = render_jinja_template(
+            conversations=[prompt.chat_messages(question, "vision_reasoner")],
+            chat_template=QWEN25VL_CHAT_TEMPLATE,
+            add_generation_prompt=True,
+        )
+        assert rendered[0] == prompt.render_chat(question, family="vision_reasoner")
+        assert '<|vision_end|>Please find "' in rendered[0]
+
+
 def test_checkpoint_meta_roundtrip_and_default(tmp_path):
-    assert prompt.read_checkpoint_meta(tmp_path) == {"prompt_version": prompt.PROMPT_VERSION, "input_size": 840}
+    assert prompt.read_checkpoint_meta(tmp_path) == {
+        "prompt_version": prompt.PROMPT_VERSION,
+        "input_size": 840,
+        "family": "seg_zero",
+    }
     prompt.write_checkpoint_meta(tmp_path, input_size=224)
     assert prompt.read_checkpoint_meta(tmp_path)["input_size"] == 224
+    prompt.write_checkpoint_meta(tmp_path, input_size=224, family="vision_reasoner")
+    assert prompt.read_checkpoint_meta(tmp_path)["family"] == "vision_reasoner"
+    with pytest.raises(InputError, match="unknown model family"):
+        prompt.write_checkpoint_meta(tmp_path, family="lens")
+    (tmp_path / prompt.CHECKPOINT_META_FILE).write_text(json.dumps({"input_size": 224, "family": "x"}))
+    with pytest.raises(CheckpointError, match="unknown model family"):
+        prompt.read_checkpoint_meta(tmp_path)
     (tmp_path / prompt.CHECKPOINT_META_FILE).write_text(json.dumps({"input_size": 100}))
     with pytest.raises(CheckpointError, match=r"segzero_edge\.json"):
         prompt.read_checkpoint_meta(tmp_path)

@@ -134,3 +134,36 @@ def test_segment_convenience_and_seg_zero_choice(encoded, runtime):
     ref_mask, ref_score, ref_idx = segzero_choice(masks[None], scores[None])
     assert res.chosen[0] == ref_idx[0] and abs(res.scores[0] - ref_score[0]) <= 1e-4
     assert mask_iou(res.masks[0], ref_mask[0]) >= 0.99
+
+
+def test_vision_reasoner_prompts_in_one_call_match_official_per_object(encoded, runtime):
+    """VisionReasoner's SAM2 prompting: per object ``predict(point_coords=[pt], point_labels=[1], box=bbox)``
+    with 3 masks and the best score kept, object by object (the official loop); the runtime decodes all N
+    objects (box + 1 point, P = 3, no extra padding point) in one decoder call."""
+    rng = np.random.default_rng(7)
+    seen_nontrivial = 0
+    for rgb, feats, oracle in encoded:
+        h, w = rgb.shape[:2]
+        n = 5
+        x1, y1 = rng.uniform(0, 0.6 * w, n), rng.uniform(0, 0.6 * h, n)
+        boxes = np.stack([x1, y1, x1 + rng.uniform(20, 0.4 * w, n), y1 + rng.uniform(20, 0.4 * h, n)], 1)
+        pts = np.stack([rng.uniform(boxes[:, 0], boxes[:, 2]), rng.uniform(boxes[:, 1], boxes[:, 3])], 1)
+        calls = []
+
+        def counting(feeds, calls=calls, decode=runtime.backend.decode):
+            calls.append(feeds["point_coords"].shape)
+            return decode(feeds)
+
+        runtime.backend.decode = counting
+        try:
+            res = runtime.decode(feats, box=boxes, points=[p[None] for p in pts])
+        finally:
+            del runtime.backend.decode
+        assert calls == [(n, 3, 2)]  # one call, two box corners + one point per object
+        for k in range(n):
+            masks, scores, _ = oracle.predict(pts[k][None], np.array([1]), boxes[k], None, multimask_output=True)
+            best = int(np.argmax(scores))
+            assert mask_iou(res.masks[k], np.asarray(masks[best], bool)) >= 0.999
+            assert abs(float(res.scores[k]) - float(scores[best])) < 1e-4
+            seen_nontrivial += nontrivial(np.asarray(masks[best], bool))
+    assert seen_nontrivial >= 5
