@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from segzero_edge.errors import CheckpointError
-from segzero_edge.prompt import PROMPT_VERSION, write_checkpoint_meta
+from segzero_edge.prompt import PROMPT_VERSION, SEG_ZERO, write_checkpoint_meta
 
 logger = logging.getLogger(__name__)
 
@@ -121,15 +121,21 @@ def package_versions() -> dict[str, str]:
 
 
 def write_training_meta(
-    final_dir: str | Path, *, config: dict[str, Any], input_size: int, extra: dict[str, Any] | None = None
+    final_dir: str | Path,
+    *,
+    config: dict[str, Any],
+    input_size: int,
+    family: str = SEG_ZERO,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``segzero_edge.json`` and ``training_meta.json`` into the final checkpoint directory."""
     final_dir = Path(final_dir)
-    write_checkpoint_meta(final_dir, input_size=input_size)
+    write_checkpoint_meta(final_dir, input_size=input_size, family=family)
     meta = {
         "format": "segzero-edge-training-meta/1",
         "prompt_version": PROMPT_VERSION,
         "input_size": input_size,
+        "family": family,
         "config": config,
         "packages": package_versions(),
         **(extra or {}),

@@ -128,11 +128,11 @@ def dry_run(cfg, *, accelerate_config: str | None = None, processes: int | None 
     model) and check the data."""
     from pathlib import Path
 
-    from segzero_edge.prompt import SEG_ZERO_INPUT_SIZE
+    from segzero_edge.prompt import SEG_ZERO, SEG_ZERO_INPUT_SIZE
 
-    from .config import dump_config
+    from .config import check_family_rewards, dump_config
     from .data import load_seg_zero_dataset
-    from .grpo import load_processor, resolve_input_size
+    from .grpo import load_processor, resolve_family, resolve_input_size
     from .launch import check_accelerate_config, plan_run
 
     print(dump_config(cfg), end="")
@@ -144,13 +144,20 @@ def dry_run(cfg, *, accelerate_config: str | None = None, processes: int | None 
     path = Path(cfg.model.name_or_path)
     if path.is_dir():
         size = resolve_input_size(cfg, path)
-        load_processor(path, size)
-        model_note = f"model {path}: processor and prompt contract OK, input size {size}"
+        family = resolve_family(cfg, path)
+        load_processor(path, size, family)
+        model_note = f"model {path}: processor and prompt contract OK, input size {size}, family {family}"
     else:  # a Hub id: not downloaded by a dry run
         size = cfg.model.input_size or SEG_ZERO_INPUT_SIZE
+        family = cfg.model.family or SEG_ZERO
+        check_family_rewards(family, cfg.rewards.set)
         model_note = f"model {cfg.model.name_or_path}: Hub id, not downloaded in a dry run; input size {size}"
     _, report = load_seg_zero_dataset(
-        cfg.data.train, input_size=size, max_rows=cfg.data.max_rows, skip_bad_rows=cfg.data.skip_bad_rows
+        cfg.data.train,
+        input_size=size,
+        max_rows=cfg.data.max_rows,
+        skip_bad_rows=cfg.data.skip_bad_rows,
+        family=family,
     )
     print(f"# {model_note}\n# data {cfg.data.train}: {report.summary()}")
     return 0

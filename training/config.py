@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from segzero_edge.errors import ConfigError
-from segzero_edge.prompt import validate_input_size
+from segzero_edge.prompt import FAMILIES, VISION_REASONER, validate_input_size
 
 from .rewards import REWARD_SETS, THRESHOLD_MODES
 
@@ -42,14 +42,23 @@ class ModelConfig:
         input_size: model input size in pixels (images are S x S). None: read it from the checkpoint's
             ``segzero_edge.json`` (840 when absent, as for the official checkpoints).
         attn_implementation: ``sdpa`` (default), ``eager`` or ``flash_attention_2`` (CUDA only).
+        family: ``seg_zero`` (one object per answer) or ``vision_reasoner`` (a list of objects): the prompt,
+            the data layout and the reward set it goes with. None: the checkpoint's ``segzero_edge.json``,
+            else ``seg_zero``.
     """
 
     name_or_path: str = "Qwen/Qwen2.5-VL-3B-Instruct"
     input_size: int | None = None
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    family: str | None = None
 
     def __post_init__(self) -> None:
         _require(bool(self.name_or_path), "model.name_or_path", "must not be empty")
+        _require(
+            self.family is None or self.family in FAMILIES,
+            "model.family",
+            f"must be one of {FAMILIES} or null, got {self.family!r}",
+        )
         if self.input_size is not None:
             try:
                 validate_input_size(self.input_size)
@@ -82,7 +91,8 @@ class RewardConfig:
     """The rewards.
 
     Attributes:
-        set: ``strict`` (Seg-Zero's training default), ``soft``, or ``robust`` (our answer decoder).
+        set: ``strict`` (Seg-Zero's training default), ``soft``, ``robust`` (our answer decoder), or
+            ``vision_reasoner`` (the multi-object set; with ``model.family=vision_reasoner``).
         thresholds: ``absolute`` (Seg-Zero: box L1 < 10 px, point distance < 100 px at any input size) or
             ``scaled`` (both times ``input_size / 840``: the same relative difficulty for smaller inputs).
     """
@@ -272,6 +282,10 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
+    def __post_init__(self) -> None:
+        if self.model.family is not None:
+            check_family_rewards(self.model.family, self.rewards.set)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), e.g. for YAML or training_meta.json."""
         return _plain(dataclasses.asdict(self))
@@ -295,6 +309,16 @@ class TrainConfig:
 _SECTIONS: dict[str, type] = {
     f.name: typing.get_type_hints(TrainConfig)[f.name] for f in dataclasses.fields(TrainConfig)
 }
+
+
+def check_family_rewards(family: str, reward_set: str) -> None:
+    """The ``vision_reasoner`` family trains with the ``vision_reasoner`` rewards, and only it does."""
+    if (family == VISION_REASONER) != (reward_set == "vision_reasoner"):
+        raise ConfigError(
+            f"model.family {family} does not go with rewards.set {reward_set}",
+            hint="use rewards.set=vision_reasoner with model.family=vision_reasoner, and a Seg-Zero set "
+            "(strict, soft, robust) with seg_zero",
+        )
 
 
 def _require(ok: bool, key: str, message: str) -> None:

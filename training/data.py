@@ -10,11 +10,14 @@ The layout (Seg-Zero's ``refCOCOg_2k_840`` / ``refCOCOg_9k_840``): one row per r
 ``img_height``  original height, ``img_width`` original width
 ==============  ==========================================================================================
 
-stored as parquet files or as a ``datasets`` ``save_to_disk`` directory. ``load_seg_zero_dataset``
-validates every row (non-empty problem, a solution the reward regexes parse, an ``S x S`` image),
-reports and skips the bad ones with counts (never silently), and adds the conversational ``prompt``
-column TRL needs: one user turn whose text is ``seg_zero_user_text(problem)``; TRL puts the image
-item before the text, which renders exactly like ``segzero_edge.prompt.render_chat``.
+stored as parquet files or as a ``datasets`` ``save_to_disk`` directory. VisionReasoner's multi-object
+layout (``Ricky06662/VisionReasoner_multi_object_1k_840``) has the same columns; its ``solution`` is a JSON
+list ``[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]`` in model-input pixels, one point per
+object (``objects_solution``). ``load_seg_zero_dataset`` validates every row (non-empty problem, a solution
+of the family's form, an ``S x S`` image), reports and skips the bad ones with counts (never silently), and
+adds the conversational ``prompt`` column TRL needs: one user turn whose text is the family's
+``segzero_edge.prompt.user_text(problem, family)``; TRL puts the image item before the text, which renders
+exactly like ``segzero_edge.prompt.render_chat``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from segzero_edge.errors import TrainingError
-from segzero_edge.prompt import seg_zero_user_text
+from segzero_edge.prompt import SEG_ZERO, VISION_REASONER, user_text
 
 from .rewards import format_solution, parse_solution
 
@@ -42,6 +45,8 @@ __all__ = [
     "load_seg_zero_dataset",
     "mask_box",
     "mask_points",
+    "objects_solution",
+    "parse_objects_solution",
     "record_geometry",
     "solution_to_answer",
     "training_prompt",
@@ -208,9 +213,41 @@ def solution_to_answer(solution: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def training_prompt(problem: str) -> list[dict[str, str]]:
-    """The conversational prompt TRL takes: one user turn with the Seg-Zero text (image added by TRL)."""
-    return [{"role": "user", "content": seg_zero_user_text(problem)}]
+def training_prompt(problem: str, family: str = SEG_ZERO) -> list[dict[str, str]]:
+    """The conversational prompt TRL takes: one user turn with the family's text (image added by TRL)."""
+    return [{"role": "user", "content": user_text(problem, family)}]
+
+
+def parse_objects_solution(solution: Any) -> list[tuple[list[int], list[int]]] | None:
+    """The ``(box, point)`` pairs of a VisionReasoner ``solution`` (None when it is not a non-empty JSON list
+    of objects with a 4-number ``bbox_2d`` and a 2-number ``point_2d``)."""
+    import json
+
+    try:
+        items = json.loads(solution)
+        out = []
+        for item in items:
+            box, point = item["bbox_2d"], item["point_2d"]
+            if len(box) != 4 or len(point) != 2:
+                return None
+            out.append(([int(v) for v in box], [int(v) for v in point]))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+    return out or None
+
+
+def objects_solution(masks: list[np.ndarray], input_size: int) -> tuple[str, bool]:
+    """VisionReasoner's ground truth for the objects' masks (original resolution): per object the tight box
+    and the first inscribed-circle point (``record_geometry``) in ``input_size`` pixels, as the JSON list;
+    and whether a point had to be snapped onto the resized mask."""
+    from .vision_reasoner_rewards import format_objects_solution
+
+    objects, snapped = [], False
+    for mask in masks:
+        box, points, moved = record_geometry(mask, input_size)
+        objects.append((box, points[0]))
+        snapped |= moved
+    return format_objects_solution(objects), snapped
 
 
 def _read(path: str, cache_dir: str | None) -> Any:
@@ -261,8 +298,9 @@ def load_seg_zero_dataset(
     max_rows: int | None = None,
     skip_bad_rows: bool = True,
     cache_dir: str | None = None,
+    family: str = SEG_ZERO,
 ) -> tuple[Any, DataReport]:
-    """Load and validate a dataset in the Seg-Zero layout and add TRL's ``prompt`` column.
+    """Load and validate a dataset in the Seg-Zero layout (the family's solutions) and add TRL's ``prompt``.
 
     Args:
         path: ``save_to_disk`` directory, parquet file, folder of parquet files, or Hub id.
@@ -270,6 +308,7 @@ def load_seg_zero_dataset(
         max_rows: keep only the first N rows.
         skip_bad_rows: skip invalid rows (reported); False raises on the first one.
         cache_dir: ``datasets`` cache for parquet / Hub loads.
+        family: ``seg_zero`` (box + two points solutions) or ``vision_reasoner`` (JSON object lists).
 
     Returns:
         ``(dataset, report)``; the dataset keeps every original column plus ``prompt``.
@@ -299,7 +338,9 @@ def load_seg_zero_dataset(
         reason = None
         if not isinstance(problem, str) or not problem.strip():
             reason = "empty problem"
-        elif None in parse_solution(solution):
+        elif family == VISION_REASONER and parse_objects_solution(solution) is None:
+            reason = 'solution not a JSON list of {"bbox_2d": [4 numbers], "point_2d": [2 numbers]} objects'
+        elif family != VISION_REASONER and None in parse_solution(solution):
             reason = "solution not in <box>(x1,y1),(x2,y2)</box><points>(x,y),(x,y)</points> form"
         else:
             try:
@@ -328,7 +369,8 @@ def load_seg_zero_dataset(
             hint=f"prepare the data for input size {input_size}: "
             f"segzero-edge train prepare-data ... --input-size {input_size}",
         )
-    ds = ds.add_column("prompt", [training_prompt(p if isinstance(p, str) else "") for p in ds["problem"]])
+    prompts = [training_prompt(p if isinstance(p, str) else "", family) for p in ds["problem"]]
+    ds = ds.add_column("prompt", prompts)
     if len(good) < len(ds):
         ds = ds.select(good)
     return ds, report

@@ -31,10 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from segzero_edge.errors import ConfigError, TrainingError
-from segzero_edge.prompt import num_image_tokens, read_checkpoint_meta, render_chat, validate_input_size
+from segzero_edge.prompt import (
+    SEG_ZERO,
+    num_image_tokens,
+    read_checkpoint_meta,
+    render_chat,
+    validate_input_size,
+)
 from segzero_edge.reference.qwen import QWEN25VL_CHAT_TEMPLATE
 
-from .config import TrainConfig
+from .config import TrainConfig, check_family_rewards
 from .data import DataReport, load_seg_zero_dataset
 from .rewards import reward_functions
 from .trainer import trainer_class
@@ -89,7 +95,15 @@ def resolve_input_size(cfg: TrainConfig, model_path: Path) -> int:
     return validate_input_size(cfg.model.input_size)
 
 
-def load_processor(model_path: Path, input_size: int) -> Any:
+def resolve_family(cfg: TrainConfig, model_path: Path) -> str:
+    """``model.family``, else the checkpoint's ``segzero_edge.json`` (``seg_zero`` when absent); checked
+    against ``rewards.set``."""
+    family = cfg.model.family or read_checkpoint_meta(model_path)["family"]
+    check_family_rewards(family, cfg.rewards.set)
+    return family
+
+
+def load_processor(model_path: Path, input_size: int, family: str = SEG_ZERO) -> Any:
     """The checkpoint's Qwen2.5-VL processor (no torchvision needed), pinned to ``input_size`` pixels.
 
     The image processor's pixel range is set to exactly ``input_size ** 2`` so an ``S x S`` image is
@@ -109,23 +123,25 @@ def load_processor(model_path: Path, input_size: int) -> Any:
     for attr in ("min_pixels", "max_pixels"):
         if hasattr(ip, attr):
             setattr(ip, attr, pixels)
-    check_prompt_contract(processor)
+    check_prompt_contract(processor, family=family)
     return processor
 
 
-def check_prompt_contract(processor: Any, question: str = "the cup the robot should pick up") -> None:
+def check_prompt_contract(
+    processor: Any, question: str = "the cup the robot should pick up", *, family: str = SEG_ZERO
+) -> None:
     """Fail when the processor's chat template does not render ``segzero_edge.prompt.render_chat``."""
     from trl.data_utils import prepare_multimodal_messages
 
     from .data import training_prompt
 
-    messages = prepare_multimodal_messages(training_prompt(question), images=[None])
+    messages = prepare_multimodal_messages(training_prompt(question, family), images=[None])
     rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    if rendered != render_chat(question):
+    if rendered != render_chat(question, family=family):
         if processor.chat_template != QWEN25VL_CHAT_TEMPLATE:
             logger.warning("the checkpoint's chat template does not render the Seg-Zero prompt: using Qwen2.5-VL's")
             processor.chat_template = QWEN25VL_CHAT_TEMPLATE
-            return check_prompt_contract(processor, question)
+            return check_prompt_contract(processor, question, family=family)
         raise TrainingError(
             "the processor renders the prompt differently from segzero_edge.prompt.render_chat",
             hint="use a Qwen2.5-VL checkpoint with the stock chat template",
@@ -139,10 +155,15 @@ def vision_token_ids(tokenizer: Any) -> list[int]:
 
 
 def filter_long_prompts(
-    dataset: Any, tokenizer: Any, input_size: int, max_prompt_length: int, report: DataReport
+    dataset: Any,
+    tokenizer: Any,
+    input_size: int,
+    max_prompt_length: int,
+    report: DataReport,
+    family: str = SEG_ZERO,
 ) -> Any:
     """Skip (and report) rows whose prompt, image tokens included, exceeds ``max_prompt_length``."""
-    texts = [render_chat(p if isinstance(p, str) else "") for p in dataset["problem"]]
+    texts = [render_chat(p if isinstance(p, str) else "", family=family) for p in dataset["problem"]]
     lengths = [len(ids) - 1 + num_image_tokens(input_size) for ids in tokenizer(texts)["input_ids"]]
     keep = [i for i, n in enumerate(lengths) if n <= max_prompt_length]
     if len(keep) < len(lengths):
@@ -342,6 +363,7 @@ class TrainerBundle:
     model_path: Path
     input_size: int
     data_report: DataReport
+    family: str = SEG_ZERO
 
 
 def build_trainer(
@@ -365,7 +387,8 @@ def build_trainer(
 
     model_path = resolve_model_path(cfg.model.name_or_path)
     input_size = resolve_input_size(cfg, model_path)
-    processor = load_processor(model_path, input_size)
+    family = resolve_family(cfg, model_path)
+    processor = load_processor(model_path, input_size, family)
     with distributed_state(cfg).main_process_first():
         dataset, report = load_seg_zero_dataset(
             cfg.data.train,
@@ -373,8 +396,9 @@ def build_trainer(
             max_rows=cfg.data.max_rows,
             skip_bad_rows=cfg.data.skip_bad_rows,
             cache_dir=cache_dir,
+            family=family,
         )
-    dataset = filter_long_prompts(dataset, processor.tokenizer, input_size, cfg.grpo.max_prompt_length, report)
+    dataset = filter_long_prompts(dataset, processor.tokenizer, input_size, cfg.grpo.max_prompt_length, report, family)
     if reward_funcs is None:
         reward_funcs = reward_functions(cfg.rewards.set, input_size=input_size, thresholds=cfg.rewards.thresholds)
     funcs = list(reward_funcs)
@@ -394,7 +418,14 @@ def build_trainer(
         callbacks=[*own_callbacks, *(callbacks or [])],
     )
     check_sharding(trainer)
-    return TrainerBundle(trainer=trainer, config=cfg, model_path=model_path, input_size=input_size, data_report=report)
+    return TrainerBundle(
+        trainer=trainer,
+        config=cfg,
+        model_path=model_path,
+        input_size=input_size,
+        data_report=report,
+        family=family,
+    )
 
 
 def train(cfg: TrainConfig, **build_kwargs: Any) -> Path | None:
@@ -418,11 +449,13 @@ def train(cfg: TrainConfig, **build_kwargs: Any) -> Path | None:
     trainer.save_model(str(final))
     if trainer.args.should_save:
         args = trainer.args
-        resolved = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_size=bundle.input_size))
+        model = dataclasses.replace(cfg.model, input_size=bundle.input_size, family=bundle.family)
+        resolved = dataclasses.replace(cfg, model=model)
         write_training_meta(
             final,
             config=resolved.to_dict(),
             input_size=bundle.input_size,
+            family=bundle.family,
             extra={
                 "base_model": str(bundle.model_path),
                 "global_step": trainer.state.global_step,

@@ -6,13 +6,18 @@ Dataset layouts (``--layout``, detected by default):
              downloaded as *.parquet shards: columns image, text, mask (2-D bool list), image_id, ann_id, ...
              (--split test picks test-*.parquet)
   hf-disk    the same rows saved with datasets' save_to_disk
-  index      a folder with index.json = [{"id", "image", "mask", "text"}, ...]; mask = an image, non-zero = object
+  index      a folder with index.json = [{"id", "image", "mask", "text"}, ...]; mask = an image, non-zero = object;
+             a multi-object record gives "masks": [one mask file per object] instead
   refcoco    RefCOCO/+/g release: refs(<split_by>).p + instances.json + images/ (--split, default val)
   reasonseg  LISA's ReasonSeg folders: <name>.jpg + <name>.json (first query; "ignore" regions count as target)
 
 Scoring: gIoU = mean per-sample IoU, cIoU = sum I / sum U. A sample whose answer cannot be decoded (parse
 failure) or whose prediction raises is a miss. Samples whose prediction and ground truth are both empty score
 1 and are counted; --drop-both-empty drops them as the official script does (the summary has both).
+Multi-object answers (VisionReasoner engines) are scored as VisionReasoner's evaluation does: the union of
+the objects' masks against the union mask; with per-object ground truth ("masks") the answer's boxes are
+also matched to the objects' boxes (Hungarian matching on IoU) for box precision and recall at IoU 0.5
+(needs scipy: the eval extra).
 With --out OUT, writes OUT/samples.jsonl (one line per sample, as it is done) and OUT/summary.json. When no
 sample could be scored (every record skipped) it fails with exit code 1 instead of reporting a gIoU.
 """
@@ -154,6 +159,12 @@ def _run(args: argparse.Namespace) -> int:
         f"parse failures {report.n_parse_failures} ({100 * report.parse_failure_rate:.1f}%), "
         f"errors {report.n_errors}, misses in total {s.n_failed}"
     )
+    if report.detection is not None:
+        d = report.detection
+        print(
+            f"boxes at IoU {d.threshold}: precision {100 * d.precision:.2f}  recall {100 * d.recall:.2f}  "
+            f"({d.n_matched} matched of {d.n_pred} predicted, {d.n_gt} ground-truth objects in {d.n_samples} samples)"
+        )
     if out is not None:
         print(f"wrote {out / 'samples.jsonl'} and {out / 'summary.json'}")
     return 0

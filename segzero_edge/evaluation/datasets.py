@@ -14,7 +14,8 @@ Layouts (``open_dataset(path, layout="auto")`` detects them in this order):
     a folder with ``index.json``: a list of ``{"id", "image", "mask", "text"}`` records (or ``{"records": [...]}``);
     ``image`` and ``mask`` are paths relative to the folder, the mask an image whose non-zero pixels are the
     object. ``text`` may be ``problem`` / ``expression`` (one string) or ``expressions`` / ``sentences``
-    (a list: one sample each, ids ``<id>_<j>``).
+    (a list: one sample each, ids ``<id>_<j>``). A multi-object record gives ``"masks": [...]``, one mask
+    file per object: the sample's mask is their union and each object's box is scored for detection.
 ``refcoco``
     the RefCOCO / RefCOCO+ / RefCOCOg release: ``refs(<split_by>).p`` + ``instances.json``, COCO images under
     ``images/`` (or ``train2014/``). One sample per sentence of each ref of ``split`` (default ``val``).
@@ -50,8 +51,16 @@ LAYOUTS = ("auto", "parquet", "hf-disk", "index", "refcoco", "reasonseg")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 NO_RECORD = "record without image, mask or annotation"
 
-#: A source record: (record id, image path, mask loader or None when the record is unusable, [texts]).
+#: A source record: (record id, image path, mask loader or None when the record is unusable, [texts]). The
+#: loader returns an ``(H, W)`` bool mask, or ``(N, H, W)`` for a record with one mask per object.
 Item = tuple[str, Path, Any, list[str]]
+
+
+def _load_object_masks(paths: list[Path]) -> np.ndarray:
+    masks = [load_mask_file(p) for p in paths]
+    if len({m.shape for m in masks}) != 1:
+        raise DatasetError("the object masks of a record differ in size")
+    return np.stack(masks)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,11 +91,16 @@ def iter_index(root: Path, index: str = "index.json") -> Iterator[Item]:
         raise InputError(f"{path}: expected a list of records", hint="see `prepare-data --help`")
     for i, rec in enumerate(records):
         rid = str(rec.get("id", i)) if isinstance(rec, dict) else str(i)
-        if not isinstance(rec, dict) or "image" not in rec or "mask" not in rec:
+        many = isinstance(rec, dict) and isinstance(rec.get("masks"), list) and rec["masks"]
+        if not isinstance(rec, dict) or "image" not in rec or ("mask" not in rec and not many):
             yield rid, Path(), None, []
             continue
-        mask_path = Path(root) / str(rec["mask"])
-        yield rid, Path(root) / str(rec["image"]), (lambda p=mask_path: load_mask_file(p)), record_texts(rec)
+        if many:
+            paths = [Path(root) / str(m) for m in rec["masks"]]
+            loader = lambda ps=paths: _load_object_masks(ps)  # noqa: E731
+        else:
+            loader = lambda p=Path(root) / str(rec["mask"]): load_mask_file(p)  # noqa: E731
+        yield rid, Path(root) / str(rec["image"]), loader, record_texts(rec)
 
 
 def iter_refcoco(
@@ -165,21 +179,29 @@ class EvalSample:
     _load: Callable[[], tuple[np.ndarray, np.ndarray]]
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(image (H, W, 3) uint8 RGB, mask (H, W) bool)``.
+        """``(image (H, W, 3) uint8 RGB, mask (H, W) bool)``; for a multi-object record the union mask.
 
         Raises:
             DatasetError: unreadable image or mask, or a mask of another size than the image (the message
                 starts with a short reason, details follow in parentheses; ``source`` says where).
         """
+        image, mask, _ = self.load_objects()
+        return image, mask
+
+    def load_objects(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``load()`` plus the per-object masks ``(N, H, W)`` bool of a multi-object record (else None)."""
         try:
             image, mask = self._load()
         except DatasetError:
             raise
         except Exception as exc:
             raise DatasetError(f"unreadable image or mask ({type(exc).__name__}: {exc})") from exc
+        objects = None
+        if mask.ndim == 3:
+            objects, mask = mask, mask.any(axis=0)
         if mask.shape != image.shape[:2]:
             raise DatasetError(f"mask size differs from image size (mask {mask.shape}, image {image.shape[:2]})")
-        return image, mask
+        return image, mask, objects
 
 
 def _rgb(value: Any) -> np.ndarray:

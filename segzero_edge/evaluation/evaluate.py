@@ -8,9 +8,11 @@
     report.scores.giou, report.scores.ciou, report.parse_failure_rate
 
 Per sample: the image and ground truth are read (an unreadable record is *skipped*: reported, not scored),
-``segmenter.predict(image, text)`` runs, and its mask is compared with the ground truth at the original image
-size. A prediction whose answer could not be decoded (``found=False``, a *parse failure*) or that raised is a
-miss (``metrics.sample_iou(None, gt)``).
+``segmenter.predict(image, text)`` runs, and its mask (the union of its objects' masks) is compared with the
+ground truth at the original image size. A prediction whose answer could not be decoded (``found=False``, a
+*parse failure*) or that raised is a miss (``metrics.sample_iou(None, gt)``). Where the ground truth has one
+mask per object, the answer's boxes are matched to the objects' boxes (``report.detection``: box precision
+and recall at IoU 0.5 after Hungarian matching).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import DatasetError, InputError
+from ..sam2.host import mask_box
 from ..types import Segmentation
 from .datasets import EvalSample, open_dataset
-from .metrics import EvalScores, SampleIoU, aggregate, sample_iou
+from .metrics import DetectionScores, EvalScores, SampleIoU, aggregate, detection_scores, match_boxes, sample_iou
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class SampleResult:
         error: why the sample failed or was skipped.
         image_size: ``(width, height)``; latency_ms: ``predict`` wall time.
         raw_text: the generated text.
+        n_pred_objects: the answer's objects; n_gt_objects, n_matched: ground-truth objects and matched boxes
+            (None when the ground truth has no per-object masks).
     """
 
     id: str
@@ -72,6 +77,9 @@ class SampleResult:
     image_size: tuple[int, int] | None = None
     latency_ms: float = 0.0
     raw_text: str = ""
+    n_pred_objects: int = 0
+    n_gt_objects: int | None = None
+    n_matched: int | None = None
 
     def counts(self) -> SampleIoU | None:
         """The metric counts, or None for a skipped sample."""
@@ -93,6 +101,7 @@ class EvalReport:
         n_parse_failures: samples whose answer could not be decoded; n_errors: samples whose predict raised;
         n_skipped: unreadable records (not in ``scores``).
         wall_s: seconds for the whole loop. dataset: ``EvalDataset.describe()`` (or {}).
+        detection: box precision / recall over the samples with per-object ground truth (None without).
     """
 
     scores: EvalScores
@@ -102,6 +111,7 @@ class EvalReport:
     n_skipped: int
     wall_s: float
     dataset: Mapping[str, Any] = field(default_factory=dict)
+    detection: DetectionScores | None = None
 
     @property
     def parse_failure_rate(self) -> float:
@@ -128,6 +138,7 @@ class EvalReport:
             "skipped_reasons": _reasons(self.samples),
             "wall_s": self.wall_s,
             "dataset": dict(self.dataset),
+            "detection": asdict(self.detection) if self.detection is not None else None,
         }
 
 
@@ -143,7 +154,7 @@ def _reasons(samples: Iterable[SampleResult]) -> dict[str, int]:
 def evaluate_sample(segmenter: Predictor, sample: EvalSample) -> SampleResult:
     """Load, predict and score one sample (never raises on a bad record or a failing prediction)."""
     try:
-        image, gt = sample.load()
+        image, gt, gt_objects = sample.load_objects()
     except (DatasetError, InputError) as exc:
         return SampleResult(sample.id, sample.text, sample.source, "skipped", error=str(exc).split("\n")[0])
     size = (int(image.shape[1]), int(image.shape[0]))
@@ -167,6 +178,11 @@ def evaluate_sample(segmenter: Predictor, sample: EvalSample) -> SampleResult:
         )
     latency = (time.perf_counter() - t0) * 1e3
     counts = sample_iou(res.mask if res.found else None, gt)
+    pred_boxes = [o.prompt_box for o in res.objects if o.prompt_box is not None]
+    n_gt = n_matched = None
+    if gt_objects is not None:
+        gt_boxes = [b for b in (mask_box(m) for m in gt_objects) if b is not None]
+        n_gt, n_matched = len(gt_boxes), match_boxes(pred_boxes, gt_boxes)
     # A decoded answer whose mask is empty (or whose box lies outside the image) is found=False but no parse
     # failure: it is scored as the empty prediction it is.
     decoded = res.found or (res.answer is not None and res.answer.ok)
@@ -188,6 +204,9 @@ def evaluate_sample(segmenter: Predictor, sample: EvalSample) -> SampleResult:
         image_size=size,
         latency_ms=latency,
         raw_text=res.raw_text,
+        n_pred_objects=len(pred_boxes),
+        n_gt_objects=n_gt,
+        n_matched=n_matched,
     )
 
 
@@ -224,6 +243,7 @@ def evaluate(
         if on_sample is not None:
             on_sample(result)
     counts = [c for c in (r.counts() for r in results) if c is not None]
+    detections = [(r.n_pred_objects, r.n_gt_objects, r.n_matched) for r in results if r.n_gt_objects is not None]
     return EvalReport(
         scores=aggregate(counts, drop_both_empty=drop_both_empty),
         samples=tuple(results),
@@ -232,4 +252,5 @@ def evaluate(
         n_skipped=sum(r.status == "skipped" for r in results),
         wall_s=time.perf_counter() - t0,
         dataset=dataset.describe() if hasattr(dataset, "describe") else {},
+        detection=detection_scores(detections) if detections else None,
     )

@@ -9,14 +9,20 @@
   helper returns a bare 0 that the caller cannot unpack). We count them explicitly instead, as a
   perfect score (IoU 1: nothing to find, nothing found); ``drop_both_empty=True`` reproduces the
   official numbers.
+* Multi-object answers (VisionReasoner) are scored the way its evaluation does: the union of the objects'
+  masks against the union of the ground truth. Where the ground truth has one mask per object, the answer's
+  boxes are also matched to the objects' boxes (``match_boxes``: Hungarian matching on IoU, a pair counts
+  at IoU >= 0.5) for box precision and recall (``detection_scores``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..errors import missing_extra
 
 
 @dataclass(frozen=True)
@@ -109,4 +115,70 @@ def aggregate(samples: Iterable[SampleIoU], *, drop_both_empty: bool = False) ->
         n_both_empty=both_empty,
         n_failed=sum(s.failed for s in samples),
         dropped_both_empty=drop_both_empty,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Multi-object answers: boxes matched to ground-truth objects
+# --------------------------------------------------------------------------------------------------
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two ``(x1, y1, x2, y2)`` boxes as areas (pixel edges, no +1); 0.0 when both are empty."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def match_boxes(pred: Sequence[Sequence[float]], gt: Sequence[Sequence[float]], threshold: float = 0.5) -> int:
+    """Predicted boxes matched one to one to ground-truth boxes by the Hungarian algorithm on IoU
+    (``scipy.optimize.linear_sum_assignment``, maximising the summed IoU); returns how many matched pairs
+    reach ``threshold`` (true positives)."""
+    if not len(pred) or not len(gt):
+        return 0
+    try:
+        from scipy.optimize import linear_sum_assignment
+    except ImportError as exc:
+        raise missing_extra("per-object box matching (scipy)", "eval", cause=exc) from exc
+    ious = np.array([[box_iou(p, g) for g in gt] for p in pred], dtype=np.float64)
+    rows, cols = linear_sum_assignment(-ious)
+    return int(np.sum(ious[rows, cols] >= threshold))
+
+
+@dataclass(frozen=True)
+class DetectionScores:
+    """Per-object box detection over the samples that have per-object ground truth.
+
+    Attributes:
+        precision: matched predicted boxes / predicted boxes (micro, over all samples).
+        recall: matched ground-truth objects / ground-truth objects.
+        n_samples: samples with per-object ground truth; n_pred, n_gt, n_matched: the counts.
+        threshold: the IoU a matched pair needs.
+    """
+
+    precision: float
+    recall: float
+    n_samples: int
+    n_pred: int
+    n_gt: int
+    n_matched: int
+    threshold: float = 0.5
+
+
+def detection_scores(counts: Iterable[tuple[int, int, int]], threshold: float = 0.5) -> DetectionScores:
+    """``DetectionScores`` from per-sample ``(n_pred, n_gt, n_matched)``."""
+    counts = list(counts)
+    n_pred = sum(c[0] for c in counts)
+    n_gt = sum(c[1] for c in counts)
+    n_matched = sum(c[2] for c in counts)
+    return DetectionScores(
+        precision=n_matched / n_pred if n_pred else 0.0,
+        recall=n_matched / n_gt if n_gt else 0.0,
+        n_samples=len(counts),
+        n_pred=n_pred,
+        n_gt=n_gt,
+        n_matched=n_matched,
+        threshold=threshold,
     )

@@ -63,3 +63,21 @@ def test_failed_prediction_on_empty_ground_truth_is_a_miss_even_when_dropping_bo
     assert (counted.n_both_empty, counted.n_failed) == (1, 1)
     official = aggregate([failed, empty, hit], drop_both_empty=True)
     assert official.giou == pytest.approx((0 + 1) / 2) and official.n_scored == 2
+
+
+def test_box_matching_is_one_to_one_and_maximises_iou():
+    from segzero_edge.evaluation.metrics import box_iou, detection_scores, match_boxes
+
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0  # touching: no shared area
+    gt = [(0, 0, 10, 10), (20, 0, 30, 10)]
+    # two predictions on the first object: only one may match it
+    assert match_boxes([(0, 0, 10, 10), (1, 0, 11, 10)], gt) == 1
+    # a greedy choice would pair the middle box with gt 0 (IoU 0.6) and leave gt 1 unmatched; the
+    # Hungarian assignment pairs each prediction with the object it covers
+    assert match_boxes([(4, 0, 14, 10), (0, 0, 9, 10), (19, 0, 29, 10)], gt) == 2
+    assert match_boxes([], gt) == 0 and match_boxes([(0, 0, 1, 1)], []) == 0
+    assert match_boxes([(0, 0, 10, 10)], [(0, 0, 10, 20)]) == 1  # IoU 0.5 counts
+    assert match_boxes([(0, 0, 10, 10)], [(0, 0, 10, 21)]) == 0
+    scores = detection_scores([(2, 2, 1), (1, 3, 1)])
+    assert (scores.precision, scores.recall, scores.n_samples) == (2 / 3, 2 / 5, 2)

@@ -12,6 +12,7 @@ import pytest
 
 from segzero_edge import Segmenter, decode_answer
 from segzero_edge.errors import ConfigError, EngineIncompatibleError, InputError
+from segzero_edge.sam2.contract import POINT_COORDS
 from segzero_edge.types import AnswerObject
 
 
@@ -38,7 +39,7 @@ def _count_decoder_calls(seg):
     decode = seg.sam2.backend.decode
 
     def counting(feeds):
-        calls.append(feeds["point_coords"].shape)
+        calls.append(feeds[POINT_COORDS].shape)
         return decode(feeds)
 
     seg.sam2.backend.decode = counting
@@ -183,3 +184,34 @@ def test_segment_answer_argument_errors(vr, scene):
         vr.segment(rgb, answer=answer, box=[1, 2, 3, 4])
     with pytest.raises(InputError, match="must be an Answer"):
         vr.segment(rgb, answer="[]")
+
+
+def test_eval_scores_union_masks_and_matches_boxes_on_per_object_ground_truth(vr, scene, tmp_path):
+    from PIL import Image
+
+    from segzero_edge.evaluation import evaluate, open_dataset
+
+    rgb, text = scene
+    h, w = rgb.shape[:2]
+    Image.fromarray(rgb).save(tmp_path / "scene.png")
+    records = []
+    for k, boxes in enumerate(([(10, 10, 60, 60), (90, 90, 150, 140)], [(20, 100, 80, 150)])):
+        names = []
+        for j, (x1, y1, x2, y2) in enumerate(boxes):
+            m = np.zeros((h, w), np.uint8)
+            m[y1:y2, x1:x2] = 255
+            Image.fromarray(m).save(tmp_path / f"m{k}_{j}.png")
+            names.append(f"m{k}_{j}.png")
+        records.append({"id": f"s{k}", "image": "scene.png", "masks": names, "text": text})
+    (tmp_path / "index.json").write_text(json.dumps(records))
+    dataset = open_dataset(tmp_path)
+    _image, union, objects = next(iter(dataset)).load_objects()
+    assert objects.shape == (2, h, w) and np.array_equal(union, objects.any(axis=0))
+    report = evaluate(vr, dataset)
+    for sample in report.samples:
+        assert sample.status == "ok" and 1 <= sample.n_pred_objects <= 3
+        assert sample.n_gt_objects == (2 if sample.id == "s0" else 1)
+        assert 0 <= sample.n_matched <= min(sample.n_pred_objects, sample.n_gt_objects)
+    d = report.detection
+    assert (d.n_samples, d.n_gt) == (2, 3) and d.n_pred == sum(s.n_pred_objects for s in report.samples)
+    assert report.to_dict()["detection"]["n_gt"] == 3

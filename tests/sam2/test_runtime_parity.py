@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from sam2_testutil import nontrivial
 
+from segzero_edge.sam2.contract import POINT_COORDS
 from segzero_edge.sam2.host import mask_iou
 
 pytest.importorskip("torch", reason="the official pipeline is the oracle")
@@ -151,7 +152,7 @@ def test_vision_reasoner_prompts_in_one_call_match_official_per_object(encoded, 
         calls = []
 
         def counting(feeds, calls=calls, decode=runtime.backend.decode):
-            calls.append(feeds["point_coords"].shape)
+            calls.append(feeds[POINT_COORDS].shape)
             return decode(feeds)
 
         runtime.backend.decode = counting
