@@ -18,7 +18,10 @@ Three source layouts are read:
 
 Each image is resized to ``S x S`` (``--input-size``, default 840; ``--resample area`` as in Seg-Zero's
 data script, or ``bilinear`` as at inference) and each mask gives the tight box and two points
-(``data.record_geometry``). Bad records (unreadable image, mask of another size, empty mask, no text)
+(``data.record_geometry``). ``--family vision_reasoner`` writes VisionReasoner's multi-object layout instead:
+the solution is the JSON list of the objects' boxes with one point each (``data.objects_solution``); index
+records give one mask per object as ``"masks": [...]`` (a single ``mask`` is a list of one object).
+Bad records (unreadable image, mask of another size, empty mask, no text)
 are reported and skipped with counts; the report is also written to ``prepare_report.json``.
 """
 
@@ -43,7 +46,7 @@ from segzero_edge.evaluation.masks import (
     rle_to_mask,
 )
 
-from .data import DataReport, record_geometry
+from .data import DataReport, objects_solution, record_geometry
 from .rewards import format_solution
 
 logger = logging.getLogger(__name__)
@@ -76,8 +79,10 @@ class BadRecord(Exception):
 # --------------------------------------------------------------------------------------------------
 
 
-def convert_item(item: Item, input_size: int, resample: str, report: DataReport) -> list[dict[str, Any]]:
-    """Rows of the Seg-Zero layout for one image (one per text), or [] with the reason in ``report``."""
+def convert_item(
+    item: Item, input_size: int, resample: str, report: DataReport, family: str = "seg_zero"
+) -> list[dict[str, Any]]:
+    """Rows of the family's layout for one image (one per text), or [] with the reason in ``report``."""
     from PIL import Image
 
     rid, image_path, mask_loader, texts = item
@@ -100,23 +105,29 @@ def convert_item(item: Item, input_size: int, resample: str, report: DataReport)
             raise BadRecord(exc.message) from exc
         except Exception as exc:
             raise BadRecord(f"unreadable mask ({type(exc).__name__})") from exc
-        if mask.shape != (image.height, image.width):
+        masks = list(mask) if mask.ndim == 3 else [mask]
+        if any(m.shape != (image.height, image.width) for m in masks):
             raise BadRecord("mask size differs from image size")
-        if not mask.any():
+        if not all(m.any() for m in masks):
             raise BadRecord("empty mask")
+        if family != "vision_reasoner" and len(masks) > 1:
+            raise BadRecord("several object masks: the Seg-Zero layout takes one (use --family vision_reasoner)")
     except BadRecord as exc:
         report.total += max(len(texts), 1)
         for _ in range(max(len(texts), 1)):
             report.skip(str(exc), rid)
         return []
-    box, points, snapped = record_geometry(mask, input_size)
+    if family == "vision_reasoner":
+        solution, snapped = objects_solution(masks, input_size)
+    else:
+        box, points, snapped = record_geometry(masks[0], input_size)
+        solution = format_solution(box, points)
     if snapped:
         report.notes["points_snapped_to_resized_mask"] += 1
     resized = image.resize((input_size, input_size), getattr(Image.Resampling, RESAMPLE[resample]))
     buf = io.BytesIO()
     resized.save(buf, format="PNG")
     png = buf.getvalue()
-    solution = format_solution(box, points)
     rows = []
     for j, text in enumerate(texts):
         rows.append(
@@ -162,16 +173,19 @@ def prepare_dataset(
     split_by: str | None = None,
     image_dir: str | Path | None = None,
     max_records: int | None = None,
+    family: str = "seg_zero",
 ) -> DataReport:
-    """Convert ``source_dir`` (layout ``source``) into parquet shards ``out_dir/data/train-*.parquet``.
+    """Convert ``source_dir`` (layout ``source``) into parquet shards ``out_dir/data/train-*.parquet`` of the
+    ``family``'s layout (``seg_zero``: box + two points; ``vision_reasoner``: a JSON list of objects).
 
     Returns the report (also written to ``out_dir/prepare_report.json``).
     """
     import datasets
 
-    from segzero_edge.prompt import validate_input_size
+    from segzero_edge.prompt import check_family, validate_input_size
 
     validate_input_size(input_size)
+    check_family(family)
     if source not in SOURCES:
         raise InputError(f"unknown source layout {source!r}", hint=f"use one of {SOURCES}")
     if resample not in RESAMPLE:
@@ -201,7 +215,7 @@ def prepare_dataset(
     for n, item in enumerate(items):
         if max_records is not None and n >= max_records:
             break
-        buffer.extend(convert_item(item, input_size, resample, report))
+        buffer.extend(convert_item(item, input_size, resample, report, family))
         if len(buffer) >= shard_rows:
             flush()
         if (n + 1) % 500 == 0:
@@ -243,6 +257,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-dir", default=None, help="RefCOCO: folder of the COCO images")
     p.add_argument("--shard-rows", type=int, default=256, help="rows per parquet file")
     p.add_argument("--max-records", type=int, default=None, help="convert only the first N source records")
+    p.add_argument(
+        "--family",
+        choices=("seg_zero", "vision_reasoner"),
+        default="seg_zero",
+        help="seg_zero: one object per row (box + two points); vision_reasoner: the multi-object layout "
+        '(a JSON list of boxes with one point each; index records may give "masks": [one file per object])',
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -264,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
         split_by=args.split_by,
         image_dir=args.image_dir,
         max_records=args.max_records,
+        family=args.family,
     )
     print(f"prepare-data: {report.summary()}")
     print(f"wrote {args.out_dir}/data/*.parquet and {args.out_dir}/prepare_report.json")

@@ -21,9 +21,24 @@ from segzero_edge.training.config import (
 REPO = Path(__file__).resolve().parents[2]
 
 
+def test_the_vision_reasoner_recipe_has_the_official_settings():
+    cfg = load_config("vision_reasoner_7b")
+    assert (cfg.model.family, cfg.rewards.set, cfg.model.input_size) == ("vision_reasoner", "vision_reasoner", 840)
+    assert cfg.data.train == "Ricky06662/VisionReasoner_multi_object_1k_840"
+    g = cfg.grpo
+    assert (g.num_generations, g.prompts_per_step, g.beta, g.max_completion_length) == (8, 16, 1e-2, 2000)
+    assert (cfg.run.save_steps, cfg.vllm.tensor_parallel_size, cfg.vllm.gpu_memory_utilization) == (100, 2, 0.6)
+    # the family and the reward set go together
+    with pytest.raises(ConfigError, match="does not go with"):
+        cfg.replace(["rewards.set=strict"])
+    with pytest.raises(ConfigError, match="does not go with"):
+        load_config("seg_zero_7b").replace(["model.family=vision_reasoner"])
+    with pytest.raises(ConfigError, match=r"model\.family"):
+        cfg.replace(["model.family=lens"])
+
+
 def test_shipped_recipes_are_the_seg_zero_recipe():
-    assert {"seg_zero_3b", "seg_zero_7b"} <= set(recipe_names())
-    assert all(n.startswith("seg_zero_") for n in recipe_names()), recipe_names()
+    assert {"seg_zero_3b", "seg_zero_7b", "vision_reasoner_7b"} == set(recipe_names())
     for name, model in (
         ("seg_zero_3b", "Qwen/Qwen2.5-VL-3B-Instruct"),
         ("seg_zero_7b", "Qwen/Qwen2.5-VL-7B-Instruct"),

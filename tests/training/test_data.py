@@ -326,3 +326,48 @@ def test_prepare_data_cli(tmp_path, capsys, tiny_qwen_dir):
     )  # 112 from the checkpoint
     assert main(["train", "prepare-data", "index", str(tmp_path / "nope"), str(tmp_path / "o2")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_prepare_multi_object_layout_and_loader(tmp_path, hf_cache):
+    """--family vision_reasoner: one row per text, the solution a JSON list of the objects' boxes with one
+    point each, read back by the loader with the VisionReasoner prompt; it scores 7 with the official rewards."""
+    from segzero_edge.prompt import vision_reasoner_user_text
+    from segzero_edge.training.data import parse_objects_solution
+    from segzero_edge.training.rewards import vision_reasoner_reward_components
+
+    src = write_index_source(tmp_path / "src", n=2)
+    records = json.loads((src / "index.json").read_text())
+    h, w = np.asarray(Image.open(src / records[0]["mask"])).shape
+    m = np.zeros((h, w), np.uint8)
+    m[2:12, w - 14 : w - 2] = 255  # a corner the first object leaves free
+    Image.fromarray(m).save(src / "second.png")
+    records[0]["masks"] = [records[0].pop("mask"), "second.png"]  # two objects
+    (src / "index.json").write_text(json.dumps(records))
+
+    with pytest.raises(Exception, match="unknown model family"):
+        prepare_dataset("index", src, tmp_path / "x", input_size=TINY_INPUT_SIZE, family="lens")
+    seg_zero = prepare_dataset("index", src, tmp_path / "sz", input_size=TINY_INPUT_SIZE)
+    assert seg_zero.kept == 1 and "several object masks" in next(iter(seg_zero.skipped))
+
+    report = prepare_dataset("index", src, tmp_path / "out", input_size=TINY_INPUT_SIZE, family="vision_reasoner")
+    assert report.kept == 2
+    ds, _ = load_seg_zero_dataset(
+        str(tmp_path / "out"), input_size=TINY_INPUT_SIZE, cache_dir=hf_cache, family="vision_reasoner"
+    )
+    counts = {}
+    for row in ds:
+        objects = parse_objects_solution(row["solution"])
+        counts[row["id"]] = len(objects)
+        assert row["prompt"] == [{"role": "user", "content": vision_reasoner_user_text(row["problem"])}]
+        for box, (x, y) in objects:
+            assert box[0] <= x <= box[2] and box[1] <= y <= box[3]
+        answer = f"<think>the shapes</think><answer>{row['solution']}</answer>"
+        assert sum(vision_reasoner_reward_components(answer, row["solution"]).values()) == 7.0
+    assert counts == {"rec0": 2, "rec1": 1}
+    # a Seg-Zero loader refuses the multi-object rows, and the other way round
+    with pytest.raises(Exception, match="no usable row"):
+        load_seg_zero_dataset(str(tmp_path / "out"), input_size=TINY_INPUT_SIZE, cache_dir=hf_cache)
+    with pytest.raises(Exception, match="no usable row"):
+        load_seg_zero_dataset(
+            str(tmp_path / "sz"), input_size=TINY_INPUT_SIZE, cache_dir=hf_cache, family="vision_reasoner"
+        )

@@ -204,7 +204,11 @@ def test_final_checkpoint_has_meta_and_loads(smoke, tmp_path):
     final = tmp_path / "final"
     trainer.save_model(str(final))
     write_training_meta(final, config=smoke["cfg"].to_dict(), input_size=bundle.input_size)
-    assert read_checkpoint_meta(final) == {"prompt_version": PROMPT_VERSION, "input_size": TINY_INPUT_SIZE}
+    assert read_checkpoint_meta(final) == {
+        "prompt_version": PROMPT_VERSION,
+        "input_size": TINY_INPUT_SIZE,
+        "family": "seg_zero",
+    }
     meta = read_training_meta(final)
     assert meta["prompt_version"] == PROMPT_VERSION and meta["config"]["grpo"]["beta"] == 5e-3
     assert {"torch", "transformers", "trl", "accelerate", "datasets"} <= set(meta["packages"])
