@@ -391,7 +391,8 @@ class RewardFunction:
         for completion, sol in zip(completions, solution, strict=True):
             text = completion_text(completion)
             if self.reward_set == "vision_reasoner":
-                out.append(float(vision_reasoner_reward_components(text, sol)[self.component]))
+                scale = self.thresholds.box_l1 / BOX_L1_THRESHOLD
+                out.append(float(vision_reasoner_reward_components(text, sol, scale)[self.component]))
             elif self.reward_set == "robust":
                 out.append(robust_reward_components(text, sol, self.input_size, self.thresholds)[self.component])
             elif self.component == "thinking_format":
@@ -419,8 +420,8 @@ def reward_functions(
     reward_set: str = "strict", *, input_size: int, thresholds: str = "absolute"
 ) -> list[RewardFunction]:
     """The components of ``reward_set`` as TRL reward functions, in the official order; ``thresholds``
-    is ``absolute`` (Seg-Zero's pixels) or ``scaled`` (to ``input_size``, see ``thresholds_for``; the
-    VisionReasoner set keeps its official pixels)."""
+    is ``absolute`` (the official pixels) or ``scaled`` (to ``input_size``, see ``thresholds_for``; for the
+    VisionReasoner set its own box-L1 and point thresholds scale the same way)."""
     return [RewardFunction(name, reward_set, input_size, thresholds) for name in components_of(reward_set)]
 
 

@@ -17,9 +17,11 @@ Three components, whose plain sum is the official total (at most 7):
   more sentences repeat an earlier one the reward is the **integer** 0 (the official return value),
   otherwise 1.0.
 
-Coordinates are the model's input pixels (840 for VisionReasoner); the ground truth ``solution`` is the
-official JSON list ``[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]``. Any exception inside a
-part gives 0 for it, as in the official code; points and boxes are used as written (no reordering).
+Coordinates are the model's input pixels (840 for VisionReasoner; ``scale`` multiplies the two pixel
+thresholds, e.g. ``input_size / 840`` for a smaller model, as Seg-Zero's ``thresholds="scaled"``); the
+ground truth ``solution`` is the official JSON list ``[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]},
+...]``. Any exception inside a part gives 0 for it, as in the official code; points and boxes are used as
+written (no reordering).
 The in-box test is inclusive (``x1 <= x <= x2``), as Seg-Zero's.
 """
 
@@ -80,39 +82,41 @@ def box_iou_plus_one(a: Sequence[Any], b: Sequence[Any]) -> float:
     return float(inter) / union
 
 
-def pair_reward(pred: dict, gt: dict) -> float:
-    """The reward of one (prediction, ground truth) pair, 0..3."""
+def pair_reward(pred: dict, gt: dict, scale: float = 1.0) -> float:
+    """The reward of one (prediction, ground truth) pair, 0..3 (``scale``: pixel thresholds times it)."""
     pb, gb, pp, gp = pred["bbox_2d"], gt["bbox_2d"], pred["point_2d"], gt["point_2d"]
     reward = 0.0
     if box_iou_plus_one(pb, gb) > IOU_THRESHOLD:
         reward += 1.0
-    if sum(abs(pb[i] - gb[i]) for i in range(4)) / 4 < BOX_L1_THRESHOLD:
+    if sum(abs(pb[i] - gb[i]) for i in range(4)) / 4 < BOX_L1_THRESHOLD * scale:
         reward += 1.0
     dist = math.sqrt((pp[0] - gp[0]) ** 2 + (pp[1] - gp[1]) ** 2)
-    if dist < POINT_DISTANCE_THRESHOLD and pb[0] <= pp[0] <= pb[2] and pb[1] <= pp[1] <= pb[3]:
+    if dist < POINT_DISTANCE_THRESHOLD * scale and pb[0] <= pp[0] <= pb[2] and pb[1] <= pp[1] <= pb[3]:
         reward += 1.0
     return reward
 
 
-def match_objects(preds: Sequence[dict], gts: Sequence[dict]) -> tuple[list[tuple[int, int]], list[list[float]]]:
+def match_objects(
+    preds: Sequence[dict], gts: Sequence[dict], scale: float = 1.0
+) -> tuple[list[tuple[int, int]], list[list[float]]]:
     """The Hungarian matching of predictions to ground truth on ``3 - pair_reward``: the matched
     ``(pred, gt)`` index pairs and the reward matrix."""
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
-    rewards = [[pair_reward(p, g) for g in gts] for p in preds]
+    rewards = [[pair_reward(p, g, scale) for g in gts] for p in preds]
     if not preds or not gts:
         return [], rewards
     rows, cols = linear_sum_assignment(3.0 - np.asarray(rewards, dtype=np.float64))
     return [(int(r), int(c)) for r, c in zip(rows, cols)], rewards
 
 
-def vision_reasoner_accuracy(completion: str, solution: str) -> float:
+def vision_reasoner_accuracy(completion: str, solution: str, scale: float = 1.0) -> float:
     """The ``accuracy`` component (0..3); see the module docstring."""
     try:
         preds = list(_answer_json(completion))[:MAX_OBJECTS]
         gts = list(json.loads(solution))[:MAX_OBJECTS]
-        pairs, rewards = match_objects(preds, gts)
+        pairs, rewards = match_objects(preds, gts, scale)
         return sum(rewards[r][c] for r, c in pairs) / max(len(preds), len(gts))
     except Exception:  # includes both lists empty (0 / 0): the official code scores any failure 0
         return 0.0
@@ -132,12 +136,13 @@ def non_repeat(completion: str) -> float | int:
     return 0 if repeats >= 2 else 1.0
 
 
-def vision_reasoner_reward_components(completion: str, solution: str) -> dict[str, float]:
+def vision_reasoner_reward_components(completion: str, solution: str, scale: float = 1.0) -> dict[str, float]:
     """The three VisionReasoner reward components of one completion.
 
     Args:
         completion: the generated text (special tokens skipped).
         solution: the ground truth, the official JSON list of ``{"bbox_2d": [...], "point_2d": [...]}``.
+        scale: the box-L1 and point-distance thresholds are multiplied by it (1.0: the official pixels).
 
     Returns:
         ``{"format": 0..3, "accuracy": 0..3, "non_repeat": 0 or 1.0}``; their plain sum is the official total.
@@ -145,7 +150,7 @@ def vision_reasoner_reward_components(completion: str, solution: str) -> dict[st
     text = completion if isinstance(completion, str) else ""
     return {
         "format": vision_reasoner_format(text),
-        "accuracy": vision_reasoner_accuracy(text, solution),
+        "accuracy": vision_reasoner_accuracy(text, solution, scale),
         "non_repeat": non_repeat(text),
     }
 

@@ -8,6 +8,8 @@ Subcommands::
     eval-reasoner   --checkpoint CKPT [...] --data DIR --out FILE    test-split metrics of one checkpoint
     train-sam2-video --sam2 PT --out PT [--steps N]                   the SAM2's video path, on moving clips
     track-accuracy  [--clips N] [--sam2 PT]                           J/F of tracking on the test clips
+    train-reasoner-multi --out DIR [--sft-steps N] [--grpo-steps N]   the multi-object (VisionReasoner) reasoner
+    multi-accuracy  [--reasoner DIR] [--count N]                      counting, boxes and thinks, per path
 """
 
 from __future__ import annotations
@@ -270,6 +272,10 @@ def _delegated(name: str):
         from .sam2_video_train import main as run
     elif name == "track-accuracy":
         from .track_eval import main as run
+    elif name == "train-reasoner-multi":
+        from .multi_train import main as run
+    elif name == "multi-accuracy":
+        from .multi_accuracy import main as run
     else:
         return None
     return run

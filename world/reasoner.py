@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from segzero_edge.errors import TrainingError
-from segzero_edge.prompt import DEFAULT_SYSTEM_PROMPT, IM_END, seg_zero_user_text
+from segzero_edge.prompt import DEFAULT_SYSTEM_PROMPT, IM_END, SEG_ZERO, VISION_REASONER, seg_zero_user_text
 from segzero_edge.reference.builders.qwen import QwenSize
 from segzero_edge.training.rewards import parse_solution
 
@@ -61,9 +61,11 @@ def answer_json(solution: str) -> str:
     )
 
 
-def target_text(reasoning: str, solution: str) -> str:
-    """The assistant turn the SFT teaches: think, answer, then ``<|im_end|>`` (so generation stops)."""
-    return f"<think>{reasoning}</think><answer>{answer_json(solution)}</answer>{IM_END}"
+def target_text(reasoning: str, solution: str, family: str = SEG_ZERO) -> str:
+    """The assistant turn the SFT teaches: think, answer, then ``<|im_end|>`` (so generation stops). The
+    answer is Seg-Zero's JSON object, or for ``vision_reasoner`` the solution's JSON list as it is."""
+    answer = solution if family == VISION_REASONER else answer_json(solution)
+    return f"<think>{reasoning}</think><answer>{answer}</answer>{IM_END}"
 
 
 def world_corpus(rows: list[tuple[str, str, str]]) -> list[str]:

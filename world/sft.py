@@ -7,10 +7,11 @@ collator would also re-run the processor's chat template per batch. Our loop ren
 ``(S/28)^2`` tokens, and masks every prompt token with -100.
 
 One step = ``batch_size`` rows of the Seg-Zero layout (image at S x S, ``solution`` in model pixels)
-joined with the templated reasoning of the raw index folder. Data order: one seeded permutation per
-epoch (``seed + epoch``). AdamW, linear warmup then cosine decay. Resumable: ``out/sft_state.pt``
-(weights, optimizer, scheduler, step) is written every ``save_steps`` and at the end; a rerun continues
-from it and ends with the same weights as an uninterrupted run.
+joined with the templated reasoning of the raw index folder; with ``family="vision_reasoner"`` the rows
+are VisionReasoner's multi-object layout, the prompt is its text and the answer its JSON list. Data order:
+one seeded permutation per epoch (``seed + epoch``). AdamW, linear warmup then cosine decay. Resumable:
+``out/sft_state.pt`` (weights, optimizer, scheduler, step) is written every ``save_steps`` and at the end; a
+rerun continues from it and ends with the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from segzero_edge.errors import ConfigError, TrainingError
-from segzero_edge.prompt import expand_image_pads, num_image_tokens, read_checkpoint_meta, render_chat
+from segzero_edge.prompt import (
+    SEG_ZERO,
+    expand_image_pads,
+    num_image_tokens,
+    read_checkpoint_meta,
+    render_chat,
+    write_checkpoint_meta,
+)
 
 from .attention import answer_token_indices, attention_loss, coverage_target, mention_token_groups
 from .grounding import TokenTargets, VisionCapture, grounding_loss, make_head, record_targets
@@ -112,6 +120,7 @@ def load_rows(
     attention_token_px: int | None = None,
     mentions: bool = False,
     digits: bool = False,
+    family: str = SEG_ZERO,
 ) -> list[SFTRow]:
     """Join the Seg-Zero layout (image, problem, solution) with the raw split's reasoning (by id).
 
@@ -130,9 +139,9 @@ def load_rows(
     for f in files:
         table = pq.read_table(f).to_pylist()
         for rec in table:
-            prompt = expand_image_pads(render_chat(rec["problem"]), n_img)
+            prompt = expand_image_pads(render_chat(rec["problem"], family=family), n_img)
             p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            text = target_text(raw[rec["id"]]["reasoning"], rec["solution"])
+            text = target_text(raw[rec["id"]]["reasoning"], rec["solution"], family)
             t_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             targets = (
                 None
@@ -240,8 +249,10 @@ def run_sft(
     max_rows: int | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    family: str = SEG_ZERO,
 ) -> dict[str, Any]:
-    """Fine-tune ``init_dir`` and save the HF checkpoint to ``out_dir/final``.
+    """Fine-tune ``init_dir`` and save the HF checkpoint to ``out_dir/final``; ``family`` is the model family
+    the rows teach (recorded in the checkpoint's ``segzero_edge.json``).
 
     ``stop_after``: leave after this many new steps with the resumable state saved and no ``final``
     (a time-boxed session; the next call continues exactly where it stopped).
@@ -275,6 +286,7 @@ def run_sft(
         attention_token_px=token_px if cfg.answer_attention_weight else None,
         mentions=cfg.attention_mentions,
         digits=cfg.grounding_digits,
+        family=family,
     )
     head = capture = None
     params = list(model.parameters())
@@ -398,10 +410,10 @@ def run_sft(
     model.eval()
     model.save_pretrained(str(final))
     processor.save_pretrained(str(final))
-    for name in ("segzero_edge.json", "generation_config.json"):
-        src = init_dir / name
-        if src.exists():
-            (final / name).write_bytes(src.read_bytes())
+    src = init_dir / "generation_config.json"
+    if src.exists():
+        (final / src.name).write_bytes(src.read_bytes())
+    write_checkpoint_meta(final, input_size=input_size, family=family)
     (final / "training_meta.json").write_text(
         json.dumps(
             {
