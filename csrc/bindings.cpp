@@ -255,7 +255,7 @@ using IndexPtr = std::shared_ptr<segzero::ConstraintIndex>;  // pybind11 holders
 
 IndexPtr build_index(const py::list& tokens, int model_w, int model_h, int64_t vocab_size,
                      const std::vector<int32_t>& eos_ids, const std::vector<int32_t>& banned_ids,
-                     int max_pre_answer_ws, int grammar, int max_objects) {
+                     int max_pre_answer_ws, int grammar, int max_objects, int min_objects) {
   std::vector<std::string> bytes;
   bytes.reserve(tokens.size());
   for (const py::handle& t : tokens) {
@@ -272,6 +272,7 @@ IndexPtr build_index(const py::list& tokens, int model_w, int model_h, int64_t v
   if (grammar != 0 && grammar != 1) throw py::value_error("grammar must be 0 (seg_zero) or 1 (vision_reasoner)");
   options.grammar = static_cast<segzero::Grammar>(grammar);
   options.max_objects = max_objects;
+  options.min_objects = min_objects;
   std::string error;
   std::unique_ptr<segzero::ConstraintIndex> index;
   {
@@ -302,7 +303,7 @@ int phase_of(const segzero::ConstraintCursor& c) {
 PYBIND11_MODULE(_native, m) {
   m.doc() = "segzero-edge native extension (answer decoding and the answer constraint)";
   m.attr("__version__") = SEGZERO_EDGE_VERSION;
-  m.def("abi_version", []() { return 4; }, "Version of the native interface; bumped when bindings change.");
+  m.def("abi_version", []() { return 5; }, "Version of the native interface; bumped when bindings change.");
 
   m.def("decode", &decode, py::arg("text"), py::arg("image_w"), py::arg("image_h"), py::arg("model_w"),
         py::arg("model_h"),
@@ -331,7 +332,7 @@ PYBIND11_MODULE(_native, m) {
   py::class_<segzero::ConstraintIndex, IndexPtr>(m, "ConstraintIndex")
       .def(py::init(&build_index), py::arg("tokens"), py::arg("model_w"), py::arg("model_h"),
            py::arg("vocab_size"), py::arg("eos_ids"), py::arg("banned_ids"), py::arg("max_pre_answer_ws"),
-           py::arg("grammar") = 0, py::arg("max_objects") = 1)
+           py::arg("grammar") = 0, py::arg("max_objects") = 1, py::arg("min_objects") = 1)
       .def_property_readonly("vocab_size", &segzero::ConstraintIndex::vocab_size)
       .def_property_readonly("num_tokens", &segzero::ConstraintIndex::num_tokens)
       .def_property_readonly("num_states", &segzero::ConstraintIndex::num_states);

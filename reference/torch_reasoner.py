@@ -139,7 +139,7 @@ class TorchReasoner:
         if weights != "fp32":
             quantize_weights(self.model, weights)
         self._constraint_factory = constraint_factory
-        self._constraints: dict[int, AnswerConstraint] = {}
+        self._constraints: dict[tuple[int, bool], AnswerConstraint] = {}
 
     def make_constraint(self, options: GenerationOptions) -> TokenConstraint:
         if self._constraint_factory is not None:

@@ -54,8 +54,9 @@ class ConstraintIndex:
         max_pre_answer_ws: int,
         grammar: int = 0,
         max_objects: int = 1,
+        min_objects: int = 1,
     ) -> None:
-        """grammar: 0 seg_zero, 1 vision_reasoner (a list of 1..max_objects objects).
+        """grammar: 0 seg_zero, 1 vision_reasoner (a list of min_objects..max_objects objects; min 0 or 1).
         Raises ValueError for invalid options or a vocabulary that cannot spell the answer."""
     @property
     def vocab_size(self) -> int: ...

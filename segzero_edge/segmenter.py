@@ -30,11 +30,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from .answer._answer_py import EMPTY_LIST
+from .answer import EMPTY_ANSWER
 from .errors import ConfigError, InputError, ManifestError
 from .frame import Color, Frame, FrameCache, ImageLike
 from .manifest import Verify, load_manifest
@@ -43,8 +43,9 @@ from .prompt import check_text
 from .reasoner import GenerationOptions, ReasonerPipeline, ReasonerResult
 from .sam2 import Sam2Features, Sam2Pipeline
 from .sam2.contract import MASK_MODES
-from .sam2.host import box_outside, clip_box, format_box, mask_box, point_pairs
-from .types import Answer, Box, ObjectMask, Point, Segmentation
+from .sam2.host import box_outside, clip_box, point_pairs
+from .sam2.objects import Prompt, segment_objects
+from .types import Answer, Segmentation
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +117,6 @@ class SegmenterOptions:
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1e3
-
-
-class Prompt(NamedTuple):
-    """One object's SAM2 prompts in original-image pixels; ``outside``: the box has no area in the image."""
-
-    box: Box | None
-    points: tuple[Point, ...]
-    outside: bool
 
 
 class Segmenter:
@@ -480,7 +473,7 @@ class Segmenter:
         )
         if not answer.ok or not answer.objects:
             timings["total"] = _ms(t_start)
-            if answer.error == EMPTY_LIST:
+            if answer.error == EMPTY_ANSWER:
                 error = "the model found no object that matches the instruction (its answer is an empty list)"
             else:
                 error = answer.error or "the answer has no box"
@@ -506,60 +499,20 @@ class Segmenter:
         t_start: float,
         **common: Any,
     ) -> Segmentation:
-        """SAM2's masks for the objects' prompts, all in one decoder call when they have the same number of
-        points, and the decision whether anything was found: never for a box that lies outside the frame
-        (``Prompt.outside``; SAM2 is not run for that object) or an empty mask."""
-        w, h = frame.size
-        inside = [i for i, p in enumerate(prompts) if not p.outside]
-        empty = np.zeros((h, w), bool)
-        masks = [empty] * len(prompts)
-        scores, presence = [0.0] * len(prompts), [0.0] * len(prompts)
-        if inside:
-            boxes = [prompts[i].box for i in inside]
-            result = self.sam2.decode(
-                feats,
-                box=None if boxes[0] is None else np.asarray(boxes, np.float32),
-                points=[np.asarray(prompts[i].points, np.float32).reshape(-1, 2) for i in inside],
-                labels=None if labels is None else [np.asarray(labels, np.float32)],
-                mask_mode=options.mask_mode,
-            )
-            timings.update({f"sam2_{k}": v for k, v in result.timings_ms.items()})
-            for k, i in enumerate(inside):
-                masks[i], scores[i], presence[i] = (
-                    result.masks[k],
-                    float(result.scores[k]),
-                    float(result.object_score_logits[k]),
-                )
-        objects = tuple(
-            ObjectMask(
-                mask=m,
-                box=mask_box(m),
-                score=scores[i],
-                object_score=presence[i],
-                lost=not m.any(),
-                prompt_box=p.box,
-                points=tuple(p.points),
-            )
-            for i, (p, m) in enumerate(zip(prompts, masks))
-        )
-        union = np.logical_or.reduce([o.mask for o in objects]) if len(objects) > 1 else objects[0].mask
-        first = prompts[0]
+        """SAM2's masks for the objects' prompts (``sam2.objects.segment_objects``) as a ``Segmentation``:
+        found only when some object has a mask."""
+        res = segment_objects(self.sam2, feats, prompts, labels=labels, mask_mode=options.mask_mode)
+        timings.update(res.timings_ms)
         timings["total"] = _ms(t_start)
-        error = None
-        if not union.any():
-            if not inside:
-                where = "s lie" if len(prompts) > 1 else " lies"
-                error = f"the box{where} outside the {w}x{h} image (clipped to {format_box(first.box)})"
-            else:
-                error = "SAM2 returned an empty mask for these prompts"
+        first = prompts[0]
         return Segmentation(
-            mask=union,
-            found=error is None,
+            mask=res.union,
+            found=res.error is None,
             box=first.box,
             points=tuple(first.points),
-            score=scores[0] if error is None else 0.0,
+            score=res.objects[0].score if res.error is None else 0.0,
             timings_ms=timings,
-            error=error,
-            objects=objects,
+            error=res.error,
+            objects=res.objects,
             **common,
         )

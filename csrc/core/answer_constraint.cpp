@@ -73,6 +73,10 @@ std::unique_ptr<ConstraintIndex> ConstraintIndex::build(const std::vector<std::s
     error = "unknown answer grammar";
     return nullptr;
   }
+  if (options.min_objects < 0 || options.min_objects > 1) {
+    error = "min_objects must be 0 or 1";
+    return nullptr;
+  }
   if (options.max_objects < 1 || options.max_objects > kMaxObjects) {
     error = "max_objects must be within [1, " + std::to_string(kMaxObjects) + "]";
     return nullptr;
@@ -134,9 +138,20 @@ std::unique_ptr<ConstraintIndex> ConstraintIndex::build(const std::vector<std::s
     numbers(8, "], \"points_2\": [");
     chain(idx->add_segment(SegKind::Literal, "]}</answer>", 0));
   } else {
-    open = idx->add_segment(SegKind::Literal, "[{\"bbox_2d\": [", 0);
-    chain(open);
     const int close = idx->add_segment(SegKind::Literal, "</answer>", 0);
+    if (options.min_objects == 0) {  // "[" then "]" (empty) or the first object's "{"
+      open = idx->add_segment(SegKind::Literal, "[", 0);
+      chain(open);
+      const int branch = idx->add_segment(SegKind::Branch, "]{", 0);
+      chain(branch);
+      idx->segments_[branch].next = close;
+      const int first = idx->add_segment(SegKind::Literal, "{\"bbox_2d\": [", 0);
+      idx->segments_[branch].next2 = first;
+      prev = first;
+    } else {
+      open = idx->add_segment(SegKind::Literal, "[{\"bbox_2d\": [", 0);
+      chain(open);
+    }
     for (int k = 0; k < options.max_objects; ++k) {
       if (k > 0) chain(idx->add_segment(SegKind::Literal, "{\"bbox_2d\": [", 0));
       numbers(4, nullptr);
@@ -205,8 +220,8 @@ uint32_t ConstraintIndex::step_grammar(uint32_t state, unsigned char c) const {
         state = segments_[g.next].base;
         continue;
       case SegKind::Branch:
-        // Either byte ends the segment: literal[0] leads to `next`; literal[1] is the comma of the
-        // Separator `next2`, which continues after it (an optional space, then the next object).
+        // Either byte ends the segment: literal[0] leads to `next`; literal[1] is the first byte of segment
+        // `next2` (the comma of a Separator, the "{" of an object), which continues after it.
         if (c == static_cast<unsigned char>(g.literal[0])) return segments_[g.next].base;
         if (c == static_cast<unsigned char>(g.literal[1])) return segments_[g.next2].base + 1;
         return kReject;

@@ -11,7 +11,8 @@
 //           "<answer>"), when "<answer>" is generated during the think, or by the budget. Only tokens whose
 //           bytes keep the text a prefix of the grammar's answer are allowed:
 //             seg_zero:         {"bbox": [X, Y, X, Y], "points_1": [X, Y], "points_2": [X, Y]}</answer>
-//             vision_reasoner:  [O, O, ...]</answer> with 1 to max_objects objects
+//             vision_reasoner:  [O, O, ...]</answer> with min_objects (1, or 0: "[]" allowed) to
+//                               max_objects objects
 //                               O = {"bbox_2d": [X, Y, X, Y], "point_2d": [X, Y]}
 //                               (the ", " between objects: a comma and one optional space)
 //           X in [0, model_w], Y in [0, model_h] (inclusive: official ground truth rescaled
@@ -48,6 +49,7 @@ inline constexpr int kMaxObjects = 128;  // VisionReasoner's rewards read at mos
 struct ConstraintOptions {
   Grammar grammar = Grammar::SegZero;
   int max_objects = 16;              // vision_reasoner: most objects in the list (1..kMaxObjects)
+  int min_objects = 1;               // vision_reasoner: 1, or 0 to allow the empty list "[]"
   int model_w = 840;                 // largest x the answer may hold (inclusive)
   int model_h = 840;                 // largest y
   int max_pre_answer_ws = 2;         // ' ' or '\n' bytes allowed between "</think>" and "<answer>"
@@ -95,7 +97,7 @@ class ConstraintIndex {
     std::string literal;  // Literal; Branch: its two alternative bytes
     int max = 0;          // Number: largest value; Whitespace: most bytes
     int next = -1;        // following segment (Branch: after literal[0])
-    int next2 = -1;       // Branch: after literal[1], a Separator entered after its comma
+    int next2 = -1;       // Branch: literal[1] is the first byte of segment next2, which continues after it
     uint32_t base = 0;    // first state id
     uint32_t size = 0;    // number of states
   };

@@ -29,7 +29,7 @@ namespace {
     }                                                                      \
   } while (0)
 
-std::shared_ptr<const segzero::ConstraintIndex> make_index(segzero::Grammar grammar) {
+std::shared_ptr<const segzero::ConstraintIndex> make_index(segzero::Grammar grammar, int min_objects = 1) {
   // Every single byte (like a byte-level BPE) plus multi-byte tokens that straddle the skeleton.
   std::vector<std::string> tokens;
   for (int b = 0; b < 256; ++b) tokens.push_back(std::string(1, static_cast<char>(b)));
@@ -42,6 +42,7 @@ std::shared_ptr<const segzero::ConstraintIndex> make_index(segzero::Grammar gram
   segzero::ConstraintOptions options;
   options.grammar = grammar;
   options.max_objects = 3;
+  options.min_objects = min_objects;
   options.model_w = 840;
   options.model_h = 448;
   options.vocab_size = static_cast<int64_t>(tokens.size()) + 3;
@@ -88,11 +89,13 @@ void check_stream(const char* text, size_t n, uint8_t seed) {
   CHECK(!done || whole.consumed() == cut.consumed());
 }
 
-void check_constraint(const uint8_t* data, size_t n, bool list) {
-  static const std::shared_ptr<const segzero::ConstraintIndex> seg_zero = make_index(segzero::Grammar::SegZero);
-  static const std::shared_ptr<const segzero::ConstraintIndex> vision_reasoner =
-      make_index(segzero::Grammar::VisionReasoner);
-  const std::shared_ptr<const segzero::ConstraintIndex>& index = list ? vision_reasoner : seg_zero;
+void check_constraint(const uint8_t* data, size_t n, int grammar) {
+  static const std::shared_ptr<const segzero::ConstraintIndex> indexes[3] = {
+      make_index(segzero::Grammar::SegZero),
+      make_index(segzero::Grammar::VisionReasoner),
+      make_index(segzero::Grammar::VisionReasoner, 0),
+  };
+  const std::shared_ptr<const segzero::ConstraintIndex>& index = indexes[grammar % 3];
   const int64_t vocab = index->vocab_size();
   std::vector<uint8_t> mask(static_cast<size_t>(vocab));
   std::vector<float> logits(static_cast<size_t>(vocab)), scratch;
@@ -145,6 +148,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t n = size - 4;
   check_decode(text, n, sizes);
   check_stream(text, n, data[3]);
-  check_constraint(data + 3, std::min<size_t>(size - 3, 160), (data[1] & 1) != 0);
+  check_constraint(data + 3, std::min<size_t>(size - 3, 160), data[1] % 3);
   return 0;
 }

@@ -9,11 +9,12 @@
 
 from .constraint import AnswerConstraint, ConstraintState
 from .contract import ANSWER_FORMAT, AnswerSettings
-from .decode import BACKEND, AnswerStream, decode_answer
+from .decode import BACKEND, EMPTY_ANSWER, AnswerStream, decode_answer
 
 __all__ = [
     "ANSWER_FORMAT",
     "BACKEND",
+    "EMPTY_ANSWER",
     "AnswerConstraint",
     "AnswerSettings",
     "AnswerStream",

@@ -18,7 +18,8 @@ would close the think and continue with something the answer grammar rejects). O
 written, or ``</think>`` (then optional ' '/'\\n', then ``<answer>``), or the thinking budget runs out
 (which forces ``</think><answer>``), only tokens that keep the text a prefix of the family's answer are
 allowed: ``{"bbox": [x1, y1, x2, y2], "points_1": [x, y], "points_2": [x, y]}</answer>`` (``seg_zero``) or
-``[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]</answer>`` with 1 to ``max_objects`` objects
+``[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]</answer>`` with 1 (or 0: ``allow_empty``) to
+``max_objects`` objects
 (``vision_reasoner``), with integers in ``[0, model_w]`` for x and ``[0, model_h]`` for y (model-input
 pixels; inclusive: official ground truth rescaled with ``int(v * 840 / W + 0.5)`` reaches 840).
 Details: ``csrc/core/answer_constraint.hpp``.
@@ -163,6 +164,7 @@ class AnswerConstraint:
         max_pre_answer_ws: ' ' or '\\n' bytes allowed between ``</think>`` and ``<answer>``.
         grammar: the model family's answer grammar, ``"seg_zero"`` or ``"vision_reasoner"``.
         max_objects: ``vision_reasoner``: most objects in the answer list (1 to ``MAX_OBJECTS_LIMIT``).
+        allow_empty: ``vision_reasoner``: the empty list ``[]`` ("nothing matches") is an answer too.
     """
 
     def __init__(
@@ -177,6 +179,7 @@ class AnswerConstraint:
         max_pre_answer_ws: int = 2,
         grammar: str = SEG_ZERO,
         max_objects: int = DEFAULT_MAX_OBJECTS,
+        allow_empty: bool = False,
     ) -> None:
         if grammar not in (SEG_ZERO, VISION_REASONER):
             raise InputError(f"unknown answer grammar {grammar!r}", hint=f"use {SEG_ZERO} or {VISION_REASONER}")
@@ -185,7 +188,10 @@ class AnswerConstraint:
         if not 1 <= max_objects <= MAX_OBJECTS_LIMIT:
             raise InputError(f"max_objects must be an int in [1, {MAX_OBJECTS_LIMIT}], got {max_objects!r}")
         self.grammar = grammar
+        if not isinstance(allow_empty, bool):
+            raise InputError(f"allow_empty must be True or False, got {allow_empty!r}")
         self.max_objects = max_objects if grammar == VISION_REASONER else 1
+        self.allow_empty = allow_empty and grammar == VISION_REASONER
         native = _native_module()
         if native is None:
             raise BackendUnavailableError(
@@ -216,6 +222,7 @@ class AnswerConstraint:
                 int(max_pre_answer_ws),
                 0 if grammar == SEG_ZERO else 1,
                 self.max_objects,
+                0 if self.allow_empty else 1,
             )
         except ValueError as exc:
             raise InputError(f"cannot build the answer constraint: {exc}") from None

@@ -27,14 +27,16 @@ from ..prompt import SEG_ZERO_INPUT_SIZE
 from ..types import Answer, AnswerObject
 from . import _answer_py, _stream_py
 
-__all__ = ["BACKEND", "AnswerStream", "decode_answer"]
+__all__ = ["BACKEND", "EMPTY_ANSWER", "AnswerStream", "decode_answer"]
 
 logger = logging.getLogger(__name__)
 
 #: Environment variable that selects the pure-Python twin when set (to anything but "" or "0") before import.
 PURE_PYTHON_ENV = "SEGZERO_EDGE_PURE_PYTHON"
 #: Interface version of the native module this wrapper expects (``_native.abi_version()``).
-NATIVE_ABI = 4
+NATIVE_ABI = 5
+#: ``Answer.error`` of an answer that is an empty list: a VisionReasoner model saying nothing matches.
+EMPTY_ANSWER = _answer_py.EMPTY_LIST
 #: Longer texts are not decoded (ok=False): a model answer is a few kB; this bounds the work.
 MAX_TEXT_CHARS = 1 << 24
 _MAX_SIZE = (1 << 31) - 1

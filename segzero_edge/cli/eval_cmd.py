@@ -39,7 +39,7 @@ from .options import add_option_arguments, option_values
 
 #: The request options this command exposes (``SegmenterOptions.names()``); the official evaluation is
 #: unconstrained (--no-constraint), where answers may fail to parse.
-OPTIONS = ("max_new_tokens", "constrained")
+OPTIONS = ("max_new_tokens", "constrained", "max_objects", "allow_empty")
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,8 @@ OPTIONS = (
     "max_new_tokens",
     "thinking_budget",
     "constrained",
+    "max_objects",
+    "allow_empty",
     "do_sample",
     "temperature",
     "top_p",

@@ -19,7 +19,18 @@ from .base import DEVICE_HELP, Command, positive_int
 from .options import add_option_arguments, option_values
 
 #: The reasoning options this command exposes (``SegmenterOptions.names()``).
-OPTIONS = ("max_new_tokens", "thinking_budget", "constrained", "do_sample", "temperature", "top_p", "top_k", "seed")
+OPTIONS = (
+    "max_new_tokens",
+    "thinking_budget",
+    "constrained",
+    "max_objects",
+    "allow_empty",
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+)
 OUT_SUFFIXES = (".mp4", ".mkv", ".mov", ".gif")
 
 

@@ -67,6 +67,8 @@ class GenerationOptions:
             constrained answer always fits.
         max_objects: the most objects a ``vision_reasoner`` answer may list under the constraint (1 to 128;
             Seg-Zero answers hold one).
+        allow_empty: under the constraint a ``vision_reasoner`` answer may be the empty list ``[]``
+            (VisionReasoner's "no object in the image"); off, it names at least one object.
         do_sample: sample instead of greedy decoding (Seg-Zero evaluates greedily).
         temperature, top_k, top_p: sampling warpers (``top_k=0`` and ``top_p=1.0`` disable them).
         seed: seed of the sampler's random generator (sampling is reproducible for a fixed seed).
@@ -89,6 +91,10 @@ class GenerationOptions:
         default=DEFAULT_MAX_OBJECTS,
         metadata=_doc(f"VisionReasoner engines: most objects in one answer (1 to {MAX_OBJECTS_LIMIT})"),
     )
+    allow_empty: bool = field(
+        default=False,
+        metadata=_doc("VisionReasoner engines: the constrained answer may be [] (nothing matches)"),
+    )
     do_sample: bool = field(default=False, metadata=_doc("sample instead of greedy decoding"))
     temperature: float = field(default=1.0, metadata=_doc("sampling temperature"))
     top_k: int = field(default=0, metadata=_doc("keep the k most likely tokens when sampling (0: off)"))
@@ -103,7 +109,7 @@ class GenerationOptions:
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ConfigError(f"{name} must be an int >= {lo}, got {v!r}")
 
-        for name in ("constrained", "do_sample", "stop_at_answer", "jump_forward"):
+        for name in ("constrained", "do_sample", "stop_at_answer", "jump_forward", "allow_empty"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         _int("max_new_tokens", 1)
@@ -146,7 +152,7 @@ class GenerationOptions:
 
 
 def build_constraint(
-    cache: dict[int, AnswerConstraint],
+    cache: dict[tuple[int, bool], AnswerConstraint],
     tokenizer,
     options: GenerationOptions,
     *,
@@ -156,14 +162,19 @@ def build_constraint(
 ) -> ConstraintState:
     """A fresh state of ``family``'s answer constraint for one generation with ``options``.
 
-    The index over the vocabulary is built once per ``max_objects`` and kept in ``cache`` (about a second
+    The index over the vocabulary is built once per ``(max_objects, allow_empty)`` and kept in ``cache`` (about a second
     for Qwen's 151k tokens and a Seg-Zero answer; each list object adds automaton states).
     """
-    key = options.max_objects if family == VISION_REASONER else 1
+    key = (options.max_objects, options.allow_empty) if family == VISION_REASONER else (1, False)
     constraint = cache.get(key)
     if constraint is None:
         constraint = AnswerConstraint.from_tokenizer(
-            tokenizer, model_size=model_size, vocab_size=vocab_size, grammar=family, max_objects=key
+            tokenizer,
+            model_size=model_size,
+            vocab_size=vocab_size,
+            grammar=family,
+            max_objects=key[0],
+            allow_empty=key[1],
         )
         cache[key] = constraint
     return constraint.new_state(options.thinking_budget_for(family))

@@ -226,7 +226,7 @@ class ReasonerPipeline:
         self.tokenizer = PromptTokenizer(self.engine_dir / s.files["tokenizer"], self.token_ids["image_pad"])
         self.backend = self._open_backend(backend, device, threads, io_binding, sessions, backend_options or {})
         self._constraint_factory = constraint_factory
-        self._constraints: dict[int, AnswerConstraint] = {}  # by max_objects
+        self._constraints: dict[tuple[int, bool], AnswerConstraint] = {}  # by (max_objects, allow_empty)
         log.info("reasoner: %s backend on %s (%s weights)", self.backend.name, self.backend.device, s.weights)
 
     def _open_backend(self, backend, device, threads, io_binding, sessions, options) -> ReasonerBackend:

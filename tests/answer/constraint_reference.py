@@ -12,7 +12,9 @@ _DIGITS = re.compile(r"[0-9]+")
 THINK_CLOSE, ANSWER_OPEN = "</think>", "<answer>"
 
 
-def skeleton_parts(model_w: int, model_h: int, grammar: str = "seg_zero", max_objects: int = 1) -> list[tuple]:
+def skeleton_parts(
+    model_w: int, model_h: int, grammar: str = "seg_zero", max_objects: int = 1, allow_empty: bool = False
+) -> list[tuple]:
     x, y = ("num", model_w), ("num", model_h)
     sep = ("sep",)
     if grammar == "vision_reasoner":
@@ -23,6 +25,8 @@ def skeleton_parts(model_w: int, model_h: int, grammar: str = "seg_zero", max_ob
         tail: list[tuple] = [("lit", "]</answer>")]
         for _ in range(max_objects - 1):
             tail = [("alt", ([("lit", "]</answer>")], [sep, *obj, *tail]))]
+        if allow_empty:
+            return [("lit", "["), ("alt", ([("lit", "]</answer>")], [*obj, *tail]))]
         return [("lit", "["), *obj, *tail]
     return [
         ("lit", '{"bbox": ['),
@@ -36,10 +40,16 @@ def skeleton_parts(model_w: int, model_h: int, grammar: str = "seg_zero", max_ob
 
 
 def entry_parts(
-    entry: str, model_w: int, model_h: int, max_ws: int = 2, grammar: str = "seg_zero", max_objects: int = 1
+    entry: str,
+    model_w: int,
+    model_h: int,
+    max_ws: int = 2,
+    grammar: str = "seg_zero",
+    max_objects: int = 1,
+    allow_empty: bool = False,
 ) -> list[tuple]:
     """The language after: a generated "</think>", a generated "<answer>", or the thinking budget."""
-    body = skeleton_parts(model_w, model_h, grammar, max_objects)
+    body = skeleton_parts(model_w, model_h, grammar, max_objects, allow_empty)
     if entry == "after_think":
         return [("ws", max_ws), ("lit", ANSWER_OPEN), *body]
     if entry == "after_answer_tag":
@@ -112,10 +122,16 @@ class Reference:
     """Tracks one generation as text and answers which tokens may follow (by brute force)."""
 
     def __init__(
-        self, model_w: int, model_h: int, budget: int | None, grammar: str = "seg_zero", max_objects: int = 1
+        self,
+        model_w: int,
+        model_h: int,
+        budget: int | None,
+        grammar: str = "seg_zero",
+        max_objects: int = 1,
+        allow_empty: bool = False,
     ) -> None:
         self.mw, self.mh = model_w, model_h
-        self.grammar, self.max_objects = grammar, max_objects
+        self.grammar, self.max_objects, self.allow_empty = grammar, max_objects, allow_empty
         self.budget = budget
         self.think = ""  # text generated in the think phase
         self.think_tokens = 0
@@ -125,7 +141,9 @@ class Reference:
             self.entry = "budget"
 
     def _parts(self, entry: str) -> list[tuple]:
-        return entry_parts(entry, self.mw, self.mh, grammar=self.grammar, max_objects=self.max_objects)
+        return entry_parts(
+            entry, self.mw, self.mh, grammar=self.grammar, max_objects=self.max_objects, allow_empty=self.allow_empty
+        )
 
     @property
     def done(self) -> bool:

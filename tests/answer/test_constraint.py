@@ -60,10 +60,11 @@ def _walk(
     max_steps=400,
     grammar="seg_zero",
     max_objects=1,
+    allow_empty=False,
 ):
     """A random generation; at every step the mask must equal the reference's brute-force answer."""
     texts = [t.decode("latin-1") for t in vocab]
-    ref = Reference(mw, mh, budget, grammar, max_objects)
+    ref = Reference(mw, mh, budget, grammar, max_objects, allow_empty)
     state = constraint.new_state(budget)
     generated = []
     for _ in range(max_steps):

@@ -150,3 +150,31 @@ def test_object_count_adds_states_and_bad_arguments():
             AnswerConstraint(byte_vocab, grammar="vision_reasoner", max_objects=bad)
     with pytest.raises(InputError, match="unknown answer grammar"):
         AnswerConstraint(byte_vocab, grammar="lens")
+
+
+def test_allow_empty_adds_the_empty_list_and_nothing_else():
+    from segzero_edge import decode_answer
+
+    constraint = _constraint(2, eos_token_ids=[EOS], allow_empty=True)
+    rng = random.Random(11)
+    counts = set()
+    for _ in range(30):
+        generated, _ref = _walk(
+            constraint,
+            VR_VOCAB,
+            rng,
+            rng.choice([0, 2]),
+            eos=(EOS,),
+            max_steps=2000,
+            grammar="vision_reasoner",
+            max_objects=2,
+            allow_empty=True,
+        )
+        answer = decode_answer(b"".join(VR_VOCAB[t] for t in generated).decode())
+        counts.add(len(answer.objects))
+        assert answer.ok or answer.error == "the answer is an empty list"
+    assert counts == {0, 1, 2}
+    state = constraint.new_state(0)
+    assert state.forced_text() == "</think><answer>["
+    with pytest.raises(InputError, match="allow_empty"):
+        _constraint(2, allow_empty=1)
