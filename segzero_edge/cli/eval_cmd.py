@@ -165,6 +165,8 @@ def _run(args: argparse.Namespace) -> int:
             f"boxes at IoU {d.threshold}: precision {100 * d.precision:.2f}  recall {100 * d.recall:.2f}  "
             f"({d.n_matched} matched of {d.n_pred} predicted, {d.n_gt} ground-truth objects in {d.n_samples} samples)"
         )
+    if report.box_hit_rate is not None:
+        print(f"box hit rate (a predicted box at IoU > 0.5 with the dataset's bbox): {100 * report.box_hit_rate:.2f}")
     if out is not None:
         print(f"wrote {out / 'samples.jsonl'} and {out / 'summary.json'}")
     return 0

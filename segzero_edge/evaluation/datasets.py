@@ -7,6 +7,8 @@ Layouts (``open_dataset(path, layout="auto")`` detects them in this order):
     RefCOCO(+/g) evaluation sets), downloaded as files: ``*.parquet`` shards (e.g. ``data/test-00000-of-00002.parquet``)
     with the columns ``image`` (encoded image), ``text``, ``mask`` (2-D bool list at the image size), ``image_id``,
     ``ann_id``, ``img_height``, ``img_width``. ``split`` picks the shards named ``<split>-*``. Needs pyarrow.
+    VisionReasoner's evaluation sets have the same columns and may add ``bbox`` (``x1, y1, x2, y2`` in image
+    pixels): it becomes the sample's ``gt_box``.
 ``hf-disk``
     the same rows saved with ``datasets.save_to_disk`` (``dataset_info.json`` / ``state.json``, or a
     ``dataset_dict.json`` with splits). Needs ``datasets``.
@@ -171,12 +173,15 @@ class EvalSample:
         id: sample id (``<image_id>_<ann_id>`` for Seg-Zero's parquet sets, the record id otherwise).
         text: the query, unnormalised (the prompt lower-cases it and strips periods).
         source: where the sample comes from (file path, or ``file#row``), for reports.
+        gt_box: the ground-truth box ``(x1, y1, x2, y2)`` in image pixels, where the dataset gives one
+            (VisionReasoner's ``bbox`` column), else None.
     """
 
     id: str
     text: str
     source: str
     _load: Callable[[], tuple[np.ndarray, np.ndarray]]
+    gt_box: tuple[float, float, float, float] | None = None
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """``(image (H, W, 3) uint8 RGB, mask (H, W) bool)``; for a multi-object record the union mask.
@@ -251,7 +256,11 @@ def _row_sample(row: dict[str, Any], n: int, source: str) -> EvalSample:
     text = next((row[k] for k in ("text", "problem", "sentence") if isinstance(row.get(k), str)), "")
     if not text or row.get("image") is None or row.get("mask") is None:
         return EvalSample(sid, text, f"{source}#{n}", _failing(NO_RECORD if text else "no query text"))
-    return EvalSample(sid, text, f"{source}#{n}", lambda r=row: (_rgb(r["image"]), mask_from_value(r["mask"])))
+    box = row.get("bbox")
+    gt_box = None
+    if isinstance(box, list | tuple) and len(box) == 4 and all(isinstance(v, int | float) for v in box):
+        gt_box = tuple(float(v) for v in box)
+    return EvalSample(sid, text, f"{source}#{n}", lambda r=row: (_rgb(r["image"]), mask_from_value(r["mask"])), gt_box)
 
 
 def _parquet_files(path: Path, split: str | None) -> list[Path]:

@@ -30,7 +30,16 @@ from ..errors import DatasetError, InputError
 from ..sam2.host import mask_box
 from ..types import Segmentation
 from .datasets import EvalSample, open_dataset
-from .metrics import DetectionScores, EvalScores, SampleIoU, aggregate, detection_scores, match_boxes, sample_iou
+from .metrics import (
+    DetectionScores,
+    EvalScores,
+    SampleIoU,
+    aggregate,
+    box_iou,
+    detection_scores,
+    match_boxes,
+    sample_iou,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,8 @@ class SampleResult:
         raw_text: the generated text.
         n_pred_objects: the answer's objects; n_gt_objects, n_matched: ground-truth objects and matched boxes
             (None when the ground truth has no per-object masks).
+        box_hit: VisionReasoner's "bbox AP" of the sample: 1.0 when one of the answer's boxes has IoU > 0.5 with
+            the dataset's ``bbox``, else 0.0 (None when the dataset gives no box).
     """
 
     id: str
@@ -80,6 +91,7 @@ class SampleResult:
     n_pred_objects: int = 0
     n_gt_objects: int | None = None
     n_matched: int | None = None
+    box_hit: float | None = None
 
     def counts(self) -> SampleIoU | None:
         """The metric counts, or None for a skipped sample."""
@@ -102,6 +114,8 @@ class EvalReport:
         n_skipped: unreadable records (not in ``scores``).
         wall_s: seconds for the whole loop. dataset: ``EvalDataset.describe()`` (or {}).
         detection: box precision / recall over the samples with per-object ground truth (None without).
+        box_hit_rate: mean ``box_hit`` over the samples with a ground-truth box (VisionReasoner's "bbox AP"),
+            None without.
     """
 
     scores: EvalScores
@@ -112,6 +126,7 @@ class EvalReport:
     wall_s: float
     dataset: Mapping[str, Any] = field(default_factory=dict)
     detection: DetectionScores | None = None
+    box_hit_rate: float | None = None
 
     @property
     def parse_failure_rate(self) -> float:
@@ -139,6 +154,7 @@ class EvalReport:
             "wall_s": self.wall_s,
             "dataset": dict(self.dataset),
             "detection": asdict(self.detection) if self.detection is not None else None,
+            "box_hit_rate": self.box_hit_rate,
         }
 
 
@@ -183,6 +199,9 @@ def evaluate_sample(segmenter: Predictor, sample: EvalSample) -> SampleResult:
     if gt_objects is not None:
         gt_boxes = [b for b in (mask_box(m) for m in gt_objects) if b is not None]
         n_gt, n_matched = len(gt_boxes), match_boxes(pred_boxes, gt_boxes)
+    box_hit = None
+    if sample.gt_box is not None:
+        box_hit = float(any(box_iou(b, sample.gt_box) > 0.5 for b in pred_boxes))
     # A decoded answer whose mask is empty (or whose box lies outside the image) is found=False but no parse
     # failure: it is scored as the empty prediction it is.
     decoded = res.found or (res.answer is not None and res.answer.ok)
@@ -207,6 +226,7 @@ def evaluate_sample(segmenter: Predictor, sample: EvalSample) -> SampleResult:
         n_pred_objects=len(pred_boxes),
         n_gt_objects=n_gt,
         n_matched=n_matched,
+        box_hit=box_hit,
     )
 
 
@@ -244,6 +264,7 @@ def evaluate(
             on_sample(result)
     counts = [c for c in (r.counts() for r in results) if c is not None]
     detections = [(r.n_pred_objects, r.n_gt_objects, r.n_matched) for r in results if r.n_gt_objects is not None]
+    hits = [r.box_hit for r in results if r.box_hit is not None]
     return EvalReport(
         scores=aggregate(counts, drop_both_empty=drop_both_empty),
         samples=tuple(results),
@@ -253,4 +274,5 @@ def evaluate(
         wall_s=time.perf_counter() - t0,
         dataset=dataset.describe() if hasattr(dataset, "describe") else {},
         detection=detection_scores(detections) if detections else None,
+        box_hit_rate=float(np.mean(hits)) if hits else None,
     )

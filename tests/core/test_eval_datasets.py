@@ -104,7 +104,7 @@ def test_index_layout_scores_misses_both_empty_and_skips(tmp_path):
     assert [r.id for r in limited.samples] == ["a", "b"]
 
 
-def _parquet_rows(rows, path):
+def _parquet_rows(rows, path, bboxes=None):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     import io
@@ -120,8 +120,48 @@ def _parquet_rows(rows, path):
         cols["ann_id"].append(ann_id)
         cols["img_height"].append(H)
         cols["img_width"].append(W)
+    if bboxes is not None:
+        cols["bbox"] = bboxes
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(cols), path)
+
+
+class BoxAnswers:
+    """``predict`` returning multi-object results: per text a list of (mask, prompt box)."""
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def predict(self, image, text):
+        from segzero_edge.types import ObjectMask
+
+        objs = tuple(
+            ObjectMask(mask=m, box=None, score=0.9, object_score=1.0, lost=False, prompt_box=b)
+            for m, b in self.answers[text]
+        )
+        union = np.logical_or.reduce([o.mask for o in objs])
+        return Segmentation(mask=union, found=True, box=objs[0].prompt_box, objects=objs, answer=Answer(ok=True))
+
+
+def test_vision_reasoner_bbox_column_gives_the_box_hit_rate(tmp_path):
+    """VisionReasoner's sets add a ``bbox`` column: a sample is a box hit when one of the answer's boxes
+    has IoU > 0.5 with it (its evaluation's "bbox AP")."""
+    path = tmp_path / "vr" / "test-00000-of-00001.parquet"
+    _parquet_rows(
+        [("i1", 0, "two cups", GT_A), ("i2", 0, "one plate", GT_B)], path, bboxes=[[10, 10, 30, 30], [0, 0, 50, 10]]
+    )
+    samples = list(open_dataset(path))
+    assert [s.gt_box for s in samples] == [(10.0, 10.0, 30.0, 30.0), (0.0, 0.0, 50.0, 10.0)]
+    seg = BoxAnswers(
+        {
+            "two cups": [(PRED_A, (40, 0, 50, 5)), (GT_A, (11, 10, 30, 30))],  # the second box hits
+            "one plate": [(GT_B, (0, 0, 20, 10))],  # IoU 0.4: no hit
+        }
+    )
+    report = evaluate(seg, samples)
+    assert [r.box_hit for r in report.samples] == [1.0, 0.0] and report.box_hit_rate == 0.5
+    assert report.samples[0].n_pred_objects == 2 and report.samples[0].n_gt_objects is None
+    assert report.detection is None and report.to_dict()["box_hit_rate"] == 0.5
 
 
 def test_parquet_layout_as_seg_zero_publishes_it(tmp_path):
