@@ -120,12 +120,12 @@ def test_masks_equal_reference_qwen_vocab(qwen_constraint, qwen_tokenizer):
         assert texts_ok
 
 
-def _walk_banned(constraint, vocab, rng, budget, eos, banned):
+def _walk_banned(constraint, vocab, rng, budget, eos, banned, *, grammar="seg_zero", max_objects=1, max_steps=400):
     # like _walk, with special tokens banned in every phase
     texts = [t.decode("latin-1") for t in vocab]
-    ref = Reference(840, 840, budget)
+    ref = Reference(840, 840, budget, grammar, max_objects)
     state = constraint.new_state(budget)
-    for _ in range(400):
+    for _ in range(max_steps):
         mask = state.mask()
         if ref.done:
             expected = np.array([i in eos for i in range(len(texts))])

@@ -6,13 +6,12 @@ from __future__ import annotations
 import random
 import re
 
-import numpy as np
 import pytest
 
 from segzero_edge.errors import InputError
 
 from .conftest import needs_native
-from .test_constraint import _tokenizations, _walk
+from .test_constraint import _tokenizations, _walk, _walk_banned
 
 pytestmark = needs_native
 
@@ -73,26 +72,11 @@ def test_masks_equal_reference_qwen_vocab(qwen_tokenizer):
     vocab = [t if t is not None else b"\xff" for t in tokens]
     eos = tuple(constraint.eos_token_ids)
     banned = {i for name, i in specials.items() if i not in eos}
-    texts = [t.decode("latin-1") for t in vocab]
-    from .constraint_reference import Reference
-
     rng = random.Random(3)
     for budget in (0, 2, 8):
-        ref = Reference(840, 840, budget, "vision_reasoner", 2)
-        state = constraint.new_state(budget)
-        for _ in range(600):
-            mask = state.mask()
-            if ref.done:
-                expected = np.array([i in eos for i in range(len(texts))])
-            else:
-                expected = np.array([ref.allowed(t) and i not in eos and i not in banned for i, t in enumerate(texts)])
-            assert np.array_equal(mask, expected), (ref.think, ref.answer)
-            if state.done:
-                break
-            token = int(rng.choice(list(np.nonzero(mask)[0])))
-            state.advance(token)
-            ref.advance(texts[token])
-        assert state.done
+        assert _walk_banned(
+            constraint, vocab, rng, budget, eos, banned, grammar="vision_reasoner", max_objects=2, max_steps=600
+        )
 
 
 @pytest.mark.parametrize(
