@@ -14,13 +14,14 @@ PKG_STAMP := $(VENV)/.segzero-pkg
 NATIVE_SOURCES := $(wildcard csrc/*.cpp csrc/*.hpp csrc/core/*.cpp csrc/core/*.hpp) CMakeLists.txt
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint format demo world-retrain world-accuracy fuzz bench clean distclean
+.PHONY: help install test lint format demo world-retrain world-retrain-multi world-accuracy fuzz bench clean distclean
 
 help:
 	@echo "make test    install into .venv (first time), run ruff check, ruff format --check and pytest"
 	@echo "make demo    install, export the shipped world models, segment the bundled scene"
 	@echo "make world-retrain   retrain both world models from scratch (measured 2026-12-03: 81 min of training on 2 cores, then 5 min of measuring), compare with the shipped table"
 	@echo "make world-accuracy  re-measure benchmarks/results/world_accuracy.{json,md} on the shipped models"
+	@echo "make world-retrain-multi  retrain the multi-object world reasoner from the shipped one, then its table"
 	@echo "make lint    ruff check and ruff format --check"
 	@echo "make format apply ruff's fixes and formatting"
 	@echo "make fuzz    fuzz the native answer code (libFuzzer + ASan/UBSan, FUZZ_SECONDS=300)"
@@ -68,6 +69,13 @@ world-retrain: install
 
 world-accuracy: install
 	$(PY) -m segzero_edge.world accuracy
+
+# The multi-object (VisionReasoner-family) world reasoner: a continued fine-tune of the shipped reasoner,
+# then its table (docs/world.md, "Multi-object reasoner").
+world-retrain-multi: install
+	$(PY) -m segzero_edge.world train-reasoner-multi --out $(WORLD_RUN)_multi
+	$(PY) -m segzero_edge.world multi-accuracy --reasoner $(WORLD_RUN)_multi/grpo/final \
+	  --work-dir $(WORLD_RUN)_multi/accuracy --out-dir $(WORLD_RUN)_multi
 
 # Fuzz the native answer code (decoder, stream, constraint) with libFuzzer under AddressSanitizer and
 # UndefinedBehaviorSanitizer for FUZZ_SECONDS; the corpus grows in build/fuzz/corpus. Needs clang and its

@@ -250,6 +250,23 @@ def world_accuracy_rows(d: dict) -> list[Row]:
     ]
 
 
+def world_multi_rows(d: dict) -> list[Row]:
+    return [
+        [
+            name,
+            r["split"],
+            str(r["samples"]),
+            _f(100 * r["giou"], 1),
+            _f(100 * r["ciou"], 1),
+            _f(None if r["box_precision"] is None else 100 * r["box_precision"], 1),
+            _f(None if r["box_recall"] is None else 100 * r["box_recall"], 1),
+            _f(100 * r["parse_rate"], 1),
+            _f(100 * r["faithful"], 1),
+        ]
+        for name, r in d["rows"].items()
+    ]
+
+
 def world_tracking_rows(d: dict) -> list[Row]:
     return [
         [
@@ -370,6 +387,18 @@ SECTIONS: tuple[Section, ...] = (
         "python -m segzero_edge.world accuracy",
         ("path", "samples", "gIoU", "Δ vs torch fp32", "cIoU", "parse rate %", "ms / sample"),
         world_accuracy_rows,
+    ),
+    Section(
+        "Multi-object answers on the small world (VisionReasoner family)",
+        "The world's multi-object reasoner (a continued fine-tune of the single-object one with VisionReasoner's "
+        "prompt, answer lists and rewards) on 200 instructions that mean 2 to 6 shapes: gIoU / cIoU of the union "
+        "mask, box precision / recall at IoU 0.5 after Hungarian matching, and the share of thinks that name every "
+        "target and invent no shape (faithful); with the single-object split and the shipped single-object "
+        "reasoner for comparison.",
+        ("world_multi.json",),
+        "python -m segzero_edge.world multi-accuracy",
+        ("path", "split", "samples", "gIoU", "cIoU", "box precision", "box recall", "parse rate %", "faithful %"),
+        world_multi_rows,
     ),
     Section(
         "Tracking on the small world's test clips (J and F as DAVIS defines them)",

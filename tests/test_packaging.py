@@ -1,5 +1,6 @@
 """The wheel: what it installs, and that the bare runtime needs no torch."""
 
+import json
 import subprocess
 import sys
 import venv
@@ -37,9 +38,11 @@ def test_wheel_layout(wheel):
         "segzero_edge/reference/__init__.py",
         "segzero_edge/world/__init__.py",
         "segzero_edge/world/assets/reasoner/model.safetensors",
+        "segzero_edge/world/assets/reasoner_multi/model.safetensors",
         "segzero_edge/world/assets/sam2_tiny.pt",
         "segzero_edge/world/assets/demo_scene.png",
         "segzero_edge/world/recipes/world_reasoner.yaml",
+        "segzero_edge/world/recipes/world_reasoner_multi.yaml",
         "segzero_edge/manifest.py",
     ):
         assert sub in names, sub
@@ -138,6 +141,15 @@ def test_demo_runs_from_the_installed_wheel(wheel, tmp_path):
     assert "tracked   : " in demo.stdout and "30 frames, J " in demo.stdout, demo.stdout
     with Image.open(run / "out" / "demo_track.gif") as gif:
         assert gif.n_frames == 30 and gif.size == (448, 448)
+    # the multi-object reasoner's answer to the scene's multi-object instruction, one record per object
+    multi = json.loads((run / "out" / "demo_multi.segzero.json").read_text())
+    assert multi["text"] == "all the red shapes" and len(multi["objects"]) >= 1, multi
     outputs = sorted(p.name for p in (run / "out").iterdir())
-    assert outputs == ["demo.overlay.png", "demo.segzero.json", "demo_track.gif"]
+    assert outputs == [
+        "demo.overlay.png",
+        "demo.segzero.json",
+        "demo_multi.overlay.png",
+        "demo_multi.segzero.json",
+        "demo_track.gif",
+    ]
     assert sorted(p.name for p in run.iterdir()) == ["out", "work"]  # nothing written elsewhere

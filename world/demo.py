@@ -6,7 +6,10 @@
 2. run ``Segmenter.predict`` on the world scene that ships with the repository,
 3. write the overlay PNG and the JSON, and say where they are,
 4. track the same instruction through the scene in motion (``clips.demo_clip``: the target leaves the frame,
-   comes back and is crossed by another shape) with ``Segmenter.track``, and write the animated overlay.
+   comes back and is crossed by another shape) with ``Segmenter.track``, and write the animated overlay,
+5. ask the multi-object reasoner (VisionReasoner family, ``world/assets/reasoner_multi``, in a copy of the
+   engine directory with only the reasoner replaced) for every shape an instruction means, and write its
+   overlay (one colour per object).
 
 The models are tiny and know only the world of coloured shapes (docs/world.md); their test-split accuracy
 is in benchmarks/results/world_accuracy.md. ``--random`` runs random tiny models instead (no training).
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 DEFAULT_IMAGE = ASSETS / "demo_scene.png"
 WORLD_DIR = ASSETS
 WORLD_REASONER = WORLD_DIR / "reasoner"
+WORLD_MULTI_REASONER = WORLD_DIR / "reasoner_multi"
 WORLD_SAM2 = WORLD_DIR / "sam2_tiny.pt"
 WORLD_SAM2_CONFIG = WORLD_DIR / "sam2_tiny.yaml"
 #: INT4/INT8 block size of world exports: the world model's K is 128 or 256, so 16 (the smallest block
@@ -94,6 +98,23 @@ def _reasoner_config(weights: str) -> ReasonerExportConfig:
     )
 
 
+def _cached(out: Path, sources: dict[str, str], cfg: ReasonerExportConfig) -> bool:
+    """Whether the engine directory ``out`` was exported from ``sources`` (component -> sha256) with the
+    reasoner precision of ``cfg`` (the manifest's record of it is part of the export: another one is stale)."""
+    if not (out / "manifest.json").is_file():
+        return False
+    try:
+        m = load_manifest(out, verify="size")
+    except SegZeroError as exc:
+        log.info("re-exporting %s (%s)", out, exc)
+        return False
+    same = {s.component: s.sha256 for s in m.sources} == sources
+    if same and m.component("reasoner").get("precision") == cfg.decoder_precision().to_dict():
+        log.info("using the cached engine directory %s", out)
+        return True
+    return False
+
+
 def export_world_engine(
     out: Path,
     weights: str = "int4",
@@ -113,17 +134,8 @@ def export_world_engine(
 
     cfg = _reasoner_config(weights)
     want = {"reasoner": sha256_tree(reasoner), "sam2": sha256_file(sam2), "tracker": sha256_file(sam2)}
-    if (out / "manifest.json").is_file() and not rebuild:
-        try:
-            m = load_manifest(out, verify="size")
-            # the precision (the manifest's record of it) is part of the export: another one is stale
-            if {s.component: s.sha256 for s in m.sources} == want and m.component("reasoner").get(
-                "precision"
-            ) == cfg.decoder_precision().to_dict():
-                log.info("using the cached engine directory %s", out)
-                return out, 0.0
-        except SegZeroError as exc:
-            log.info("re-exporting %s (%s)", out, exc)
+    if not rebuild and _cached(out, want, cfg):
+        return out, 0.0
     t0 = time.perf_counter()
     staging = out.with_name(out.name + ".partial")  # the old directory stays until both exports validated
     if staging.exists():
@@ -131,6 +143,32 @@ def export_world_engine(
     export_reasoner(reasoner, staging, cfg)
     export_sam2(sam2, staging, Sam2ExportConfig(config=str(sam2_config)))
     export_tracker(sam2, staging, str(sam2_config))
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    seconds = time.perf_counter() - t0
+    log.info("exported %s in %.1f s", out, seconds)
+    return out, seconds
+
+
+def export_multi_engine(
+    base: Path, out: Path, weights: str = "int4", *, reasoner: Path = WORLD_MULTI_REASONER, rebuild: bool = False
+) -> tuple[Path, float]:
+    """``base`` (an ``export_world_engine`` directory) with its reasoner replaced by ``reasoner`` exported at
+    ``weights``: the SAM2 and tracker graphs are copied, not exported again. Cached like
+    ``export_world_engine``. Returns ``(out, export seconds)``."""
+    from segzero_edge.export.reasoner_export.onnx_export import export_reasoner
+
+    cfg = _reasoner_config(weights)
+    base_sources = {s.component: s.sha256 for s in load_manifest(base, verify="size").sources}
+    if not rebuild and _cached(out, {**base_sources, "reasoner": sha256_tree(reasoner)}, cfg):
+        return out, 0.0
+    t0 = time.perf_counter()
+    staging = out.with_name(out.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(base, staging)
+    export_reasoner(reasoner, staging, cfg)
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
@@ -239,6 +277,20 @@ def _run(args: argparse.Namespace) -> int:
         res = seg.predict(rgb, text)
         # The random engine has no tracker graphs (and random memory tracks nothing).
         animation = _track_demo_clip(seg, text, args.out) if args.image is None and not args.random else None
+    multi = None
+    if args.image is None and not args.random:
+        multi_text = json.loads(DEFAULT_IMAGE.with_suffix(".json").read_text())["multi_text"]
+        multi_engine, _ = export_multi_engine(
+            engine, args.work_dir / f"engine_world_multi_{args.weights}", args.weights, rebuild=args.rebuild
+        )
+        from .multi_accuracy import MAX_NEW_TOKENS, MAX_OBJECTS
+
+        with Segmenter(multi_engine, device="cpu", max_new_tokens=MAX_NEW_TOKENS, max_objects=MAX_OBJECTS) as seg:
+            multi_res = seg.predict(rgb, multi_text)
+        multi_overlay, multi_json, _ = save_result(
+            rgb, multi_res, image=image_path, text=multi_text, out_dir=args.out, stem="demo_multi"
+        )
+        multi = (multi_text, multi_res, multi_overlay, multi_json)
     weights = (
         "random (tiny Qwen2.5-VL-architecture reasoner, SAM2.1 hiera-t)"
         if args.random
@@ -268,6 +320,14 @@ def _run(args: argparse.Namespace) -> int:
     if animation is not None:
         gif, summary = animation
         print(f"tracked   : {gif}  ({summary})")
+    if multi is not None:
+        multi_text, multi_res, multi_overlay, multi_json = multi
+        print()
+        print("The multi-object reasoner (VisionReasoner family: a JSON list of objects, one SAM2 call for all):")
+        print(f"instruction : {multi_text!r}")
+        print_result(multi_res)
+        print(f"overlay   : {multi_overlay}")
+        print(f"json      : {multi_json}")
     print(f"engine dir: {engine}  (inspect it: segzero-edge inspect {engine})")
     print(f"total     : {time.perf_counter() - t0:.1f} s")
     print()

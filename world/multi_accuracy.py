@@ -8,9 +8,10 @@ layers, the shipped SAM2), and every row runs ``Segmenter.predict`` over the mul
 (``world.multi``, 200 instructions naming 2 to 6 shapes) through ``segzero_edge.evaluation.evaluate``:
 gIoU / cIoU of the union mask, box precision and recall at IoU 0.5 after Hungarian matching, parse rate,
 and the think's faithfulness (``world.multi.faithfulness``: it names every target; every shape it names
-exists). Two more rows put the numbers in context: the multi-object reasoner on the single-object test
-split, and the shipped single-object (Seg-Zero family) reasoner on the multi-object split, which can only
-ever answer one shape. Greedy decoding. Writes ``benchmarks/results/world_multi.{json,md}``.
+exists). Three more rows put the numbers in context: the multi-object reasoner on the single-object test
+split, and the shipped single-object (Seg-Zero family) reasoner on both splits (on the multi-object one it can
+only ever answer one shape; on its own split its think lists the whole scene). Greedy decoding. Writes
+``benchmarks/results/world_multi.{json,md}``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ from . import ASSETS
 
 RESULTS = Path("benchmarks") / "results"
 MULTI_REASONER = ASSETS / "reasoner_multi"
+#: Generation settings of the multi-object rows (and the demo): the world's answers list up to 6 shapes in
+#: 59-335 tokens; 8 objects reserve 20 + 40 x 8 = 340 tokens for a constrained answer, so the think may use
+#: 172 of the 512 (its own 15-70 tokens fit).
+MAX_NEW_TOKENS = 512
+MAX_OBJECTS = 8
 
 #: (row name, reasoner: "multi" or "single", precision, backend, options, split: "multi" or "single").
 ROWS: tuple[tuple[str, str, str, str, dict, str], ...] = (
@@ -39,6 +45,7 @@ ROWS: tuple[tuple[str, str, str, str, dict, str], ...] = (
     ("ONNX INT4 + constraint", "multi", "int4", "ort", {"constrained": True}, "multi"),
     ("single-object test split, INT4 + constraint", "multi", "int4", "ort", {"constrained": True}, "single"),
     ("shipped Seg-Zero-family reasoner, INT4 + constraint", "single", "int4", "ort", {"constrained": True}, "multi"),
+    ("shipped Seg-Zero-family reasoner, single-object split", "single", "int4", "ort", {"constrained": True}, "single"),
 )
 
 
@@ -59,7 +66,18 @@ def _targets(split_dir: Path) -> dict[str, tuple[list[dict], list[int]]]:
     return out
 
 
-def run_row(name: str, engine: Path, backend: str, options: dict, split_dir: Path, *, count, threads, max_new_tokens):
+def run_row(
+    name: str,
+    engine: Path,
+    backend: str,
+    options: dict,
+    split_dir: Path,
+    *,
+    count,
+    threads,
+    max_new_tokens,
+    max_objects,
+):
     from tqdm.auto import tqdm
 
     from segzero_edge import Segmenter, decode_answer
@@ -68,7 +86,15 @@ def run_row(name: str, engine: Path, backend: str, options: dict, split_dir: Pat
     from .multi import faithfulness
 
     truth = _targets(split_dir)
-    seg = Segmenter(engine, backend=backend, threads=threads, verify="size", max_new_tokens=max_new_tokens, **options)
+    seg = Segmenter(
+        engine,
+        backend=backend,
+        threads=threads,
+        verify="size",
+        max_new_tokens=max_new_tokens,
+        max_objects=max_objects,
+        **options,
+    )
     bar = tqdm(total=count or len(truth), desc=name, unit="sample")
     try:
         report = evaluate(seg, split_dir, limit=count, on_sample=lambda _: bar.update())
@@ -114,7 +140,8 @@ def write_markdown(result: dict, path: Path) -> None:
         f"Date: {result['date']}  ",
         f"Machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, {result['threads']} thread(s)  ",
         f"Models: multi-object reasoner `{result['reasoner']}`, single-object reasoner `{result['single_reasoner']}`, "
-        f"SAM2 `{result['sam2']}`; greedy, max_new_tokens {result['max_new_tokens']}",
+        f"SAM2 `{result['sam2']}`; greedy, max_new_tokens {result['max_new_tokens']}, "
+        f"max_objects {result['max_objects']}",
         "",
         "| path | split | samples | gIoU | cIoU | box precision | box recall | objects / answer (truth) "
         "| parse rate | think names targets | think invents nothing | faithful | ms / sample |",
@@ -143,11 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=None, help="comma-separated row numbers to run (default: all)")
     parser.add_argument("--work-dir", type=Path, default=Path(".cache/world_multi"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-new-tokens", type=int, default=320)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
+    parser.add_argument("--max-objects", type=int, default=MAX_OBJECTS)
     parser.add_argument("--name", default="world_multi", help="results file stem (default: %(default)s)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
+    from segzero_edge.manifest import sha256_file
     from segzero_edge.world.dataset import write_split
 
     from .accuracy import _shown
@@ -184,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             count=args.count,
             threads=args.threads,
             max_new_tokens=args.max_new_tokens,
+            max_objects=args.max_objects,
         )
         r = rows[name]
         print(
@@ -201,10 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "reasoner": _shown(args.reasoner),
+        "reasoner_weights_sha256": sha256_file(args.reasoner / "model.safetensors"),
         "single_reasoner": _shown(args.single_reasoner),
         "sam2": _shown(args.sam2),
         "threads": args.threads,
         "max_new_tokens": args.max_new_tokens,
+        "max_objects": args.max_objects,
         "export_seconds": export_s,
         "rows": rows,
         "machine": {

@@ -28,3 +28,15 @@ def tiny_world(tmp_path_factory):
         root / "init", "tiny", input_size=112, tokenizer_corpus=world_corpus(rows), bpe_vocab_size=600
     )
     return ckpt, written
+
+
+@pytest.fixture(scope="session")
+def world_engine(tmp_path_factory):
+    """The ``make demo`` engine: ``WORK/engine_world_int4`` (``segzero-edge demo --work-dir WORK`` reuses it)."""
+    pytest.importorskip("torch", reason="the export needs torch")
+    pytest.importorskip("sam2", reason="the SAM2 export needs the official sam2 package")
+    pytest.importorskip("onnxruntime", reason="the runtime needs onnxruntime")
+    from segzero_edge.world.demo import export_world_engine
+
+    out, _ = export_world_engine(tmp_path_factory.mktemp("world") / "engine_world_int4", "int4")
+    return out

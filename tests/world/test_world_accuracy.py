@@ -43,12 +43,8 @@ def reported() -> dict:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> Path:
-    """The ``make demo`` engine: ``WORK/engine_world_int4`` (``segzero-edge demo --work-dir WORK`` reuses it)."""
-    from segzero_edge.world.demo import export_world_engine
-
-    out, _ = export_world_engine(tmp_path_factory.mktemp("world") / "engine_world_int4", "int4")
-    return out
+def engine(world_engine) -> Path:
+    return world_engine
 
 
 def test_results_belong_to_the_shipped_checkpoints(reported):
