@@ -21,6 +21,7 @@ the think first), and feeds fewer forced tokens per call.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from ..answer import AnswerStream
 from ..answer.constraint import DEFAULT_MAX_OBJECTS, MAX_OBJECTS_LIMIT, AnswerConstraint, ConstraintState
 from ..errors import ConfigError
 from ..prompt import SEG_ZERO, VISION_REASONER, check_family
+
+log = logging.getLogger(__name__)
 
 #: Tokens kept for ``</think><answer>{...}</answer>`` when the thinking budget is derived from
 #: ``max_new_tokens``: the longest Seg-Zero answer with one token per digit is about 60 tokens.
@@ -177,7 +180,17 @@ def build_constraint(
             allow_empty=key[1],
         )
         cache[key] = constraint
-    return constraint.new_state(options.thinking_budget_for(family))
+    budget = options.thinking_budget_for(family)
+    if budget == 0 and options.thinking_budget is None:
+        log.warning(
+            "max_new_tokens=%d leaves no room to think: a constrained %s answer may need %d tokens; raise "
+            "max_new_tokens%s",
+            options.max_new_tokens,
+            family,
+            answer_reserve(family, options.max_objects),
+            " or lower max_objects" if family == VISION_REASONER else "",
+        )
+    return constraint.new_state(budget)
 
 
 @runtime_checkable
