@@ -7,8 +7,9 @@ Layouts (``open_dataset(path, layout="auto")`` detects them in this order):
     RefCOCO(+/g) evaluation sets), downloaded as files: ``*.parquet`` shards (e.g. ``data/test-00000-of-00002.parquet``)
     with the columns ``image`` (encoded image), ``text``, ``mask`` (2-D bool list at the image size), ``image_id``,
     ``ann_id``, ``img_height``, ``img_width``. ``split`` picks the shards named ``<split>-*``. Needs pyarrow.
-    VisionReasoner's evaluation sets have the same columns and may add ``bbox`` (``x1, y1, x2, y2`` in image
-    pixels): it becomes the sample's ``gt_box``.
+    VisionReasoner's evaluation sets have the same columns and may add ``bbox``, in image pixels: one box
+    ``[x1, y1, x2, y2]`` (its segmentation sets: the sample's ``gt_box``) or a list of them (its detection
+    sets: one per object, the sample's ``gt_boxes``).
 ``hf-disk``
     the same rows saved with ``datasets.save_to_disk`` (``dataset_info.json`` / ``state.json``, or a
     ``dataset_dict.json`` with splits). Needs ``datasets``.
@@ -175,6 +176,8 @@ class EvalSample:
         source: where the sample comes from (file path, or ``file#row``), for reports.
         gt_box: the ground-truth box ``(x1, y1, x2, y2)`` in image pixels, where the dataset gives one
             (VisionReasoner's ``bbox`` column), else None.
+        gt_boxes: one ground-truth box per object, where the dataset lists them (a ``bbox`` column of
+            boxes), else None.
     """
 
     id: str
@@ -182,6 +185,7 @@ class EvalSample:
     source: str
     _load: Callable[[], tuple[np.ndarray, np.ndarray]]
     gt_box: tuple[float, float, float, float] | None = None
+    gt_boxes: tuple[tuple[float, float, float, float], ...] | None = None
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """``(image (H, W, 3) uint8 RGB, mask (H, W) bool)``; for a multi-object record the union mask.
@@ -257,10 +261,22 @@ def _row_sample(row: dict[str, Any], n: int, source: str) -> EvalSample:
     if not text or row.get("image") is None or row.get("mask") is None:
         return EvalSample(sid, text, f"{source}#{n}", _failing(NO_RECORD if text else "no query text"))
     box = row.get("bbox")
-    gt_box = None
-    if isinstance(box, list | tuple) and len(box) == 4 and all(isinstance(v, int | float) for v in box):
+    gt_box = gt_boxes = None
+    if _is_box(box):
         gt_box = tuple(float(v) for v in box)
-    return EvalSample(sid, text, f"{source}#{n}", lambda r=row: (_rgb(r["image"]), mask_from_value(r["mask"])), gt_box)
+    elif isinstance(box, list | tuple) and box and all(_is_box(b) for b in box):
+        gt_boxes = tuple(tuple(float(v) for v in b) for b in box)
+    return EvalSample(
+        sid, text, f"{source}#{n}", lambda r=row: (_rgb(r["image"]), mask_from_value(r["mask"])), gt_box, gt_boxes
+    )
+
+
+def _is_box(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
 
 
 def _parquet_files(path: Path, split: str | None) -> list[Path]:

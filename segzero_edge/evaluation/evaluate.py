@@ -11,8 +11,8 @@ Per sample: the image and ground truth are read (an unreadable record is *skippe
 ``segmenter.predict(image, text)`` runs, and its mask (the union of its objects' masks) is compared with the
 ground truth at the original image size. A prediction whose answer could not be decoded (``found=False``, a
 *parse failure*) or that raised is a miss (``metrics.sample_iou(None, gt)``). Where the ground truth has one
-mask per object, the answer's boxes are matched to the objects' boxes (``report.detection``: box precision
-and recall at IoU 0.5 after Hungarian matching).
+mask (or, in VisionReasoner's detection sets, one box) per object, the answer's boxes are matched to the
+objects' boxes (``report.detection``: box precision and recall at IoU 0.5 after Hungarian matching).
 """
 
 from __future__ import annotations
@@ -196,8 +196,12 @@ def evaluate_sample(segmenter: Predictor, sample: EvalSample) -> SampleResult:
     counts = sample_iou(res.mask if res.found else None, gt)
     pred_boxes = [o.prompt_box for o in res.objects if o.prompt_box is not None]
     n_gt = n_matched = None
+    gt_boxes = None
     if gt_objects is not None:
         gt_boxes = [b for b in (mask_box(m) for m in gt_objects) if b is not None]
+    elif sample.gt_boxes is not None:
+        gt_boxes = list(sample.gt_boxes)
+    if gt_boxes is not None:
         n_gt, n_matched = len(gt_boxes), match_boxes(pred_boxes, gt_boxes)
     box_hit = None
     if sample.gt_box is not None:

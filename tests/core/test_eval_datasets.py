@@ -300,3 +300,15 @@ def test_unknown_layout_and_missing_folder(tmp_path):
         open_dataset(tmp_path)
     with pytest.raises(DatasetError, match="does not exist"):
         open_dataset(tmp_path / "nope")
+
+
+def test_a_bbox_column_of_boxes_gives_per_object_detection(tmp_path):
+    """VisionReasoner's detection sets list one ``bbox`` per object: the answer's boxes are matched to them."""
+    path = tmp_path / "vr_det" / "test-00000-of-00001.parquet"
+    _parquet_rows([("i1", 0, "two cups", GT_A)], path, bboxes=[[[10, 10, 30, 30], [40, 0, 50, 5]]])
+    (sample,) = open_dataset(path)
+    assert sample.gt_box is None and sample.gt_boxes == ((10.0, 10.0, 30.0, 30.0), (40.0, 0.0, 50.0, 5.0))
+    seg = BoxAnswers({"two cups": [(PRED_A, (0, 30, 5, 40)), (GT_A, (11, 10, 30, 30))]})
+    report = evaluate(seg, [sample])
+    assert (report.samples[0].n_gt_objects, report.samples[0].n_matched) == (2, 1)
+    assert (report.detection.precision, report.detection.recall) == (0.5, 0.5)
