@@ -19,9 +19,9 @@ written, or ``</think>`` (then optional ' '/'\\n', then ``<answer>``), or the th
 (which forces ``</think><answer>``), only tokens that keep the text a prefix of the family's answer are
 allowed: ``{"bbox": [x1, y1, x2, y2], "points_1": [x, y], "points_2": [x, y]}</answer>`` (``seg_zero``) or
 ``[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}, ...]</answer>`` with 1 (or 0: ``allow_empty``) to
-``max_objects`` objects
-(``vision_reasoner``), with integers in ``[0, model_w]`` for x and ``[0, model_h]`` for y (model-input
-pixels; inclusive: official ground truth rescaled with ``int(v * 840 / W + 0.5)`` reaches 840).
+``max_objects`` objects (``vision_reasoner``), with integers in ``[0, model_w]`` for x and ``[0, model_h]``
+for y (model-input pixels; inclusive: official ground truth rescaled with ``int(v * 840 / W + 0.5)`` reaches
+840).
 Details: ``csrc/core/answer_constraint.hpp``.
 Everything is decided on the tokens' bytes, so byte-level tokens that are partial UTF-8 are exact.
 """
@@ -187,9 +187,9 @@ class AnswerConstraint:
             raise InputError(f"max_objects must be an int, got {max_objects!r}")
         if not 1 <= max_objects <= MAX_OBJECTS_LIMIT:
             raise InputError(f"max_objects must be an int in [1, {MAX_OBJECTS_LIMIT}], got {max_objects!r}")
-        self.grammar = grammar
         if not isinstance(allow_empty, bool):
             raise InputError(f"allow_empty must be True or False, got {allow_empty!r}")
+        self.grammar = grammar
         self.max_objects = max_objects if grammar == VISION_REASONER else 1
         self.allow_empty = allow_empty and grammar == VISION_REASONER
         native = _native_module()

@@ -165,8 +165,8 @@ def build_constraint(
 ) -> ConstraintState:
     """A fresh state of ``family``'s answer constraint for one generation with ``options``.
 
-    The index over the vocabulary is built once per ``(max_objects, allow_empty)`` and kept in ``cache`` (about a second
-    for Qwen's 151k tokens and a Seg-Zero answer; each list object adds automaton states).
+    The index over the vocabulary is built once per ``(max_objects, allow_empty)`` and kept in ``cache``
+    (about a second for Qwen's 151k tokens and a Seg-Zero answer; each list object adds automaton states).
     """
     key = (options.max_objects, options.allow_empty) if family == VISION_REASONER else (1, False)
     constraint = cache.get(key)
