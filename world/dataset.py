@@ -62,6 +62,18 @@ def _progress(iterable, total: int, desc: str):
     return tqdm(iterable, total=total, desc=desc, leave=False)
 
 
+def pick_split(splits: dict, name: str, count: int | None) -> tuple:
+    """``(splits[name], number of samples)`` for the first ``count`` samples (default all); ``InputError``
+    for an unknown split or a count outside 1..the split's size."""
+    if name not in splits:
+        raise InputError(f"unknown split {name!r}", hint=f"use one of {', '.join(splits)}")
+    split = splits[name]
+    n = split.count if count is None else int(count)
+    if not 1 <= n <= split.count:
+        raise InputError(f"count must be in 1..{split.count} for split {name}, got {count!r}")
+    return split, n
+
+
 def write_split(name: str, out_dir: str | Path, *, count: int | None = None, think_boxes: bool = False) -> SplitFiles:
     """Write split ``name`` of ``SPLITS`` (first ``count`` samples, default all) to ``out_dir/name``.
 
@@ -74,12 +86,7 @@ def write_split(name: str, out_dir: str | Path, *, count: int | None = None, thi
 
     from .scenes import generate_samples
 
-    if name not in SPLITS:
-        raise InputError(f"unknown split {name!r}", hint=f"use one of {', '.join(SPLITS)}")
-    split = SPLITS[name]
-    n = split.count if count is None else int(count)
-    if not 1 <= n <= split.count:
-        raise InputError(f"count must be in 1..{split.count} for split {name}, got {count!r}")
+    split, n = pick_split(SPLITS, name, count)
     root = Path(out_dir) / name
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)

@@ -137,12 +137,23 @@ def export_world_engine(
     if not rebuild and _cached(out, want, cfg):
         return out, 0.0
     t0 = time.perf_counter()
-    staging = out.with_name(out.name + ".partial")  # the old directory stays until both exports validated
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging = _staging(out)
     export_reasoner(reasoner, staging, cfg)
     export_sam2(sam2, staging, Sam2ExportConfig(config=str(sam2_config)))
     export_tracker(sam2, staging, str(sam2_config))
+    return _publish(staging, out, t0)
+
+
+def _staging(out: Path) -> Path:
+    """An empty sibling of ``out`` to export into: the old directory stays until every export validated."""
+    staging = out.with_name(out.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    return staging
+
+
+def _publish(staging: Path, out: Path, t0: float) -> tuple[Path, float]:
+    """Replace ``out`` by the finished ``staging``; returns ``(out, seconds since t0)``."""
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
@@ -164,17 +175,10 @@ def export_multi_engine(
     if not rebuild and _cached(out, {**base_sources, "reasoner": sha256_tree(reasoner)}, cfg):
         return out, 0.0
     t0 = time.perf_counter()
-    staging = out.with_name(out.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging = _staging(out)
     shutil.copytree(base, staging)
     export_reasoner(reasoner, staging, cfg)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    seconds = time.perf_counter() - t0
-    log.info("exported %s in %.1f s", out, seconds)
-    return out, seconds
+    return _publish(staging, out, t0)
 
 
 def _engine_ok(engine: Path) -> bool:

@@ -151,12 +151,9 @@ def write_multi_split(name: str, out_dir: str | Path, *, count: int | None = Non
     the scene's ``objects`` and ``targets``, and the short ``reasoning``. Returns the folder."""
     from PIL import Image
 
-    if name not in MULTI_SPLITS:
-        raise InputError(f"unknown split {name!r}", hint=f"use one of {', '.join(MULTI_SPLITS)}")
-    split = MULTI_SPLITS[name]
-    n = split.count if count is None else int(count)
-    if not 1 <= n <= split.count:
-        raise InputError(f"count must be in 1..{split.count} for split {name}, got {count!r}")
+    from .dataset import pick_split
+
+    split, n = pick_split(MULTI_SPLITS, name, count)
     root = Path(out_dir) / name
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
