@@ -333,16 +333,19 @@ def _answer_error(answer: Answer | None) -> str:
 
 
 def _answer_prompts(answer: Answer | None, size: tuple[int, int]) -> dict[str, Any] | None:
-    """SAM2 prompts of a usable answer (every object's box and points), else None."""
+    """SAM2 prompts of a usable answer (the box and points of every object whose box has area in the frame;
+    the others are left out), else None."""
     if answer is None or not answer.ok or not answer.objects:
         return None
     w, h = size
     boxes, points = [], []
     for obj in answer.objects:
         if box_outside(obj.box, w, h):
-            return None
+            continue
         boxes.append(list(obj.box))
         points.append(np.asarray(obj.points, dtype=np.float32).reshape(-1, 2))
+    if not boxes:
+        return None
     if any(len(p) == 0 for p in points):
         return {"box": boxes}
     return {"box": boxes, "points": points}
