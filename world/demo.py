@@ -287,7 +287,7 @@ def _run(args: argparse.Namespace) -> int:
         multi_engine, _ = export_multi_engine(
             engine, args.work_dir / f"engine_world_multi_{args.weights}", args.weights, rebuild=args.rebuild
         )
-        from .multi_accuracy import MAX_NEW_TOKENS, MAX_OBJECTS
+        from .multi import MAX_NEW_TOKENS, MAX_OBJECTS
 
         with Segmenter(multi_engine, device="cpu", max_new_tokens=MAX_NEW_TOKENS, max_objects=MAX_OBJECTS) as seg:
             multi_res = seg.predict(rgb, multi_text)

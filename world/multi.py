@@ -38,6 +38,11 @@ MULTI_SPLITS: dict[str, Split] = {
     "multi_test": Split("multi_test", seed=97_000, count=200),
 }
 VR_DIR = "train_vr"
+#: Generation settings of the multi-object reasoner (its table and the demo): the world's answers list up to 6 shapes in
+#: 59-335 tokens; 8 objects reserve 20 + 40 x 8 = 340 tokens for a constrained answer, so the think may use
+#: 172 of the 512 (its own 15-70 tokens fit).
+MAX_NEW_TOKENS = 512
+MAX_OBJECTS = 8
 _MENTION = re.compile(r"\b(" + "|".join(COLORS) + r") (" + "|".join(SHAPES) + r")s?\b")
 
 

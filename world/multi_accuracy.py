@@ -29,14 +29,10 @@ import numpy as np
 from segzero_edge.evaluation.latency import cpu_model
 
 from . import ASSETS
+from .multi import MAX_NEW_TOKENS, MAX_OBJECTS
 
 RESULTS = Path("benchmarks") / "results"
 MULTI_REASONER = ASSETS / "reasoner_multi"
-#: Generation settings of the multi-object rows (and the demo): the world's answers list up to 6 shapes in
-#: 59-335 tokens; 8 objects reserve 20 + 40 x 8 = 340 tokens for a constrained answer, so the think may use
-#: 172 of the 512 (its own 15-70 tokens fit).
-MAX_NEW_TOKENS = 512
-MAX_OBJECTS = 8
 
 #: (row name, reasoner: "multi" or "single", precision, backend, options, split: "multi" or "single").
 ROWS: tuple[tuple[str, str, str, str, dict, str], ...] = (

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import MISSING, Field, fields
 from typing import Any
 
+from ..options import SegmenterOptions
 from ..reasoner import GenerationOptions
-from ..segmenter import SegmenterOptions
 
 #: Flags that read better than the field name.
 FLAGS = {"constrained": "--no-constraint", "do_sample": "--sample"}

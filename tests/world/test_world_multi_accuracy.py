@@ -85,8 +85,7 @@ def test_the_demo_instruction_finds_the_shapes_it_means(engine):
     from PIL import Image
 
     from segzero_edge import Segmenter
-    from segzero_edge.world.multi import generate_multi_queries
-    from segzero_edge.world.multi_accuracy import MAX_NEW_TOKENS, MAX_OBJECTS
+    from segzero_edge.world.multi import MAX_NEW_TOKENS, MAX_OBJECTS, generate_multi_queries
     from segzero_edge.world.scenes import generate_samples
 
     meta = json.loads((ASSETS / "demo_scene.json").read_text())
