@@ -30,6 +30,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "Qwen2.5-VL checkpoint -> reasoner ONNX graphs (INT4/INT8/fp16/fp32), validated",
         ".reasoner_export.cli",
     ),
+    "lens": (
+        "LENS checkpoint -> a complete engine (reasoner with hidden states, its SAM2, the context head), validated",
+        ".lens_export.cli",
+    ),
 }
 
 

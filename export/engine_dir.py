@@ -91,6 +91,68 @@ def _current_base(out: Path) -> Manifest:
     return new_manifest()
 
 
+def _carry_over(out: Path, tmp: Path, components: tuple[str, ...]) -> None:
+    """Hard-link ``out``'s components other than ``components`` into the temporary folder ``tmp`` (engines
+    built from the old graphs, under ``trt/``, are dropped with them from the manifest)."""
+    if not (out / MANIFEST_NAME).exists():
+        return
+    for entry in out.iterdir():
+        if entry.name in (*components, "trt", MANIFEST_NAME) or entry.name.startswith(".manifest."):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, tmp / entry.name, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(str(entry), str(tmp / entry.name))
+
+
+def _swap_into(tmp: Path, out: Path, *components: str) -> None:
+    """Verify the finished folder ``tmp`` (its manifest already written) and put it in place of ``out``.
+    The caller holds ``out``'s lock."""
+    load_manifest(tmp, verify="full")  # every listed file present with the right hash
+    publish_modes(tmp)
+    for component in components:
+        _fsync_tree(tmp / component)
+    if out.is_dir() and any(out.iterdir()):
+        if not _exchange(tmp, out):
+            old = staging_dir(out, "old")
+            os.rename(out, old / out.name)
+            os.rename(tmp, out)
+            tmp = old
+        shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous contents
+    else:
+        if out.is_dir():
+            out.rmdir()
+        os.rename(tmp, out)
+
+
+def publish_engine(staged: Path, out_dir: str | Path) -> Manifest:
+    """Put the components of a finished engine directory ``staged`` (a staging folder next to ``out_dir``) into
+    ``out_dir`` at once: under ``out_dir``'s lock, its other components are carried over (hard links), the
+    staged components replace theirs, the merged manifest is written and verified, and the folder is swapped in
+    as ``EngineDirWriter.commit`` does. For exports that write several components together (``export lens``).
+    """
+    out = Path(out_dir).absolute()
+    new = load_manifest(staged, verify="size")
+    components = tuple(new.components)
+    with exclusive(out):
+        base = _current_base(out)
+        _carry_over(out, staged, components)
+        manifest = base
+        for name in components:
+            manifest = manifest.replace_component(
+                name,
+                settings=new.components[name],
+                graphs={g: spec for g, spec in new.graphs.items() if g.startswith(name + ".")},
+                files=[f for f in new.files if f.path.startswith(name + "/")],
+                sources=[s for s in new.sources if s.component == name],
+                validation=new.validation.get(name),
+            )
+        save_manifest(manifest, staged)
+        _swap_into(staged, out, *components)
+    log.info("wrote the %s components of %s", ", ".join(components), out)
+    return manifest
+
+
 class EngineDirWriter:
     """Context manager that writes component ``component`` of the engine directory ``out_dir``.
 
@@ -159,19 +221,6 @@ class EngineDirWriter:
             validation=validation,
         )
 
-    def _carry_over(self, out: Path) -> None:
-        """Hard-link ``out``'s other components into the temporary folder (engines built from the old
-        graphs, under ``trt/``, are dropped with them from the manifest)."""
-        if not (out / MANIFEST_NAME).exists():
-            return
-        for entry in out.iterdir():
-            if entry.name in (self.component, "trt", MANIFEST_NAME) or entry.name.startswith(".manifest."):
-                continue
-            if entry.is_dir():
-                shutil.copytree(entry, self.dir / entry.name, copy_function=_link_or_copy)
-            else:
-                _link_or_copy(str(entry), str(self.dir / entry.name))
-
     def commit(
         self,
         *,
@@ -185,25 +234,12 @@ class EngineDirWriter:
         out, tmp = self.out_dir, self.dir
         with exclusive(out):
             base = _current_base(out)
-            self._carry_over(out)
+            _carry_over(out, tmp, (self.component,))
             manifest = self.manifest(
                 settings=settings, graphs=graphs, sources=sources, validation=validation, base=base
             )
             save_manifest(manifest, tmp)
-            load_manifest(tmp, verify="full")  # every listed file present with the right hash
-            publish_modes(tmp)
-            _fsync_tree(tmp / self.component)
-            if out.is_dir() and any(out.iterdir()):
-                if not _exchange(tmp, out):
-                    old = staging_dir(out, "old")
-                    os.rename(out, old / out.name)
-                    os.rename(tmp, out)
-                    tmp = old
-                shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous contents
-            else:
-                if out.is_dir():
-                    out.rmdir()
-                os.rename(tmp, out)
+            _swap_into(tmp, out, self.component)
         self._committed = True
         log.info("wrote the %s component of %s", self.component, out)
         return manifest

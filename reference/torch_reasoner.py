@@ -114,6 +114,8 @@ class TorchReasoner:
             effective thinking budget).
         family: the model family (prompt and answer grammar); default: the checkpoint's ``segzero_edge.json``,
             else ``"seg_zero"`` (official VisionReasoner checkpoints need ``family="vision_reasoner"``).
+        input_size: the square model input; default: the checkpoint's ``segzero_edge.json``, else 840.
+        template: the LENS prompt template (``segzero_edge.prompt.LENS_TEMPLATES``; LENS only).
     """
 
     def __init__(
@@ -126,6 +128,8 @@ class TorchReasoner:
         model: Any = None,
         constraint_factory: Callable[..., TokenConstraint] | None = None,
         family: str | None = None,
+        input_size: int | None = None,
+        template: str | None = None,
     ):
         if weights not in QUANTO_WEIGHTS:
             raise InputError(f"unsupported torch weights {weights!r}", hint=f"use one of {', '.join(QUANTO_WEIGHTS)}")
@@ -133,8 +137,9 @@ class TorchReasoner:
         self.processor = load_qwen_processor(self.model_dir)
         self.model = model if model is not None else load_qwen_model(self.model_dir, dtype, device=device)
         meta = read_checkpoint_meta(self.model_dir)
-        self.input_size = int(meta["input_size"])
+        self.input_size = int(meta["input_size"] if input_size is None else input_size)
         self.family = check_family(family) if family is not None else meta["family"]
+        self.template = template
         self.weights = weights
         if weights != "fp32":
             quantize_weights(self.model, weights)
@@ -160,7 +165,11 @@ class TorchReasoner:
     def inputs(self, image: ImageLike, question: str):
         """The processor's tensors for one request (batch of one)."""
         resized = resize_for_model(image, self.input_size)
-        inputs = self.processor(images=[resized], text=[render_chat(question, family=self.family)], return_tensors="pt")
+        inputs = self.processor(
+            images=[resized],
+            text=[render_chat(question, family=self.family, template=self.template)],
+            return_tensors="pt",
+        )
         return inputs.to(self.model.device)
 
     def generate(
@@ -340,6 +349,19 @@ class TorchReasonerBackend:
             )
             logits = self.model.lm_head(out.last_hidden_state[:, -1])
         return logits[0].float().cpu().numpy()
+
+    def hidden(self, inputs_embeds: np.ndarray, position_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Post-norm hidden states ``[n, hidden]`` of a fresh prefill (no cache), keys masked by
+        ``attention_mask [n]``: transformers' ``last_hidden_state``, the LM head's input."""
+        torch = _torch()
+        with torch.no_grad():
+            out = self.model.model.language_model(
+                inputs_embeds=self._tensor(inputs_embeds, self._dtype),
+                position_ids=self._tensor(np.asarray(position_ids, dtype=np.int64)),
+                attention_mask=self._tensor(np.asarray(attention_mask, dtype=np.int64).reshape(1, -1)),
+                use_cache=False,
+            )
+        return out.last_hidden_state[0].float().cpu().numpy()
 
 
 def open_reasoner_backend(

@@ -1,7 +1,8 @@
 """The Seg-Zero prompt contract, shared by training, export and the runtime.
 
 Everything the reasoning model sees before it starts writing is defined here, once, per model family
-(``FAMILIES``: ``"seg_zero"``, one object per answer; ``"vision_reasoner"``, a list of objects):
+(``FAMILIES``: ``"seg_zero"``, one object per answer; ``"vision_reasoner"``, a list of objects; ``"lens"``,
+whose mask comes from the model's hidden states and whose text box is auxiliary):
 
 * the user text, byte for byte as in the official code (``seg_zero_user_text``,
   ``vision_reasoner_user_text``; ``user_text`` picks the family's),
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -32,9 +34,12 @@ PROMPT_VERSION = "seg-zero-1"
 #: The model families: each has its own prompt, answer grammar, answer constraint and SAM2 prompting.
 #: ``seg_zero``: one object (a box and two points); ``vision_reasoner``: a JSON list of objects (a box and
 #: one point each). Checkpoints and engines that record no family are ``seg_zero``.
+#: ``lens``: a grounding answer (Qwen's native box text, or a think + JSON box with the CoT template); the
+#: mask comes from 64 learned queries run after the answer, not from the text.
 SEG_ZERO = "seg_zero"
 VISION_REASONER = "vision_reasoner"
-FAMILIES = (SEG_ZERO, VISION_REASONER)
+LENS = "lens"
+FAMILIES = (SEG_ZERO, VISION_REASONER, LENS)
 
 #: Seg-Zero's model input size in pixels (the image is resized to 840x840, ignoring aspect ratio).
 #: This is only the default: the real size of a model comes from its checkpoint (``read_input_size``)
@@ -76,6 +81,27 @@ _VISION_REASONER_TEMPLATE = (
 
 #: The system turn the Qwen2.5-VL template inserts when none is given (Seg-Zero training sets the same).
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+
+#: LENS's system turn (hustvl/LENS ``src/open_r1/constants.py`` ``QWEN2_SYS``): note the trailing space.
+LENS_SYSTEM_PROMPT = "You are a helpful assistant. "
+#: LENS's user texts by template name, byte for byte (``question_template_registry``): ``grounding``
+#: (``pr1_grounding``: OuyBin/LENS, LENS_ReasonSeg, LENS_ReasonSeg_FT) and ``cot`` (``samr1_v4``:
+#: LENS_ReasonSeg_CoT; implicitly concatenated sentences, no spaces between them). The question is inserted
+#: as given (``str.format``, no normalisation).
+LENS_TEMPLATES: Mapping[str, str] = MappingProxyType(
+    {
+        "grounding": "Output the bounding box of the {question} in the image.",
+        "cot": (
+            'Locate "{question}", report the bbox coordinates in JSON format.'
+            "Compare the difference between objects and find the most closely matched one."
+            "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+            "Output the one bbox inside the interested object in JSON format."
+            "i.e., <think>thinking process here</think>"
+            "<answer>answer here</answer>"
+        ),
+    }
+)
+LENS_DEFAULT_TEMPLATE = "grounding"
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -155,24 +181,49 @@ def check_family(family: str) -> str:
     return family
 
 
-def user_text(question: str, family: str = SEG_ZERO, *, with_image_token: bool = False) -> str:
-    """The user text of ``family`` (``seg_zero_user_text`` or ``vision_reasoner_user_text``)."""
-    build = seg_zero_user_text if check_family(family) == SEG_ZERO else vision_reasoner_user_text
+def lens_user_text(question: str, template: str = LENS_DEFAULT_TEMPLATE) -> str:
+    """LENS's user text for ``question`` with the template ``template`` (``LENS_TEMPLATES``), byte for byte.
+
+    The question goes in unchanged (LENS formats it into the template as given)."""
+    if template not in LENS_TEMPLATES:
+        raise InputError(f"unknown LENS prompt template {template!r}", hint=f"use one of {', '.join(LENS_TEMPLATES)}")
+    return LENS_TEMPLATES[template].replace("{question}", check_text(question))
+
+
+def system_prompt_for(family: str) -> str:
+    """The system turn ``family`` was trained with (LENS's ends with a space)."""
+    return LENS_SYSTEM_PROMPT if check_family(family) == LENS else DEFAULT_SYSTEM_PROMPT
+
+
+def user_text(
+    question: str, family: str = SEG_ZERO, *, with_image_token: bool = False, template: str | None = None
+) -> str:
+    """The user text of ``family`` (``seg_zero_user_text``, ``vision_reasoner_user_text`` or
+    ``lens_user_text`` with ``template``, default ``grounding``; ``template`` is only for LENS)."""
+    family = check_family(family)
+    if family == LENS:
+        if with_image_token:
+            raise InputError("LENS prompts have no training-time <image> placeholder")
+        return lens_user_text(question, template or LENS_DEFAULT_TEMPLATE)
+    if template is not None:
+        raise InputError(f"prompt templates are for the LENS family, not {family!r}")
+    build = seg_zero_user_text if family == SEG_ZERO else vision_reasoner_user_text
     return build(question, with_image_token=with_image_token)
 
 
-def chat_messages(question: str, family: str = SEG_ZERO) -> list[dict]:
+def chat_messages(question: str, family: str = SEG_ZERO, *, template: str | None = None) -> list[dict]:
     """The chat messages of one request: one user turn, image item first, then the family's text.
 
-    This is the form ``transformers``' ``apply_chat_template`` and TRL take; no system message is
-    given, so the template inserts the default one.
+    This is the form ``transformers``' ``apply_chat_template`` and TRL take. Seg-Zero and VisionReasoner
+    give no system message, so the template inserts the default one; LENS gives its own (as its demo does).
     """
-    return [
-        {
-            "role": "user",
-            "content": [{"type": "image"}, {"type": "text", "text": user_text(question, family)}],
-        }
-    ]
+    user = {
+        "role": "user",
+        "content": [{"type": "image"}, {"type": "text", "text": user_text(question, family, template=template)}],
+    }
+    if check_family(family) == LENS:
+        return [{"role": "system", "content": LENS_SYSTEM_PROMPT}, user]
+    return [user]
 
 
 def seg_zero_messages(question: str) -> list[dict]:
@@ -181,21 +232,25 @@ def seg_zero_messages(question: str) -> list[dict]:
 
 
 def render_chat_parts(
-    question: str, *, family: str = SEG_ZERO, system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    question: str, *, family: str = SEG_ZERO, system_prompt: str | None = None, template: str | None = None
 ) -> tuple[str, str, str]:
     """``render_chat`` in three parts: the template before the user text, the user text (the family's text
     with ``question`` inside, from the end of ``<|vision_end|>`` to before ``<|im_end|>``), the template after.
+    ``system_prompt`` defaults to the family's (``system_prompt_for``).
 
     ``PromptTokenizer`` encodes the middle part as plain text, so special tokens written in a question are
     characters, never control tokens."""
+    system = system_prompt_for(family) if system_prompt is None else system_prompt
     return (
-        f"{IM_START}system\n{system_prompt}{IM_END}\n{IM_START}user\n{VISION_START}{IMAGE_PAD}{VISION_END}",
-        user_text(question, family),
+        f"{IM_START}system\n{system}{IM_END}\n{IM_START}user\n{VISION_START}{IMAGE_PAD}{VISION_END}",
+        user_text(question, family, template=template),
         f"{IM_END}\n{IM_START}assistant\n",
     )
 
 
-def render_chat(question: str, *, family: str = SEG_ZERO, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
+def render_chat(
+    question: str, *, family: str = SEG_ZERO, system_prompt: str | None = None, template: str | None = None
+) -> str:
     """The full prompt string for one image and one question, with the generation prompt.
 
     Identical to ``apply_chat_template(chat_messages(question, family), add_generation_prompt=True,
@@ -204,7 +259,7 @@ def render_chat(question: str, *, family: str = SEG_ZERO, system_prompt: str = D
     The image appears as a single ``<|image_pad|>``; the runtime expands it to one pad token per
     image embedding (``expand_image_pads``).
     """
-    return "".join(render_chat_parts(question, family=family, system_prompt=system_prompt))
+    return "".join(render_chat_parts(question, family=family, system_prompt=system_prompt, template=template))
 
 
 def expand_image_pads(prompt: str, num_image_tokens: int) -> str:
@@ -352,7 +407,8 @@ class PromptTokenizer:
         num_image_tokens: int,
         *,
         family: str = SEG_ZERO,
-        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        system_prompt: str | None = None,
+        template: str | None = None,
     ) -> np.ndarray:
         """``(seq,)`` int64 ids of the family's full prompt with ``num_image_tokens`` image pads.
 
@@ -363,7 +419,7 @@ class PromptTokenizer:
             InputError: ``question`` is not text that UTF-8 can encode (e.g. a lone surrogate).
         """
         check_text(question)
-        head, user, tail = render_chat_parts(question, family=family, system_prompt=system_prompt)
+        head, user, tail = render_chat_parts(question, family=family, system_prompt=system_prompt, template=template)
         head_ids = self._tok.encode(head, add_special_tokens=False).ids
         if head_ids.count(self.image_pad_id) != 1 or head_ids[-2] != self.image_pad_id:
             raise InputError("the system prompt must not contain <|image_pad|> or other special tokens")

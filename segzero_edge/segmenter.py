@@ -42,9 +42,9 @@ from .ort import SessionFactory
 from .prompt import check_text
 from .reasoner import ReasonerPipeline, ReasonerResult
 from .sam2 import Sam2Features, Sam2Pipeline
-from .sam2.host import box_outside, clip_box, point_pairs
+from .sam2.host import box_outside, clip_box, mask_box, point_pairs
 from .sam2.objects import Prompt, segment_objects
-from .types import Answer, Segmentation
+from .types import Answer, ObjectMask, Segmentation
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,9 @@ class Segmenter:
         sam2_checkpoint: ``backend="torch"`` only: the official SAM2 ``.pt`` (default: the recorded one).
         torch_weights: ``backend="torch"`` only: reasoner weights ``"fp32"``, ``"int8"``, ``"int4"``
             (optimum-quanto, weight-only) or ``"auto"`` (int4/int8 when the engine's decoder is, else fp32).
+        lens_context: LENS engines: the context graph variant (``"fp32"``, ``"int8"``, ``"int4"``; default:
+            the engine's). LENS masks come from the reasoner's hidden states (``segzero_edge.lens``), not
+            from the answer's box.
 
     Raises:
         ManifestError / EngineFileError: missing, incomplete or tampered engine directory.
@@ -107,6 +110,7 @@ class Segmenter:
         reasoner_checkpoint: str | Path | None = None,
         sam2_checkpoint: str | Path | None = None,
         torch_weights: str = "auto",
+        lens_context: str | None = None,
         **overrides: Any,
     ) -> None:
         if backend not in BACKENDS:
@@ -133,6 +137,9 @@ class Segmenter:
         self._tracker = None
         self.reasoner: ReasonerPipeline | None = None
         self.sam2: Sam2Pipeline | None = None
+        self.lens = None
+        if self.manifest.has_component("lens") and backend == "torch":
+            raise InputError("LENS engines have no torch backend yet", hint="use backend='ort' (or 'auto', 'trt')")
         if backend == "torch":
             if has_sam2:
                 self.sam2 = Sam2Pipeline(
@@ -166,6 +173,12 @@ class Segmenter:
                 )
             if has_reasoner:
                 self.reasoner = ReasonerPipeline(self.manifest, engine_dir=self.engine_dir, sessions=sessions)
+            if self.manifest.has_component("lens"):
+                from .lens import LensPipeline
+
+                self.lens = LensPipeline(self.engine_dir, self.manifest, sessions=sessions, context=lens_context)
+        if lens_context is not None and self.lens is None:
+            raise InputError("lens_context is for LENS engines", hint="drop it, or load a LENS engine directory")
         self._reasoner_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="segzero-sam2")
         self._closed = False
@@ -221,9 +234,15 @@ class Segmenter:
         return lambda: self._features(frame)
 
     def _reason(
-        self, frame: Frame, text: str, options: SegmenterOptions, on_text: Callable[[str], None] | None
-    ) -> tuple[ReasonerResult, dict[str, float]]:
-        """The generation and its timings (``preprocess`` and ``vision`` include the encoding on a cache miss)."""
+        self,
+        frame: Frame,
+        text: str,
+        options: SegmenterOptions,
+        on_text: Callable[[str], None] | None,
+        mask_pass: bool = False,
+    ) -> tuple[ReasonerResult, dict[str, float], np.ndarray | None]:
+        """The generation and its timings (``preprocess`` and ``vision`` include the encoding on a cache miss);
+        with ``mask_pass`` (LENS engines), also the learned queries' hidden states after it."""
         with self._reasoner_lock:
             t0 = time.perf_counter()
             vision, hit = self._cache.get_or_compute(frame.key, "vision", lambda: self.reasoner.encode(frame.rgb))
@@ -233,7 +252,12 @@ class Segmenter:
                 for key, ms in vision.timings_ms.items():
                     timings[key] = timings.get(key, 0.0) + ms
             timings["reasoning"] = _ms(t0)
-            return result, timings
+            hidden = None
+            if mask_pass:
+                t1 = time.perf_counter()
+                hidden = self.reasoner.query_hidden(text, result.token_ids, vision, self.lens.queries)
+                timings["mask_pass"] = _ms(t1)
+            return result, timings, hidden
 
     # -- public ------------------------------------------------------------------------------------
     def predict(
@@ -269,13 +293,15 @@ class Segmenter:
         frame = Frame.load(image, color=color)
         t_load = _ms(t_start)
         features = self._start_features(frame, options.overlap)
-        reasoned, reason_timings = self._reason(frame, text, options, on_text)
+        reasoned, reason_timings, hidden = self._reason(frame, text, options, on_text, self.lens is not None)
         answer = reasoned.answer()
         t0 = time.perf_counter()
         feats, hit = features()
         timings = {"load": t_load, **reason_timings, "sam2_wait": _ms(t0)}
         if not hit:
             timings.update({f"sam2_{k}": v for k, v in feats.timings_ms.items()})
+        if hidden is not None:
+            return self._finish_lens(frame, answer, feats, hidden, timings, t_start, reasoned)
         return self._finish(frame, answer, feats, options, timings, t_start, reasoned)
 
     def reason(
@@ -291,7 +317,7 @@ class Segmenter:
         self._require("reason", reasoner=True)
         options = self.options.updated(**overrides)
         text = self._check_text(text, options)
-        reasoned, _ = self._reason(Frame.load(image, color=color), text, options, on_text)
+        reasoned, _, _ = self._reason(Frame.load(image, color=color), text, options, on_text)
         return reasoned.answer()
 
     def track(
@@ -423,6 +449,43 @@ class Segmenter:
             Prompt(o.box, o.points, box_outside(o.raw_box if o.raw_box is not None else o.box, w, h)) for o in objects
         ]
         return self._decode(frame, feats, prompts, None, options, timings, t_start, **common)
+
+    def _finish_lens(
+        self,
+        frame: Frame,
+        answer: Answer,
+        feats: Sam2Features,
+        hidden: np.ndarray,
+        timings: dict[str, float],
+        t_start: float,
+        reasoned: ReasonerResult,
+    ) -> Segmentation:
+        """A LENS engine's result: the mask from the queries' hidden states (``LensPipeline.segment``). Nothing
+        prompts SAM2 with a box: ``box`` is the mask's bounding box, the answer's own box is in ``answer``."""
+        res = self.lens.segment(feats, hidden)
+        timings.update(res.timings_ms)
+        timings["total"] = _ms(t_start)
+        found = bool(res.mask.any())
+        obj = ObjectMask(
+            mask=res.mask,
+            box=mask_box(res.mask),
+            score=res.score,
+            object_score=res.object_score,
+            lost=not found,
+        )
+        return Segmentation(
+            mask=res.mask,
+            found=found,
+            box=obj.box,
+            score=res.score if found else 0.0,
+            reasoning=answer.think,
+            raw_text=reasoned.text,
+            timings_ms=timings,
+            answer=answer,
+            error=None if found else "SAM2 returned an empty mask for the LENS prompt",
+            generation=reasoned.stats(),
+            objects=(obj,),
+        )
 
     def _decode(
         self,

@@ -137,7 +137,8 @@ class Segmentation:
             SAM2 returned empty masks (``error`` says why; ``box``/``points`` then hold the prompts that were
             tried, if any).
         box: ``(x1, y1, x2, y2)`` prompt given to SAM2 for the first object, original-image pixels
-            (reordered and clipped).
+            (reordered and clipped). LENS engines prompt SAM2 with the model's hidden states, not a box: there
+            it is the mask's bounding box (the answer's auxiliary box is ``answer.box``).
         points: the first object's point prompts, original-image pixels.
         score: SAM2's predicted IoU of the first object's chosen mask (0.0 when nothing was found).
         reasoning: the think text, or None.

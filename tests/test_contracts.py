@@ -1,7 +1,7 @@
 """One home per contract: graph and tensor names live in the components' contract modules only.
 
-``segzero_edge/sam2/contract.py`` and ``segzero_edge/reasoner/contract.py`` define every graph name and graph
-input/output name; the exporter writes them and the runtime reads them from there. This test fails when one
+``segzero_edge/{sam2,reasoner,tracker,lens}/contract.py`` define every graph name and graph input/output name;
+the exporter writes them and the runtime reads them from there. This test fails when one
 of those names is written as a string literal anywhere else in the runtime, the torch side, the exporter, the
 benchmarks or the tests. Not scanned: ``training/`` and ``world/``, which talk to transformers models whose
 own argument names (``pixel_values``, ``attention_mask``...) coincide with ours and never to our graphs. Not
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from segzero_edge.lens import contract as lens_contract
 from segzero_edge.reasoner import contract as reasoner_contract
 from segzero_edge.sam2 import contract as sam2_contract
 from segzero_edge.tracker import contract as tracker_contract
@@ -27,6 +28,7 @@ HOMES = {
     ROOT / "segzero_edge/sam2/contract.py",
     ROOT / "segzero_edge/reasoner/contract.py",
     ROOT / "segzero_edge/tracker/contract.py",
+    ROOT / "segzero_edge/lens/contract.py",
     Path(__file__),
 }
 #: run without segzero_edge installed (see the module docstring)
@@ -39,10 +41,12 @@ def _names() -> set[str]:
     s, r = sam2_contract, reasoner_contract
     names = {s.ENCODER, s.DECODER, *s.ENCODER_INPUTS, *s.FEATURES, *s.PROMPT_INPUTS, *s.DECODER_OUTPUTS}
     names |= {r.VISION, r.DECODER, r.PIXEL_VALUES, r.IMAGE_EMBEDS, r.INPUTS_EMBEDS, r.ATTENTION_MASK}
-    names |= {r.POSITION_IDS, r.LOGITS, *r.kv_names(2)[0], *r.kv_names(2)[1]}
+    names |= {r.POSITION_IDS, r.LOGITS, r.HIDDEN_STATES, *r.kv_names(2)[0], *r.kv_names(2)[1]}
     t = tracker_contract
     names |= {t.MEMORY_ATTENTION, t.MASK_DECODER, t.MEMORY_ENCODER, *t.ATTENTION_INPUTS, *t.ATTENTION_OUTPUTS}
     names |= {*t.DECODER_INPUTS, *t.DECODER_OUTPUTS, *t.ENCODER_INPUTS, *t.ENCODER_OUTPUTS}
+    n = lens_contract
+    names |= {n.MASK_DECODER, n.QUERY_HIDDEN, n.SPARSE_PROMPT, *(g for g, _ in n.CONTEXT_GRAPHS.values())}
     return names - EXEMPT
 
 

@@ -23,9 +23,13 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from segzero_edge.errors import ConfigError
-from segzero_edge.prompt import FAMILIES, VISION_REASONER, validate_input_size
+from segzero_edge.prompt import SEG_ZERO, VISION_REASONER, validate_input_size
 
 from .rewards import REWARD_SETS, THRESHOLD_MODES
+
+#: The families GRPO trains: their answers are text the rewards score. LENS's mask head is trained on its
+#: hidden states instead (not by this package).
+TRAINABLE_FAMILIES = (SEG_ZERO, VISION_REASONER)
 
 # --------------------------------------------------------------------------------------------------
 # Sections
@@ -55,9 +59,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(bool(self.name_or_path), "model.name_or_path", "must not be empty")
         _require(
-            self.family is None or self.family in FAMILIES,
+            self.family is None or self.family in TRAINABLE_FAMILIES,
             "model.family",
-            f"must be one of {FAMILIES} or null, got {self.family!r}",
+            f"must be one of {TRAINABLE_FAMILIES} or null (GRPO trains text answers), got {self.family!r}",
         )
         if self.input_size is not None:
             try:

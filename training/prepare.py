@@ -184,8 +184,14 @@ def prepare_dataset(
 
     from segzero_edge.prompt import check_family, validate_input_size
 
+    from .config import TRAINABLE_FAMILIES
+
     validate_input_size(input_size)
-    check_family(family)
+    if check_family(family) not in TRAINABLE_FAMILIES:
+        raise InputError(
+            f"model family {family!r} has no GRPO training data layout",
+            hint=f"prepare data for one of {', '.join(TRAINABLE_FAMILIES)}",
+        )
     if source not in SOURCES:
         raise InputError(f"unknown source layout {source!r}", hint=f"use one of {SOURCES}")
     if resample not in RESAMPLE:

@@ -36,6 +36,9 @@ REQUIRED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 #: contract (``segzero_edge.prompt.render_chat``), and the export checks the checkpoint's template against it.
 OPTIONAL_FILES = ("generation_config.json",)
 SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
+#: Vision-config keys only Qwen2.5-VL has: a ``qwen2_vl`` config that carries them describes a Qwen2.5-VL
+#: model (LENS saves its Qwen2.5-VL-3B checkpoints with a ``Qwen2VLConfig`` subclass).
+QWEN25_VISION_KEYS = ("fullatt_block_indexes", "window_size", "out_hidden_size")
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,17 @@ def inspect_checkpoint(path: str | Path, *, input_size: int | None = None, famil
         raise CheckpointError(f"{config_path} is missing: {root} is not a Hugging Face checkpoint")
     raw = _read_json(config_path)
     model_type = raw.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
+    vision = raw.get("vision_config") if isinstance(raw.get("vision_config"), dict) else {}
+    if model_type == "qwen2_vl" and all(k in vision for k in QWEN25_VISION_KEYS):
+        log.info("%s: model_type 'qwen2_vl' with a Qwen2.5-VL vision config: read as Qwen2.5-VL", config_path)
+    elif model_type == "qwen2_vl":
+        raise CheckpointError(
+            f"{config_path}: model_type 'qwen2_vl' is a Qwen2-VL model (its vision_config lacks "
+            f"{', '.join(QWEN25_VISION_KEYS)})",
+            hint="segzero-edge exports Qwen2.5-VL reasoners (LENS-3B, Seg-Zero, VisionReasoner); Qwen2-VL "
+            "models such as LENS-2B are not supported",
+        )
+    elif model_type not in SUPPORTED_MODEL_TYPES:
         raise CheckpointError(
             f"{config_path}: model_type {model_type!r} is not Qwen2.5-VL (expected 'qwen2_5_vl')",
             hint="export a Qwen2.5-VL checkpoint (Seg-Zero-7B, Qwen2.5-VL-3B/7B-Instruct or a fine-tune of them)",
@@ -126,7 +139,11 @@ def inspect_checkpoint(path: str | Path, *, input_size: int | None = None, famil
     from transformers import Qwen2_5_VLConfig
 
     try:
-        config = Qwen2_5_VLConfig.from_pretrained(root)
+        if model_type == "qwen2_vl":
+            fixed = {**raw, "model_type": "qwen2_5_vl", "vision_config": {**vision, "model_type": "qwen2_5_vl"}}
+            config = Qwen2_5_VLConfig.from_dict(fixed)
+        else:
+            config = Qwen2_5_VLConfig.from_pretrained(root)
     except Exception as exc:  # transformers raises many types on malformed configs
         raise CheckpointError(f"{config_path} is not a valid Qwen2.5-VL config: {exc}") from exc
     tc = config.text_config
@@ -219,8 +236,13 @@ def _special_token_ids(root: Path, config: Any, tok_cfg: dict) -> dict[str, int]
     return ids
 
 
+#: Top-level tensor prefixes of a LENS checkpoint besides the Qwen2.5-VL ones (reference/other_families.md §1.3).
+LENS_PREFIXES = ("connector.", "conv_1d.", "proj_to_sam.", "sam.")
+
+
 def canonical_weight_name(name: str) -> str | None:
-    """Checkpoint tensor name -> ``lm.*`` / ``lm_head.weight`` / ``visual.*`` (None for unknown names)."""
+    """Checkpoint tensor name -> ``lm.*`` / ``lm_head.weight`` / ``visual.*`` / ``lens.*`` (LENS's
+    ``learnable_query``, ``connector.*``, ``conv_1d.*``, ``proj_to_sam.*``, ``sam.*``), None for unknown names."""
     for prefix, new in (
         ("model.language_model.", "lm."),
         ("model.visual.", "visual."),
@@ -232,6 +254,8 @@ def canonical_weight_name(name: str) -> str | None:
             return new + name[len(prefix) :]
     if name.startswith("lm_head."):
         return name
+    if name == "learnable_query" or name.startswith(LENS_PREFIXES):  # LENS's mask head and its SAM2
+        return "lens." + name
     if name.startswith("model."):
         return "lm." + name[len("model.") :]
     return None

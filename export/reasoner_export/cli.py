@@ -15,6 +15,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", required=True, type=Path, help="engine directory (created; an existing one keeps its other components)"
     )
+    add_reasoner_options(p)
+
+
+def add_reasoner_options(p: argparse.ArgumentParser, *, family: bool = True) -> None:
+    """The reasoner's export options (``--family`` only where the command does not fix it)."""
     p.add_argument(
         "--weights",
         default="int4",
@@ -51,13 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="square model input in pixels (default: the checkpoint's segzero_edge.json, else 840)",
     )
-    p.add_argument(
-        "--family",
-        default=None,
-        choices=("seg_zero", "vision_reasoner"),
-        help="model family: its prompt, answer grammar and SAM2 prompting (default: the checkpoint's "
-        "segzero_edge.json, else seg_zero; official VisionReasoner checkpoints need vision_reasoner)",
-    )
+    if family:
+        p.add_argument(
+            "--family",
+            default=None,
+            choices=("seg_zero", "vision_reasoner"),
+            help="model family: its prompt, answer grammar and SAM2 prompting (default: the checkpoint's "
+            "segzero_edge.json, else seg_zero; official VisionReasoner checkpoints need vision_reasoner)",
+        )
     p.add_argument("--embeddings-dtype", default="auto", choices=("auto", "float32", "float16"))
     p.add_argument(
         "--max-context",
@@ -90,10 +96,11 @@ def _sigterm_to_exit(signum, frame):  # pragma: no cover - exercised through a s
     raise SystemExit(128 + signum)
 
 
-def run(args: argparse.Namespace) -> int:
-    from .onnx_export import ReasonerExportConfig, export_reasoner
+def reasoner_config(args: argparse.Namespace, **fixed):
+    """The ``ReasonerExportConfig`` of ``add_reasoner_options``' arguments (``fixed`` adds or overrides fields)."""
+    from .onnx_export import ReasonerExportConfig
 
-    cfg = ReasonerExportConfig(
+    values = dict(
         weights=args.weights,
         block_size=args.block_size,
         lm_head=args.lm_head,
@@ -106,8 +113,15 @@ def run(args: argparse.Namespace) -> int:
         validation_pairs=args.validation_pairs,
         validation_tokens=args.validation_tokens,
         threads=args.threads,
-        family=args.family,
+        family=getattr(args, "family", None),
     )
+    return ReasonerExportConfig(**(values | fixed))
+
+
+def run(args: argparse.Namespace) -> int:
+    from .onnx_export import export_reasoner
+
+    cfg = reasoner_config(args)
     # A `kill` must unwind like Ctrl-C so the temporary directory is removed and --out stays untouched.
     previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
     try:

@@ -23,6 +23,7 @@ import numpy as np
 from segzero_edge.errors import ConfigError
 from segzero_edge.reasoner.contract import (
     ATTENTION_MASK,
+    HIDDEN_STATES,
     INPUTS_EMBEDS,
     LOGITS,
     POSITION_IDS,
@@ -306,6 +307,7 @@ def build_decoder(
     *,
     file_name: str = "decoder.onnx",
     progress: Callable[[int], None] | None = None,
+    hidden_states: bool = False,
 ) -> dict[str, Any]:
     """Write ``out_dir/decoder.onnx`` (+ ``.data``) from checkpoint weights.
 
@@ -317,6 +319,8 @@ def build_decoder(
         precision: linear-layer precisions.
         out_dir: where the graph goes.
         progress: called with 1 after each layer.
+        hidden_states: also return the final RMSNorm's output at every input position (``hidden_states``
+            ``[1, seq, hidden]``, the LM head's input: LENS's mask pass reads it).
 
     Returns:
         ``{"file", "data_file", "weight_bytes": {group: bytes}}``.
@@ -341,6 +345,8 @@ def build_decoder(
             if progress:
                 progress(1)
         x = d.rms_norm(x, get("lm.norm.weight"), "norm")
+        if hidden_states:
+            g.op("Identity", [x], outputs=[HIDDEN_STATES], name="HiddenStates")
         last = g.op(
             "Slice",
             [
@@ -359,7 +365,7 @@ def build_decoder(
     finally:
         data.close()
     dtypes = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
-    ins, outs = decoder_io(shape)
+    ins, outs = decoder_io(shape, hidden_states=hidden_states)
     model = g.model(
         [helper.make_tensor_value_info(t.name, dtypes[t.dtype], list(t.shape)) for t in ins],
         [helper.make_tensor_value_info(t.name, dtypes[t.dtype], list(t.shape)) for t in outs],

@@ -34,11 +34,12 @@ import numpy as np
 from segzero_edge.answer.contract import AnswerSettings
 from segzero_edge.errors import ConfigError
 from segzero_edge.manifest import GraphSpec, Manifest, SourceCheckpoint, sha256_tree
-from segzero_edge.prompt import FAMILIES, PROMPT_VERSION
+from segzero_edge.prompt import FAMILIES, LENS, LENS_DEFAULT_TEMPLATE, PROMPT_VERSION
 from segzero_edge.reasoner.contract import (
     COMPONENT,
     DECODER,
     EMBEDDINGS_FILE,
+    HIDDEN_STATES,
     IMAGE_EMBEDS,
     PAST,
     PIXEL_VALUES,
@@ -88,8 +89,10 @@ class ReasonerExportConfig:
         validation_pairs: image/question pairs compared (>= 5 for ``full``).
         validation_tokens: greedy tokens generated per pair.
         threads: ONNX Runtime threads during validation.
-        family: the model family (``seg_zero`` or ``vision_reasoner``); None = the checkpoint's
-            ``segzero_edge.json``, else ``seg_zero``.
+        family: the model family (``seg_zero`` or ``vision_reasoner``; ``lens`` through ``export lens``);
+            None = the checkpoint's ``segzero_edge.json``, else ``seg_zero``.
+        hidden_states: give the decoder graph the ``hidden_states`` output (LENS's mask pass).
+        prompt_template: the LENS prompt template (``segzero_edge.prompt.LENS_TEMPLATES``; LENS only).
     """
 
     weights: str = "int4"
@@ -105,6 +108,8 @@ class ReasonerExportConfig:
     validation_tokens: int = 24
     threads: int | None = None
     family: str | None = None
+    hidden_states: bool = False
+    prompt_template: str | None = None
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHTS:
@@ -119,6 +124,13 @@ class ReasonerExportConfig:
             raise ConfigError(f"validate must be full, quick or none, got {self.validate!r}")
         if self.family is not None and self.family not in FAMILIES:
             raise ConfigError(f"unknown model family {self.family!r}", hint=f"use one of {', '.join(FAMILIES)}")
+        if self.family == LENS and not self.hidden_states:
+            raise ConfigError(
+                "a LENS reasoner needs the hidden-states output of its mask pass",
+                hint="export LENS checkpoints with `segzero-edge export lens`",
+            )
+        if self.prompt_template is not None and self.family != LENS:
+            raise ConfigError("prompt_template is for LENS reasoners (family 'lens')")
         QuantSpec(bits=4, block_size=self.block_size, accuracy_level=self.accuracy_level)  # validates both
         if isinstance(self.int8_layers, list):  # as YAML / JSON configs give it
             object.__setattr__(self, "int8_layers", tuple(self.int8_layers))
@@ -178,10 +190,10 @@ def export_vision(ckpt: QwenCheckpoint, reader: WeightReader, path: Path) -> dic
             )
         del wrapper, visual
         release_memory()
-        return _consolidate(raw, path)
+        return consolidate_graph(raw, path)
 
 
-def _consolidate(raw: Path, path: Path, threshold: int = 1 << 30) -> dict[str, Any]:
+def consolidate_graph(raw: Path, path: Path, threshold: int = 1 << 30) -> dict[str, Any]:
     """Rewrite the exporter's graph as ``path`` with, for graphs over ``threshold`` bytes, all weights in one
     page-aligned ``path.data`` file, streamed one tensor at a time (the exporter writes one file per tensor
     for graphs over 2 GB)."""
@@ -278,7 +290,14 @@ def _settings(
         },
         files={role: files[name] for role, name in roles.items() if name in files} | {"settings": SETTINGS_FILE},
         embeddings=embeddings,
-        decoder={"logits_of": "last_position", "batch": 1, "kv_dtype": "float32", "weight_bytes": weight_bytes},
+        decoder={
+            "logits_of": "last_position",
+            "batch": 1,
+            "kv_dtype": "float32",
+            "weight_bytes": weight_bytes,
+            **({HIDDEN_STATES: True} if cfg.hidden_states else {}),
+        },
+        prompt_template=(cfg.prompt_template or LENS_DEFAULT_TEMPLATE) if ckpt.family == LENS else None,
     )
 
 
@@ -287,7 +306,8 @@ def _graph_specs(
 ) -> dict[str, GraphSpec]:
     pre, text = ckpt.preprocess, ckpt.text
     max_ctx = cfg.max_context or pre.num_image_tokens + 2048
-    max_prompt = min(max_ctx, pre.num_image_tokens + PROMPT_TEXT_TOKENS)
+    # LENS's mask pass feeds the whole sequence (prompt, answer, queries) in one call
+    max_prompt = max_ctx if cfg.hidden_states else min(max_ctx, pre.num_image_tokens + PROMPT_TEXT_TOKENS)
     typical = pre.num_image_tokens + 130
     return {
         VISION: vision_spec(pre, text.hidden_size, tuple(f"reasoner/{f}" for f in vision["external_data"])),
@@ -297,6 +317,7 @@ def _graph_specs(
             quantization=precision.to_dict(),
             profiles={SEQ: (1, 1, max_prompt), PAST: (1, typical, max_ctx), TOTAL: (2, typical + 1, max_ctx + 1)},
             external_data=(f"reasoner/{decoder['data_file']}",),
+            hidden_states=cfg.hidden_states,
         ),
     }
 
@@ -345,6 +366,7 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path, config: Reasoner
                 precision,
                 comp,
                 progress=bar.update if bar else None,
+                hidden_states=cfg.hidden_states,
             )
         finally:
             if bar:

@@ -32,6 +32,7 @@ import numpy as np
 
 from segzero_edge.errors import ExportValidationError
 from segzero_edge.manifest import Manifest
+from segzero_edge.prompt import LENS
 from segzero_edge.reasoner.contract import COMPONENT, DECODER, ReasonerSettings
 
 from .checkpoint import QwenCheckpoint, WeightReader
@@ -111,7 +112,7 @@ def _vision_memo(model: Any, memo: dict[Any, Any]) -> Iterator[None]:
         del visual.forward  # the class's forward again
 
 
-def _chat_template_matches(ckpt: QwenCheckpoint) -> bool:
+def _chat_template_matches(ckpt: QwenCheckpoint, template: str | None) -> bool:
     """Whether the checkpoint's own chat template renders the Seg-Zero request exactly like the prompt contract
     (``render_chat``), which is what the runtime uses. A mismatch is logged, not fatal: Seg-Zero prompts are
     defined by the contract, whatever template a fine-tune shipped."""
@@ -120,9 +121,9 @@ def _chat_template_matches(ckpt: QwenCheckpoint) -> bool:
 
     proc = load_qwen_processor(ckpt.path)
     question = "the cup the robot should pick up"
-    messages = chat_messages(question, ckpt.family)
+    messages = chat_messages(question, ckpt.family, template=template)
     rendered = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    if rendered != render_chat(question, family=ckpt.family):
+    if rendered != render_chat(question, family=ckpt.family, template=template):
         log.warning(
             "the checkpoint's chat template renders the Seg-Zero prompt differently from the prompt "
             "contract; the runtime uses the contract (segzero_edge.prompt.render_chat)"
@@ -143,7 +144,8 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     constrained = GenerationOptions(
         max_new_tokens=cfg.validation_tokens + 128, constrained=True, thinking_budget=cfg.validation_tokens
     )
-    weights = ReasonerSettings.from_mapping(manifest.component(COMPONENT)).weights
+    settings = ReasonerSettings.from_mapping(manifest.component(COMPONENT))
+    weights = settings.weights
     try:  # the answer constraint needs the native extension
         from segzero_edge import _native  # noqa: F401
         from segzero_edge.answer.constraint import AnswerConstraint  # noqa: F401
@@ -151,14 +153,18 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
         constrained = None
         log.warning("answer constraint unavailable (%s): validating unconstrained generation only", exc)
 
-    template_ok = _chat_template_matches(ckpt)
+    template = settings.prompt_template
+    if settings.family == LENS:  # free text, run to EOS: no constraint knows LENS's answer grammar
+        constrained = None
+    template_ok = _chat_template_matches(ckpt, template)
+    reasoner_args = {"family": ckpt.family, "input_size": ckpt.preprocess.input_size, "template": template}
 
     # phase 1: transformers fp32
     log.info("validation phase 1/3: transformers fp32 reference on %d pairs", n_pairs)
     seconds: dict[str, float] = {}
     t_phase = time.perf_counter()
     reader = WeightReader(ckpt.weight_files)
-    ref = TorchReasoner(ckpt.path, model=load_reference_model(ckpt.config, reader), family=ckpt.family)
+    ref = TorchReasoner(ckpt.path, model=load_reference_model(ckpt.config, reader), **reasoner_args)
     refs = []
     vision_memo: dict[Any, Any] = {}
     with _vision_memo(ref.model, vision_memo):
@@ -201,7 +207,9 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
     identical, c_identical, top1, errs, rel = 0, 0, [], [], []
     engine_tokens, engine_constrained, visions = [], [], []
     for (image, question), r in _bar(list(zip(samples, refs)), "validation 2/3: ONNX Runtime"):
-        ids = engine.tokenizer.encode_prompt(question, engine.settings.num_image_tokens, family=engine.family)
+        ids = engine.tokenizer.encode_prompt(
+            question, engine.settings.num_image_tokens, family=engine.family, template=template
+        )
         ids_equal += float(np.array_equal(ids, r["ids"]))
         pre = preprocess_image(image, engine.preprocess_config)
         pix = max(pix, float(np.abs(pre.pixel_values - r["pixels"]).max()))
@@ -284,7 +292,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
         t_phase = time.perf_counter()
         model = load_reference_model(ckpt.config, reader)
         replaced = load_engine_weights_into(model, engine_root, manifest)
-        deq = TorchReasoner(ckpt.path, model=model)
+        deq = TorchReasoner(ckpt.path, model=model, **reasoner_args)
         with _vision_memo(deq.model, vision_memo):
             deq_tokens = [
                 list(deq.generate(image, q, opts).token_ids)

@@ -100,6 +100,8 @@ def load_reference_model(config: Any, weights: WeightReader):
     prefixes = (("lm.", "model.language_model."), ("visual.", "model.visual."), ("lm_head.", "lm_head."))
     with torch.no_grad():
         for name in list(weights.names()):
+            if name.startswith("lens."):  # LENS's mask head: not part of the Qwen2.5-VL model
+                continue
             target = next((new + name[len(old) :] for old, new in prefixes if name.startswith(old)), None)
             if target not in params:
                 if not (target == "lm_head.weight" and config.tie_word_embeddings):

@@ -70,13 +70,33 @@ def export_sam2(
         ExportValidationError: the graphs disagree with the official model; ``out_dir`` is unchanged.
         ExportError, OSError: export failure or full disk; ``out_dir`` is unchanged.
     """
-    import torch
-    from tqdm import tqdm
-
     cfg = config if isinstance(config, Sam2ExportConfig) else Sam2ExportConfig(config=config)
     checkpoint = Path(checkpoint)
     t0 = time.perf_counter()
     model = load_sam2_model(checkpoint, cfg.config)
+    extra = {"format": "official SAM2 .pt {'model': state_dict}"}
+    source = SourceCheckpoint(COMPONENT, str(Path(checkpoint).absolute()), sha256_file(checkpoint), extra)
+    return export_sam2_model(model, out_dir, cfg, source, progress=progress, start=t0)
+
+
+def export_sam2_model(
+    model,
+    out_dir: str | Path,
+    cfg: Sam2ExportConfig,
+    source: SourceCheckpoint,
+    *,
+    progress: bool = False,
+    start: float | None = None,
+) -> Manifest:
+    """``export_sam2`` for an already loaded official ``SAM2Base`` (e.g. the SAM2 inside a LENS checkpoint).
+
+    Args:
+        source: the source record (path, sha256, format); the config and exporter are added to its ``extra``.
+    """
+    import torch
+    from tqdm import tqdm
+
+    t0 = time.perf_counter() if start is None else start
     settings = sam2_settings(model, cfg)
     shapes = feature_shapes(model)
     graphs = {
@@ -89,14 +109,14 @@ def export_sam2(
         ),
     }
     extra = {
+        **source.details,
         "config": cfg.config,
-        "format": "official SAM2 .pt {'model': state_dict}",
         "exporter": f"torch.onnx.export(dynamo=True, opset={cfg.opset}), torch {torch.__version__}",
     }
     if is_config_file(cfg.config):  # not one of the package's configs: record which file, exactly
         extra.update(config_file=str(Path(cfg.config).resolve()), config_sha256=sha256_file(cfg.config))
     # The absolute path: `inspect` and the torch backend find it from any working directory.
-    sources = [SourceCheckpoint(COMPONENT, str(Path(checkpoint).absolute()), sha256_file(checkpoint), extra)]
+    sources = [SourceCheckpoint(COMPONENT, source.path, source.sha256, extra)]
     with EngineDirWriter(out_dir, COMPONENT) as writer:
         steps = tqdm(total=2, desc="exporting sam2 graphs", unit="graph", disable=not progress)
         export_image_encoder(model, writer.path(ENCODER_FILE), opset=cfg.opset)

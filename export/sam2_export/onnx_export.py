@@ -65,7 +65,7 @@ def _quiet_exporter():
             log.debug("torch.onnx: %s", line)
 
 
-def _export(module, args: tuple, path: Path, *, input_names, output_names, dynamic_shapes, opset: int) -> None:
+def export_module(module, args: tuple, path: Path, *, input_names, output_names, dynamic_shapes, opset: int) -> None:
     import torch
 
     with _quiet_exporter(), torch.no_grad():
@@ -99,7 +99,7 @@ def export_image_encoder(model, path: Path, *, opset: int) -> None:
     shapes = feature_shapes(model)
     sizes = [shapes[n][2:] for n in (HIGH_RES_FEATS_0, HIGH_RES_FEATS_1, IMAGE_EMBED)]
     s = model.image_size
-    _export(
+    export_module(
         ImageEncoderGraph(model, sizes).eval(),
         (torch.randn(1, 3, s, s),),
         path,
@@ -137,7 +137,7 @@ def export_mask_decoder(model, path: Path, *, opset: int, max_objects: int, max_
         MASK_INPUT: {0: objects},
         HAS_MASK_INPUT: {0: objects},
     }
-    _export(
+    export_module(
         MaskDecoderGraph(model).eval(),
         args,
         path,

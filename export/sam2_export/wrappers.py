@@ -60,7 +60,7 @@ class _ChannelsLastLayerNorm(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
-def _export_friendly_decoder(decoder: nn.Module) -> nn.Module:
+def export_friendly_decoder(decoder: nn.Module) -> nn.Module:
     """A copy of the official ``MaskDecoder`` whose output upscaling uses the modules above.
 
     ``output_upscaling`` is ``(ConvTranspose2d, LayerNorm2d, GELU, ConvTranspose2d, GELU)`` in every
@@ -113,7 +113,7 @@ class MaskDecoderGraph(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.prompt_encoder = model.sam_prompt_encoder
-        self.mask_decoder = _export_friendly_decoder(model.sam_mask_decoder)
+        self.mask_decoder = export_friendly_decoder(model.sam_mask_decoder)
         h, w = self.prompt_encoder.input_image_size
         # Divisors of (x, y): the official forward_with_coords divides x by W and y by H.
         self.register_buffer("input_wh", torch.tensor([float(w), float(h)]), persistent=False)

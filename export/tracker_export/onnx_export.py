@@ -27,7 +27,7 @@ from segzero_edge.tracker.contract import (
     POINT_LABELS,
 )
 
-from ..sam2_export.onnx_export import _export
+from ..sam2_export.onnx_export import export_module
 from .wrappers import MemoryAttentionGraph, MemoryEncoderGraph, TrackDecoderGraph
 
 
@@ -109,7 +109,7 @@ def export_graphs(
     for name, (module, args, inputs, outputs, dims) in graphs.items():
         dynamic = dict.fromkeys(inputs)
         dynamic.update(dims)
-        _export(
+        export_module(
             module.eval(),
             args,
             paths[name],

@@ -14,6 +14,8 @@ Graphs (batch 1; ``seq`` new tokens, ``past`` cached tokens, ``total = past + se
         past_key_values.{i}.key   float32 [1, kv_heads, past, head_dim]   (i = 0 .. layers-1; also .value)
         -> logits                 float32 [1, vocab]                of the last input position only
         -> present.{i}.key        float32 [1, kv_heads, total, head_dim]  (also .value)
+        -> hidden_states          float32 [1, seq, hidden]          LENS engines only (``decoder["hidden_states"]``):
+                                                                    the final RMSNorm's output, i.e. the LM head's input
 
 The token embedding table is ``reasoner/embed_tokens.npy`` ``[vocab, hidden]``. The runtime starts every KV
 cache with one placeholder slot hidden by ``attention_mask`` (0), so ``past`` is never 0 (TensorRT profiles
@@ -28,8 +30,9 @@ from types import MappingProxyType
 from typing import Any
 
 from ..answer.contract import AnswerSettings
-from ..errors import EngineIncompatibleError
+from ..errors import EngineIncompatibleError, InputError
 from ..manifest import GraphSpec, Manifest, TensorSpec
+from ..prompt import user_text
 from .preprocess import PreprocessConfig
 
 #: Version of the ``components["reasoner"]`` settings; the runtime refuses another.
@@ -49,6 +52,7 @@ INPUTS_EMBEDS = "inputs_embeds"
 ATTENTION_MASK = "attention_mask"
 POSITION_IDS = "position_ids"
 LOGITS = "logits"
+HIDDEN_STATES = "hidden_states"
 KV_KINDS = ("key", "value")
 #: Named dynamic dims of the decoder graph.
 SEQ, PAST, TOTAL = "seq", "past", "total"
@@ -156,7 +160,10 @@ class ReasonerSettings:
         files: engine files by role (``tokenizer``, ``tokenizer_config``, ``preprocessor_config``, ...).
         pad_token_id, bos_token_id: from the checkpoint's generation config.
         generation_defaults: the checkpoint's sampling defaults (informational).
-        decoder: how the decoder graph was written (``logits``: last position, ``weight_bytes``...).
+        decoder: how the decoder graph was written (``logits``: last position, ``weight_bytes``,
+            ``hidden_states``: true when it also returns the post-norm hidden states...).
+        prompt_template: the family's prompt template name when it has several (LENS: ``grounding`` or
+            ``cot``, ``segzero_edge.prompt.LENS_TEMPLATES``); None otherwise.
         format: ``REASONER_FORMAT``.
     """
 
@@ -175,6 +182,7 @@ class ReasonerSettings:
     bos_token_id: int | None = None
     generation_defaults: Mapping[str, Any] = field(default_factory=dict)
     decoder: Mapping[str, Any] = field(default_factory=dict)
+    prompt_template: str | None = None
     format: int = REASONER_FORMAT
 
     def __post_init__(self) -> None:
@@ -192,6 +200,15 @@ class ReasonerSettings:
             raise _invalid("files has no tokenizer")
         if self.embeddings.shape[1] != self.text.hidden_size:
             raise _invalid(f"embeddings {list(self.embeddings.shape)} do not match hidden {self.text.hidden_size}")
+        try:
+            user_text("q", self.family, template=self.prompt_template)
+        except InputError as exc:
+            raise _invalid(f"prompt_template {self.prompt_template!r}: {exc}") from None
+
+    @property
+    def hidden_states(self) -> bool:
+        """True when the decoder graph also returns ``hidden_states`` (the LENS mask pass needs them)."""
+        return bool(self.decoder.get(HIDDEN_STATES, False))
 
     @property
     def family(self) -> str:
@@ -230,7 +247,7 @@ class ReasonerSettings:
             "files": dict(self.files),
             "embeddings": self.embeddings.to_dict(),
             "decoder": dict(self.decoder),
-        }
+        } | ({"prompt_template": self.prompt_template} if self.prompt_template is not None else {})
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> ReasonerSettings:
@@ -260,6 +277,7 @@ class ReasonerSettings:
                 bos_token_id=data.get("bos_token_id"),
                 generation_defaults=data.get("generation_defaults", {}),
                 decoder=data.get("decoder", {}),
+                prompt_template=data.get("prompt_template"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _invalid(f"{type(exc).__name__}: {exc}") from exc
@@ -282,8 +300,11 @@ def vision_spec(preprocess: PreprocessConfig, hidden_size: int, external_data: t
     )
 
 
-def decoder_io(text: TextSettings) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """The decoder graph's ``(inputs, outputs)`` with named dynamic dims, in graph order."""
+def decoder_io(
+    text: TextSettings, *, hidden_states: bool = False
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The decoder graph's ``(inputs, outputs)`` with named dynamic dims, in graph order (``hidden_states``:
+    with the post-norm hidden states of every input position as the last output)."""
     kv = (1, text.num_kv_heads)
     inputs = [
         TensorSpec(INPUTS_EMBEDS, "float32", (1, SEQ, text.hidden_size)),
@@ -295,6 +316,8 @@ def decoder_io(text: TextSettings) -> tuple[tuple[TensorSpec, ...], tuple[Tensor
         for kind in KV_KINDS:
             inputs.append(TensorSpec(past_name(i, kind), "float32", (*kv, PAST, text.head_dim)))
             outputs.append(TensorSpec(present_name(i, kind), "float32", (*kv, TOTAL, text.head_dim)))
+    if hidden_states:
+        outputs.append(TensorSpec(HIDDEN_STATES, "float32", (1, SEQ, text.hidden_size)))
     return tuple(inputs), tuple(outputs)
 
 
@@ -305,9 +328,10 @@ def decoder_spec(
     quantization: Mapping[str, Any],
     profiles: Mapping[str, tuple[int, int, int]],
     external_data: tuple[str, ...],
+    hidden_states: bool = False,
 ) -> GraphSpec:
     """The ``reasoner.decoder`` entry of the manifest; ``profiles`` gives (min, opt, max) of seq, past, total."""
-    inputs, outputs = decoder_io(text)
+    inputs, outputs = decoder_io(text, hidden_states=hidden_states)
     return GraphSpec(
         file=DECODER_FILE,
         inputs=inputs,
@@ -327,7 +351,7 @@ def check_graphs(manifest: Manifest, settings: ReasonerSettings) -> tuple[GraphS
         EngineIncompatibleError: the graphs' inputs/outputs are not the ones of this contract.
     """
     vision, decoder = manifest.graph(VISION), manifest.graph(DECODER)
-    inputs, outputs = decoder_io(settings.text)
+    inputs, outputs = decoder_io(settings.text, hidden_states=settings.hidden_states)
     for name, spec, want_in, want_out in (
         (VISION, vision, (PIXEL_VALUES,), (IMAGE_EMBEDS,)),
         (DECODER, decoder, tuple(t.name for t in inputs), tuple(t.name for t in outputs)),

@@ -17,6 +17,7 @@ from ..manifest import GraphSpec
 from ..ort import SessionFactory
 from .contract import (
     ATTENTION_MASK,
+    HIDDEN_STATES,
     IMAGE_EMBEDS,
     INPUTS_EMBEDS,
     LOGITS,
@@ -84,6 +85,23 @@ class DecoderRunner:
         self.length = total
         self.calls += 1
         return logits[0]
+
+    def hidden_states(
+        self, inputs_embeds: np.ndarray, position_ids: np.ndarray, attention_mask: np.ndarray
+    ) -> np.ndarray:
+        """A fresh prefill that leaves the cache alone: post-norm hidden states ``[n, hidden]`` of
+        ``inputs_embeds [1, n, hidden]`` at ``position_ids [3, 1, n]``, keys masked by ``attention_mask [n]``
+        (1 = attend). The graph must have been exported with the ``hidden_states`` output."""
+        n = inputs_embeds.shape[1]
+        mask = np.concatenate([np.zeros(1, np.int64), np.asarray(attention_mask, np.int64).reshape(n)])[None]
+        feeds = {
+            INPUTS_EMBEDS: np.ascontiguousarray(inputs_embeds, dtype=np.float32),
+            ATTENTION_MASK: mask,
+            POSITION_IDS: np.ascontiguousarray(position_ids, dtype=np.int64),
+        }
+        feeds.update((name, np.zeros(self.kv_shape, np.float32)) for name in self.past_names)
+        self.calls += 1
+        return self.session.run([HIDDEN_STATES], feeds)[0][0]
 
     def _run_bound(self, embeds: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
         binding = self.session.io_binding()
@@ -160,3 +178,7 @@ class OrtReasonerBackend:
     def step(self, inputs_embeds: np.ndarray, position_ids: np.ndarray) -> np.ndarray:
         """Feed ``[1, n, hidden]`` at ``[3, 1, n]``; the last position's logits ``[vocab]``."""
         return self.decoder(inputs_embeds, position_ids)
+
+    def hidden(self, inputs_embeds: np.ndarray, position_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Post-norm hidden states ``[n, hidden]`` of a fresh prefill (``DecoderRunner.hidden_states``)."""
+        return self.decoder.hidden_states(inputs_embeds, position_ids, attention_mask)

@@ -32,11 +32,12 @@ import numpy as np
 
 from ..answer import AnswerConstraint, decode_answer
 from ..answer.constraint import DEFAULT_MAX_OBJECTS
+from ..answer.lens import decode_lens_answer
 from ..errors import EngineIncompatibleError, InputError
 from ..frame import ImageLike
 from ..manifest import MANIFEST_NAME, Manifest, Verify, load_manifest
 from ..ort import SessionFactory
-from ..prompt import SEG_ZERO, PromptTokenizer
+from ..prompt import LENS, SEG_ZERO, PromptTokenizer
 from ..types import Answer, GenerationStats
 from .contract import COMPONENT, SEQ, TOTAL, ReasonerSettings, check_graphs
 from .generate import GenerationOptions, TokenConstraint, answer_reserve, build_constraint, generate_loop
@@ -73,6 +74,12 @@ class ReasonerBackend(Protocol):
 
     def step(self, inputs_embeds: np.ndarray, position_ids: np.ndarray) -> np.ndarray:
         """Feed ``[1, n, hidden]`` at M-RoPE ``position_ids [3, 1, n]``; the last position's logits ``[vocab]``."""
+        ...
+
+    def hidden(self, inputs_embeds: np.ndarray, position_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """A fresh prefill (the KV cache is left alone): post-norm hidden states ``[n, hidden]`` float32 of
+        ``[1, n, hidden]`` at ``position_ids [3, 1, n]``, keys masked by ``attention_mask [n]`` (1 = attend).
+        Needed by LENS engines only (their decoder graph returns ``hidden_states``)."""
         ...
 
 
@@ -137,13 +144,22 @@ class ReasonerResult:
     def answer(self) -> Answer:
         """The decoded answer (``segzero_edge.decode_answer``): box and points in original-image pixels.
 
-        When the answer does not decode because ``max_new_tokens`` cut it off, ``error`` says so."""
-        answer = decode_answer(self.text, image_size=self.image_size, model_size=self.input_size)
+        When the answer does not decode because ``max_new_tokens`` cut it off, ``error`` says so. LENS
+        answers are read by LENS's own rule (``answer.lens``): one box, no points."""
+        if self.family == LENS:
+            answer = decode_lens_answer(self.text, self.image_size, self.input_size)
+        else:
+            answer = decode_answer(self.text, image_size=self.image_size, model_size=self.input_size)
         if not answer.ok and self.stop_reason == "max_new_tokens":
+            need = (
+                ""
+                if self.family == LENS
+                else f"; a constrained answer needs up to {answer_reserve(self.family, DEFAULT_MAX_OBJECTS)} "
+                "tokens after the thinking"
+            )
             error = (
                 f"{answer.error}: generation stopped at max_new_tokens={len(self.token_ids)} before the answer "
-                f"was complete (raise max_new_tokens; a constrained answer needs up to "
-                f"{answer_reserve(self.family, DEFAULT_MAX_OBJECTS)} tokens after the thinking)"
+                f"was complete (raise max_new_tokens{need})"
             )
             answer = replace(answer, error=error)
         return answer
@@ -266,7 +282,9 @@ class ReasonerPipeline:
 
     def prompt(self, question: str, image_embeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """``(ids [seq], inputs_embeds [1, seq, hidden], position_ids [3, 1, seq], rope_delta)`` of a request."""
-        ids = self.tokenizer.encode_prompt(question, self.num_image_tokens, family=self.family)
+        ids = self.tokenizer.encode_prompt(
+            question, self.num_image_tokens, family=self.family, template=self.settings.prompt_template
+        )
         self._check_length(len(ids), 0)
         embeds = self.backend.embed(ids)
         embeds[ids == self.token_ids["image_pad"]] = image_embeds
@@ -305,6 +323,13 @@ class ReasonerPipeline:
 
         return step
 
+    def effective_options(self, options: GenerationOptions) -> GenerationOptions:
+        """``options`` as this family runs them: LENS answers are free text (the mask does not depend on
+        them, and no constraint knows their grammar) and run to EOS, which the mask pass reads too."""
+        if self.family == LENS and (options.constrained or options.stop_at_answer):
+            return replace(options, constrained=False, stop_at_answer=False)
+        return options
+
     def make_constraint(self, options: GenerationOptions) -> TokenConstraint | None:
         """A fresh constraint for one generation (None when ``options.constrained`` is off)."""
         if not options.constrained:
@@ -342,6 +367,7 @@ class ReasonerPipeline:
         options = options or GenerationOptions()
         if not isinstance(options, GenerationOptions):
             raise InputError(f"options must be GenerationOptions, got {type(options).__name__}")
+        options = self.effective_options(options)
         start = time.perf_counter()
         constraint = self.make_constraint(options)
         if vision is None:
@@ -389,6 +415,42 @@ class ReasonerPipeline:
             input_size=self.input_size,
             family=self.family,
         )
+
+    def query_hidden(
+        self, question: str, token_ids: tuple[int, ...] | list[int], vision: VisionEmbeds, queries: np.ndarray
+    ) -> np.ndarray:
+        """LENS's mask pass: the post-norm hidden states ``[Q, hidden]`` of ``queries [Q, hidden]`` appended to
+        the whole sequence (prompt + ``token_ids``, the generation with its EOS), in a fresh prefill.
+
+        Positions are plain 1-D (``cumsum(attention_mask) - 1`` on all three M-RoPE rows, 1 where masked),
+        not the generation's M-RoPE: that is how LENS runs and trains the pass (transformers 4.51's text-only
+        ``get_rope_index`` branch, reference/other_families.md §1.1). Pad tokens (``pad_token_id``) are masked.
+        The generation's KV cache cannot be reused (its positions differ); the vision embeddings are.
+        """
+        if not self.settings.hidden_states:
+            raise EngineIncompatibleError(
+                "this engine's decoder graph has no hidden_states output (the LENS mask pass needs it)",
+                hint="export the engine with `segzero-edge export lens`",
+            )
+        ids, embeds, _, _ = self.prompt(question, vision.embeds)
+        gen = np.asarray(token_ids, dtype=np.int64)
+        queries = np.asarray(queries, dtype=np.float32)
+        generated = self.backend.embed(gen) if gen.size else np.zeros((0, queries.shape[1]), np.float32)
+        seq = np.concatenate([embeds[0], generated, queries])[None]
+        all_ids = np.concatenate([ids, gen])
+        dims = self.decoder_spec.dynamic_dims
+        if TOTAL in dims and seq.shape[1] + 1 > dims[TOTAL][2]:  # + the cache's placeholder slot
+            raise InputError(
+                f"the mask pass needs {seq.shape[1]} positions, more than this engine's decoder was exported for",
+                hint="lower max_new_tokens, or re-export with a larger --max-context",
+            )
+        pad = self.settings.pad_token_id
+        mask = np.ones(seq.shape[1], np.int64)
+        if pad is not None:
+            mask[: all_ids.size] = all_ids != int(pad)
+        positions = np.where(mask > 0, np.cumsum(mask) - 1, 1).astype(np.int64)
+        hidden = self.backend.hidden(seq, np.broadcast_to(positions, (3, 1, positions.size)).copy(), mask)
+        return np.asarray(hidden[-len(queries) :], dtype=np.float32)
 
     def teacher_forced_logits(
         self, image: ImageLike | None, question: str, token_ids: list[int], *, vision: VisionEmbeds | None = None

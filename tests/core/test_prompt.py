@@ -115,7 +115,7 @@ def test_vision_reasoner_user_text_matches_spec_byte_for_byte():
     json_example = got.split("<answer>")[-1].removesuffix("</answer>")
     assert len(json.loads(json_example)) == 2  # valid JSON, unlike Seg-Zero's example
     with pytest.raises(InputError, match="unknown model family"):
-        prompt.user_text("a", "lens")
+        prompt.user_text("a", "coprs")
 
 
 def test_vision_reasoner_chat_equals_transformers_apply_chat_template():
@@ -145,7 +145,7 @@ def test_checkpoint_meta_roundtrip_and_default(tmp_path):
     prompt.write_checkpoint_meta(tmp_path, input_size=224, family="vision_reasoner")
     assert prompt.read_checkpoint_meta(tmp_path)["family"] == "vision_reasoner"
     with pytest.raises(InputError, match="unknown model family"):
-        prompt.write_checkpoint_meta(tmp_path, family="lens")
+        prompt.write_checkpoint_meta(tmp_path, family="coprs")
     (tmp_path / prompt.CHECKPOINT_META_FILE).write_text(json.dumps({"input_size": 224, "family": "x"}))
     with pytest.raises(CheckpointError, match="unknown model family"):
         prompt.read_checkpoint_meta(tmp_path)

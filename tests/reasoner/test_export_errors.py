@@ -231,7 +231,7 @@ def test_vision_weights_are_consolidated_into_one_file(engine_fp32, tmp_path, la
     import onnx
     import onnxruntime as ort
 
-    from segzero_edge.export.reasoner_export.onnx_export import _consolidate
+    from segzero_edge.export.reasoner_export.onnx_export import consolidate_graph
 
     raw = tmp_path / "raw" / "vision.onnx"
     raw.parent.mkdir()
@@ -265,7 +265,7 @@ def test_vision_weights_are_consolidated_into_one_file(engine_fp32, tmp_path, la
         raw.write_bytes(m.SerializeToString())
     out = tmp_path / "out" / "vision.onnx"
     out.parent.mkdir()
-    info = _consolidate(raw, out, threshold=0 if layout == "inline" else 1 << 40)  # external input: always
+    info = consolidate_graph(raw, out, threshold=0 if layout == "inline" else 1 << 40)  # external input: always
     assert info["external_data"] == ["vision.onnx.data"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["vision.onnx", "vision.onnx.data"]
     x = np.random.default_rng(0).standard_normal((64, 1176)).astype(np.float32)

@@ -345,6 +345,8 @@ def test_prepare_multi_object_layout_and_loader(tmp_path, hf_cache):
     (src / "index.json").write_text(json.dumps(records))
 
     with pytest.raises(Exception, match="unknown model family"):
+        prepare_dataset("index", src, tmp_path / "x", input_size=TINY_INPUT_SIZE, family="coprs")
+    with pytest.raises(Exception, match="no GRPO training data layout"):
         prepare_dataset("index", src, tmp_path / "x", input_size=TINY_INPUT_SIZE, family="lens")
     seg_zero = prepare_dataset("index", src, tmp_path / "sz", input_size=TINY_INPUT_SIZE)
     assert seg_zero.kept == 1 and "several object masks" in next(iter(seg_zero.skipped))
