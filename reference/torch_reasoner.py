@@ -136,6 +136,12 @@ class TorchReasoner:
         self.model_dir = Path(model_dir)
         self.processor = load_qwen_processor(self.model_dir)
         self.model = model if model is not None else load_qwen_model(self.model_dir, dtype, device=device)
+        if model is not None and (self.model_dir / "generation_config.json").is_file():
+            # a model built from its config alone (the exporter's fp32 reference) stops where from_pretrained's
+            # would: at the checkpoint's generation_config.json EOS ids, as the engine does
+            from transformers import GenerationConfig
+
+            self.model.generation_config = GenerationConfig.from_pretrained(str(self.model_dir))
         meta = read_checkpoint_meta(self.model_dir)
         self.input_size = int(meta["input_size"] if input_size is None else input_size)
         self.family = check_family(family) if family is not None else meta["family"]
