@@ -267,6 +267,38 @@ def world_multi_rows(d: dict) -> list[Row]:
     ]
 
 
+def world_lens_rows(d: dict) -> list[Row]:
+    return [
+        [
+            name,
+            str(r["samples"]),
+            _f(100 * r["giou"], 1),
+            _f(100 * r["ciou"], 1),
+            _f(100 * r["found"], 1),
+            _f(r["latency_ms_mean"], 0),
+        ]
+        for name, r in d["rows"].items()
+    ]
+
+
+def lens_latency_rows(d: dict) -> list[Row]:
+    rows = []
+    for job in d["jobs"]:
+        for name, m in job["medians"].items():
+            rows.append(
+                [
+                    f"{job['shape']} ({job['layers']} layers), {name}",
+                    _f(m["prefill"] + m["decode"], 0),
+                    _f(m["mask_pass"], 0),
+                    _f(m["connector"], 1),
+                    _f(m["sam2_encoder"], 0),
+                    _f(m["decoder"], 0),
+                    _f(m["total"], 0),
+                ]
+            )
+    return rows
+
+
 def world_tracking_rows(d: dict) -> list[Row]:
     return [
         [
@@ -399,6 +431,26 @@ SECTIONS: tuple[Section, ...] = (
         "python -m segzero_edge.world multi-accuracy",
         ("path", "split", "samples", "gIoU", "cIoU", "box precision", "box recall", "parse rate %", "faithful %"),
         world_multi_rows,
+    ),
+    Section(
+        "LENS on the small world: hidden-state prompting vs box and points",
+        "A LENS head (64 learned queries, connector, fine-tuned SAM2 prompt encoder and decoder) trained here on "
+        "the frozen world reasoner's hidden states under LENS's CoT prompt (docs/world.md), against the same "
+        "reasoner's box-and-points answers; torch reference, ONNX fp32 and INT4 reasoner, fp32/INT8/INT4 "
+        "context graph. Mask found: share of samples with a non-empty mask.",
+        ("world_lens.json",),
+        "python -m segzero_edge.world lens-accuracy",
+        ("path", "samples", "gIoU", "cIoU", "mask found %", "ms / sample"),
+        world_lens_rows,
+    ),
+    Section(
+        "LENS path vs Seg-Zero path: latency per stage (CPU)",
+        "Median ms per stage of one random checkpoint exported both ways (INT4 reasoner, same tokens generated), "
+        "sequential stages; the LENS path adds the mask pass (a second prefill), the connector and its decoder.",
+        ("lens_cpu.json",),
+        "python benchmarks/bench_lens.py --shape real",
+        ("engine, path", "generation", "mask pass", "connector", "SAM2 encoder", "prompt decoder", "total"),
+        lens_latency_rows,
     ),
     Section(
         "Tracking on the small world's test clips (J and F as DAVIS defines them)",
@@ -553,6 +605,13 @@ SAM2 hiera-l), and commit the JSON files under `benchmarks/results/` with a `_<d
    `segzero-edge track ENGINE_DIR clip.mp4 "TEXT"` against `segzero-edge bench` (predict per frame) on the
    same device: tracking fps over predict fps is the number robots care about. Try the memory attention in
    FP16 (`BuildOptions(precision={"tracker.memory_attention": "fp16-mixed"})`): the build check decides.
+8. LENS: export a released checkpoint (`segzero-edge export lens --model LENS_ReasonSeg_FT --stock-sam2
+   sam2_hiera_large.pt --out engines/lens`), then `segzero-edge bench engines/lens --device cuda` (its
+   per-stage table has `mask_pass`, `connector` and `mask_decoder`: the mask pass is a second prefill of
+   image + prompt + answer + 64 tokens, the connector 475 M parameters) with `--lens-context int8` and
+   `int4` against `fp32`, `python benchmarks/bench_lens.py --shape real` on the device for the
+   LENS-vs-Seg-Zero ratio on one reasoner, and `segzero-edge eval engines/lens ReasonSeg_test` against LENS's
+   published 57.2 gIoU (the FT checkpoint; our reasoner input is a fixed square, LENS's keeps the aspect).
 """
 
 

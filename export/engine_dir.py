@@ -91,6 +91,17 @@ def _current_base(out: Path) -> Manifest:
     return new_manifest()
 
 
+def check_output(out_dir: str | Path) -> None:
+    """Fail now, before any work, where a later ``commit`` / ``publish_engine`` into ``out_dir`` would: a file,
+    a non-empty folder that is not an engine directory, an invalid manifest, a folder that cannot be replaced.
+    """
+    out = Path(out_dir).absolute()
+    if out.exists():
+        replaceable_dir(out)
+    _current_base(out)
+    writable_dir(out.parent)
+
+
 def _carry_over(out: Path, tmp: Path, components: tuple[str, ...]) -> None:
     """Hard-link ``out``'s components other than ``components`` into the temporary folder ``tmp`` (engines
     built from the old graphs, under ``trt/``, are dropped with them from the manifest)."""

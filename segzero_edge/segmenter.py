@@ -42,9 +42,9 @@ from .ort import SessionFactory
 from .prompt import check_text
 from .reasoner import ReasonerPipeline, ReasonerResult
 from .sam2 import Sam2Features, Sam2Pipeline
-from .sam2.host import box_outside, clip_box, mask_box, point_pairs
+from .sam2.host import box_outside, clip_box, point_pairs
 from .sam2.objects import Prompt, segment_objects
-from .types import Answer, ObjectMask, Segmentation
+from .types import Answer, Segmentation
 
 log = logging.getLogger(__name__)
 
@@ -460,32 +460,13 @@ class Segmenter:
         t_start: float,
         reasoned: ReasonerResult,
     ) -> Segmentation:
-        """A LENS engine's result: the mask from the queries' hidden states (``LensPipeline.segment``). Nothing
-        prompts SAM2 with a box: ``box`` is the mask's bounding box, the answer's own box is in ``answer``."""
+        """A LENS engine's result: the mask from the queries' hidden states (``LensPipeline.segment``)."""
+        from .lens.pipeline import lens_segmentation
+
         res = self.lens.segment(feats, hidden)
         timings.update(res.timings_ms)
         timings["total"] = _ms(t_start)
-        found = bool(res.mask.any())
-        obj = ObjectMask(
-            mask=res.mask,
-            box=mask_box(res.mask),
-            score=res.score,
-            object_score=res.object_score,
-            lost=not found,
-        )
-        return Segmentation(
-            mask=res.mask,
-            found=found,
-            box=obj.box,
-            score=res.score if found else 0.0,
-            reasoning=answer.think,
-            raw_text=reasoned.text,
-            timings_ms=timings,
-            answer=answer,
-            error=None if found else "SAM2 returned an empty mask for the LENS prompt",
-            generation=reasoned.stats(),
-            objects=(obj,),
-        )
+        return lens_segmentation(res, answer, reasoned.text, reasoned.stats(), timings)
 
     def _decode(
         self,

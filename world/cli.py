@@ -10,6 +10,8 @@ Subcommands::
     track-accuracy  [--clips N] [--sam2 PT]                           J/F of tracking on the test clips
     train-reasoner-multi --out DIR [--sft-steps N] [--grpo-steps N]   the multi-object (VisionReasoner) reasoner
     multi-accuracy  [--reasoner DIR] [--count N]                      counting, boxes and thinks, per path
+    train-lens-head --out DIR [--samples N] [--steps N]               a LENS head on the frozen world reasoner
+    lens-accuracy   [--head PT] [--count N]                           LENS masks vs box-and-points, per path
 """
 
 from __future__ import annotations
@@ -276,6 +278,10 @@ def _delegated(name: str):
         from .multi_train import main as run
     elif name == "multi-accuracy":
         from .multi_accuracy import main as run
+    elif name == "train-lens-head":
+        from .lens_head import main as run
+    elif name == "lens-accuracy":
+        from .lens_accuracy import main as run
     else:
         return None
     return run

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from segzero_edge.errors import ConfigError
-from segzero_edge.files import remove_stale, staging_dir, writable_dir
+from segzero_edge.files import remove_stale, staging_dir
 from segzero_edge.lens.contract import (
     COMPONENT,
     CONTEXT_GRAPHS,
@@ -52,7 +52,7 @@ from segzero_edge.reference.lens import (
     read_lens_parts,
 )
 
-from ..engine_dir import EngineDirWriter, publish_engine
+from ..engine_dir import EngineDirWriter, check_output, publish_engine
 from ..reasoner_export.checkpoint import WeightReader, inspect_checkpoint
 from ..reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
 from ..sam2_export.config import Sam2ExportConfig
@@ -192,6 +192,7 @@ def export_lens(model_dir: str | Path, out_dir: str | Path, config: LensExportCo
     """
     cfg = config or LensExportConfig()
     start = time.perf_counter()
+    check_output(out_dir)  # a bad --out fails now, not after minutes of export
     model_dir = Path(model_dir)
     ckpt = inspect_checkpoint(model_dir, input_size=cfg.reasoner.input_size, family=LENS)
     parts = read_lens_parts(WeightReader(ckpt.weight_files), ckpt.text.hidden_size)
@@ -201,7 +202,6 @@ def export_lens(model_dir: str | Path, out_dir: str | Path, config: LensExportCo
     digest = sha256_tree(ckpt.path)
     where = str(ckpt.path.absolute())  # found from any working directory
     out = Path(out_dir).absolute()
-    writable_dir(out.parent)
     remove_stale(out.parent)
     stage = staging_dir(out)
     try:

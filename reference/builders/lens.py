@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from segzero_edge.errors import InputError
-from segzero_edge.files import writable_parent
+from segzero_edge.files import publish_modes, writable_parent
 from segzero_edge.prompt import CHECKPOINT_META_FILE
 from segzero_edge.reference.lens import SAM2_MEMORY_PREFIXES, SAM2_TUNED_PREFIXES, context_keys
 
@@ -37,7 +37,7 @@ from .sam2 import build_sam2_model
 log = logging.getLogger(__name__)
 
 
-def _lens_name(name: str) -> str:
+def lens_key_name(name: str) -> str:
     """transformers-5 Qwen2.5-VL key -> the transformers 4.51 name a LENS checkpoint uses."""
     for new, old in (("model.language_model.", "model."), ("model.visual.", "visual.")):
         if name.startswith(new):
@@ -49,6 +49,8 @@ def build_tiny_lens(
     out_dir: str | Path,
     *,
     size: str = "tiny",
+    num_layers: int | None = None,
+    vision_depth: int | None = None,
     num_queries: int = 8,
     sam2_config: str = "sam2_hiera_t",
     model_type: str = "qwen2_vl",
@@ -60,7 +62,8 @@ def build_tiny_lens(
     """Write a random-weight LENS checkpoint directory to ``out_dir`` (new or empty).
 
     Args:
-        size: the Qwen2.5-VL shapes (``builders.qwen.QWEN_SIZES``).
+        size: the Qwen2.5-VL shapes (``builders.qwen.QWEN_SIZES``); ``num_layers`` / ``vision_depth``
+            override its text layers and vision blocks (``build_tiny_qwen25vl``).
         num_queries: Q, the learned queries (64 in LENS's releases; fewer keeps tests fast).
         sam2_config: the SAM2 inside (LENS: ``sam2_hiera_l``; tests use the tiny 2.0 ``sam2_hiera_t``).
         model_type: ``"qwen2_vl"`` (as LENS saves it) or ``"qwen2_5_vl"``.
@@ -85,8 +88,8 @@ def build_tiny_lens(
     hidden = QWEN_SIZES[size].hidden_size
     with tempfile.TemporaryDirectory(prefix=".lens-build-", dir=writable_parent(out).parent) as tmp:
         qwen = Path(tmp) / "qwen"
-        build_tiny_qwen25vl(qwen, size, seed=seed)
-        state = {_lens_name(k): v for k, v in load_file(str(qwen / "model.safetensors")).items()}
+        build_tiny_qwen25vl(qwen, size, num_layers=num_layers, vision_depth=vision_depth, seed=seed)
+        state = {lens_key_name(k): v for k, v in load_file(str(qwen / "model.safetensors")).items()}
         gen = torch.Generator().manual_seed(seed + 1)
         for key, shape in context_keys(num_queries, hidden, 256, 4).items():
             fan_in = shape[-1] if len(shape) > 1 else hidden
@@ -128,6 +131,7 @@ def build_tiny_lens(
         for f in qwen.iterdir():
             if f.name not in ("config.json", "model.safetensors", CHECKPOINT_META_FILE):
                 shutil.copy2(f, ckpt / f.name)
+        publish_modes(ckpt)  # mkdtemp and safetensors make files private; a checkpoint is not
         if out.exists():
             out.rmdir()
         shutil.move(str(ckpt), str(out))

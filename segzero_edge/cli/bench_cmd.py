@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import InputError, missing_extra
 from ..files import writable_parent
 from .base import DEVICE_HELP, Command, command_line, positive_int
-from .options import add_option_arguments, option_values
+from .options import add_lens_argument, add_option_arguments, option_values
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per ONNX Runtime session")
     add_option_arguments(parser, OPTIONS)
+    add_lens_argument(parser)
     parser.add_argument(
         "--cache",
         action="store_true",
@@ -188,6 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
         cache_size=4 if args.cache else 0,
         **option_values(args, OPTIONS),
+        lens_context=args.lens_context,
     )
     load_s = time.perf_counter() - t0
     progress = _Progress(args.warmup + args.runs, enabled=not args.no_progress)

@@ -35,7 +35,7 @@ from typing import Any
 from ..errors import DatasetError
 from ..files import output_dir
 from .base import DEVICE_HELP, Command, command_line, positive_int
-from .options import add_option_arguments, option_values
+from .options import add_lens_argument, add_option_arguments, option_values
 
 #: The request options this command exposes (``SegmenterOptions.names()``); the official evaluation is
 #: unconstrained (--no-constraint), where answers may fail to parse.
@@ -66,6 +66,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "ort", "trt"], help="SAM2 backend")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per ONNX Runtime session")
     add_option_arguments(parser, OPTIONS)
+    add_lens_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -100,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
             threads=args.threads,
             cache_size=1,
             **option_values(args, OPTIONS),
+            lens_context=args.lens_context,
         ) as seg,
         open(out / "samples.jsonl", "w") if out else contextlib.nullcontext() as jsonl,
     ):

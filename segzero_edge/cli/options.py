@@ -58,3 +58,14 @@ def add_option_arguments(parser: argparse.ArgumentParser, names: Sequence[str]) 
 def option_values(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     """The parsed values of the options in ``names``, as ``Segmenter`` keyword arguments."""
     return {name: getattr(args, name) for name in names}
+
+
+def add_lens_argument(parser: argparse.ArgumentParser) -> None:
+    """``--lens-context``: the context graph variant of a LENS engine (``Segmenter(lens_context=...)``)."""
+    parser.add_argument(
+        "--lens-context",
+        choices=("fp32", "int8", "int4"),
+        default=None,
+        help="LENS engines: the context graph variant that turns the reasoner's hidden states into SAM2's "
+        "prompt (default: the engine's, see `segzero-edge inspect`)",
+    )

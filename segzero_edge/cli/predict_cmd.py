@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..files import output_dir
 from .base import DEVICE_HELP, Command
-from .options import add_option_arguments, option_values
+from .options import add_lens_argument, add_option_arguments, option_values
 
 #: The request options this command exposes (``SegmenterOptions.names()``).
 OPTIONS = (
@@ -69,6 +69,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "int4/int8 when the engine's decoder is, else fp32 (default: %(default)s)",
     )
     add_option_arguments(parser, OPTIONS)
+    add_lens_argument(parser)
     parser.add_argument(
         "--threads",
         type=int,
@@ -105,6 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         sam2_threads=args.sam2_threads,
         **option_values(args, OPTIONS),
         **torch_args,
+        lens_context=args.lens_context,
     ) as seg:
         res = seg.predict(rgb, args.text, on_text=on_text)
     if args.stream:

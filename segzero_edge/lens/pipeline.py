@@ -30,8 +30,9 @@ from ..manifest import Manifest
 from ..ort import SessionFactory
 from ..sam2.contract import COMPONENT as SAM2_COMPONENT
 from ..sam2.contract import IOU_SCORES, LOW_RES_MASKS, OBJECT_SCORE_LOGITS, Sam2Settings
-from ..sam2.host import choose_masks, masks_from_logits
+from ..sam2.host import choose_masks, mask_box, masks_from_logits
 from ..sam2.pipeline import Sam2Features
+from ..types import Answer, GenerationStats, ObjectMask, Segmentation
 from .contract import COMPONENT, SPARSE_PROMPT, LensSettings, check_graphs
 
 
@@ -176,3 +177,27 @@ class LensPipeline:
         t_ctx = _ms(t0)
         res = self.decode(features, sparse)
         return replace(res, timings_ms={"connector": t_ctx, **res.timings_ms})
+
+
+def lens_segmentation(
+    res: LensMask, answer: Answer, raw_text: str, generation: GenerationStats, timings: Mapping[str, float]
+) -> Segmentation:
+    """``Segmenter.predict``'s result for a LENS mask: found when the mask has a pixel. Nothing prompted SAM2
+    with a box: ``box`` is the mask's bounding box (the answer's own box is ``answer.box``)."""
+    found = bool(res.mask.any())
+    obj = ObjectMask(
+        mask=res.mask, box=mask_box(res.mask), score=res.score, object_score=res.object_score, lost=not found
+    )
+    return Segmentation(
+        mask=res.mask,
+        found=found,
+        box=obj.box,
+        score=res.score if found else 0.0,
+        reasoning=answer.think,
+        raw_text=raw_text,
+        timings_ms=timings,
+        answer=answer,
+        error=None if found else "SAM2 returned an empty mask for the LENS prompt",
+        generation=generation,
+        objects=(obj,),
+    )

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -164,9 +165,24 @@ def test_cli_exports_and_predicts(lens_checkpoint, tmp_path):
     Image.fromarray(seeded_image(5)).save(tmp_path / "img.png")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "segzero_edge", "predict", str(engine), str(tmp_path / "img.png"), "the cup"]
-    cmd += ["--out", str(out), "--max-new-tokens", "8"]
+    cmd += ["--out", str(out), "--max-new-tokens", "8", "--lens-context", "fp32"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((out / "img.segzero.json").read_text())
     assert result["found"] is True and (out / "img.overlay.png").is_file()
     assert "mask_pass" in result["timings_ms"] and "connector" in result["timings_ms"]
+
+
+def test_a_bad_out_fails_before_any_work(lens_checkpoint, tmp_path):
+    from segzero_edge.errors import ExportError
+    from segzero_edge.export.lens_export.export import export_lens
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    t0 = time.perf_counter()
+    with pytest.raises(ExportError, match="not an engine directory"):
+        export_lens(lens_checkpoint, tmp_path / "notes")
+    assert time.perf_counter() - t0 < 5
+    assert (tmp_path / "notes" / "a.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes"
+    ]
