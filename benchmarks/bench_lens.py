@@ -15,7 +15,7 @@ unconstrained; the random model's EOS is ignored by emptying each pipeline's ``e
 checked), and run sequentially (``overlap=False``) so every stage is timed alone. Each round: a new frame
 (one pixel differs, so no cache hits) through every engine, in alternating order. A random reasoner's Seg-Zero
 answer does not parse, so that path's SAM2 decoder is timed on a fixed box and two points on the same frame
-(``segment``, features cached) and added to its total. Medians over rounds.
+(``segment``) and added to its total. No frame cache: every request encodes its frame. Medians over rounds.
 
     .venv/bin/python benchmarks/bench_lens.py --shape real --rounds 3 --tokens 64
 
@@ -82,7 +82,7 @@ def _stages(res) -> dict[str, float]:
 
 
 def _box_decoder_ms(seg, frame: np.ndarray) -> float:
-    """SAM2's decoder on a box and two points for ``frame`` (encoded already: the feature cache hits). A random
+    """SAM2's decoder on a box and two points for ``frame`` (its ``sam2_decoder`` time alone). A random
     reasoner's answer does not parse, so the Seg-Zero path's decoder is timed on a fixed answer-shaped prompt."""
     res = seg.segment(frame, box=(160, 120, 480, 360), points=[(300, 240), (340, 250)])
     return res.timings_ms["sam2_decoder"]
@@ -90,38 +90,42 @@ def _box_decoder_ms(seg, frame: np.ndarray) -> float:
 
 def run(shape: str, layers: int, rounds: int, tokens: int, threads: int | None) -> dict:
     from segzero_edge import Segmenter
+    from segzero_edge.lens import LensPipeline
+    from segzero_edge.ort import SessionFactory
 
     lens_dir, sz_dir = build(shape, layers)
     base = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
     opts = {"overlap": False, "max_new_tokens": tokens, "constrained": False, "stop_at_answer": False}
-    segs = {
-        "seg_zero": Segmenter(sz_dir, device="cpu", threads=threads, **opts),
-        "lens": Segmenter(lens_dir, device="cpu", threads=threads, **opts),
-    }
+    seg_zero = Segmenter(sz_dir, device="cpu", threads=threads, cache_size=0, **opts)
+    lens = Segmenter(lens_dir, device="cpu", threads=threads, cache_size=0, **opts)
+    # one LENS Segmenter (the reasoner and SAM2 loaded once), its context variant swapped per request
+    sessions = SessionFactory("cpu", threads=threads)
+    heads = {"lens": lens.lens}
     for context in ("int8", "int4"):
-        segs[f"lens, {context} context"] = Segmenter(
-            lens_dir, device="cpu", threads=threads, lens_context=context, **opts
-        )
-    for seg in segs.values():  # the random model may emit EOS early: ignore it, so both paths run `tokens` steps
+        heads[f"lens, {context} context"] = LensPipeline(lens_dir, lens.manifest, sessions=sessions, context=context)
+    for seg in (seg_zero, lens):  # the random model may emit EOS early: ignore it, so both paths run `tokens` steps
         seg.reasoner.eos_ids = ()
-    samples: dict[str, list[dict[str, float]]] = {k: [] for k in segs}
-    names = list(segs)
+    names = ["seg_zero", *heads]
+    samples: dict[str, list[dict[str, float]]] = {k: [] for k in names}
     for r in range(rounds + 1):  # round 0 warms up
         frame = base.copy()
         frame[0, 0, 0] = r
         for name in names if r % 2 else names[::-1]:
-            res = segs[name].predict(frame, QUESTION)
+            seg = seg_zero if name == "seg_zero" else lens
+            if name != "seg_zero":
+                seg.lens = heads[name]
+            res = seg.predict(frame, QUESTION)
             if res.generation.generated_tokens != tokens:
                 raise RuntimeError(f"{name} generated {res.generation.generated_tokens} tokens, not {tokens}")
             stages = _stages(res)
             if name == "seg_zero" and not res.found:
-                ms = _box_decoder_ms(segs[name], frame)
+                ms = _box_decoder_ms(seg, frame)
                 stages["decoder"] += ms
                 stages["total"] += ms
             if r:
                 samples[name].append(stages)
-    for seg in segs.values():
-        seg.close()
+    seg_zero.close()
+    lens.close()
     medians = {k: {s: round(statistics.median(x[s] for x in v), 2) for s in STAGES} for k, v in samples.items()}
     return {
         "shape": shape,
