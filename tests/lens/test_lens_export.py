@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from segzero_edge.errors import CheckpointError
+from segzero_edge.lens.contract import CONTEXT_GRAPHS, MASK_DECODER
 from segzero_edge.manifest import load_manifest
+from segzero_edge.reasoner.contract import HIDDEN_STATES
 
 from .conftest import INPUT_SIZE, seeded_image
 
@@ -91,11 +93,11 @@ def test_manifest_records_family_templates_variants_and_validation(lens_engine):
     m = load_manifest(lens_engine)
     reasoner, lens = m.component("reasoner"), m.component("lens")
     assert reasoner["family"] == "lens" and reasoner["prompt_template"] == "grounding"
-    assert reasoner["decoder"]["hidden_states"] is True
+    assert reasoner["decoder"][HIDDEN_STATES] is True
     assert lens["templates"]["grounding"].startswith("Output the bounding box of the {question}")
     assert lens["system_prompt"] == "You are a helpful assistant. "
     assert lens["context_precisions"] == ["fp32", "int8", "int4"] and lens["num_queries"] == 8
-    assert {"lens.context", "lens.context_int8", "lens.context_int4", "lens.mask_decoder"} <= set(m.graphs)
+    assert {*(g for g, _ in CONTEXT_GRAPHS.values()), MASK_DECODER} <= set(m.graphs)
     v = m.validation["lens"]
     assert v["mask_pass_hidden_max_rel_diff"] <= 1e-4
     assert v["context"]["fp32"]["sparse_prompt_max_rel_diff"] <= 1e-5
