@@ -11,7 +11,7 @@ the queries appended, plain 1-D positions, post-norm hidden states; the prefix w
 queries on its KV cache), the context module, and SAM2's decoder with the one prompt token. Loss: binary
 cross-entropy + dice on the single-mask token and the best multimask token, the IoU head's MSE (``_loss``).
 
-Outputs under ``OUT``: ``head.safetensors`` (the trained tensors under LENS's names: ``learnable_query``,
+Outputs under ``OUT``: ``head.safetensors`` (the trained tensors in float16 under LENS's names: ``learnable_query``,
 ``connector.*``, ``conv_1d.*``, ``proj_to_sam.*``, ``sam.sam_prompt_encoder.*``, ``sam.sam_mask_decoder.*``)
 and ``train_log.json``. ``build_world_lens_checkpoint`` assembles a checkpoint in LENS's published layout from
 a head, the world reasoner and the world SAM2; the shipped head is ``world/assets/lens_head.safetensors``.
@@ -249,7 +249,9 @@ def train_lens_head(
     state.update({k: v.detach().contiguous() for k, v in context.state_dict().items()})
     state.update({f"sam.{k}": v.detach().contiguous() for k, v in world.sam.state_dict().items() if _tuned(k)})
     head = out / "head.safetensors"
-    save_file(state, str(head), metadata={"format": "pt"})
+    # float16 on disk: the shipped head stays under the repository's 10 MB per file (12.2 MB as float32);
+    # build_world_lens_checkpoint upcasts, and the table is measured on the float16 values
+    save_file({k: v.half() for k, v in state.items()}, str(head), metadata={"format": "pt"})
     meta = {
         "samples": samples,
         "steps": steps,
@@ -284,7 +286,7 @@ def build_world_lens_checkpoint(
     for k, v in read_state_dict(sam2).items():
         if not k.startswith(SAM2_MEMORY_PREFIXES):
             state["sam." + k] = v
-    trained = load_file(str(head))
+    trained = {k: v.float() for k, v in load_file(str(head)).items()}  # shipped as float16 (repository size)
     state.update(trained)
     save_file(
         {k: v.contiguous() for k, v in state.items()}, str(out_dir / "model.safetensors"), metadata={"format": "pt"}
