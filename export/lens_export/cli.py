@@ -9,7 +9,7 @@ from pathlib import Path
 
 from segzero_edge.prompt import LENS_TEMPLATES
 
-from ..reasoner_export.cli import _sigterm_to_exit, add_reasoner_options, reasoner_config
+from ..reasoner_export.cli import sigterm_to_exit, add_reasoner_options, reasoner_config
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         validation_images=0 if args.validate == "none" else args.validation_images,
         validation_tokens=args.validation_tokens,
     )
-    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    previous = signal.signal(signal.SIGTERM, sigterm_to_exit)
     try:
         manifest = export_lens(args.model, args.out, cfg)
     finally:

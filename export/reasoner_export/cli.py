@@ -92,7 +92,7 @@ def _layers(text: str) -> tuple[int, ...]:
         ) from exc
 
 
-def _sigterm_to_exit(signum, frame):  # pragma: no cover - exercised through a subprocess test
+def sigterm_to_exit(signum, frame):  # pragma: no cover - exercised through a subprocess test
     raise SystemExit(128 + signum)
 
 
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = reasoner_config(args)
     # A `kill` must unwind like Ctrl-C so the temporary directory is removed and --out stays untouched.
-    previous = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    previous = signal.signal(signal.SIGTERM, sigterm_to_exit)
     try:
         manifest = export_reasoner(args.model, args.out, cfg)
     finally:
