@@ -9,7 +9,7 @@ from pathlib import Path
 
 from segzero_edge.prompt import LENS_TEMPLATES
 
-from ..reasoner_export.cli import sigterm_to_exit, add_reasoner_options, reasoner_config
+from ..reasoner_export.cli import add_reasoner_options, reasoner_config, sigterm_to_exit
 
 log = logging.getLogger(__name__)
 
