@@ -328,14 +328,17 @@ class Segmenter:
         box: Sequence[float] | Sequence[Sequence[float]] | None = None,
         points: Any = None,
         labels: Any = None,
+        mask: Any = None,
         color: Color = "rgb",
         reason_after_lost: int = 15,
         **overrides: Any,
     ):
         """Start a track on ``image``: reason once about ``text`` (or take ``box``/``points`` prompts, one
-        object per box or per point set, ``Sam2Pipeline.decode``'s conventions), then follow the objects
-        with SAM2's video memory, frame by frame (``Track.update``). Needs the engine's ``tracker``
-        component (``segzero-edge export sam2`` writes it).
+        object per box or per point set, ``Sam2Pipeline.decode``'s conventions, or ``mask``: ``(H, W)`` bool,
+        ``[N, H, W]`` for N objects), then follow the objects with SAM2's video memory, frame by frame
+        (``Track.update``). Needs the engine's ``tracker`` component (``segzero-edge export sam2`` writes it;
+        ``export lens --stock-sam2`` too). On a LENS engine the track starts from the mask ``predict`` gives,
+        as SAM2's ``add_new_mask`` would; other families start from the answer's boxes and points.
 
         Args:
             reason_after_lost: with ``text``: re-reason (in the background) after this many frames with
@@ -348,8 +351,17 @@ class Segmenter:
         from .tracker.track import start_track
 
         self._require("track", reasoner=text is not None, sam2=True)
-        if (text is None) == (box is None and points is None):
-            raise InputError("give either text or box/points prompts", hint="seg.track(frame, 'the cup') or box=...")
+        prompted = box is not None or points is not None
+        if (text is not None) + prompted + (mask is not None) != 1:
+            raise InputError(
+                "give either text or box/points prompts or a mask (one of them)",
+                hint="seg.track(frame, 'the cup'), seg.track(frame, box=...) or seg.track(frame, mask=...)",
+            )
+        if self._tracker is None and self.lens is not None and not self.manifest.has_component("tracker"):
+            raise ManifestError(
+                f"{self.engine_dir} is a LENS engine without the tracker component (SAM2's video memory)",
+                hint="re-export it with `segzero-edge export lens ... --stock-sam2 sam2_hiera_large.pt`",
+            )
         if self._tracker is None:
             from .tracker.pipeline import TrackerPipeline
 
@@ -361,10 +373,18 @@ class Segmenter:
         if text is not None:
             text = self._check_text(text, options)
 
-            def reason(rgb: np.ndarray) -> Answer:
-                return self._reason(Frame.load(rgb), text, options, None)[0].answer()
+            def reason(rgb: np.ndarray) -> tuple[Answer, np.ndarray | None]:
+                if self.lens is not None:  # LENS: the mask pass's mask starts the track
+                    res = self.predict(rgb, text, **overrides)
+                    return res.answer, res.mask[None]
+                return self._reason(Frame.load(rgb), text, options, None)[0].answer(), None
 
-        prompts = None if text is not None else {"box": box, "points": points, "labels": labels}
+        if text is not None:
+            prompts = None
+        elif mask is not None:
+            prompts = {"mask": mask}
+        else:
+            prompts = {"box": box, "points": points, "labels": labels}
         return start_track(
             self._tracker, image, reason=reason, prompts=prompts, reason_after_lost=reason_after_lost, color=color
         )

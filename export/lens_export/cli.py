@@ -69,8 +69,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--stock-sam2",
         type=Path,
         default=None,
-        help="the stock SAM2 .pt (sam2_hiera_large.pt) to compare the image encoder with; a difference is reported",
+        help="the stock SAM2 .pt (sam2_hiera_large.pt) to compare the image encoder with; a difference is "
+        "reported. The tracker (SAM2's video memory, for `seg.track` from a LENS mask; LENS checkpoints have "
+        "none) is exported from this file too, with its own image encoder",
     )
+    p.add_argument("--no-tracker", action="store_true", help="skip the tracker even with --stock-sam2")
+    from ..tracker_export.cli import add_arguments as add_tracker_arguments
+
+    add_tracker_arguments(p, standalone=False)
     p.add_argument(
         "--validation-images",
         type=int,
@@ -90,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         default_context=args.default_context,
         sam2_config=args.sam2_config,
         stock_sam2=args.stock_sam2,
+        tracker=not args.no_tracker,
+        tracker_validation_frames=args.tracker_validation_frames,
         validation_images=0 if args.validate == "none" else args.validation_images,
         validation_tokens=args.validation_tokens,
     )

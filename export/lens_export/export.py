@@ -11,7 +11,10 @@ Three components from one checkpoint, written together:
 
 The image encoder is compared with a stock SAM2 checkpoint when one is given (``stock_sam2``): LENS trains
 only the prompt encoder and mask decoder, so its encoder should be the stock SAM2 2.0 Hiera-L; a difference is
-reported (logged and recorded), not refused.
+reported (logged and recorded), not refused. The ``tracker`` component (SAM2's video memory, which LENS
+checkpoints do not carry) is exported from the stock checkpoint too, with its own image encoder, so that
+tracks can start from a LENS mask; it is validated against the official ``SAM2VideoPredictor`` like any
+tracker.
 
 Everything is written into a hidden staging folder next to ``out_dir``, validated end to end against the
 torch reference (``validate.py``), and only then put in place (``engine_dir.publish_engine``).
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from segzero_edge.errors import ConfigError
+from segzero_edge.errors import CheckpointError, ConfigError
 from segzero_edge.files import remove_stale, staging_dir
 from segzero_edge.lens.contract import (
     COMPONENT,
@@ -78,6 +81,8 @@ class LensExportConfig:
         default_context: the variant the runtime runs unless told otherwise.
         sam2_config: the SAM2 config of ``sam.*`` (default: guessed from the weights; LENS: ``sam2_hiera_l``).
         stock_sam2: a stock official SAM2 ``.pt`` to compare the image encoder with.
+        tracker: export the tracker from ``stock_sam2`` (when given).
+        tracker_validation_frames: frames of the tracker's validation clip (>= 8).
         validation_images: seeded images the end-to-end validation runs (0: none).
         validation_tokens: greedy tokens generated per validation image.
         min_mask_iou: gate on the final mask IoU against the torch reference (fp32 reasoner).
@@ -93,6 +98,8 @@ class LensExportConfig:
     default_context: str = "fp32"
     sam2_config: str | None = None
     stock_sam2: str | Path | None = None
+    tracker: bool = True
+    tracker_validation_frames: int = 30
     validation_images: int = 3
     validation_tokens: int = 24
     min_mask_iou: float = 0.999
@@ -111,6 +118,10 @@ class LensExportConfig:
         object.__setattr__(self, "context_weights", weights)
         if self.default_context not in weights:
             raise ConfigError(f"default_context {self.default_context!r} is not among the exported {list(weights)}")
+        if isinstance(self.tracker_validation_frames, bool) or not isinstance(self.tracker_validation_frames, int):
+            raise ConfigError(f"tracker_validation_frames must be an int, got {self.tracker_validation_frames!r}")
+        if self.tracker_validation_frames < 8:
+            raise ConfigError("tracker_validation_frames must be >= 8 (the clip needs its exit and re-entry)")
         if isinstance(self.validation_images, bool) or not 0 <= self.validation_images <= 8:
             raise ConfigError(f"validation_images must be 0..8, got {self.validation_images!r}")
         object.__setattr__(
@@ -182,8 +193,29 @@ def _write_lens_component(engine: Path, parts, context, sam, cfg: LensExportConf
         w.commit(settings=settings.to_dict(), graphs=graphs, sources=[source])
 
 
+def _export_tracker(engine: Path, cfg: LensExportConfig, sam2_config: str) -> None:
+    """The ``tracker`` component from the stock SAM2 checkpoint (LENS checkpoints carry no memory modules),
+    with that checkpoint's own image encoder: LENS fine-tunes ``conv_s0``/``conv_s1``, which make the
+    high-res features, so the ``sam2`` component's encoder is not the one the memory modules were trained on."""
+    if not cfg.tracker or cfg.stock_sam2 is None:
+        if cfg.tracker:
+            log.info("no --stock-sam2 given: no tracker (LENS checkpoints carry no SAM2 memory modules)")
+        return
+    from ..tracker_export.export import export_tracker
+
+    export_tracker(
+        cfg.stock_sam2,
+        engine,
+        sam2_config,
+        validation_frames=cfg.tracker_validation_frames,
+        progress=True,
+        own_encoder=True,
+    )
+
+
 def export_lens(model_dir: str | Path, out_dir: str | Path, config: LensExportConfig | None = None) -> Manifest:
-    """Export a LENS checkpoint into a complete engine directory ``out_dir`` (reasoner, sam2, lens).
+    """Export a LENS checkpoint into a complete engine directory ``out_dir`` (reasoner, sam2, lens, and tracker
+    when ``config.stock_sam2`` holds the checkpoint's image encoder).
 
     Raises:
         CheckpointError: not a LENS checkpoint, or a missing/mis-shaped tensor (the message names it).
@@ -198,6 +230,12 @@ def export_lens(model_dir: str | Path, out_dir: str | Path, config: LensExportCo
     parts = read_lens_parts(WeightReader(ckpt.weight_files), ckpt.text.hidden_size)
     context = load_context_module(parts)
     sam, sam2_config = load_lens_sam2(parts.sam, cfg.sam2_config)
+    if parts.prompt_dim != int(sam.hidden_dim):
+        raise CheckpointError(
+            f"LENS weight 'proj_to_sam.2.weight' makes {parts.prompt_dim}-wide prompt tokens, but the checkpoint's "
+            f"SAM2 ({sam2_config}) takes {int(sam.hidden_dim)}-wide ones",
+            hint="the connector and sam.* must come from one LENS checkpoint (or pass the right --sam2-config)",
+        )
     encoder = _encoder_check(parts, cfg.stock_sam2)
     digest = sha256_tree(ckpt.path)
     where = str(ckpt.path.absolute())  # found from any working directory
@@ -216,6 +254,7 @@ def export_lens(model_dir: str | Path, out_dir: str | Path, config: LensExportCo
         export_sam2_model(sam, engine, sam_cfg, sam_source)
         lens_source = SourceCheckpoint(COMPONENT, where, digest, {"format": "LENS checkpoint"})
         _write_lens_component(engine, parts, context, sam, cfg, lens_source)
+        _export_tracker(engine, cfg, sam2_config)
         numbers: dict[str, Any] = {"image_encoder": encoder}
         if cfg.validation_images:
             from .validate import validate_lens

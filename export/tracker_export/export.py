@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,12 @@ from segzero_edge.manifest import Manifest, SourceCheckpoint, load_manifest, sha
 from segzero_edge.reference.sam2_model import load_sam2_model
 from segzero_edge.sam2 import Sam2Pipeline
 from segzero_edge.sam2.contract import COMPONENT as SAM2_COMPONENT
-from segzero_edge.sam2.contract import Sam2Settings
-from segzero_edge.tracker.contract import COMPONENT, TrackerSettings, graph_specs
+from segzero_edge.sam2.contract import Sam2Settings, encoder_spec
+from segzero_edge.tracker.contract import COMPONENT, IMAGE_ENCODER, IMAGE_ENCODER_FILE, TrackerSettings, graph_specs
 from segzero_edge.tracker.pipeline import TrackerPipeline
 
 from ..engine_dir import EngineDirWriter
-from ..sam2_export.onnx_export import check_onnx_io
+from ..sam2_export.onnx_export import check_onnx_io, export_image_encoder, feature_shapes
 from .onnx_export import export_graphs
 from .validate import check_gates, validate_tracker
 
@@ -60,6 +61,8 @@ def _check_model(model) -> None:
         problems.append("directly_add_no_mem_embed is off")
     if not model.use_obj_ptrs_in_encoder:
         problems.append("use_obj_ptrs_in_encoder is off")
+    if not model.use_mask_input_as_output_without_sam:
+        problems.append("use_mask_input_as_output_without_sam is off (masks given as prompts)")
     if model.num_maskmem < 2:
         problems.append(f"num_maskmem {model.num_maskmem} (needs >= 2)")
     if problems:
@@ -80,6 +83,7 @@ def export_tracker(
     validation_frames: int = 30,
     min_iou: float = 0.999,
     progress: bool = False,
+    own_encoder: bool = False,
 ) -> Manifest:
     """Export, validate against ``SAM2VideoPredictor`` and write the ``tracker`` component of ``out_dir``.
 
@@ -91,6 +95,9 @@ def export_tracker(
         validation_frames: length of the validation clip (the gate applies to every frame).
         min_iou: gate on the per-frame mask IoU against the official predictor.
         progress: show progress bars.
+        own_encoder: the ``sam2`` component comes from another checkpoint (a LENS checkpoint, whose fine-tuned
+            mask decoder makes its high-res features): the tracker gets this checkpoint's image encoder as
+            ``tracker.image_encoder`` and encodes its frames with it.
 
     Raises:
         ManifestError: ``out_dir`` has no sam2 component.
@@ -106,26 +113,33 @@ def export_tracker(
     sam2_settings = Sam2Settings.from_mapping(base.component(SAM2_COMPONENT))
     sha = sha256_file(checkpoint)
     sam2_shas = [s.sha256 for s in base.sources if s.component == SAM2_COMPONENT]
-    if sam2_shas != [sha]:
+    if sam2_shas != [sha] and not own_encoder:
         raise ExportError(
             f"the sam2 component of {out_dir} was exported from another checkpoint than {checkpoint}",
             hint="run `segzero-edge export sam2` with this checkpoint (it exports the tracker too)",
         )
     predictor = load_sam2_model(checkpoint, config, video=True)
     _check_model(predictor)
-    settings = tracker_settings(predictor, sam2_settings.config, sha, sam2_settings)
+    settings = tracker_settings(predictor, config if own_encoder else sam2_settings.config, sha, sam2_settings)
     graphs = graph_specs(settings, max_objects=max_objects, max_points=max_points)
+    if own_encoder:
+        graphs[IMAGE_ENCODER] = replace(
+            encoder_spec(settings.image_size, feature_shapes(predictor)), file=IMAGE_ENCODER_FILE
+        )
     sources = [SourceCheckpoint(COMPONENT, str(checkpoint.absolute()), sha, {"config": sam2_settings.config})]
     with EngineDirWriter(out_dir, COMPONENT) as writer:
         steps = tqdm(total=len(graphs), desc="exporting tracker graphs", unit="graph", disable=not progress)
         export_graphs(
             predictor,
-            {name: writer.path(spec.file) for name, spec in graphs.items()},
+            {name: writer.path(spec.file) for name, spec in graphs.items() if name != IMAGE_ENCODER},
             opset=opset,
             max_objects=max_objects,
             max_points=max_points,
             on_graph=steps.update,
         )
+        if own_encoder:
+            export_image_encoder(predictor, writer.path(IMAGE_ENCODER_FILE), opset=opset)
+            steps.update()
         steps.close()
         for spec in graphs.values():
             check_onnx_io(writer.dir / spec.file, spec)

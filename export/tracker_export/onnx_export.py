@@ -1,4 +1,4 @@
-"""``torch.onnx.export`` (dynamo) of the three tracker graphs (``wrappers.py``)."""
+"""``torch.onnx.export`` (dynamo) of the four tracker graphs (``wrappers.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from segzero_edge.tracker.contract import (
     ENCODER_INPUTS,
     ENCODER_OUTPUTS,
     MASK_DECODER,
+    MASK_INPUTS,
     MASK_LOGITS,
+    MASK_PROMPT,
+    MASK_PROMPT_INPUTS,
+    MASK_PROMPT_OUTPUTS,
     MEMORY,
     MEMORY_ATTENTION,
     MEMORY_ENCODER,
@@ -28,7 +32,7 @@ from segzero_edge.tracker.contract import (
 )
 
 from ..sam2_export.onnx_export import export_module
-from .wrappers import MemoryAttentionGraph, MemoryEncoderGraph, TrackDecoderGraph
+from .wrappers import MaskPromptGraph, MemoryAttentionGraph, MemoryEncoderGraph, TrackDecoderGraph
 
 
 def export_graphs(
@@ -40,8 +44,9 @@ def export_graphs(
     max_points: int,
     on_graph: Callable[[], object] = lambda: None,
 ) -> None:
-    """Write ``tracker.memory_attention``, ``tracker.mask_decoder`` and ``tracker.memory_encoder`` to
-    ``paths[name]``, traced with 2 objects (and 3 points) so that neither dim is specialised."""
+    """Write ``tracker.memory_attention``, ``tracker.mask_decoder``, ``tracker.memory_encoder`` and
+    ``tracker.mask_prompt`` to ``paths[name]``, traced with 2 objects (and 3 points) so that neither dim is
+    specialised."""
     import torch
     from torch.export import Dim
 
@@ -82,6 +87,9 @@ def export_graphs(
         torch.tensor([[1.0], [-1.0]]),
         torch.tensor([True, False]),
     )
+    mask = torch.zeros(n, 1, s, s)
+    mask[0, :, s // 4 : s // 2, s // 3 : s // 2] = 1.0  # one object with a mask, one without
+    mask_prompt_args = (embed, decoder_args[1], decoder_args[2], mask)
     # name -> (module, example inputs, input names, output names, dynamic dims of the inputs that have some)
     graphs = {
         MEMORY_ATTENTION: (
@@ -104,6 +112,13 @@ def export_graphs(
             ENCODER_INPUTS,
             ENCODER_OUTPUTS,
             {MASK_LOGITS: {0: objects}, OBJECT_SCORE_LOGITS: {0: objects}, BINARIZE: {0: objects}},
+        ),
+        MASK_PROMPT: (
+            MaskPromptGraph(model),
+            mask_prompt_args,
+            MASK_PROMPT_INPUTS,
+            MASK_PROMPT_OUTPUTS,
+            {MASK_INPUTS: {0: objects}},
         ),
     }
     for name, (module, args, inputs, outputs, dims) in graphs.items():

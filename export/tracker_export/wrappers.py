@@ -5,6 +5,7 @@
   with no mask input, all four mask tokens returned, and ``obj_ptr_proj`` applied to each token with the
   no-object pointer blended in (``fixed_no_obj_ptr``/``soft_no_obj_ptr`` as configured). The host picks
   the token (``_use_multimask`` + argmax or the stability fallback), which selects mask and pointer alike.
+* ``MaskPromptGraph``: the object pointer of a frame prompted with a mask (``_use_mask_as_output``).
 * ``MemoryAttentionGraph``: ``_prepare_memory_conditioned_features`` + ``MemoryAttention`` over a
   fixed-shape bank. Each ``MemoryAttentionLayer`` is re-expressed with its own modules: RoPE becomes the
   real-valued rotation ``(x0 cos - x1 sin, x0 sin + x1 cos)`` with the cos/sin tables taken from the
@@ -212,13 +213,15 @@ class TrackDecoderGraph(nn.Module):
         if self.pred_obj_scores:
             self.no_obj_ptr = model.no_obj_ptr
 
-    def forward(self, pix_feat, high_res_feats_0, high_res_feats_1, point_coords, point_labels):
+    def run_heads(self, pix_feat, high_res_feats_0, high_res_feats_1, point_coords, point_labels, dense=None):
+        """The decoder's four outputs; ``dense`` [N,C,h,w] is the mask prompt's embedding (default: none)."""
         heads = self.heads
         pe = heads.prompt_encoder
         sparse = heads._embed_points(point_coords, point_labels)
         n = sparse.shape[0]
-        h, w = pe.image_embedding_size
-        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, h, w)
+        if dense is None:
+            h, w = pe.image_embedding_size
+            dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, h, w)
         masks, iou, tokens, score = heads.mask_decoder.predict_masks(
             image_embeddings=pix_feat,
             image_pe=heads.dense_pe,
@@ -230,11 +233,48 @@ class TrackDecoderGraph(nn.Module):
         ptrs = self.obj_ptr_proj(tokens)  # [N, 4, C]
         if self.pred_obj_scores:
             appearing = torch.sigmoid(score) if self.soft_no_obj_ptr else (score > 0).to(ptrs.dtype)
-            appearing = appearing.unsqueeze(-1)  # [N, 1, 1]
-            if self.fixed_no_obj_ptr:
-                ptrs = appearing * ptrs
-            ptrs = ptrs + (1 - appearing) * self.no_obj_ptr
+            ptrs = self._blend(ptrs, appearing.unsqueeze(-1))  # [N, 1, 1]
         return masks, iou, score, ptrs
+
+    def _blend(self, ptrs: torch.Tensor, appearing: torch.Tensor) -> torch.Tensor:
+        """``_forward_sam_heads``'s no-object pointer: ``appearing`` in [0, 1] broadcast over ``ptrs``."""
+        if self.fixed_no_obj_ptr:
+            ptrs = appearing * ptrs
+        return ptrs + (1 - appearing) * self.no_obj_ptr
+
+    def forward(self, pix_feat, high_res_feats_0, high_res_feats_1, point_coords, point_labels):
+        return self.run_heads(pix_feat, high_res_feats_0, high_res_feats_1, point_coords, point_labels)
+
+
+class MaskPromptGraph(nn.Module):
+    """The object pointer of a frame prompted with a mask (``SAM2Base._use_mask_as_output``): ``image_embed``
+    [1,C,h,w] (with ``no_mem_embed``), high-res features, ``mask_inputs`` [N,1,S,S] (0/1) -> ``obj_ptr`` [N,C].
+
+    The official code runs the SAM heads on the raw feature with ``mask_downsample(mask)`` as the mask prompt
+    and a padding point (no points), takes token 0's pointer (single-mask output) with the no-object pointer
+    blended in by the decoder's object score, then blends again by whether the mask has any pixel. The mask's
+    logits, IoU and object score are fixed functions of the mask, computed on the host.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.decoder = TrackDecoderGraph(model)
+        self.mask_downsample = model.mask_downsample
+        c = int(model.hidden_dim)
+        self.register_buffer("no_mem_embed", model.no_mem_embed.detach().reshape(1, c, 1, 1).clone(), False)
+
+    def forward(self, image_embed, high_res_feats_0, high_res_feats_1, mask_inputs):
+        n = mask_inputs.shape[0]
+        pix = (image_embed - self.no_mem_embed).expand(n, -1, -1, -1)
+        pe = self.decoder.heads.prompt_encoder
+        dense = pe.mask_downscaling(self.mask_downsample(mask_inputs))
+        coords = mask_inputs.new_zeros((n, 1, 2))
+        labels = -mask_inputs.new_ones((n, 1))
+        ptrs = self.decoder.run_heads(pix, high_res_feats_0, high_res_feats_1, coords, labels, dense)[3][:, 0]
+        if not self.decoder.pred_obj_scores:
+            return ptrs
+        appearing = (mask_inputs.flatten(1) > 0).any(dim=1, keepdim=True).to(ptrs.dtype)  # [N, 1]
+        return self.decoder._blend(ptrs, appearing)
 
 
 class MemoryEncoderGraph(nn.Module):

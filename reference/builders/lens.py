@@ -90,8 +90,9 @@ def build_tiny_lens(
         qwen = Path(tmp) / "qwen"
         build_tiny_qwen25vl(qwen, size, num_layers=num_layers, vision_depth=vision_depth, seed=seed)
         state = {lens_key_name(k): v for k, v in load_file(str(qwen / "model.safetensors")).items()}
+        sam = build_sam2_model(sam2_config, seed=seed)
         gen = torch.Generator().manual_seed(seed + 1)
-        for key, shape in context_keys(num_queries, hidden, 256, 4).items():
+        for key, shape in context_keys(num_queries, hidden, int(sam.hidden_dim), 4).items():
             fan_in = shape[-1] if len(shape) > 1 else hidden
             if key.endswith(("norm1.weight", "norm2.weight")):
                 state[key] = torch.ones(shape)
@@ -102,7 +103,6 @@ def build_tiny_lens(
                 if key == "conv_1d.weight":
                     scale = (hidden * num_queries) ** -0.5
                 state[key] = torch.randn(shape, generator=gen) * scale
-        sam = build_sam2_model(sam2_config, seed=seed)
         stock = {k: v.detach().clone() for k, v in sam.state_dict().items()}
         if stock_sam2 is not None:
             torch.save({"model": stock}, writable_parent(stock_sam2))

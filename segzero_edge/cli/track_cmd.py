@@ -51,6 +51,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="track this box of the first frame instead of reasoning (repeat for several objects)",
     )
     parser.add_argument(
+        "--mask",
+        type=Path,
+        action="append",
+        metavar="IMAGE",
+        help="track this mask of the first frame instead of reasoning: an image of the frame's size whose "
+        "non-zero pixels are the object (repeat for several objects)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -123,10 +131,12 @@ def _run(args: argparse.Namespace) -> int:
     from ..segmenter import Segmenter
     from ..video import VideoWriter, open_frames
 
-    if (args.text is None) == (args.box is None):
+    if (args.text is not None) + (args.box is not None) + (args.mask is not None) != 1:
         raise InputError(
-            "give the instruction TEXT or --box (not both)", hint='e.g. segzero-edge track ENGINE v.mp4 "the cup"'
+            "give the instruction TEXT, --box or --mask (one of them)",
+            hint='e.g. segzero-edge track ENGINE v.mp4 "the cup"',
         )
+    masks = _read_masks(args.mask) if args.mask else None
     video_path, jsonl_path = _outputs(args)
     stage = None
     if video_path or jsonl_path:
@@ -141,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
             writer = VideoWriter(stage / video_path.name, source.fps) if video_path else None
             lines = (stage / jsonl_path.name).open("w") if jsonl_path else None
             try:
-                stats = _track_frames(args, source, seg, writer, lines)
+                stats = _track_frames(args, source, seg, writer, lines, masks)
             finally:
                 if writer is not None:
                     writer.close()
@@ -166,7 +176,26 @@ def _run(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
-def _track_frames(args, source, seg, writer, lines) -> tuple[int, float, int, int, bool]:
+def _read_masks(paths: list[Path]) -> np.ndarray:
+    """``--mask`` images -> ``[N, H, W]`` bool (non-zero pixels; sizes are checked against the first frame)."""
+    from PIL import Image, UnidentifiedImageError
+
+    masks = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                masks.append(np.asarray(im.convert("L")) > 0)
+        except (OSError, UnidentifiedImageError) as exc:
+            raise InputError(f"--mask {path}: cannot read it as an image ({exc})", hint="pass a PNG mask") from exc
+    shapes = {m.shape for m in masks}
+    if len(shapes) > 1:
+        raise InputError(
+            f"the --mask images have different sizes {sorted(shapes)}", hint="give masks of the frame's size"
+        )
+    return np.stack(masks)
+
+
+def _track_frames(args, source, seg, writer, lines, masks=None) -> tuple[int, float, int, int, bool]:
     """The frame loop; Ctrl-C (or SIGTERM) ends it between frames, keeping what was tracked (a camera has no
     last frame). Returns frames, seconds, lost frames, re-prompts, interrupted."""
     from ..overlay import draw_objects
@@ -180,7 +209,7 @@ def _track_frames(args, source, seg, writer, lines) -> tuple[int, float, int, in
             if args.max_frames is not None and i >= args.max_frames:
                 break
             if track is None:
-                track = seg.track(rgb, args.text, box=args.box, reason_after_lost=args.reason_after_lost)
+                track = seg.track(rgb, args.text, box=args.box, mask=masks, reason_after_lost=args.reason_after_lost)
                 res = track.last
             else:
                 res = track.update(rgb)

@@ -21,6 +21,17 @@ M = ``num_maskmem`` (7), K = ``max_obj_ptrs`` (16), N objects (dynamic):
   ``mask_logits`` [N,1,r,r] (the chosen mask, -1024 where no object), ``object_score_logits`` [N,1],
   ``binarize`` [N] bool (True on prompted frames: the video builder's ``binarize_mask_from_pts``)
   -> ``maskmem_features`` [N,D,h,w] (``no_obj_embed_spatial`` added where the object is absent).
+* ``tracker.mask_prompt`` (``tracker/mask_prompt.onnx``), for tracks started from a mask (SAM2's
+  ``add_new_mask`` with ``use_mask_input_as_output_without_sam``): ``image_embed`` [1,C,h,w],
+  ``high_res_feats_0``, ``high_res_feats_1``, ``mask_inputs`` [N,1,S,S] float32 (0/1, the mask at the model's
+  input size) -> ``obj_ptr`` [N,C] (``_use_mask_as_output``: the SAM heads on the raw feature with the
+  mask as dense prompt and one padding point, token 0's pointer, the no-object pointer blended in by the
+  decoder's object score and then by whether the mask is empty). Engines exported before this graph
+  existed lack it; ``check_graphs`` leaves it out then and only mask-started tracks need it.
+* ``tracker.image_encoder`` (``tracker/image_encoder.onnx``), only when the tracker comes from another
+  checkpoint than the ``sam2`` component: the same I/O as ``sam2.image_encoder``, from the tracker's own
+  checkpoint. A LENS engine needs it: LENS fine-tunes SAM2's mask decoder, whose ``conv_s0``/``conv_s1`` make
+  the high-res features, so its ``sam2.image_encoder`` is not the stock SAM2's the memory modules come from.
 """
 
 from __future__ import annotations
@@ -31,7 +42,9 @@ from typing import Any
 
 from ..errors import EngineIncompatibleError
 from ..manifest import GraphSpec, Manifest, TensorSpec
+from ..sam2.contract import ENCODER_INPUTS as SAM2_ENCODER_INPUTS
 from ..sam2.contract import (
+    FEATURES,
     HIGH_RES_FEATS_0,
     HIGH_RES_FEATS_1,
     IMAGE_EMBED,
@@ -51,12 +64,17 @@ MEMORY_ENCODER = "tracker.memory_encoder"
 MEMORY_ATTENTION_FILE = "tracker/memory_attention.onnx"
 MASK_DECODER_FILE = "tracker/mask_decoder.onnx"
 MEMORY_ENCODER_FILE = "tracker/memory_encoder.onnx"
+MASK_PROMPT = "tracker.mask_prompt"
+MASK_PROMPT_FILE = "tracker/mask_prompt.onnx"
+IMAGE_ENCODER = "tracker.image_encoder"
+IMAGE_ENCODER_FILE = "tracker/image_encoder.onnx"
 
 # Tensors shared with the sam2 component's graphs carry its names (imported above).
 MEMORY, MEMORY_TPOS, MEMORY_VALID = "memory_features", "memory_tpos", "memory_valid"
 OBJ_PTRS, PTR_TPOS, PTR_VALID = "obj_ptrs", "ptr_tpos", "ptr_valid"
 PIX_FEAT = "pix_feat"
 MASK_LOGITS, BINARIZE, MASKMEM_FEATURES = "mask_logits", "binarize", "maskmem_features"
+MASK_INPUTS, OBJ_PTR = "mask_inputs", "obj_ptr"
 
 ATTENTION_INPUTS = (IMAGE_EMBED, MEMORY, MEMORY_TPOS, MEMORY_VALID, OBJ_PTRS, PTR_TPOS, PTR_VALID)
 ATTENTION_OUTPUTS = (PIX_FEAT,)
@@ -64,6 +82,11 @@ DECODER_INPUTS = (PIX_FEAT, HIGH_RES_FEATS_0, HIGH_RES_FEATS_1, POINT_COORDS, PO
 DECODER_OUTPUTS = (LOW_RES_MASKS, IOU_SCORES, OBJECT_SCORE_LOGITS, OBJ_PTRS)
 ENCODER_INPUTS = (IMAGE_EMBED, MASK_LOGITS, OBJECT_SCORE_LOGITS, BINARIZE)
 ENCODER_OUTPUTS = (MASKMEM_FEATURES,)
+MASK_PROMPT_INPUTS = (IMAGE_EMBED, HIGH_RES_FEATS_0, HIGH_RES_FEATS_1, MASK_INPUTS)
+MASK_PROMPT_OUTPUTS = (OBJ_PTR,)
+
+#: SAM2's logits for a mask given as input (``_use_mask_as_output``): 20 * mask - 10, so sigmoid is 4.5e-5 off 0/1.
+MASK_INPUT_SCALE, MASK_INPUT_BIAS = 20.0, -10.0
 
 #: SAM2's mask logit for "no object" (``sam2_base.NO_OBJ_SCORE``).
 NO_OBJ_SCORE = -1024.0
@@ -75,7 +98,8 @@ class TrackerSettings:
 
     Attributes:
         config: the official config of the checkpoint (as the sam2 component's).
-        sam2_sha256: sha256 of the SAM2 checkpoint; must equal the sam2 component's source.
+        sam2_sha256: sha256 of the SAM2 checkpoint; must equal the sam2 component's source unless the tracker
+            has its own image encoder (``tracker.image_encoder``).
         image_size, low_res_size: S and r = S/4 (as the sam2 component's).
         hidden_dim, mem_dim, feat_size: C, D and h = w = S/16.
         num_maskmem: M, memory slots (the prompt frame + M-1 most recent frames).
@@ -156,7 +180,7 @@ class TrackerSettings:
 
 
 def graph_specs(s: TrackerSettings, *, max_objects: int = 16, max_points: int = 16) -> dict[str, GraphSpec]:
-    """The three graphs' manifest entries, with TensorRT profiles for N objects and P points."""
+    """The four graphs' manifest entries, with TensorRT profiles for N objects and P points."""
     n, p = NUM_OBJECTS, NUM_POINTS
     c, d, h, r, m, k = s.hidden_dim, s.mem_dim, s.feat_size, s.low_res_size, s.num_maskmem, s.max_obj_ptrs
     objects = {n: (1, 1, max_objects)}
@@ -208,11 +232,33 @@ def graph_specs(s: TrackerSettings, *, max_objects: int = 16, max_points: int = 
             precision="fp32",
             dynamic_dims=objects,
         ),
+        MASK_PROMPT: GraphSpec(
+            file=MASK_PROMPT_FILE,
+            inputs=(
+                embed,
+                TensorSpec(HIGH_RES_FEATS_0, f32, (1, c // 8, 4 * h, 4 * h)),
+                TensorSpec(HIGH_RES_FEATS_1, f32, (1, c // 4, 2 * h, 2 * h)),
+                TensorSpec(MASK_INPUTS, f32, (n, 1, s.image_size, s.image_size)),
+            ),
+            outputs=(TensorSpec(OBJ_PTR, f32, (n, c)),),
+            precision="fp32",
+            dynamic_dims=objects,
+        ),
     }
 
 
+def missing_mask_prompt() -> EngineIncompatibleError:
+    """The error of a mask-started track on an engine without ``tracker.mask_prompt``."""
+    return EngineIncompatibleError(
+        "this engine's tracker has no mask-prompt graph, so a track cannot start from a mask",
+        hint="re-export the tracker with this segzero-edge version (`segzero-edge export tracker`), "
+        "or start the track from a box or points",
+    )
+
+
 def check_graphs(manifest: Manifest) -> dict[str, GraphSpec]:
-    """The three tracker graphs, after checking they carry the names this runtime binds.
+    """The tracker graphs, after checking they carry the names this runtime binds (``tracker.mask_prompt``
+    and ``tracker.image_encoder`` only when the engine has them).
 
     Raises:
         ManifestError: the engine has no tracker graphs.
@@ -222,9 +268,13 @@ def check_graphs(manifest: Manifest) -> dict[str, GraphSpec]:
         MEMORY_ATTENTION: (ATTENTION_INPUTS, ATTENTION_OUTPUTS),
         MASK_DECODER: (DECODER_INPUTS, DECODER_OUTPUTS),
         MEMORY_ENCODER: (ENCODER_INPUTS, ENCODER_OUTPUTS),
+        MASK_PROMPT: (MASK_PROMPT_INPUTS, MASK_PROMPT_OUTPUTS),
+        IMAGE_ENCODER: (SAM2_ENCODER_INPUTS, FEATURES),
     }
     specs = {}
     for name, (ins, outs) in wanted.items():
+        if name in (MASK_PROMPT, IMAGE_ENCODER) and name not in manifest.graphs:
+            continue
         spec = manifest.graph(name)
         got_in, got_out = tuple(t.name for t in spec.inputs), tuple(t.name for t in spec.outputs)
         if set(got_in) != set(ins) or set(got_out) != set(outs):

@@ -12,6 +12,10 @@ The steps reproduce ``SAM2VideoPredictor`` (sam2 1.1.0) frame by frame, with the
   antialiased bilinear) and encoded by the sam2 component's ``image_encoder``;
 * a prompted frame runs the SAM heads on ``image_embed`` (``directly_add_no_mem_embed``: no memory
   attention), a tracked frame on the memory-conditioned ``pix_feat`` with no prompt (one padding point);
+* a frame prompted with a mask (``mask_step``, SAM2's ``add_new_mask``) takes the mask as its output: resized
+  to S x S (antialiased bilinear, ``>= 0.5``), logits ``20 * mask - 10`` downsampled to r x r (antialiased),
+  predicted IoU 1, object score +-10 by whether the mask is empty; only the object pointer comes from a
+  graph (``tracker.mask_prompt``);
 * the mask token is SAM2Base's choice: multimask (highest predicted IoU of tokens 1..3) when the frame
   has ``multimask_min_pt_num..multimask_max_pt_num`` points (box corners count; a tracked frame has 0),
   else token 0 with the stability fallback; the object pointer comes from the same token
@@ -39,7 +43,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import BackendUnavailableError, EngineIncompatibleError, InputError
-from ..frame import ImageLike
+from ..frame import ImageLike, load_image
 from ..manifest import Manifest, Verify, load_manifest
 from ..ort import SessionFactory
 from ..sam2 import Sam2Features, Sam2Pipeline
@@ -52,8 +56,12 @@ from .contract import (
     HIGH_RES_FEATS_0,
     HIGH_RES_FEATS_1,
     IMAGE_EMBED,
+    IMAGE_ENCODER,
     IOU_SCORES,
     LOW_RES_MASKS,
+    MASK_INPUT_BIAS,
+    MASK_INPUT_SCALE,
+    MASK_INPUTS,
     MASK_LOGITS,
     MEMORY,
     MEMORY_TPOS,
@@ -95,6 +103,14 @@ class TrackerBackend(Protocol):
         """``tracker.memory_encoder`` -> ``maskmem_features`` [N,D,h,w]."""
         ...
 
+    def mask_pointer(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``tracker.mask_prompt`` -> ``obj_ptr`` [N,C]; raises ``EngineIncompatibleError`` without it."""
+        ...
+
+    def encode_image(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """``tracker.image_encoder`` (engines whose tracker has its own): ``[1,3,S,S]`` -> the features by name."""
+        ...
+
 
 def preprocess_frame(
     rgb: np.ndarray, image_size: int, mean: tuple[float, float, float], std: tuple[float, float, float]
@@ -110,6 +126,31 @@ def preprocess_frame(
     x = (resized / 255.0).astype(np.float32).transpose(2, 0, 1)
     x = (x - np.asarray(mean, dtype=np.float32)[:, None, None]) / np.asarray(std, dtype=np.float32)[:, None, None]
     return np.ascontiguousarray(x[None], dtype=np.float32)
+
+
+def resize_antialiased(x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` float32 -> ``out_hw``: bilinear with antialiasing when shrinking, as torch's
+    ``F.interpolate(mode="bilinear", align_corners=False, antialias=True)`` that SAM2's mask inputs go through.
+
+    Pillow's resampling of float32 images is the same filter (torch's antialiased kernel was written to match
+    it); measured against torch: max |diff| 1.2e-5 on 0/1 masks (240x320 -> 224), 2.4e-4 on +-10 logits.
+    """
+    from PIL import Image
+
+    h, w = out_hw
+    img = Image.fromarray(np.ascontiguousarray(x, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((w, h), Image.BILINEAR), dtype=np.float32)
+
+
+def mask_inputs(masks: np.ndarray, image_size: int) -> np.ndarray:
+    """``[N, H, W]`` bool masks -> ``[N, 1, S, S]`` float32 0/1, as ``SAM2VideoPredictor.add_new_mask`` takes
+    them: resized with ``resize_antialiased`` and thresholded at 0.5 unless already S x S."""
+    n, h, w = masks.shape
+    out = np.empty((n, 1, image_size, image_size), np.float32)
+    for i, m in enumerate(masks):
+        m = m.astype(np.float32)
+        out[i, 0] = m if (h, w) == (image_size, image_size) else resize_antialiased(m, (image_size,) * 2) >= 0.5
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,14 +213,17 @@ class TrackerPipeline:
         self.sam2 = sam2 or Sam2Pipeline(
             self.engine_dir, manifest=self.manifest, device=device, threads=threads, verify="none", sessions=sessions
         )
+        #: True when the tracker encodes frames with its own image encoder (``tracker.image_encoder``).
+        self.own_encoder = IMAGE_ENCODER in self.specs
         sam2_sources = [s.sha256 for s in self.sam2.manifest.sources if s.component == SAM2_COMPONENT]
-        if sam2_sources and sam2_sources[0] != self.settings.sam2_sha256:
+        # With its own encoder, the tracker's frames never go through the sam2 component's graphs.
+        if not self.own_encoder and sam2_sources and sam2_sources[0] != self.settings.sam2_sha256:
             raise EngineIncompatibleError(
                 "the tracker graphs were exported from another SAM2 checkpoint than the sam2 component "
                 f"(sha256 {self.settings.sam2_sha256[:12]} vs {sam2_sources[0][:12]})",
                 hint="export both from one checkpoint: `segzero-edge export sam2` writes both",
             )
-        if self.sam2.settings.image_size != self.settings.image_size:
+        if not self.own_encoder and self.sam2.settings.image_size != self.settings.image_size:
             raise EngineIncompatibleError("the tracker and sam2 components have different input sizes")
         if isinstance(backend, str):
             backend = self._open_backend(backend, device, threads, sessions)
@@ -208,11 +252,22 @@ class TrackerPipeline:
     # -- frames ------------------------------------------------------------------------------------
     def encode(self, frame: ImageLike) -> Sam2Features:
         """Load, preprocess (``preprocess_frame``) and encode one frame: a path, a PIL image or an
-        ``(H, W, 3)`` uint8 RGB array."""
+        ``(H, W, 3)`` uint8 RGB array; with the tracker's own image encoder when it has one."""
         s = self.settings
-        return self.sam2.encode(
-            frame, preprocess=lambda rgb: preprocess_frame(rgb, s.image_size, s.pixel_mean, s.pixel_std)
-        )
+
+        def prep(rgb: np.ndarray) -> np.ndarray:
+            return preprocess_frame(rgb, s.image_size, s.pixel_mean, s.pixel_std)
+
+        if not self.own_encoder:
+            return self.sam2.encode(frame, preprocess=prep)
+        t0 = time.perf_counter()
+        rgb = load_image(frame)
+        x = prep(rgb)
+        t_pre = _ms(t0)
+        t0 = time.perf_counter()
+        out = self.backend.encode_image(x)
+        timings = {"preprocess": t_pre, "encoder": _ms(t0)}
+        return Sam2Features(**out, image_size=(rgb.shape[1], rgb.shape[0]), timings_ms=timings)
 
     def new_bank(self, num_objects: int) -> MemoryBank:
         s = self.settings
@@ -294,6 +349,49 @@ class TrackerPipeline:
         t0 = time.perf_counter()
         maskmem = self._memory(feats, logits, obj, s.binarize_mask_from_pts)
         return StepOutput(logits, scores, obj, maskmem, ptr, {"decoder": t_dec, "memory_encoder": _ms(t0)})
+
+    def mask_step(self, feats: Sam2Features, masks: np.ndarray) -> StepOutput:
+        """SAM2 on a frame prompted with masks (a new conditioning frame): ``masks`` ``[N, H, W]`` bool at
+        the frame's size (``feats.image_size``), one per object. The masks are the frame's output; the graph
+        gives their object pointers (see the module docstring).
+
+        Raises:
+            InputError: masks not ``[N, H, W]`` at the frame's size.
+            EngineIncompatibleError: the engine's tracker has no ``tracker.mask_prompt`` graph.
+        """
+        s = self.settings
+        masks = np.asarray(masks)
+        w, h = feats.image_size
+        if masks.ndim == 2:
+            masks = masks[None]
+        if masks.ndim != 3 or masks.shape[1:] != (h, w) or masks.shape[0] == 0:
+            raise InputError(
+                f"masks of shape {masks.shape} do not fit the {w}x{h} frame",
+                hint="give one (H, W) bool mask per object, at the frame's size",
+            )
+        if masks.shape[0] > self.sam2.settings.max_objects:
+            raise InputError(f"{masks.shape[0]} masks; this engine tracks at most {self.sam2.settings.max_objects}")
+        t0 = time.perf_counter()
+        inputs = mask_inputs(masks.astype(bool), s.image_size)
+        ptr = self.backend.mask_pointer(
+            {
+                IMAGE_EMBED: feats.image_embed,
+                HIGH_RES_FEATS_0: feats.high_res_feats_0,
+                HIGH_RES_FEATS_1: feats.high_res_feats_1,
+                MASK_INPUTS: inputs,
+            }
+        )
+        r = s.low_res_size
+        logits = np.stack([resize_antialiased(m[0] * MASK_INPUT_SCALE + MASK_INPUT_BIAS, (r, r)) for m in inputs])
+        present = inputs.reshape(len(inputs), -1).max(axis=1) > 0
+        obj = np.where(present, MASK_INPUT_SCALE + MASK_INPUT_BIAS, MASK_INPUT_BIAS).astype(np.float32)
+        t_ptr = _ms(t0)
+        t0 = time.perf_counter()
+        # add_new_mask defers the memory to propagate_in_video_preflight, which encodes these logits as any
+        # prompted frame's (upsampled, binarized: is_mask_from_pts=True).
+        maskmem = self._memory(feats, logits, obj, s.binarize_mask_from_pts)
+        scores = np.ones(len(inputs), np.float32)
+        return StepOutput(logits, scores, obj, maskmem, ptr, {"mask_prompt": t_ptr, "memory_encoder": _ms(t0)})
 
     def track_step(self, feats: Sam2Features, bank: MemoryBank, frame: int) -> StepOutput:
         """SAM2 on frame ``frame`` of a track, conditioned on ``bank`` (which this does not change)."""

@@ -1,6 +1,6 @@
 """``Track``: reason once, track every frame, re-reason when the track is lost.
 
-    track = seg.track(frame0, "the cup the robot should pick up")   # or box=..., points=...
+    track = seg.track(frame0, "the cup the robot should pick up")   # or box=..., points=..., or mask=...
     for frame in camera:
         res = track.update(frame)       # Segmentation: res.objects[i].mask / .lost, res.timings_ms
     track.reason_again()                # a new answer from the reasoner, computed in the background
@@ -40,7 +40,9 @@ from .pipeline import StepOutput, TrackerPipeline
 
 log = logging.getLogger(__name__)
 
-Reason = Callable[[np.ndarray], Answer]
+#: ``reason(rgb)`` -> the answer and, from engines that segment by themselves (LENS), its masks ``[N, H, W]``
+#: bool that start the track (else None: the answer's boxes and points start it).
+Reason = Callable[[np.ndarray], tuple[Answer, np.ndarray | None]]
 
 
 def _ms(t0: float) -> float:
@@ -167,16 +169,31 @@ class Track:
             )
         return rgb
 
-    def start(self, rgb: np.ndarray, feats: Sam2Features, t0: float, *, prompts: dict[str, Any] | None, answer=None):
-        """The first frame: prompt it (``prompts``: box/points/labels), or wait for an answer (None)."""
+    def start(
+        self,
+        rgb: np.ndarray,
+        feats: Sam2Features,
+        t0: float,
+        *,
+        prompts: dict[str, Any] | None,
+        answer=None,
+        masks=None,
+    ):
+        """The first frame: prompt it (``prompts``: box/points/labels, or mask), or wait for an answer (None;
+        ``answer``/``masks`` are the reasoner's, for the error message)."""
         with self._lock:
             if prompts is None:  # the reasoner found nothing usable: re-reason from the next frame on
                 self._lost_run = self.reason_after_lost
-                return self._finish(None, 0, t0, {}, answer=answer, error=_answer_error(answer))
-            step = self._tracker.prompt_step(feats, **prompts)
+                return self._finish(None, 0, t0, {}, answer=answer, error=_answer_error(answer, masks))
+            step = self._prompt(feats, prompts)
             self._bank = self._tracker.new_bank(len(step.scores))
             self._bank.reset(0, step.maskmem, step.obj_ptr)
             return self._finish(step, 0, t0, {**feats.timings_ms, **step.timings_ms}, answer=answer)
+
+    def _prompt(self, feats: Sam2Features, prompts: dict[str, Any]) -> StepOutput:
+        if "mask" in prompts:
+            return self._tracker.mask_step(feats, prompts["mask"])
+        return self._tracker.prompt_step(feats, **prompts)
 
     def _step(self, rgb: np.ndarray, feats: Sam2Features, t0: float) -> Segmentation:
         t = self.frame_index
@@ -198,16 +215,17 @@ class Track:
             return None
         self._pending = None
         try:
-            answer = pending.future.result()
+            answer, masks = pending.future.result()
         except Exception as exc:  # the reasoner failed: keep tracking, say so, try again later
             log.warning("re-reasoning on frame %d failed: %s", pending.frame, exc)
             return None
-        prompts = _answer_prompts(answer, self.size)
+        prompts = _answer_prompts(answer, self.size, masks)
         if prompts is None:
-            log.info("re-reasoning on frame %d found nothing usable (%s)", pending.frame, _answer_error(answer))
+            error = _answer_error(answer, masks)
+            log.info("re-reasoning on frame %d found nothing usable (%s)", pending.frame, error)
             return answer
         t0 = time.perf_counter()
-        step = self._tracker.prompt_step(pending.features, **prompts)
+        step = self._prompt(pending.features, prompts)
         bank = self._tracker.new_bank(len(step.scores)) if self._bank is None else self._bank
         if bank.n != len(step.scores):
             bank = self._tracker.new_bank(len(step.scores))
@@ -286,11 +304,13 @@ def start_track(
     reason_after_lost: int,
     color: Color = "rgb",
 ) -> Track:
-    """A ``Track`` started on ``image``: from ``prompts`` (``box``/``points``/``labels`` in its pixels), or
-    from ``reason(rgb)``'s answer when ``prompts`` is None (``Segmenter.track`` calls this).
+    """A ``Track`` started on ``image``: from ``prompts`` (``box``/``points``/``labels`` in its pixels, or
+    ``mask``: ``(H, W)`` or ``[N, H, W]`` bool at its size), or from ``reason(rgb)``'s answer when ``prompts``
+    is None (``Segmenter.track`` calls this).
 
     Raises:
-        InputError: labels without points, a box with no area inside the frame, bad prompts or image.
+        InputError: labels without points, a box with no area inside the frame, a mask of another size or
+            with no pixel set, a mask together with a box or points, bad prompts or image.
     """
     t0 = time.perf_counter()
     rgb = load_image(image, color=color)
@@ -299,15 +319,42 @@ def start_track(
         prompts = {k: v for k, v in prompts.items() if v is not None}
         if "labels" in prompts and "points" not in prompts:
             raise InputError("labels without points", hint="give labels together with the points they label")
+        if "mask" in prompts:
+            if len(prompts) > 1:
+                raise InputError("give either a mask or box/points prompts, not both")
+            prompts["mask"] = _check_masks(prompts["mask"], size)
         _check_boxes(prompts.get("box"), size)
     track = Track(tracker, size, reason=reason, reason_after_lost=reason_after_lost, color=color)
     feats = tracker.encode(rgb)
-    answer = None
+    answer = masks = None
     if prompts is None:
-        answer = reason(rgb)
-        prompts = _answer_prompts(answer, size)
-    track.start(rgb, feats, t0, prompts=prompts, answer=answer)
+        answer, masks = reason(rgb)
+        prompts = _answer_prompts(answer, size, masks)
+    track.start(rgb, feats, t0, prompts=prompts, answer=answer, masks=masks)
     return track
+
+
+def _check_masks(mask: Any, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` or ``[N, H, W]`` masks at the frame's size, each with a pixel set -> ``[N, H, W]`` bool."""
+    w, h = size
+    try:
+        masks = np.asarray(mask)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"mask is not an array ({exc})", hint="give an (H, W) bool array") from exc
+    if masks.ndim == 2:
+        masks = masks[None]
+    if masks.ndim != 3 or masks.shape[1:] != (h, w) or masks.shape[0] == 0:
+        raise InputError(
+            f"mask of shape {np.asarray(mask).shape} does not fit the {w}x{h} frame",
+            hint=f"give an ({h}, {w}) bool array, or ({'N'}, {h}, {w}) for N objects",
+        )
+    if masks.dtype.kind not in "biuf" or (masks.dtype.kind == "f" and not np.isfinite(masks).all()):
+        raise InputError(f"mask of dtype {masks.dtype} is not a bool mask", hint="give a bool (or 0/1) array")
+    masks = masks > 0 if masks.dtype != bool else masks
+    empty = [i for i, m in enumerate(masks) if not m.any()]
+    if empty:
+        raise InputError(f"mask {empty[0]} has no pixel set", hint="give each object's mask with its pixels True")
+    return masks
 
 
 def _check_boxes(box, size: tuple[int, int]) -> None:
@@ -326,15 +373,21 @@ def _check_boxes(box, size: tuple[int, int]) -> None:
             )
 
 
-def _answer_error(answer: Answer | None) -> str:
+def _answer_error(answer: Answer | None, masks: np.ndarray | None = None) -> str:
     if answer is None:
         return "no answer"
+    if masks is not None:
+        return "the engine's mask is empty"
     return answer.error or "the answer's box has no area inside the frame"
 
 
-def _answer_prompts(answer: Answer | None, size: tuple[int, int]) -> dict[str, Any] | None:
-    """SAM2 prompts of a usable answer (the box and points of every object whose box has area in the frame;
-    the others are left out), else None."""
+def _answer_prompts(answer: Answer | None, size: tuple[int, int], masks: np.ndarray | None = None):
+    """SAM2 prompts of a usable answer: its non-empty ``masks`` when the engine gave some, else the box and
+    points of every object whose box has area in the frame (the others are left out); None when nothing is
+    usable."""
+    if masks is not None:
+        kept = [m for m in masks if m.any()]
+        return {"mask": np.stack(kept)} if kept else None
     if answer is None or not answer.ok or not answer.objects:
         return None
     w, h = size

@@ -39,6 +39,7 @@ def lens_engine(lens_root, lens_checkpoint) -> Path:
             weights="fp32", input_size=INPUT_SIZE, validate="quick", validation_tokens=12, threads=1
         ),
         stock_sam2=lens_root / "stock.pt",
+        tracker=False,  # hiera-t at 1024 px tracks at about 18 s a frame here; tests/lens/test_lens_track.py tracks
         validation_images=2,
         validation_tokens=12,
     )

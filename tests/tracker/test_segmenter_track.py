@@ -61,6 +61,8 @@ def test_track_from_a_box_needs_no_reasoner_and_bad_calls_say_what_to_do(full_en
     with Segmenter(full_engine, device="cpu", threads=2) as seg:
         with pytest.raises(InputError, match="either text or box"):
             seg.track(clip.frames[0], "the disc", box=list(clip.box))
+        with pytest.raises(InputError, match="either text or box"):
+            seg.track(clip.frames[0], "the disc", mask=clip.masks[0])
         with pytest.raises(InputError, match="empty"):
             seg.track(clip.frames[0], "   ")
 

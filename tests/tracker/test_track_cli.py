@@ -78,8 +78,9 @@ def test_track_a_folder_of_frames_to_a_gif_in_numeric_order(tmp_path, world_engi
     ("extra", "message"),
     [
         (["--out", "x.txt", "--box", "1", "1", "9", "9"], "unknown video type"),
-        (["the cup", "--box", "1", "1", "9", "9"], "not both"),
-        ([], "TEXT or --box"),
+        (["the cup", "--box", "1", "1", "9", "9"], "one of them"),
+        ([], "TEXT, --box or --mask"),
+        (["--mask", "missing.png"], "cannot read it as an image"),
     ],
 )
 def test_bad_track_calls_fail_in_one_line(tmp_path, world_engine, clip_files, extra, message):

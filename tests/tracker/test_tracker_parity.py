@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from segzero_edge.manifest import load_manifest
-from segzero_edge.tracker.contract import COMPONENT, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER
+from segzero_edge.tracker.contract import (
+    COMPONENT,
+    IMAGE_ENCODER,
+    MASK_DECODER,
+    MASK_PROMPT,
+    MEMORY_ATTENTION,
+    MEMORY_ENCODER,
+)
 
 
 def test_export_records_per_frame_parity_with_the_official_predictor(world_engine):
@@ -17,8 +24,12 @@ def test_export_records_per_frame_parity_with_the_official_predictor(world_engin
     assert len(v["mask_iou_per_frame"]) == 30
     assert v["mask_iou_min"] >= 0.999 and min(v["mask_iou_per_frame"]) >= 0.999
     assert v["object_presence_agreement"] == 1.0
-    for name in (MEMORY_ATTENTION, MASK_DECODER, MEMORY_ENCODER):
+    start = v["mask_start"]  # the same clip started from masks (SAM2's add_new_mask)
+    assert len(start["mask_iou_per_frame"]) == 30 and start["mask_iou_min"] >= 0.999
+    assert start["object_presence_agreement"] == 1.0 and start["present_frames"][0] > 0
+    for name in (MEMORY_ATTENTION, MASK_DECODER, MEMORY_ENCODER, MASK_PROMPT):
         assert (world_engine[0] / m.graph(name).file).is_file()
+    assert IMAGE_ENCODER not in m.graphs  # sam2 and tracker come from one checkpoint: one encoder
     settings = m.component(COMPONENT)
     assert settings["num_maskmem"] == 7 and settings["max_obj_ptrs"] == 16 and settings["t_diff_max"] == 15
     assert settings["sam2_sha256"] == next(s.sha256 for s in m.sources if s.component == "sam2")
@@ -34,6 +45,7 @@ def test_another_clip_and_seed_stay_at_parity(world_engine, tracker):
     assert numbers["frames"] == 40
     assert numbers["mask_iou_min"] >= 0.999, numbers["mask_iou_per_frame"]
     assert numbers["object_score_max_abs_diff"] < 1e-3
+    assert numbers["mask_start"]["mask_iou_min"] >= 0.999, numbers["mask_start"]["mask_iou_per_frame"]
 
 
 def test_absent_objects_give_no_mask_on_both_sides(absent_engine):
