@@ -464,6 +464,16 @@ SECTIONS: tuple[Section, ...] = (
         world_tracking_rows,
     ),
     Section(
+        "Tracking from LENS masks on the small world's test clips",
+        "The same clips and ways with the world LENS engine (the shipped LENS head, INT4 reasoner, the world "
+        "SAM2's tracker with its own image encoder): tracks start from the mask LENS predicts on frame 0, as "
+        "SAM2VideoPredictor.add_new_mask would.",
+        ("world_tracking_lens.json",),
+        "python -m segzero_edge.world track-accuracy --family lens",
+        ("way", "clips", "J", "F", "J&F", "lost frames", "re-acquired", "ms / frame"),
+        world_tracking_rows,
+    ),
+    Section(
         "Export peak host memory (reasoner)",
         "Peak RSS of `segzero-edge export reasoner` per phase, measured at 1 and 3 layers and extrapolated "
         "linearly to the full depth.",

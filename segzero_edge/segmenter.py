@@ -360,7 +360,8 @@ class Segmenter:
         if self._tracker is None and self.lens is not None and not self.manifest.has_component("tracker"):
             raise ManifestError(
                 f"{self.engine_dir} is a LENS engine without the tracker component (SAM2's video memory)",
-                hint="re-export it with `segzero-edge export lens ... --stock-sam2 sam2_hiera_large.pt`",
+                hint="add it: `segzero-edge export tracker --checkpoint sam2_hiera_large.pt --config sam2_hiera_l "
+                f"--out {self.engine_dir}` (or export the LENS engine with --stock-sam2)",
             )
         if self._tracker is None:
             from .tracker.pipeline import TrackerPipeline

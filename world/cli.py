@@ -7,7 +7,7 @@ Subcommands::
     retrain         --out DIR                                         SAM2 and reasoner from scratch, in parallel
     eval-reasoner   --checkpoint CKPT [...] --data DIR --out FILE    test-split metrics of one checkpoint
     train-sam2-video --sam2 PT --out PT [--steps N]                   the SAM2's video path, on moving clips
-    track-accuracy  [--clips N] [--sam2 PT]                           J/F of tracking on the test clips
+    track-accuracy  [--clips N] [--sam2 PT] [--family lens]           J/F of tracking on the test clips
     train-reasoner-multi --out DIR [--sft-steps N] [--grpo-steps N]   the multi-object (VisionReasoner) reasoner
     multi-accuracy  [--reasoner DIR] [--count N]                      counting, boxes and thinks, per path
     train-lens-head --out DIR [--samples N] [--steps N]               a LENS head on the frozen world reasoner

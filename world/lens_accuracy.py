@@ -78,8 +78,8 @@ class ReferencePredictor:
 
 
 def export_lens_engine(out: Path, checkpoint: Path, weights: str) -> tuple[Path, float]:
-    """The world LENS engine at ``out`` (reasoner ``weights``, every context variant), kept when its recorded
-    checkpoint sha256 and precision match."""
+    """The world LENS engine at ``out`` (reasoner ``weights``, every context variant, the world SAM2's tracker),
+    kept when its recorded checkpoint sha256 and precision match."""
     import time
 
     from segzero_edge.export.lens_export.export import LensExportConfig, export_lens
@@ -90,7 +90,8 @@ def export_lens_engine(out: Path, checkpoint: Path, weights: str) -> tuple[Path,
     if (out / "manifest.json").is_file():
         m = load_manifest(out, verify="size")
         src = {s.component: s.sha256 for s in m.sources}
-        if src.get("lens") == sha256_tree(checkpoint) and m.component("reasoner")["weights"] == weights:
+        same = src.get("lens") == sha256_tree(checkpoint) and m.component("reasoner")["weights"] == weights
+        if same and m.has_component("tracker"):
             return out, 0.0
     t0 = time.perf_counter()
     cfg = LensExportConfig(

@@ -14,7 +14,10 @@ reported lost (no mask) while visible, and re-acquisitions (a mask again after a
     python -m segzero_edge.world track-accuracy [--clips 12] [--sam2 PT] [--work-dir .cache/world_tracking]
 
 exports the world engine (``demo.export_world_engine``, INT4 reasoner, cached) and writes
-``benchmarks/results/world_tracking.{json,md}``. The test clips are seeds ``TEST_SEEDS`` onwards; the
+``benchmarks/results/world_tracking.{json,md}``. With ``--family lens`` it runs the world LENS engine instead
+(``lens_accuracy.export_lens_engine``: the shipped LENS head, INT4 reasoner, float context, and the world
+SAM2's tracker with its own image encoder), whose tracks start from the LENS mask
+(``world_tracking_lens.{json,md}``). The test clips are seeds ``TEST_SEEDS`` onwards; the
 video-path trainer never draws a clip from that range.
 """
 
@@ -24,6 +27,7 @@ import argparse
 import datetime
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -75,17 +79,25 @@ def _lost_and_reacquired(masks: list[np.ndarray], gt: np.ndarray) -> tuple[int, 
 
 
 def evaluate_tracking(
-    engine_dir, seeds, *, frames: int = 30, reason_after_lost: int = 3, threads: int | None = None
+    engine_dir,
+    seeds,
+    *,
+    frames: int = 30,
+    reason_after_lost: int = 3,
+    threads: int | None = None,
+    ways: tuple[str, ...] = WAYS,
+    **options: Any,
 ) -> dict[str, Any]:
-    """The table's numbers for ``seeds`` (one clip each) on ``engine_dir`` (reasoner + sam2 + tracker)."""
+    """The table's numbers for ``seeds`` (one clip each) on ``engine_dir`` (reasoner + sam2 + tracker), for
+    ``ways`` (some of ``WAYS``); ``options``: ``SegmenterOptions`` fields."""
     from segzero_edge import Segmenter
 
-    per_way: dict[str, list[dict]] = {w: [] for w in WAYS}
-    with Segmenter(engine_dir, device="cpu", threads=threads, cache_size=0) as seg:
+    per_way: dict[str, list[dict]] = {w: [] for w in ways}
+    with Segmenter(engine_dir, device="cpu", threads=threads, cache_size=0, **options) as seg:
         for seed in seeds:
             clip = generate_clip(int(seed), frames)
             gt = clip.target_masks
-            for way in WAYS:
+            for way in ways:
                 masks, seconds = _run_way(seg, way, clip, reason_after_lost)
                 lost, reacquired = _lost_and_reacquired(masks, gt)
                 per_way[way].append(
@@ -111,8 +123,11 @@ def evaluate_tracking(
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     """The table of ``report`` (``evaluate_tracking``'s, with ``command`` and ``machine``) as markdown."""
+    lens = report.get("family") == "lens"
+    what = "the LENS engine (tracks start from the LENS mask)" if lens else "the Seg-Zero engine"
     lines = [
-        f"# Tracking on the small world's test clips ({len(report['seeds'])} clips of {report['frames']} frames)",
+        f"# Tracking on the small world's test clips ({len(report['seeds'])} clips of {report['frames']} frames),",
+        f"{what}",
         "",
         f"`{report['command']}` on {report['machine']}, {report['date']}. J (region IoU) and F (contour",
         "accuracy) as DAVIS defines them, per clip averaged over its frames (a frame where the target is out of",
@@ -146,21 +161,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reason-after-lost", type=int, default=3, help="lost frames before re-reasoning")
     parser.add_argument("--work-dir", type=Path, default=Path(".cache/world_tracking"), help="engine cache")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--name", default="world_tracking", help="results file stem (default: %(default)s)")
+    parser.add_argument(
+        "--family",
+        choices=("segzero", "lens"),
+        default="segzero",
+        help="segzero: the world engine (answer's box and points start the track); lens: the world LENS engine "
+        "(its mask starts the track; --sam2 is then ignored) (default: %(default)s)",
+    )
+    parser.add_argument("--name", default=None, help="results file stem (default: world_tracking[_lens])")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks") / "results")
     args = parser.parse_args(argv)
     if args.clips < 1 or args.frames < 8 or args.reason_after_lost < 0:
         parser.error("need --clips >= 1, --frames >= 8 (a world clip's minimum) and --reason-after-lost >= 0")
-    engine, _ = export_world_engine(args.work_dir / "engine_int4", "int4", sam2=args.sam2)
+    options: dict[str, Any] = {}
+    if args.family == "lens":
+        from .lens_accuracy import MAX_NEW_TOKENS, export_lens_engine
+        from .lens_head import build_world_lens_checkpoint
+
+        checkpoint = args.work_dir / "lens_checkpoint"
+        shutil.rmtree(checkpoint, ignore_errors=True)  # rebuilt from the shipped head (same bytes: engine kept)
+        build_world_lens_checkpoint(checkpoint)
+        engine, _ = export_lens_engine(args.work_dir / "engine_lens_int4", checkpoint, "int4")
+        options["max_new_tokens"] = MAX_NEW_TOKENS
+    else:
+        engine, _ = export_world_engine(args.work_dir / "engine_int4", "int4", sam2=args.sam2)
+    name = args.name or ("world_tracking_lens" if args.family == "lens" else "world_tracking")
     seeds = range(TEST_SEEDS, TEST_SEEDS + args.clips)
     report = evaluate_tracking(
-        engine, seeds, frames=args.frames, reason_after_lost=args.reason_after_lost, threads=args.threads
+        engine, seeds, frames=args.frames, reason_after_lost=args.reason_after_lost, threads=args.threads, **options
     )
+    report["family"] = args.family
     report["command"] = " ".join(["python -m segzero_edge.world track-accuracy", *(argv or [])])
     report["machine"] = f"{platform.processor() or platform.machine()}, {args.threads} threads"
     report["date"] = datetime.date.today().isoformat()
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
-    write_markdown(report, args.out_dir / f"{args.name}.md")
-    print((args.out_dir / f"{args.name}.md").read_text())
+    (args.out_dir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_markdown(report, args.out_dir / f"{name}.md")
+    print((args.out_dir / f"{name}.md").read_text())
     return 0

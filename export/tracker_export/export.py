@@ -97,7 +97,8 @@ def export_tracker(
         progress: show progress bars.
         own_encoder: the ``sam2`` component comes from another checkpoint (a LENS checkpoint, whose fine-tuned
             mask decoder makes its high-res features): the tracker gets this checkpoint's image encoder as
-            ``tracker.image_encoder`` and encodes its frames with it.
+            ``tracker.image_encoder`` and encodes its frames with it. Always so on an engine with a ``lens``
+            component.
 
     Raises:
         ManifestError: ``out_dir`` has no sam2 component.
@@ -113,6 +114,7 @@ def export_tracker(
     sam2_settings = Sam2Settings.from_mapping(base.component(SAM2_COMPONENT))
     sha = sha256_file(checkpoint)
     sam2_shas = [s.sha256 for s in base.sources if s.component == SAM2_COMPONENT]
+    own_encoder = own_encoder or base.has_component("lens")  # LENS: its sam2 is fine-tuned, never the tracker's
     if sam2_shas != [sha] and not own_encoder:
         raise ExportError(
             f"the sam2 component of {out_dir} was exported from another checkpoint than {checkpoint}",

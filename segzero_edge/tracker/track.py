@@ -346,10 +346,12 @@ def _check_masks(mask: Any, size: tuple[int, int]) -> np.ndarray:
     if masks.ndim != 3 or masks.shape[1:] != (h, w) or masks.shape[0] == 0:
         raise InputError(
             f"mask of shape {np.asarray(mask).shape} does not fit the {w}x{h} frame",
-            hint=f"give an ({h}, {w}) bool array, or ({'N'}, {h}, {w}) for N objects",
+            hint=f"give one bool array of shape ({h}, {w}), or of shape (N, {h}, {w}) for N objects",
         )
-    if masks.dtype.kind not in "biuf" or (masks.dtype.kind == "f" and not np.isfinite(masks).all()):
+    if masks.dtype.kind not in "biuf":
         raise InputError(f"mask of dtype {masks.dtype} is not a bool mask", hint="give a bool (or 0/1) array")
+    if masks.dtype.kind == "f" and not np.isfinite(masks).all():
+        raise InputError("mask holds NaN or infinite values", hint="give a bool (or 0/1) array")
     masks = masks > 0 if masks.dtype != bool else masks
     empty = [i for i, m in enumerate(masks) if not m.any()]
     if empty:

@@ -106,5 +106,40 @@ def test_without_a_stock_sam2_there_is_no_tracker_and_track_says_so(lens_engine)
     from segzero_edge.errors import ManifestError
 
     assert "tracker" not in load_manifest(lens_engine).components
-    with Segmenter(lens_engine, device="cpu") as seg, pytest.raises(ManifestError, match="--stock-sam2"):
+    with Segmenter(lens_engine, device="cpu") as seg, pytest.raises(ManifestError, match="export tracker --checkpoint"):
         seg.track(np.zeros((64, 64, 3), np.uint8), "the cup")
+
+
+def test_export_tracker_adds_the_tracker_to_a_lens_engine_that_lacks_it(track_lens, tmp_path):
+    """The hint of the error above: ``export tracker`` on a LENS engine gives the tracker its own encoder."""
+    import shutil
+    from dataclasses import replace
+
+    from segzero_edge import Segmenter
+    from segzero_edge.manifest import save_manifest
+    from segzero_edge.tracker.contract import IMAGE_ENCODER
+
+    source, stock = track_lens
+    engine = tmp_path / "engine"
+    shutil.copytree(source, engine)
+    m = load_manifest(engine)
+    stripped = replace(
+        m,
+        components={k: v for k, v in m.components.items() if k != "tracker"},
+        graphs={k: v for k, v in m.graphs.items() if not k.startswith("tracker.")},
+        files=tuple(f for f in m.files if not f.path.startswith("tracker/")),
+        sources=tuple(s for s in m.sources if s.component != "tracker"),
+        validation={k: v for k, v in m.validation.items() if k != "tracker"},
+    )
+    shutil.rmtree(engine / "tracker")
+    save_manifest(stripped, engine)
+    cmd = [sys.executable, "-m", "segzero_edge", "export", "tracker", "--checkpoint", str(stock)]
+    cmd += ["--config", str(WORLD_CONFIG), "--out", str(engine), "--tracker-validation-frames", "8"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert IMAGE_ENCODER in load_manifest(engine).graphs
+    clip = synthetic_clip(8, seed=4)
+    with Segmenter(engine, device="cpu", threads=2) as seg:
+        track = seg.track(clip.frames[0], mask=clip.masks[0])
+        assert track.last.found and "mask_prompt" in track.last.timings_ms
+        assert track.update(clip.frames[1]).frame_index == 1

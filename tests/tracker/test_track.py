@@ -112,7 +112,7 @@ def test_re_reasoning_after_a_scripted_loss_prompts_the_frame_it_ran_on(absent_e
         seen.append(rgb.copy())
         started.set()
         release.wait(30)
-        return answer
+        return answer, None
 
     track = _start(pipe, clip.frames[0], reason=reason, reason_after_lost=3, box=list(clip.box))
     results = [track.update(f) for f in clip.frames[1:3]]  # frames 1, 2: lost run reaches 3 on frame 2
@@ -136,7 +136,7 @@ def test_reason_again_runs_in_the_background_and_never_reorders_results(tracker)
 
     def reason(rgb):
         calls.append(1)
-        return Answer(ok=False, error="nothing there")
+        return Answer(ok=False, error="nothing there"), None
 
     track = _start(tracker, clip.frames[0], reason=reason, reason_after_lost=0, box=list(clip.box))
     track.reason_again()
@@ -145,6 +145,30 @@ def test_reason_again_runs_in_the_background_and_never_reorders_results(tracker)
     res = track.update(clip.frames[2])
     assert calls == [1] and res.answer is not None and not res.answer.ok  # nothing usable: keeps tracking
     assert track._bank.prompt_frame == 0 and res.frame_index == 2
+
+
+def test_a_reasoner_that_segments_re_prompts_with_its_mask(tracker):
+    """An engine that gives masks (LENS) re-prompts the memory with them on the frame it reasoned on; an empty
+    mask is nothing usable (tracking goes on from the old prompt)."""
+    clip = synthetic_clip(8, seed=6)
+    answer = Answer(ok=True, box=clip.box, points=clip.points, objects=(AnswerObject(clip.box, clip.points),))
+    masks = iter([clip.masks[1][None], np.zeros_like(clip.masks[1])[None]])
+
+    def reason(rgb):
+        return answer, next(masks)
+
+    track = _start(tracker, clip.frames[0], reason=reason, reason_after_lost=0, box=list(clip.box))
+    track.reason_again()
+    track.update(clip.frames[1])
+    assert track.wait_for_reasoning(timeout=30)
+    res = track.update(clip.frames[2])
+    assert res.answer is answer and "reprompt" in res.timings_ms and track._bank.prompt_frame == 1
+    track.reason_again()
+    track.update(clip.frames[3])
+    assert track.wait_for_reasoning(timeout=30)
+    res = track.update(clip.frames[4])
+    assert "reprompt" not in res.timings_ms and track._bank.prompt_frame == 1
+    track.close()
 
 
 def test_bad_frames_and_calls_are_refused_with_what_to_do(tracker):
