@@ -9,7 +9,8 @@ The steps reproduce ``SAM2VideoPredictor`` (sam2 1.1.0) frame by frame, with the
 
 * frames are preprocessed as the video predictor loads them (``preprocess_frame``: Pillow's bicubic
   resize of the uint8 frame to S x S, ``/ 255``, ImageNet mean/std; not the image predictor's
-  antialiased bilinear) and encoded by the sam2 component's ``image_encoder``;
+  antialiased bilinear) and encoded by the sam2 component's ``image_encoder`` (by ``tracker.image_encoder``
+  where the tracker has its own: LENS engines);
 * a prompted frame runs the SAM heads on ``image_embed`` (``directly_add_no_mem_embed``: no memory
   attention), a tracked frame on the memory-conditioned ``pix_feat`` with no prompt (one padding point);
 * a frame prompted with a mask (``mask_step``, SAM2's ``add_new_mask``) takes the mask as its output: resized

@@ -33,10 +33,11 @@ import numpy as np
 from ..errors import InputError
 from ..frame import Color, ImageLike, load_image
 from ..sam2 import Sam2Features
-from ..sam2.host import box_outside, format_box, mask_box
+from ..sam2.host import mask_box
 from ..types import Answer, ObjectMask, Segmentation
 from .bank import MemoryBank
 from .pipeline import StepOutput, TrackerPipeline
+from .prompts import answer_error, answer_prompts, check_boxes, check_masks
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class Track:
         with self._lock:
             if prompts is None:  # the reasoner found nothing usable: re-reason from the next frame on
                 self._lost_run = self.reason_after_lost
-                return self._finish(None, 0, t0, {}, answer=answer, error=_answer_error(answer, masks))
+                return self._finish(None, 0, t0, {}, answer=answer, error=answer_error(answer, masks))
             step = self._prompt(feats, prompts)
             self._bank = self._tracker.new_bank(len(step.scores))
             self._bank.reset(0, step.maskmem, step.obj_ptr)
@@ -219,9 +220,9 @@ class Track:
         except Exception as exc:  # the reasoner failed: keep tracking, say so, try again later
             log.warning("re-reasoning on frame %d failed: %s", pending.frame, exc)
             return None
-        prompts = _answer_prompts(answer, self.size, masks)
+        prompts = answer_prompts(answer, self.size, masks)
         if prompts is None:
-            error = _answer_error(answer, masks)
+            error = answer_error(answer, masks)
             log.info("re-reasoning on frame %d found nothing usable (%s)", pending.frame, error)
             return answer
         t0 = time.perf_counter()
@@ -322,85 +323,13 @@ def start_track(
         if "mask" in prompts:
             if len(prompts) > 1:
                 raise InputError("give either a mask or box/points prompts, not both")
-            prompts["mask"] = _check_masks(prompts["mask"], size)
-        _check_boxes(prompts.get("box"), size)
+            prompts["mask"] = check_masks(prompts["mask"], size, tracker.settings.image_size)
+        check_boxes(prompts.get("box"), size)
     track = Track(tracker, size, reason=reason, reason_after_lost=reason_after_lost, color=color)
     feats = tracker.encode(rgb)
     answer = masks = None
     if prompts is None:
         answer, masks = reason(rgb)
-        prompts = _answer_prompts(answer, size, masks)
+        prompts = answer_prompts(answer, size, masks)
     track.start(rgb, feats, t0, prompts=prompts, answer=answer, masks=masks)
     return track
-
-
-def _check_masks(mask: Any, size: tuple[int, int]) -> np.ndarray:
-    """``(H, W)`` or ``[N, H, W]`` masks at the frame's size, each with a pixel set -> ``[N, H, W]`` bool."""
-    w, h = size
-    try:
-        masks = np.asarray(mask)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"mask is not an array ({exc})", hint="give an (H, W) bool array") from exc
-    if masks.ndim == 2:
-        masks = masks[None]
-    if masks.ndim != 3 or masks.shape[1:] != (h, w) or masks.shape[0] == 0:
-        raise InputError(
-            f"mask of shape {np.asarray(mask).shape} does not fit the {w}x{h} frame",
-            hint=f"give one bool array of shape ({h}, {w}), or of shape (N, {h}, {w}) for N objects",
-        )
-    if masks.dtype.kind not in "biuf":
-        raise InputError(f"mask of dtype {masks.dtype} is not a bool mask", hint="give a bool (or 0/1) array")
-    if masks.dtype.kind == "f" and not np.isfinite(masks).all():
-        raise InputError("mask holds NaN or infinite values", hint="give a bool (or 0/1) array")
-    masks = masks > 0 if masks.dtype != bool else masks
-    empty = [i for i, m in enumerate(masks) if not m.any()]
-    if empty:
-        raise InputError(f"mask {empty[0]} has no pixel set", hint="give each object's mask with its pixels True")
-    return masks
-
-
-def _check_boxes(box, size: tuple[int, int]) -> None:
-    """Refuse a well-formed box with no area inside the frame (SAM2 would still answer something);
-    malformed boxes are refused by ``build_prompts`` with the shapes it takes."""
-    try:
-        boxes = np.asarray(box, dtype=np.float64).reshape(-1, 4) if box is not None else ()
-    except (TypeError, ValueError):
-        return
-    w, h = size
-    for b in boxes:
-        if box_outside(b, w, h):
-            raise InputError(
-                f"box {format_box(b)} lies outside the {w}x{h} frame",
-                hint="give boxes in the frame's pixels (x1, y1, x2, y2)",
-            )
-
-
-def _answer_error(answer: Answer | None, masks: np.ndarray | None = None) -> str:
-    if answer is None:
-        return "no answer"
-    if masks is not None:
-        return "the engine's mask is empty"
-    return answer.error or "the answer's box has no area inside the frame"
-
-
-def _answer_prompts(answer: Answer | None, size: tuple[int, int], masks: np.ndarray | None = None):
-    """SAM2 prompts of a usable answer: its non-empty ``masks`` when the engine gave some, else the box and
-    points of every object whose box has area in the frame (the others are left out); None when nothing is
-    usable."""
-    if masks is not None:
-        kept = [m for m in masks if m.any()]
-        return {"mask": np.stack(kept)} if kept else None
-    if answer is None or not answer.ok or not answer.objects:
-        return None
-    w, h = size
-    boxes, points = [], []
-    for obj in answer.objects:
-        if box_outside(obj.box, w, h):
-            continue
-        boxes.append(list(obj.box))
-        points.append(np.asarray(obj.points, dtype=np.float32).reshape(-1, 2))
-    if not boxes:
-        return None
-    if any(len(p) == 0 for p in points):
-        return {"box": boxes}
-    return {"box": boxes, "points": points}

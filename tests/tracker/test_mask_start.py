@@ -81,6 +81,10 @@ def test_bad_masks_say_what_to_do(world_engine):
             seg.track(frame, mask=mask[:100])
         with pytest.raises(InputError, match="does not fit"):
             seg.track(frame, mask=np.zeros((2, 2, 240, 320), bool))
+        speck = np.zeros_like(mask)
+        speck[100, 100] = True  # one pixel of 320x240 is under half a pixel at 224: gone after >= 0.5
+        with pytest.raises(InputError, match="mask 0 is too small"):
+            seg.track(frame, mask=speck)
         with pytest.raises(InputError, match="mask 1 has no pixel set"):
             seg.track(frame, mask=np.stack([mask, np.zeros_like(mask)]))
         with pytest.raises(InputError, match="NaN"):

@@ -194,13 +194,13 @@ def test_bad_frames_and_calls_are_refused_with_what_to_do(tracker):
 
 def test_an_answer_object_outside_the_frame_is_left_out_of_the_prompts():
     """A multi-object answer whose one object has no area in the frame still prompts the others."""
-    from segzero_edge.tracker.track import _answer_prompts
+    from segzero_edge.tracker.prompts import answer_prompts
     from segzero_edge.types import Answer, AnswerObject
 
     inside = AnswerObject(box=(10.0, 10.0, 40.0, 30.0), points=((20.0, 20.0),))
     outside = AnswerObject(box=(320.0, 0.0, 320.0, 40.0), points=((320.0, 20.0),))  # clipped to zero width
     answer = Answer(ok=True, box=outside.box, points=outside.points, objects=(outside, inside))
-    prompts = _answer_prompts(answer, (320, 240))
+    prompts = answer_prompts(answer, (320, 240))
     assert prompts["box"] == [[10.0, 10.0, 40.0, 30.0]] and len(prompts["points"]) == 1
     only_outside = Answer(ok=True, box=outside.box, points=outside.points, objects=(outside,))
-    assert _answer_prompts(only_outside, (320, 240)) is None
+    assert answer_prompts(only_outside, (320, 240)) is None
