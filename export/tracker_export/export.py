@@ -128,7 +128,7 @@ def export_tracker(
         graphs[IMAGE_ENCODER] = replace(
             encoder_spec(settings.image_size, feature_shapes(predictor)), file=IMAGE_ENCODER_FILE
         )
-    sources = [SourceCheckpoint(COMPONENT, str(checkpoint.absolute()), sha, {"config": sam2_settings.config})]
+    sources = [SourceCheckpoint(COMPONENT, str(checkpoint.absolute()), sha, {"config": settings.config})]
     with EngineDirWriter(out_dir, COMPONENT) as writer:
         steps = tqdm(total=len(graphs), desc="exporting tracker graphs", unit="graph", disable=not progress)
         export_graphs(

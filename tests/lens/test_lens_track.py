@@ -48,6 +48,7 @@ def test_the_tracker_is_the_stock_sam2s_with_its_own_encoder(track_lens):
     assert IMAGE_ENCODER in m.graphs and MASK_PROMPT in m.graphs
     tracker_source = next(s for s in m.sources if s.component == COMPONENT)
     assert tracker_source.sha256 == sha256_file(stock) == m.component(COMPONENT)["sam2_sha256"]
+    assert tracker_source.details["config"] == m.component(COMPONENT)["config"]  # the stock checkpoint's own
     assert next(s for s in m.sources if s.component == "sam2").sha256 != tracker_source.sha256
     v = m.validation[COMPONENT]
     assert v["frames"] == 8 and v["mask_iou_min"] >= 0.999 and v["mask_start"]["mask_iou_min"] >= 0.999
