@@ -351,7 +351,7 @@ class Segmenter:
         from .tracker.track import start_track
 
         self._require("track", reasoner=text is not None, sam2=True)
-        prompted = box is not None or points is not None
+        prompted = box is not None or points is not None or labels is not None
         if (text is not None) + prompted + (mask is not None) != 1:
             raise InputError(
                 "give either text or box/points prompts or a mask (one of them)",

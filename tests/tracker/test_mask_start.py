@@ -93,6 +93,8 @@ def test_bad_masks_say_what_to_do(world_engine):
             seg.track(frame, mask=np.full((240, 320), "x"))
         with pytest.raises(InputError, match="either text or box"):
             seg.track(frame, mask=mask, box=list(clip.box))
+        with pytest.raises(InputError, match="either text or box"):
+            seg.track(frame, mask=mask, labels=[1])
 
 
 def test_an_engine_without_the_mask_prompt_graph_says_how_to_get_it(tmp_path, world_engine):
