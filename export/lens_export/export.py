@@ -214,8 +214,8 @@ def _export_tracker(engine: Path, cfg: LensExportConfig, sam2_config: str) -> No
 
 
 def export_lens(model_dir: str | Path, out_dir: str | Path, config: LensExportConfig | None = None) -> Manifest:
-    """Export a LENS checkpoint into a complete engine directory ``out_dir`` (reasoner, sam2, lens, and tracker
-    when ``config.stock_sam2`` holds the checkpoint's image encoder).
+    """Export a LENS checkpoint into a complete engine directory ``out_dir`` (reasoner, sam2, lens, and the
+    tracker from ``config.stock_sam2`` when one is given and ``config.tracker``).
 
     Raises:
         CheckpointError: not a LENS checkpoint, or a missing/mis-shaped tensor (the message names it).

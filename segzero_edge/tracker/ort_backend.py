@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import EngineIncompatibleError
 from ..manifest import GraphSpec
 from ..ort import SessionFactory
 from ..sam2.contract import ENCODER_INPUTS as IMAGE_INPUTS
@@ -77,7 +78,9 @@ class OrtTrackerBackend:
 
     def encode_image(self, image: np.ndarray) -> dict[str, np.ndarray]:
         if not self._has_image_encoder:
-            raise RuntimeError("this tracker has no image encoder of its own; encode with the sam2 component")
+            raise EngineIncompatibleError(
+                "this tracker has no image encoder of its own; encode with the sam2 component"
+            )
         if self._image_encoder is None:
             self._image_encoder = self._open(IMAGE_ENCODER)
         return dict(zip(FEATURES, self._image_encoder.run(list(FEATURES), {IMAGE_INPUTS[0]: image})))

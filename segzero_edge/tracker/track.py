@@ -220,7 +220,7 @@ class Track:
         except Exception as exc:  # the reasoner failed: keep tracking, say so, try again later
             log.warning("re-reasoning on frame %d failed: %s", pending.frame, exc)
             return None
-        prompts = answer_prompts(answer, self.size, masks)
+        prompts = answer_prompts(answer, self.size, masks, self._tracker.settings.image_size)
         if prompts is None:
             error = answer_error(answer, masks)
             log.info("re-reasoning on frame %d found nothing usable (%s)", pending.frame, error)
@@ -330,6 +330,6 @@ def start_track(
     answer = masks = None
     if prompts is None:
         answer, masks = reason(rgb)
-        prompts = answer_prompts(answer, size, masks)
+        prompts = answer_prompts(answer, size, masks, tracker.settings.image_size)
     track.start(rgb, feats, t0, prompts=prompts, answer=answer, masks=masks)
     return track

@@ -12,7 +12,7 @@ import pytest
 from segzero_edge import Segmenter
 from segzero_edge.errors import EngineIncompatibleError, InputError
 from segzero_edge.tracker.clips import synthetic_clip
-from segzero_edge.tracker.pipeline import mask_inputs, resize_antialiased
+from segzero_edge.tracker.prompts import mask_inputs, resize_antialiased
 
 
 @pytest.mark.parametrize(("hw", "out"), [((240, 320), (224, 224)), ((224, 224), (56, 56)), ((150, 210), (224, 224))])

@@ -204,3 +204,17 @@ def test_an_answer_object_outside_the_frame_is_left_out_of_the_prompts():
     assert prompts["box"] == [[10.0, 10.0, 40.0, 30.0]] and len(prompts["points"]) == 1
     only_outside = Answer(ok=True, box=outside.box, points=outside.points, objects=(outside,))
     assert answer_prompts(only_outside, (320, 240)) is None
+
+
+def test_an_engine_mask_too_small_for_sam2s_input_is_nothing_usable():
+    """A reasoner's mask that vanishes at the model's input size is left out (never an exception mid-track)."""
+    from segzero_edge.tracker.prompts import answer_error, answer_prompts
+
+    answer = Answer(ok=True)
+    speck = np.zeros((1, 240, 320), bool)
+    speck[0, 100, 100] = True
+    assert answer_prompts(answer, (320, 240), speck, 224) is None
+    assert "too small" in answer_error(answer, speck)
+    blob = np.zeros((1, 240, 320), bool)
+    blob[0, 50:90, 60:120] = True
+    assert answer_prompts(answer, (320, 240), np.concatenate([speck, blob]), 224)["mask"].shape == (1, 240, 320)
