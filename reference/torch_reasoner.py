@@ -99,6 +99,14 @@ def answer_stopping_criteria(tokenizer, prompt_len: int):
     return AnswerStop()
 
 
+def processor_inputs(processor, image: ImageLike, question: str, *, input_size: int, family: str, template=None):
+    """The transformers processor's tensors (``input_ids``, ``pixel_values``, ``image_grid_thw``, ...) for one
+    request, batch of one: the image stretched to ``input_size`` like the runtime, the prompt contract's text."""
+    resized = resize_for_model(image, input_size)
+    text = render_chat(question, family=family, template=template)
+    return processor(images=[resized], text=[text], return_tensors="pt")
+
+
 class TorchReasoner:
     """The reasoning model on torch/transformers.
 
@@ -170,11 +178,8 @@ class TorchReasoner:
 
     def inputs(self, image: ImageLike, question: str):
         """The processor's tensors for one request (batch of one)."""
-        resized = resize_for_model(image, self.input_size)
-        inputs = self.processor(
-            images=[resized],
-            text=[render_chat(question, family=self.family, template=self.template)],
-            return_tensors="pt",
+        inputs = processor_inputs(
+            self.processor, image, question, input_size=self.input_size, family=self.family, template=self.template
         )
         return inputs.to(self.model.device)
 

@@ -282,6 +282,18 @@ def _read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
     return 8 + n, header
 
 
+def _widen(raw: np.ndarray, stored: type) -> np.ndarray:
+    """A flat float32/float16/bfloat16 (uint16) array as float32 (bfloat16: the upper half of a float32)."""
+    if stored is np.float32:
+        return raw
+    if stored is np.uint16:
+        out = np.empty(raw.size, np.uint32)
+        np.copyto(out, raw)
+        out <<= 16
+        return out.view(np.float32)
+    return raw.astype(np.float32)
+
+
 class WeightReader:
     """Reads single tensors (as float32 numpy arrays) from a checkpoint's safetensors shards.
 
@@ -309,8 +321,7 @@ class WeightReader:
     def __contains__(self, name: str) -> bool:
         return name in self._where
 
-    def get(self, name: str) -> np.ndarray:
-        """The tensor ``name`` (canonical name) as a float32 numpy array (a new array, owned by the caller)."""
+    def _locate(self, name: str) -> tuple[Path, int, dict[str, Any], type]:
         try:
             i, info = self._where[name]
         except KeyError:
@@ -325,6 +336,15 @@ class WeightReader:
                 f"{path}: weight {name!r} has dtype {info['dtype']}",
                 hint="segzero-edge exports float32, float16 or bfloat16 checkpoints",
             )
+        return path, base, info, stored
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of ``name`` (canonical name), from the header alone."""
+        return tuple(int(d) for d in self._locate(name)[2]["shape"])
+
+    def get(self, name: str) -> np.ndarray:
+        """The tensor ``name`` (canonical name) as a float32 numpy array (a new array, owned by the caller)."""
+        path, base, info, stored = self._locate(name)
         begin, end = (int(x) for x in info["data_offsets"])
         shape = tuple(int(d) for d in info["shape"])
         raw = np.empty((end - begin) // np.dtype(stored).itemsize, stored)
@@ -332,15 +352,27 @@ class WeightReader:
             f.seek(base + begin)
             if f.readinto(memoryview(raw).cast("B")) != end - begin:
                 raise CheckpointError(f"{path} is truncated (weight {name!r})", hint="download the checkpoint again")
-        if stored is np.float32:
-            return raw.reshape(shape)
-        if stored is np.uint16:  # bfloat16: the upper half of a float32
-            out = np.empty(raw.size, np.uint32)
-            np.copyto(out, raw)
-            del raw
-            out <<= 16
-            return out.view(np.float32).reshape(shape)
-        return raw.astype(np.float32).reshape(shape)
+        return _widen(raw, stored).reshape(shape)
+
+    def rows(self, name: str, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` of the 2-D tensor ``name`` as float32 ``[len(ids), cols]``: only those rows are read
+        (a token embedding table's rows for one prompt, not the whole table)."""
+        path, base, info, stored = self._locate(name)
+        rows, cols = (int(d) for d in info["shape"])
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        width = cols * np.dtype(stored).itemsize
+        out = np.empty((ids.size, cols), stored)
+        begin = base + int(info["data_offsets"][0])
+        with open(path, "rb") as f:
+            for k, row in enumerate(ids.tolist()):
+                if not 0 <= row < rows:
+                    raise IndexError(f"row {row} of {name!r}, which has {rows}")
+                f.seek(begin + row * width)
+                if f.readinto(memoryview(out[k]).cast("B")) != width:
+                    raise CheckpointError(
+                        f"{path} is truncated (weight {name!r})", hint="download the checkpoint again"
+                    )
+        return _widen(out.reshape(-1), stored).reshape(ids.size, cols)
 
     def torch_state(self, prefix: str) -> dict[str, Any]:
         """Every tensor whose canonical name starts with ``prefix`` (prefix removed), as torch tensors (float32)."""

@@ -1,5 +1,5 @@
 """The engine's weights as float32, for validation: the exported decoder's linear layers dequantized (read one
-at a time), loaded into a transformers model, or run by ONNX Runtime with fp32 activations (the twin graph)."""
+at a time, ``dequantized_linears``), or run by ONNX Runtime with fp32 activations (the twin graph)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from segzero_edge.manifest import Manifest
-from segzero_edge.reasoner.contract import COMPONENT, DECODER, ReasonerSettings
+from segzero_edge.reasoner.contract import COMPONENT, DECODER, HIDDEN_STATES, LOGITS, SEQ, ReasonerSettings
 
 from .quantize import dequantize_rows
 
@@ -52,7 +52,8 @@ def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[st
 
 def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) -> int:
     """Overwrite a transformers Qwen2.5-VL model's LM linears and embeddings with the engine's values
-    (dequantized). Returns the number of tensors replaced."""
+    (dequantized). Returns the number of tensors replaced. (Tests run whole generations with it; the export's
+    validation streams the same weights layer by layer, ``reference_stream.EngineWeights``.)"""
     import torch
 
     s = ReasonerSettings.from_mapping(manifest.component(COMPONENT))
@@ -79,17 +80,49 @@ def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) 
 TWIN_MATMUL_BITS = (8,)
 
 
+def _hidden_states_only(model: Any) -> None:
+    """Make ``model`` (the decoder graph) return ``hidden_states`` (the final RMSNorm's output at every
+    position, the LM head's input) and the present KV cache, without the LM head: ``logits`` and every node
+    and initializer that only fed it are removed."""
+    import onnx
+
+    graph = model.graph
+    if not any(o.name == HIDDEN_STATES for o in graph.output):
+        last = next(n for n in graph.node if n.name == "LastPosition")
+        graph.node.append(onnx.helper.make_node("Identity", [last.input[0]], [HIDDEN_STATES], name="HiddenStates"))
+        graph.output.append(
+            onnx.helper.make_tensor_value_info(HIDDEN_STATES, onnx.TensorProto.FLOAT, [1, SEQ, "hidden"])
+        )
+    keep = [o for o in graph.output if o.name != LOGITS]
+    del graph.output[:]
+    graph.output.extend(keep)
+    needed = {o.name for o in graph.output}
+    live = []
+    for node in reversed(list(graph.node)):  # nodes are topologically sorted
+        if any(out in needed for out in node.output):
+            live.append(node)
+            needed.update(i for i in node.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    inits = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+
+
 @contextlib.contextmanager
 def fp32_activation_twin(engine_root: Path, graph_file: str) -> Iterator[Path | None]:
-    """A copy of the decoder graph (sharing its external data) that computes with fp32 activations: no
-    MatMulNBits ``accuracy_level``, and 8-bit MatMulNBits replaced by MatMul over the dequantized weights
-    (written to a temporary data file next to the graph). Yields None when the graph has neither; both
-    temporary files are removed on exit."""
+    """A copy of the decoder graph (sharing its external data) that computes with fp32 activations and
+    returns ``hidden_states`` instead of logits (no LM head: validation projects the hidden states with the
+    LM head's dequantized weights, in torch, at the scored positions only): no MatMulNBits
+    ``accuracy_level``, and 8-bit MatMulNBits replaced by MatMul over the dequantized weights (written to a
+    temporary data file next to the graph). Yields None when the body has neither; both temporary files are
+    removed on exit."""
     import onnx
     from onnx import numpy_helper
 
     path = engine_root / graph_file
     model = onnx.load(str(path), load_external_data=False)
+    _hidden_states_only(model)
     inits = {t.name: t for t in model.graph.initializer}
     twin = path.with_name(".validation-twin-" + path.name)
     data = path.with_name(".validation-twin-" + path.name + ".data")

@@ -89,6 +89,10 @@ class ReasonerExportConfig:
         validation_pairs: image/question pairs compared (>= 5 for ``full``).
         validation_tokens: greedy tokens generated per pair.
         threads: ONNX Runtime threads during validation.
+        reference_device: where validation runs the transformers reference: ``auto`` (CUDA when torch has
+            it), ``cpu`` or ``cuda``.
+        memory_check: refuse before writing anything when the export's estimated peak memory exceeds the
+            memory available (``memory_plan.check_memory``).
         family: the model family (``seg_zero`` or ``vision_reasoner``; ``lens`` through ``export lens``);
             None = the checkpoint's ``segzero_edge.json``, else ``seg_zero``.
         hidden_states: give the decoder graph the ``hidden_states`` output (LENS's mask pass).
@@ -107,6 +111,8 @@ class ReasonerExportConfig:
     validation_pairs: int = 5
     validation_tokens: int = 24
     threads: int | None = None
+    reference_device: str = "auto"
+    memory_check: bool = True
     family: str | None = None
     hidden_states: bool = False
     prompt_template: str | None = None
@@ -122,6 +128,8 @@ class ReasonerExportConfig:
             raise ConfigError(f"embeddings_dtype must be auto, float32 or float16, got {self.embeddings_dtype!r}")
         if self.validate not in ("full", "quick", "none"):
             raise ConfigError(f"validate must be full, quick or none, got {self.validate!r}")
+        if self.reference_device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"reference_device must be auto, cpu or cuda, got {self.reference_device!r}")
         if self.family is not None and self.family not in FAMILIES:
             raise ConfigError(f"unknown model family {self.family!r}", hint=f"use one of {', '.join(FAMILIES)}")
         if self.family == LENS and not self.hidden_states:

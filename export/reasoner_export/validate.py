@@ -1,19 +1,28 @@
 """Validation of an exported reasoner against ``transformers`` (run at export, and by the tests).
 
-Three phases, one model in memory at a time:
+Three phases, one model in memory at a time, all scoring the engine's own generations:
 
-1. **transformers fp32 reference** (``TorchReasoner``): for each image/question pair, the processor's
-   prompt ids and pixel values, the vision tower's embeddings, and greedy ``generate`` tokens + logits,
-   without and with the answer constraint (thinking budget = ``validation_tokens``).
-2. **the engine on ONNX Runtime** (``Reasoner``, CPU): prompt ids, pixel values and image embeddings are
-   compared; fp32 engines must generate token-identical greedy text; int8/int4 engines are scored by
-   teacher forcing along the reference tokens: top-1 agreement with fp32 and the logit error.
-3. **int8/int4 only: transformers with the engine's dequantized weights** (the very bytes of
-   ``decoder.onnx.data`` unpacked into the fp32 model, embeddings from ``embed_tokens.npy``): its greedy
-   tokens must equal the engine's, so the only difference from fp32 is the quantization itself. When the
-   export sets ``accuracy_level`` (int8 activations in ONNX Runtime's CPU kernels), this check runs on a
-   twin of the decoder with fp32 activations (same weight bytes; 8-bit layers as fp32 MatMul of their
-   dequantized weights, see ``dequantized.TWIN_MATMUL_BITS``), and the exported graph's own identity is reported.
+1. **the engine on ONNX Runtime** (``engine_run.run_engine``, CPU): for each image/question pair, greedy
+   generation without and with the answer constraint (thinking budget = ``validation_tokens``), prompt ids,
+   pixel values and image embeddings; int8/int4/fp16 engines also give their logits along the greedy tokens,
+   and, when the graph quantizes activations (``accuracy_level``), the hidden states of a twin of the decoder
+   with fp32 activations (same weight bytes; 8-bit layers as fp32 MatMul, ``dequantized.TWIN_MATMUL_BITS``).
+2. **transformers fp32** (``reference_stream.StreamedReference``: transformers' own modules, teacher-forced,
+   one decoder layer at a time, on CUDA when torch has it): prompt ids, pixel values and vision embeddings
+   are compared; at every position of the engine's tokens the reference's greedy choice is computed (within
+   the constraint's allowed tokens; forced tokens are not a choice). fp32 engines must agree everywhere,
+   which is exactly "the engine's greedy generation equals transformers'" (``engine_run``'s docstring).
+   int8/int4 engines are scored by top-1 agreement with fp32 and the logit error along their tokens.
+3. **int8/int4/fp16 only: transformers with the engine's dequantized weights** (the very bytes of
+   ``decoder.onnx.data`` unpacked, embeddings from ``embed_tokens.npy``, streamed the same way): its greedy
+   choices must equal the engine's everywhere (the twin's, when there is one, projected by the same
+   dequantized LM head), so the only difference from fp32 is the quantization itself. The exported
+   graph's own agreement is reported too.
+
+What this proves: token-level parity of every generated position with transformers, for every layer of the
+model (all layers run, in full precision; none is skipped or truncated). What it no longer exercises: the
+reference's own KV-cache decoding (transformers' ``generate``), which is not what is being validated;
+the engine's cache is exercised by its own generation in phase 1.
 
 Numbers go to ``manifest.validation["reasoner"]``; a failed check raises ``ExportValidationError`` and
 nothing is written.
@@ -21,10 +30,9 @@ nothing is written.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +41,15 @@ import numpy as np
 from segzero_edge.errors import ExportValidationError
 from segzero_edge.manifest import Manifest
 from segzero_edge.prompt import LENS
-from segzero_edge.reasoner.contract import COMPONENT, DECODER, ReasonerSettings
+from segzero_edge.reasoner import GenerationOptions
+from segzero_edge.reasoner.contract import COMPONENT, ReasonerSettings
+from segzero_edge.reference.qwen import load_qwen_processor
+from segzero_edge.reference.torch_reasoner import processor_inputs
 
 from .checkpoint import QwenCheckpoint, WeightReader
-from .dequantized import fp32_activation_twin, load_engine_weights_into
+from .engine_run import EngineRun, greedy_picks, run_engine
 from .memory import release_memory
-from .wrappers import load_reference_model
+from .reference_stream import CheckpointWeights, EngineWeights, PackedPair, StreamedReference
 
 log = logging.getLogger(__name__)
 
@@ -72,44 +83,38 @@ def validation_samples(n: int, seed: int = 0) -> list[tuple[np.ndarray, str]]:
     return out
 
 
-def _free() -> None:
-    release_memory()
-
-
-def _bar(items: list, desc: str) -> Any:
+def _bar(items: list, desc: str, unit: str = "pair") -> Any:
     """``items`` with a progress bar and an estimate on a terminal (tqdm; nothing when not a tty)."""
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm is in the export extra
         return items
-    return tqdm(items, desc=desc, unit="pair", leave=False, disable=None)
+    return tqdm(items, desc=desc, unit=unit, leave=False, disable=None)
 
 
-@contextlib.contextmanager
-def _vision_memo(model: Any, memo: dict[Any, Any]) -> Iterator[None]:
-    """Run ``model``'s vision tower once per distinct input: its outputs are kept in ``memo``, keyed by the
-    pixel values' bytes and the call's other arguments. Both generations of a pair (unconstrained and
-    constrained) and the dequantized model of phase 3 (whose vision weights are the checkpoint's, like the
-    reference's) see the same pixels, so each pair's vision pass runs once in all: on CPU, 3,600 patches
-    through 32 blocks are the largest part of a 7B-shaped reference generation."""
-    import copy
-    import hashlib
+def _layers(desc: str) -> Callable[[Iterator[int]], Any]:
+    return lambda layers: _bar(list(layers), desc, unit="layer")
 
-    visual = model.model.visual
-    original = visual.forward
 
-    def forward(pixel_values, *args, **kwargs):
-        digest = hashlib.blake2b(pixel_values.detach().cpu().contiguous().numpy().tobytes(), digest_size=16)
-        key = (tuple(pixel_values.shape), digest.hexdigest(), repr(args), repr(sorted(kwargs.items())))
-        if key not in memo:
-            memo[key] = original(pixel_values, *args, **kwargs)
-        return copy.copy(memo[key])  # a new output object: get_image_features rewrites its fields
+def _agreement(
+    logits: Sequence[Sequence[np.ndarray]], run: EngineRun, expected: Sequence[Sequence[np.ndarray]] | None = None
+) -> list[int]:
+    """How many pairs agree, per generation kind (greedy, constrained): a generation agrees when the greedy
+    choice from ``logits`` equals, at every position the constraint left free, the engine's token, or (with
+    ``expected``) the greedy choice from ``expected``'s logits."""
+    counts = [0] * max(len(g) for g in run.generations)
+    for p, (pair, gens, steps) in enumerate(zip(logits, run.generations, run.steps)):
+        for g, (rows, tokens, step) in enumerate(zip(pair, gens, steps)):
+            picks = greedy_picks(rows, step)
+            want = np.asarray(tokens) if expected is None else greedy_picks(expected[p][g], step)
+            free = picks >= 0
+            counts[g] += int(np.array_equal(picks[free], want[free]))
+    return counts + [0] * (2 - len(counts))
 
-    visual.forward = forward
-    try:
-        yield
-    finally:
-        del visual.forward  # the class's forward again
+
+def _regroup(flat: list[np.ndarray], generations: list[list[list[int]]]) -> list[list[np.ndarray]]:
+    it = iter(flat)
+    return [[next(it) for _ in gens] for gens in generations]
 
 
 def _chat_template_matches(ckpt: QwenCheckpoint, template: str | None) -> bool:
@@ -117,7 +122,6 @@ def _chat_template_matches(ckpt: QwenCheckpoint, template: str | None) -> bool:
     (``render_chat``), which is what the runtime uses. A mismatch is logged, not fatal: Seg-Zero prompts are
     defined by the contract, whatever template a fine-tune shipped."""
     from segzero_edge.prompt import chat_messages, render_chat
-    from segzero_edge.reference.qwen import load_qwen_processor
 
     proc = load_qwen_processor(ckpt.path)
     question = "the cup the robot should pick up"
@@ -134,191 +138,129 @@ def _chat_template_matches(ckpt: QwenCheckpoint, template: str | None) -> bool:
 
 def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Path, cfg: Any) -> dict[str, Any]:
     """Run the three phases (module docstring) on the staged engine; returns the numbers, raises on failure."""
-    from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline
-    from segzero_edge.reasoner.preprocess import preprocess_image
-    from segzero_edge.reference.torch_reasoner import TorchReasoner
-
     n_pairs = cfg.validation_pairs if cfg.validate == "full" else min(2, cfg.validation_pairs)
     samples = validation_samples(n_pairs)
-    opts = GenerationOptions(max_new_tokens=cfg.validation_tokens, constrained=False, stop_at_answer=False)
-    constrained = GenerationOptions(
-        max_new_tokens=cfg.validation_tokens + 128, constrained=True, thinking_budget=cfg.validation_tokens
-    )
     settings = ReasonerSettings.from_mapping(manifest.component(COMPONENT))
     weights = settings.weights
+    opts = GenerationOptions(max_new_tokens=cfg.validation_tokens, constrained=False, stop_at_answer=False)
+    constrained: GenerationOptions | None = GenerationOptions(
+        max_new_tokens=cfg.validation_tokens + 128, constrained=True, thinking_budget=cfg.validation_tokens
+    )
     try:  # the answer constraint needs the native extension
         from segzero_edge import _native  # noqa: F401
-        from segzero_edge.answer.constraint import AnswerConstraint  # noqa: F401
     except ImportError as exc:
         constrained = None
         log.warning("answer constraint unavailable (%s): validating unconstrained generation only", exc)
-
-    template = settings.prompt_template
     if settings.family == LENS:  # free text, run to EOS: no constraint knows LENS's answer grammar
         constrained = None
-    template_ok = _chat_template_matches(ckpt, template)
-    reasoner_args = {"family": ckpt.family, "input_size": ckpt.preprocess.input_size, "template": template}
-
-    # phase 1: transformers fp32
-    log.info("validation phase 1/3: transformers fp32 reference on %d pairs", n_pairs)
-    seconds: dict[str, float] = {}
-    t_phase = time.perf_counter()
-    reader = WeightReader(ckpt.weight_files)
-    ref = TorchReasoner(ckpt.path, model=load_reference_model(ckpt.config, reader), **reasoner_args)
-    refs = []
-    vision_memo: dict[Any, Any] = {}
-    with _vision_memo(ref.model, vision_memo):
-        for image, question in _bar(samples, "validation 1/3: transformers fp32"):
-            inputs = ref.inputs(image, question)
-            seen: list[Any] = []  # the vision tower's merged embeddings, as the generation below computes them
-            hook = ref.model.model.visual.register_forward_hook(
-                lambda _m, _i, out, seen=seen: seen.append(out.pooler_output)
-            )
-            try:
-                res = ref.generate(image, question, opts, output_logits=True)
-            finally:
-                hook.remove()
-            c_ref = list(ref.generate(image, question, constrained).token_ids) if constrained else None
-            refs.append(
-                {
-                    "ids": inputs.input_ids[0].numpy(),
-                    "pixels": inputs.pixel_values.numpy(),
-                    "vision": seen[0].detach().float().numpy(),
-                    "tokens": list(res.token_ids),
-                    "ref_logits": ref.last_logits,
-                    "constrained": c_ref,
-                }
-            )
-    del ref
-    _free()
-
-    # phase 2: ONNX Runtime
-    seconds["transformers_fp32"] = round(time.perf_counter() - t_phase, 1)
-    t_phase = time.perf_counter()
-    log.info("validation phase 2/3: the engine on ONNX Runtime")
-    engine = ReasonerPipeline(manifest, engine_dir=engine_root, device="cpu", threads=cfg.threads, verify="none")
     numbers: dict[str, Any] = {
         "pairs": n_pairs,
         "max_new_tokens": cfg.validation_tokens,
         "weights": weights,
-        "checkpoint_chat_template_matches_prompt_contract": template_ok,
+        "method": "teacher_forced",
+        "checkpoint_chat_template_matches_prompt_contract": _chat_template_matches(ckpt, settings.prompt_template),
     }
-    ids_equal = pix = vis = 0.0
-    identical, c_identical, top1, errs, rel = 0, 0, [], [], []
-    engine_tokens, engine_constrained, visions = [], [], []
-    for (image, question), r in _bar(list(zip(samples, refs)), "validation 2/3: ONNX Runtime"):
-        ids = engine.tokenizer.encode_prompt(
-            question, engine.settings.num_image_tokens, family=engine.family, template=template
-        )
-        ids_equal += float(np.array_equal(ids, r["ids"]))
-        pre = preprocess_image(image, engine.preprocess_config)
-        pix = max(pix, float(np.abs(pre.pixel_values - r["pixels"]).max()))
-        encoded = engine.encode(image)  # once per pair: every generation below reuses it
-        visions.append(encoded)
-        emb = encoded.embeds
-        vis = max(vis, float(np.abs(emb - r["vision"]).max() / (np.abs(r["vision"]).max() + 1e-12)))
-        out = engine.generate(None, question, opts, vision=encoded)
-        engine_tokens.append(list(out.token_ids))
-        identical += int(list(out.token_ids) == r["tokens"])
-        if constrained:
-            c_out = engine.generate(None, question, constrained, vision=encoded)
-            engine_constrained.append(list(c_out.token_ids))
-            c_identical += int(list(c_out.token_ids) == r["constrained"])
-        if weights != "fp32":
-            logits = engine.teacher_forced_logits(None, question, r["tokens"], vision=encoded)
-            top1.append(float(np.mean(logits.argmax(-1) == r["ref_logits"].argmax(-1))))
-            errs.append(float(np.abs(logits - r["ref_logits"]).max()))
-            rel.append(
-                float(np.sqrt(np.mean((logits - r["ref_logits"]) ** 2)) / np.sqrt(np.mean(r["ref_logits"] ** 2)))
-            )
-    # With accuracy_level > 0 the CPU kernels also quantize activations: the dequantized-weights check runs on a
-    # twin of the decoder without that attribute (same weights), so it isolates the weight quantization.
-    exact_tokens, exact_constrained = engine_tokens, engine_constrained
-    with fp32_activation_twin(engine_root, manifest.graph(DECODER).file) as twin:
-        has_twin = twin is not None
-        if has_twin:
-            from segzero_edge.ort import SessionFactory
-            from segzero_edge.reasoner.ort_backend import DecoderRunner
+    seconds: dict[str, float] = {}
 
-            t = engine.settings.text
-            engine.backend.decoder = None  # release the exported graph's session before building the twin's
-            _free()
-            engine.backend.decoder = DecoderRunner(
-                SessionFactory("cpu", threads=cfg.threads).create(twin), t.num_layers, t.num_kv_heads, t.head_dim
-            )
-            questions = [q for _, q in samples]
-            exact_tokens = [
-                list(engine.generate(None, q, opts, vision=v).token_ids) for q, v in zip(questions, visions)
-            ]
-            exact_constrained = (
-                [list(engine.generate(None, q, constrained, vision=v).token_ids) for q, v in zip(questions, visions)]
-                if constrained
-                else []
-            )
-    del engine
-    _free()
-    seconds["onnxruntime"] = round(time.perf_counter() - t_phase, 1)
-    numbers.update(
-        prompt_ids_identical=int(ids_equal),
-        pixel_values_max_abs_diff=pix,
-        vision_max_rel_diff=round(vis, 8),
-        greedy_identical_to_transformers_fp32=identical,
-    )
-    if constrained:
-        numbers.update(
-            constrained_identical_to_transformers_fp32=c_identical,
-            constrained_thinking_budget=constrained.thinking_budget,
+    t = time.perf_counter()
+    log.info("validation phase 1/3: the engine on ONNX Runtime, %d pairs", n_pairs)
+    run = run_engine(manifest, engine_root, samples, opts, constrained, threads=cfg.threads, progress=_bar)
+    seconds["onnxruntime"] = round(time.perf_counter() - t, 1)
+
+    t = time.perf_counter()
+    stream = StreamedReference(ckpt.config, device=cfg.reference_device)
+    numbers["reference_device"] = str(stream.device)
+    log.info("validation phase 2/3: transformers fp32 on %s, one layer at a time", stream.device)
+    processor = load_qwen_processor(ckpt.path)
+    pairs = []
+    for (image, question), gens in zip(samples, run.generations):
+        inputs = processor_inputs(
+            processor,
+            image,
+            question,
+            input_size=ckpt.preprocess.input_size,
+            family=ckpt.family,
+            template=settings.prompt_template,
         )
-    problems = []
-    if ids_equal < n_pairs:
-        problems.append("prompt ids differ from the transformers processor")
-    if pix > 1e-6:
-        problems.append("pixel values differ from the transformers image processor")
-    if vis > 1e-3:
-        problems.append("vision embeddings differ from transformers")
-    if weights == "fp32" and identical < n_pairs:
-        problems.append("fp32 greedy tokens differ from transformers generate")
-    if weights == "fp32" and constrained and c_identical < n_pairs:
-        problems.append("fp32 constrained greedy tokens differ from transformers generate")
+        pairs.append(
+            PackedPair(
+                input_ids=inputs.input_ids[0].numpy(),
+                mm_token_type_ids=inputs.mm_token_type_ids[0].numpy(),
+                pixel_values=inputs.pixel_values.numpy(),
+                image_grid_thw=inputs.image_grid_thw.numpy(),
+                generations=gens,
+            )
+        )
+    reader = WeightReader(ckpt.weight_files)
+    vision = stream.vision(reader, [(p.pixel_values, p.image_grid_thw) for p in pairs])
+    ref, _ = stream.logits(
+        pairs, vision, CheckpointWeights(reader, ckpt.text.tie_word_embeddings), _layers("validation 2/3: fp32")
+    )
+    numbers.update(
+        prompt_ids_identical=sum(int(np.array_equal(p.input_ids, ids)) for p, ids in zip(pairs, run.prompt_ids)),
+        pixel_values_max_abs_diff=max(float(np.abs(p.pixel_values - v).max()) for p, v in zip(pairs, run.pixels)),
+        vision_max_rel_diff=round(
+            max(float(np.abs(e - r).max() / (np.abs(r).max() + 1e-12)) for e, r in zip(run.vision, vision)), 8
+        ),
+    )
+    ref_agree = _agreement(ref, run)
+    numbers["greedy_identical_to_transformers_fp32"] = ref_agree[0]
+    if constrained:
+        numbers["constrained_identical_to_transformers_fp32"] = ref_agree[1]
+        numbers["constrained_thinking_budget"] = constrained.thinking_budget
     if weights != "fp32":
+        top1, errs, rel = [], [], []
+        for pair_logits, gens, engine_logits in zip(ref, run.generations, run.logits):
+            r, tokens = pair_logits[0], np.asarray(gens[0])
+            top1.append(float(np.mean(r.argmax(-1) == tokens)))
+            errs.append(float(np.abs(engine_logits - r).max()))
+            rel.append(float(np.sqrt(np.mean((engine_logits - r) ** 2)) / np.sqrt(np.mean(r**2))))
         numbers.update(
             top1_agreement_vs_fp32=round(float(np.mean(top1)), 4),
             logits_max_abs_err=max(errs),
             logits_rel_rms_err=round(float(np.mean(rel)), 6),
         )
+    del ref
+    release_memory()
+    seconds["transformers_fp32"] = round(time.perf_counter() - t, 1)
 
-        # phase 3: transformers carrying the engine's dequantized weights
-        log.info("validation phase 3/3: transformers with the engine's dequantized weights")
-        t_phase = time.perf_counter()
-        model = load_reference_model(ckpt.config, reader)
-        replaced = load_engine_weights_into(model, engine_root, manifest)
-        deq = TorchReasoner(ckpt.path, model=model, **reasoner_args)
-        with _vision_memo(deq.model, vision_memo):
-            deq_tokens = [
-                list(deq.generate(image, q, opts).token_ids)
-                for image, q in _bar(samples, "validation 3/3: dequantized torch")
-            ]
-            deq_constrained = (
-                [list(deq.generate(image, q, constrained).token_ids) for image, q in samples] if constrained else []
-            )
-        vision_memo.clear()
-        same = sum(int(a == b) for a, b in zip(deq_tokens, exact_tokens))
-        c_same = sum(int(a == b) for a, b in zip(deq_constrained, exact_constrained)) if constrained else None
-        if has_twin:  # informational: the engine as exported (int8 activations on CPU)
-            numbers["accuracy_level_greedy_identical_to_dequantized_torch"] = sum(
-                int(a == b) for a, b in zip(deq_tokens, engine_tokens)
-            )
-        del deq, model
-        _free()
-        numbers.update(greedy_identical_to_dequantized_torch=same, dequantized_tensors=replaced)
-        if same < n_pairs:
+    problems = []
+    if numbers["prompt_ids_identical"] < n_pairs:
+        problems.append("prompt ids differ from the transformers processor")
+    if numbers["pixel_values_max_abs_diff"] > 1e-6:
+        problems.append("pixel values differ from the transformers image processor")
+    if numbers["vision_max_rel_diff"] > 1e-3:
+        problems.append("vision embeddings differ from transformers")
+    if weights == "fp32" and ref_agree[0] < n_pairs:
+        problems.append("fp32 greedy tokens differ from transformers")
+    if weights == "fp32" and constrained and ref_agree[1] < n_pairs:
+        problems.append("fp32 constrained greedy tokens differ from transformers")
+
+    if weights != "fp32":
+        t = time.perf_counter()
+        log.info("validation phase 3/3: transformers with the engine's dequantized weights, one layer at a time")
+        source = EngineWeights(reader, engine_root, manifest)
+        twin_hidden = [h for pair in run.twin_hidden for h in pair] if run.twin_hidden else []
+        deq, twin_logits = stream.logits(pairs, vision, source, _layers("validation 3/3: dequantized"), twin_hidden)
+        twin = _regroup(twin_logits, run.generations) if run.twin_hidden else None
+        same = _agreement(deq, run, twin)
+        numbers.update(
+            greedy_identical_to_dequantized_torch=same[0],
+            dequantized_tensors=source.replaced + 1,  # + the embedding table
+            twin_fp32_activations=run.twin_hidden is not None,
+        )
+        if twin is not None:  # informational: the engine as exported (int8 activations on CPU)
+            numbers["accuracy_level_greedy_identical_to_dequantized_torch"] = _agreement(deq, run)[0]
+        if same[0] < n_pairs:
             problems.append("greedy tokens differ from transformers carrying the same dequantized weights")
         if constrained:
-            numbers["constrained_identical_to_dequantized_torch"] = c_same
-            if c_same < n_pairs:
+            numbers["constrained_identical_to_dequantized_torch"] = same[1]
+            if same[1] < n_pairs:
                 problems.append("constrained tokens differ from transformers carrying the same dequantized weights")
-    if weights != "fp32":
-        seconds["dequantized_torch"] = round(time.perf_counter() - t_phase, 1)
+        del deq, twin_logits, twin
+        seconds["dequantized_torch"] = round(time.perf_counter() - t, 1)
+    del stream, vision
+    release_memory()
     numbers["phase_seconds"] = seconds
     log.info("reasoner validation: %s", numbers)
     if problems:

@@ -1,0 +1,150 @@
+"""Phase 1 of the reasoner validation: the staged engine generates on ONNX Runtime (CPU), and its tokens
+become the sequences the transformers references score, teacher-forced (``validate.py``).
+
+Greedy generation is a function of the logits at each step: a model's greedy generation equals the
+engine's exactly when, at every position of the engine's tokens, the model's logits given the prompt and the
+tokens before pick that token (its argmax among the tokens the answer constraint allows; positions the
+constraint forces are not the model's choice). So one teacher-forced forward per pair decides what a
+``generate`` per generation used to, with the LM head applied at the scored positions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segzero_edge.manifest import Manifest
+from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline
+from segzero_edge.reasoner.contract import DECODER
+from segzero_edge.reasoner.preprocess import decode_position_ids, preprocess_image
+
+from .dequantized import fp32_activation_twin
+from .memory import release_memory
+
+#: One position of a constrained generation: ``None`` where the constraint forced the token, else the allowed
+#: tokens as ``np.packbits`` of the bool mask (``b""`` = any token).
+Step = bytes | None
+
+
+@dataclass
+class EngineRun:
+    """What the engine produced for each pair (lists indexed by pair)."""
+
+    prompt_ids: list[np.ndarray] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    vision: list[np.ndarray] = field(default_factory=list)
+    #: per pair: the greedy generation, then (when validated) the constrained one; each ends where the engine
+    #: stopped (its EOS included)
+    generations: list[list[list[int]]] = field(default_factory=list)
+    #: per pair and generation: the constraint's steps along the tokens (None for an unconstrained generation)
+    steps: list[list[list[Step] | None]] = field(default_factory=list)
+    #: int8/int4/fp16 engines: the engine's logits ``[n, vocab]`` along its greedy generation
+    logits: list[np.ndarray] = field(default_factory=list)
+    #: when the graph computes with int8 activations: the fp32-activation twin's post-norm hidden states
+    #: ``[n, hidden]`` at the positions predicting each generation's tokens (per pair, per generation)
+    twin_hidden: list[list[np.ndarray]] | None = None
+
+
+def constraint_steps(constraint: Any, tokens: Sequence[int]) -> list[Step]:
+    """Step a fresh ``TokenConstraint`` along ``tokens``, recording what it allowed before each."""
+    steps: list[Step] = []
+    for token in tokens:
+        if len(constraint.forced_ids()):
+            steps.append(None)
+        else:
+            allowed = constraint.mask()
+            steps.append(b"" if allowed is None else np.packbits(np.asarray(allowed, bool)).tobytes())
+        constraint.advance(int(token))
+    return steps
+
+
+def greedy_picks(logits: np.ndarray, steps: Sequence[Step] | None) -> np.ndarray:
+    """The greedy choice ``[n]`` at each row of ``logits [n, vocab]`` within what ``steps`` allowed; -1 where
+    the constraint forced the token. Rows past the tokenizer's allowed set (embedding padding) never win."""
+    picks = np.full(len(logits), -1, np.int64)
+    vocab = logits.shape[1]
+    for j, row in enumerate(logits):
+        step = b"" if steps is None else steps[j]
+        if step is None:
+            continue
+        if step:
+            allowed = np.unpackbits(np.frombuffer(step, np.uint8), count=vocab).astype(bool)
+            row = np.where(allowed, row, np.float32(-np.inf))
+        picks[j] = int(np.argmax(row))
+    return picks
+
+
+def run_engine(
+    manifest: Manifest,
+    engine_root: Path,
+    samples: Sequence[tuple[np.ndarray, str]],
+    opts: GenerationOptions,
+    constrained: GenerationOptions | None,
+    *,
+    threads: int | None,
+    progress: Any = lambda items, desc: items,
+) -> EngineRun:
+    """Generate with the engine for each ``(image, question)``: greedy with ``opts``, and with ``constrained``
+    when given; with a quantized decoder also its logits along the greedy tokens and, when its graph quantizes
+    activations, the fp32-activation twin's hidden states (``dequantized.fp32_activation_twin``)."""
+    engine = ReasonerPipeline(manifest, engine_dir=engine_root, device="cpu", threads=threads, verify="none")
+    run = EngineRun()
+    questions, encoded = [], []
+    template = engine.settings.prompt_template
+    for image, question in progress(list(samples), "validation 1/3: ONNX Runtime"):
+        run.prompt_ids.append(
+            engine.tokenizer.encode_prompt(
+                question, engine.settings.num_image_tokens, family=engine.family, template=template
+            )
+        )
+        run.pixels.append(preprocess_image(image, engine.preprocess_config).pixel_values)
+        vision = engine.encode(image)  # once per pair: every generation below reuses it
+        run.vision.append(vision.embeds)
+        gens = [list(engine.generate(None, question, opts, vision=vision).token_ids)]
+        steps: list[list[Step] | None] = [None]
+        if constrained is not None:
+            gens.append(list(engine.generate(None, question, constrained, vision=vision).token_ids))
+            steps.append(constraint_steps(engine.make_constraint(constrained), gens[-1]))
+        run.generations.append(gens)
+        run.steps.append(steps)
+        if engine.settings.weights != "fp32":
+            run.logits.append(engine.teacher_forced_logits(None, question, gens[0], vision=vision))
+        questions.append(question)
+        encoded.append(vision)
+    if engine.settings.weights != "fp32":
+        with fp32_activation_twin(engine_root, manifest.graph(DECODER).file) as twin:
+            if twin is not None:
+                run.twin_hidden = _twin_hidden(engine, twin, questions, encoded, run.generations, threads)
+    del engine
+    release_memory()
+    return run
+
+
+def _twin_hidden(engine: ReasonerPipeline, twin: Path, questions, encoded, generations, threads) -> list:
+    """The twin's post-norm hidden states at the positions predicting each generation's tokens: one prefill
+    over the prompt and the generation per generation (the positions the engine used)."""
+    from segzero_edge.ort import SessionFactory
+    from segzero_edge.reasoner.ort_backend import DecoderRunner
+
+    t = engine.settings.text
+    engine.backend.decoder = None  # release the exported graph's session before building the twin's
+    release_memory()
+    runner = DecoderRunner(
+        SessionFactory("cpu", threads=threads).create(twin), t.num_layers, t.num_kv_heads, t.head_dim
+    )
+    out = []
+    for question, vision, gens in zip(questions, encoded, generations):
+        ids, embeds, positions, delta = engine.prompt(question, vision.embeds)
+        rows = []
+        for gen in gens:
+            body = np.asarray(gen[:-1], np.int64)
+            seq = np.concatenate([embeds[0], engine.backend.embed(body)]) if body.size else embeds[0]
+            pos = np.concatenate([positions, decode_position_ids(len(ids), body.size, delta)], axis=2)
+            hidden = runner.hidden_states(seq[None], pos, np.ones(seq.shape[0], np.int64))
+            rows.append(np.asarray(hidden[len(ids) - 1 :], np.float32))
+        out.append(rows)
+    return out
