@@ -354,6 +354,19 @@ class WeightReader:
                 raise CheckpointError(f"{path} is truncated (weight {name!r})", hint="download the checkpoint again")
         return _widen(raw, stored).reshape(shape)
 
+    def row_block(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of the 2-D tensor ``name`` as float32, in one read."""
+        path, base, info, stored = self._locate(name)
+        rows, cols = (int(d) for d in info["shape"])
+        start, stop = max(0, start), min(rows, stop)
+        width = cols * np.dtype(stored).itemsize
+        raw = np.empty((stop - start) * cols, stored)
+        with open(path, "rb") as f:
+            f.seek(base + int(info["data_offsets"][0]) + start * width)
+            if f.readinto(memoryview(raw).cast("B")) != raw.nbytes:
+                raise CheckpointError(f"{path} is truncated (weight {name!r})", hint="download the checkpoint again")
+        return _widen(raw, stored).reshape(stop - start, cols)
+
     def rows(self, name: str, ids: np.ndarray) -> np.ndarray:
         """Rows ``ids`` of the 2-D tensor ``name`` as float32 ``[len(ids), cols]``: only those rows are read
         (a token embedding table's rows for one prompt, not the whole table)."""

@@ -78,9 +78,29 @@ def add_reasoner_options(p: argparse.ArgumentParser, *, family: bool = True) -> 
         choices=("full", "quick", "none"),
         help="parity checks against transformers before anything is written (default: full)",
     )
-    p.add_argument("--validation-pairs", type=int, default=5)
-    p.add_argument("--validation-tokens", type=int, default=24)
+    p.add_argument(
+        "--validation-pairs", type=int, default=5, help="image/question pairs of the full validation (default: 5)"
+    )
+    p.add_argument(
+        "--validation-tokens",
+        type=int,
+        default=24,
+        help="greedy tokens per validation generation, also the constrained generation's thinking budget (default: 24)",
+    )
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for validation")
+    p.add_argument(
+        "--reference-device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="where validation runs the transformers reference (default auto: CUDA when torch has it)",
+    )
+    p.add_argument(
+        "--no-memory-check",
+        dest="memory_check",
+        action="store_false",
+        help="skip the check that refuses, before writing anything, an export whose estimated peak memory "
+        "exceeds what the machine has available",
+    )
 
 
 def _layers(text: str) -> tuple[int, ...]:
@@ -113,6 +133,8 @@ def reasoner_config(args: argparse.Namespace, **fixed):
         validation_pairs=args.validation_pairs,
         validation_tokens=args.validation_tokens,
         threads=args.threads,
+        reference_device=args.reference_device,
+        memory_check=args.memory_check,
         family=getattr(args, "family", None),
     )
     return ReasonerExportConfig(**(values | fixed))

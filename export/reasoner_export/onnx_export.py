@@ -57,6 +57,7 @@ from ..engine_dir import EngineDirWriter
 from .checkpoint import QwenCheckpoint, WeightReader, inspect_checkpoint
 from .decoder_graph import DecoderPrecision, build_decoder
 from .memory import release_memory
+from .memory_plan import check_memory, plan_export_memory
 from .onnx_builder import ExternalData
 from .quantize import QuantSpec
 from .wrappers import load_vision_tower, make_vision_wrapper, rotary_inv_freq
@@ -167,12 +168,34 @@ class ReasonerExportConfig:
         return "float32" if self.weights == "fp32" else "float16"
 
 
-def _progress(total: int, desc: str):
+def _progress(total: int, desc: str, unit: str = "layer"):
+    """A progress bar with an estimate on a terminal (tqdm; None when tqdm is missing, silent when not a tty)."""
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm is in the export extra
         return None
-    return tqdm(total=total, desc=desc, unit="layer", leave=False, disable=None)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=None)
+
+
+def write_embeddings(reader: WeightReader, path: Path, dtype: str, rows_per_block: int = 8192) -> tuple[int, int]:
+    """Write the token embedding table as ``path`` (``.npy``, ``dtype``) in blocks of rows: the table is
+    never whole in memory. Returns its shape."""
+    name = "lm.embed_tokens.weight"
+    shape = reader.shape(name)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    bar = _progress(shape[0], "token embeddings", unit="row")
+    try:
+        for start in range(0, shape[0], rows_per_block):
+            block = reader.row_block(name, start, start + rows_per_block)
+            out[start : start + len(block)] = block
+            if bar:
+                bar.update(len(block))
+        out.flush()
+    finally:
+        del out
+        if bar:
+            bar.close()
+    return (int(shape[0]), int(shape[1]))
 
 
 def export_vision(ckpt: QwenCheckpoint, reader: WeightReader, path: Path) -> dict[str, Any]:
@@ -183,22 +206,39 @@ def export_vision(ckpt: QwenCheckpoint, reader: WeightReader, path: Path) -> dic
     visual = load_vision_tower(ckpt.config, reader)
     wrapper = make_vision_wrapper(visual, pre.grid_thw)
     dummy = torch.zeros(pre.num_patches, pre.patch_dim)
-    with tempfile.TemporaryDirectory(prefix=".vision-", dir=path.parent) as tmp:
-        raw = Path(tmp) / "vision.onnx"
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapper,
-                (dummy,),
-                str(raw),
-                dynamo=False,
-                input_names=[PIXEL_VALUES],
-                output_names=[IMAGE_EMBEDS],
-                opset_version=17,
-            )
-        del wrapper, visual
-        release_memory()
-        return consolidate_graph(raw, path)
+    depth = len(visual.blocks)
+    bar = _progress(depth + 1, "vision tower", unit="block")  # the traced blocks, then the graph's weights
+
+    def traced(*_: Any) -> None:
+        if bar is not None and bar.n < depth:
+            bar.update(1)
+
+    hooks = [block.register_forward_hook(traced) for block in visual.blocks]
+    try:
+        with tempfile.TemporaryDirectory(prefix=".vision-", dir=path.parent) as tmp:
+            raw = Path(tmp) / "vision.onnx"
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    wrapper,
+                    (dummy,),
+                    str(raw),
+                    dynamo=False,
+                    input_names=[PIXEL_VALUES],
+                    output_names=[IMAGE_EMBEDS],
+                    opset_version=17,
+                )
+            for hook in hooks:
+                hook.remove()
+            del wrapper, visual
+            release_memory()
+            info = consolidate_graph(raw, path)
+            if bar is not None:
+                bar.update(bar.total - bar.n)
+            return info
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def consolidate_graph(raw: Path, path: Path, threshold: int = 1 << 30) -> dict[str, Any]:
@@ -354,15 +394,14 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path, config: Reasoner
         f" (int8 layers {list(precision.int8_layers)})" if precision.int8_layers else "",
         precision.lm_head,
     )
+    if cfg.memory_check:
+        check_memory(plan_export_memory(reader, ckpt.config, cfg, precision), cfg)
     with EngineDirWriter(out_dir, COMPONENT) as w:
         comp = w.path(SETTINGS_FILE).parent
         files = _copy_files(ckpt, comp)
         log.info("writing the token embeddings")
         emb_dtype = cfg.embedding_dtype()
-        table = reader.get("lm.embed_tokens.weight")
-        emb_shape = table.shape
-        np.save(w.path(EMBEDDINGS_FILE), table.astype(emb_dtype))
-        del table
+        emb_shape = write_embeddings(reader, w.path(EMBEDDINGS_FILE), emb_dtype)
         release_memory()
         log.info("writing the decoder graph (%s)", precision.body)
         bar = _progress(ckpt.text.num_layers, "decoder")

@@ -1,0 +1,143 @@
+"""How much memory ``export reasoner`` needs, estimated from the checkpoint's header before anything is
+written, and the refusal when the machine does not have it.
+
+Each stage's peak resident memory is modelled from the checkpoint's tensor sizes (float32 bytes of the
+token table, the LM head, the largest decoder layer and the vision tower) with factors fitted to the
+per-phase peaks that ``benchmarks/bench_export_memory.py`` measured on the 3B and 7B shapes
+(``benchmarks/results/export_memory_*.md``); the estimate is meant to err high by up to ~15%.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from segzero_edge.errors import ExportError
+
+from .checkpoint import WeightReader
+from .reference_stream import reference_memory_bytes
+
+log = logging.getLogger(__name__)
+
+GB = 1e9
+#: resident memory of the process before the export allocates anything (Python, torch, transformers, ORT)
+BASELINE = 0.6 * GB
+#: the vision tower's export (TorchScript trace, the ONNX proto, consolidation) over its float32 weights
+VISION_EXPORT_FACTOR = 3.4
+#: stored bytes per weight of a decoder linear layer by precision (block 128: a float32 scale per block)
+STORED_BYTES = {"int4": 0.5 + 4 / 128, "int8": 1 + 4 / 128, "fp16": 2.0, "fp32": 4.0}
+
+
+class ExportMemoryError(ExportError):
+    """The export would need more memory than the machine has available."""
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Estimated peak resident bytes of each export stage (``stages``) and what is available."""
+
+    stages: dict[str, int]
+    available: int | None
+
+    @property
+    def peak(self) -> tuple[str, int]:
+        name = max(self.stages, key=self.stages.__getitem__)
+        return name, self.stages[name]
+
+    def without_validation(self) -> int:
+        return max(v for k, v in self.stages.items() if not k.startswith("validate"))
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {v / GB:.1f} GB" for k, v in self.stages.items())
+
+
+def available_memory() -> int | None:
+    """Bytes the system can give a new process without swapping (``MemAvailable`` of ``/proc/meminfo``,
+    capped by a cgroup v2 ``memory.max``); None where neither is readable (not Linux)."""
+    found = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            cap = int(limit) - used
+            found = cap if found is None else min(found, cap)
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def plan_export_memory(reader: WeightReader, config: Any, cfg: Any, precision: Any) -> MemoryPlan:
+    """The per-stage estimate for exporting ``reader``'s checkpoint with ``cfg`` (``ReasonerExportConfig``)
+    and ``precision`` (its ``DecoderPrecision``)."""
+    t = config.text_config
+    names = list(reader.names())
+
+    def numel(name: str) -> int:
+        return int(np.prod(reader.shape(name)))
+
+    table = numel("lm.embed_tokens.weight")
+    head = table if t.tie_word_embeddings or "lm_head.weight" not in reader else numel("lm_head.weight")
+    vision = sum(numel(n) for n in names if n.startswith("visual."))
+    per_layer: dict[str, int] = {}
+    for n in names:
+        if n.startswith("lm.layers."):
+            key = n.split(".")[2]
+            per_layer[key] = per_layer.get(key, 0) + numel(n)
+    layer = max(per_layer.values(), default=0)
+    body = sum(per_layer.values())
+    emb_bytes = table * (4 if cfg.embedding_dtype() == "float32" else 2)
+    decoder_file = body * STORED_BYTES[precision.body] + head * STORED_BYTES[precision.lm_head]
+    stages = {
+        "embeddings": BASELINE + 8192 * t.hidden_size * 8,  # one block of rows, read and cast
+        "decoder": BASELINE + 2 * (layer + head) * 4,
+        "vision": BASELINE + VISION_EXPORT_FACTOR * vision * 4,
+    }
+    if cfg.validate != "none":
+        # the engine's sessions (decoder, vision, table), the twin's 8-bit layers as fp32 (the LM head is
+        # left out of the twin), and the greedy logits kept for scoring
+        eightbit = layer * 4 * len(precision.int8_layers)
+        stages["validate_onnxruntime"] = BASELINE + 1.3 * (decoder_file + vision * 4 + emb_bytes) + eightbit
+        stages["validate_transformers"] = BASELINE + reference_memory_bytes(reader, config) + head * 4
+    return MemoryPlan({k: int(v) for k, v in stages.items()}, available_memory())
+
+
+def check_memory(plan: MemoryPlan, cfg: Any) -> None:
+    """Refuse (``ExportMemoryError``) when the plan's peak exceeds the available memory, naming the stage,
+    both numbers and an option that fits; log the plan either way."""
+    stage, peak = plan.peak
+    log.info(
+        "estimated peak memory %.1f GB (%s); available %s",
+        peak / GB,
+        plan.describe(),
+        "unknown" if plan.available is None else f"{plan.available / GB:.1f} GB",
+    )
+    if plan.available is None or peak <= plan.available:
+        return
+    if stage.startswith("validate") and plan.without_validation() <= plan.available:
+        hint = (
+            f"--validate none fits ({plan.without_validation() / GB:.1f} GB; validate the engine later on a "
+            "larger machine), or free memory"
+        )
+    else:
+        hint = (
+            f"writing the engine alone needs {plan.without_validation() / GB:.1f} GB: free memory or use a "
+            "machine with more (README: export requirements)"
+        )
+    raise ExportMemoryError(
+        f"exporting {cfg.weights} with --validate {cfg.validate} needs about {peak / GB:.1f} GB at its peak "
+        f"({stage}), and this machine has {plan.available / GB:.1f} GB available",
+        hint=hint + "; --no-memory-check skips this check",
+    )
