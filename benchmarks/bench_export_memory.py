@@ -1,15 +1,17 @@
-"""Peak memory of `export reasoner` on real-shaped Qwen2.5-VL checkpoints with fewer layers, extrapolated.
+"""Peak memory and time of `export reasoner` per phase on real-shaped Qwen2.5-VL checkpoints with fewer
+layers, extrapolated to the full depth.
 
 For each layer count, a random checkpoint with the real 3B (or 7B) shapes (full vocabulary, full 32-block
 vision tower, bf16 weights like the official releases) is built in a separate process; then the real
 export runs in a child process while this script samples the child's RSS every 20 ms and attributes it
-to the export phase named by the child's log lines (embeddings, decoder, vision, validation phases).
-Each phase's peak is fitted as ``a + b * layers`` (least squares over all layer counts, with the largest
-residual reported) and extrapolated to the full model (36 layers for 3B, 28 for 7B); the export's peak is
-the largest phase. Both VmRSS and RssAnon (without file-backed pages) are recorded.
+to the export phase named by the child's log lines (embeddings, decoder, vision, validation phases), and
+times each phase. Each phase's peak and seconds are fitted as ``a + b * layers`` (least squares over all
+layer counts, with the largest residual reported) and extrapolated to the full model (36 layers for 3B, 28
+for 7B); the export's peak is the largest phase. Both VmRSS and RssAnon (without file-backed pages) are
+recorded, next to the exporter's own estimate (``memory_plan``) that its memory check uses.
 
     python benchmarks/bench_export_memory.py --size 3b --layers 1 2 4 --weights int4
-    python benchmarks/bench_export_memory.py --size 7b --layers 1 2 --weights int4
+    python benchmarks/bench_export_memory.py --size 7b --layers 1 2 3 --weights int4 --validate full
 
 Writes ``benchmarks/results/export_memory_<size>_<weights>.json`` and ``.md``, and each run as
 ``export_memory_<size>_<weights>_<layers>l.json`` (``--reuse`` adds layer counts without redoing those).
@@ -30,23 +32,38 @@ import time
 from pathlib import Path
 
 FULL_LAYERS = {"3b": 36, "7b": 28}
-BUDGET_GB = {"3b": 24, "7b": 64}
+#: the memory of the machine the README promises the export fits on
+BUDGET_GB = {"3b": 24, "7b": 24}
 PHASES = [  # (log text, phase name)
     ("exporting /", "inspect"),
     ("writing the token embeddings", "embeddings"),
     ("writing the decoder graph", "decoder"),
     ("exporting the vision tower", "vision"),
-    ("validation phase 1/3", "validate_transformers_fp32"),
-    ("validation phase 2/3", "validate_onnxruntime"),
+    ("validation phase 1/3", "validate_onnxruntime"),
+    ("validation phase 2/3", "validate_transformers_fp32"),
     ("validation phase 3/3", "validate_dequantized_torch"),
     ("wrote the reasoner component", "commit"),
 ]
+#: the exporter's own estimate (``memory_plan``) of each phase, by the names above
+PLAN_STAGES = {
+    "embeddings": "embeddings",
+    "decoder": "decoder",
+    "vision": "vision",
+    "validate_onnxruntime": "validate_onnxruntime",
+    "validate_transformers_fp32": "validate_transformers",
+    "validate_dequantized_torch": "validate_transformers",
+}
 
 CHILD = """
-import logging, sys
+import json, logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+from segzero_edge.export.reasoner_export.checkpoint import WeightReader, inspect_checkpoint
+from segzero_edge.export.reasoner_export.memory_plan import plan_export_memory
 from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
-cfg = ReasonerExportConfig(weights=sys.argv[3], validate="quick", validation_pairs=1, validation_tokens=4, threads=2)
+cfg = ReasonerExportConfig(weights=sys.argv[3], validate=sys.argv[4], threads=2, memory_check=False)
+ckpt = inspect_checkpoint(sys.argv[1])
+plan = plan_export_memory(WeightReader(ckpt.weight_files), ckpt.config, cfg, cfg.decoder_precision())
+print("MEMORY_PLAN " + json.dumps(plan.stages), file=sys.stderr, flush=True)
 export_reasoner(sys.argv[1], sys.argv[2], cfg)
 """
 
@@ -70,23 +87,31 @@ def _rss(pid: int) -> tuple[float, float]:
     return vals["VmRSS:"], vals["RssAnon:"]
 
 
-def measure(checkpoint: Path, weights: str, workdir: Path) -> dict:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(checkpoint), str(workdir / "engine"), weights],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def measure(checkpoint: Path, weights: str, validate: str, workdir: Path) -> dict:
+    cmd = [sys.executable, "-c", CHILD, str(checkpoint), str(workdir / "engine"), weights, validate]
+    return run_sampled(cmd, PHASES)
+
+
+def run_sampled(cmd: list[str], phases: list[tuple[str, str]]) -> dict:
+    """Run ``cmd``, sampling its RSS every 20 ms: the peak and the seconds of each phase, a phase starting
+    at the first log line (stderr) containing its text; a ``MEMORY_PLAN {json}`` line is kept as the plan."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     phase = ["startup"]
     peaks: dict[str, float] = {}
     anon: dict[str, float] = {}
     lines: list[str] = []
+    entered: dict[str, float] = {"startup": time.perf_counter()}
+    plan: dict[str, int] = {}
 
     def read_log() -> None:
         for line in proc.stderr:
             lines.append(line)
-            for text, name in PHASES:
+            if line.startswith("MEMORY_PLAN "):
+                plan.update(json.loads(line[len("MEMORY_PLAN ") :]))
+            for text, name in phases:
                 if text in line:
                     phase[0] = name
+                    entered[name] = time.perf_counter()
 
     reader = threading.Thread(target=read_log, daemon=True)
     reader.start()
@@ -100,10 +125,15 @@ def measure(checkpoint: Path, weights: str, workdir: Path) -> dict:
         anon[phase[0]] = max(anon.get(phase[0], 0.0), rss_anon)
         time.sleep(0.02)
     reader.join(timeout=10)
+    end = time.perf_counter()
     if proc.returncode:
         raise SystemExit("export failed:\n" + "".join(lines[-30:]))
+    order = sorted(entered, key=entered.__getitem__)
+    seconds = {ph: round((entered[nxt] if nxt else end) - entered[ph], 1) for ph, nxt in zip(order, [*order[1:], None])}
     return {
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(end - start, 1),
+        "phase_seconds": seconds,
+        "plan_gb": {k: round(v / 1e9, 3) for k, v in plan.items()},
         "phase_peak_gb": {k: round(v, 3) for k, v in peaks.items()},
         "phase_peak_anon_gb": {k: round(v, 3) for k, v in anon.items()},
     }
@@ -123,6 +153,7 @@ def main() -> None:
     ap.add_argument("--size", choices=sorted(FULL_LAYERS), default="3b")
     ap.add_argument("--layers", type=int, nargs="+", default=[1, 2, 4], help="layer counts to fit on (>= 2)")
     ap.add_argument("--weights", default="int4", choices=("int4", "int8", "fp16", "fp32"))
+    ap.add_argument("--validate", default="full", choices=("full", "quick", "none"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument(
         "--reuse",
@@ -152,7 +183,7 @@ def main() -> None:
             ckpt = Path(tmp) / "ckpt"
             build(args.size, layers, ckpt)
             runs[layers] = {
-                **measure(ckpt, args.weights, Path(tmp)),
+                **measure(ckpt, args.weights, args.validate, Path(tmp)),
                 "layers": layers,
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "load_end": [round(x, 2) for x in os.getloadavg()],
@@ -166,17 +197,21 @@ def main() -> None:
     fit = {}
     for ph in phases:
         entry = {}
-        for kind, key in (("rss", "phase_peak_gb"), ("anon", "phase_peak_anon_gb")):
-            a, b, resid = fit_line(ls, [runs[n][key][ph] for n in ls])
+        for kind, key in (("rss", "phase_peak_gb"), ("anon", "phase_peak_anon_gb"), ("seconds", "phase_seconds")):
+            a, b, resid = fit_line(ls, [runs[n].get(key, {}).get(ph, 0.0) for n in ls])
             entry[kind] = {
-                "intercept_gb": round(a, 3),
-                "per_layer_gb": round(b, 4),
-                "max_residual_gb": round(resid, 3),
-                "extrapolated_gb": round(a + b * full, 2),
+                "intercept": round(a, 3),
+                "per_layer": round(b, 4),
+                "max_residual": round(resid, 3),
+                "extrapolated": round(a + b * full, 2),
             }
+        stage = PLAN_STAGES.get(ph)
+        if stage and all(stage in runs[n].get("plan_gb", {}) for n in ls):
+            a, b, _ = fit_line(ls, [runs[n]["plan_gb"][stage] for n in ls])
+            entry["estimate_gb"] = round(a + b * full, 2)
         fit[ph] = entry
-    peak_phase = max(fit, key=lambda k: fit[k]["rss"]["extrapolated_gb"])
-    peak = fit[peak_phase]["rss"]["extrapolated_gb"]
+    peak_phase = max(fit, key=lambda k: fit[k]["rss"]["extrapolated"])
+    peak = fit[peak_phase]["rss"]["extrapolated"]
     result = {
         "size": args.size,
         "weights": args.weights,
@@ -187,33 +222,43 @@ def main() -> None:
         "extrapolated_peak_gb": peak,
         "peak_phase": peak_phase,
         "measured_max_gb": max(max(r["phase_peak_gb"].values()) for r in runs.values()),
+        "validate": args.validate,
         "budget_gb": BUDGET_GB[args.size],
         "fits": peak <= BUDGET_GB[args.size],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"export_memory_{args.size}_{args.weights}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    head = " | ".join(f"RSS GB @ {n}" for n in ls)
+    head = " | ".join(f"RSS GB @ {n}" for n in ls) + " | " + " | ".join(f"s @ {n}" for n in ls)
     rows = [
-        f"| phase | {head} | GB per layer (fit) | max residual | extrapolated RSS GB @ {full} "
-        f"| extrapolated anon GB @ {full} |",
-        "|---" * (len(ls) + 5) + "|",
+        f"| phase | {head} | GB per layer (fit) | max residual GB | RSS GB @ {full} | anon GB @ {full} "
+        f"| exporter's estimate GB @ {full} | s @ {full} |",
+        "|---" * (2 * len(ls) + 7) + "|",
     ]
     for ph in phases:
         f = fit[ph]
         rows.append(
             f"| {ph} | "
             + " | ".join(f"{runs[n]['phase_peak_gb'][ph]:.2f}" for n in ls)
-            + f" | {f['rss']['per_layer_gb']:.3f} | {f['rss']['max_residual_gb']:.2f} | "
-            f"{f['rss']['extrapolated_gb']:.2f} | {f['anon']['extrapolated_gb']:.2f} |"
+            + " | "
+            + " | ".join(f"{runs[n].get('phase_seconds', {}).get(ph, 0.0):.0f}" for n in ls)
+            + f" | {f['rss']['per_layer']:.3f} | {f['rss']['max_residual']:.2f} | "
+            f"{f['rss']['extrapolated']:.2f} | {f['anon']['extrapolated']:.2f} | "
+            f"{f.get('estimate_gb', float('nan')):.2f} | {f['seconds']['extrapolated']:.0f} |"
         )
+    total_s = sum(fit[ph]["seconds"]["extrapolated"] for ph in phases)
+    validation_s = sum(fit[ph]["seconds"]["extrapolated"] for ph in phases if ph.startswith("validate"))
+    result["extrapolated_seconds"] = round(total_s, 1)
+    result["extrapolated_validation_seconds"] = round(validation_s, 1)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     rows.append(
         f"\nExtrapolated peak RSS: **{peak} GB** ({peak_phase}); budget {BUDGET_GB[args.size]} GB -> "
         f"{'fits' if result['fits'] else 'DOES NOT FIT'}. Largest RSS measured in these runs: "
-        f"{result['measured_max_gb']:.2f} GB."
+        f"{result['measured_max_gb']:.2f} GB. Extrapolated time at {full} layers: **{total_s / 60:.1f} min** "
+        f"({validation_s / 60:.1f} min of it validation, --validate {args.validate}, 2 threads)."
     )
     md = (
-        f"# export reasoner peak RSS, {args.size}-shaped, {args.weights}\n\n"
+        f"# export reasoner peak RSS and time, {args.size}-shaped, {args.weights}, --validate {args.validate}\n\n"
         f"Real {args.size} shapes (full vocabulary, full vision tower, bf16 weights), {ls} decoder layers; per-phase "
         f"peak RSS (VmRSS; anon = RssAnon, without file-backed pages) sampled every 20 ms, fitted by least squares "
         f"and extrapolated to {full} layers.\n\nDate {info['date']}, {info['machine']}, {info['cores']} cores, "

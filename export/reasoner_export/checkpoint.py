@@ -283,14 +283,16 @@ def _read_safetensors_header(path: Path) -> tuple[int, dict[str, Any]]:
 
 
 def _widen(raw: np.ndarray, stored: type) -> np.ndarray:
-    """A flat float32/float16/bfloat16 (uint16) array as float32 (bfloat16: the upper half of a float32)."""
+    """A flat float32/float16/bfloat16 (uint16) array as float32. torch converts: numpy's uint16 -> uint32 cast
+    and shift took 4.7 s for 136M bfloat16 values on the 2-core machine, torch's ``.float()`` 0.12 s (both exact)."""
+    import torch
+
     if stored is np.float32:
         return raw
-    if stored is np.uint16:
-        out = np.empty(raw.size, np.uint32)
-        np.copyto(out, raw)
-        out <<= 16
-        return out.view(np.float32)
+    if stored is np.uint16:  # bfloat16: the upper half of a float32
+        return torch.from_numpy(raw.view(np.int16)).view(torch.bfloat16).float().numpy()
+    if stored is np.float16:
+        return torch.from_numpy(raw).float().numpy()
     return raw.astype(np.float32)
 
 

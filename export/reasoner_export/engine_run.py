@@ -125,9 +125,10 @@ def run_engine(
 
 
 def _twin_hidden(engine: ReasonerPipeline, twin: Path, questions, encoded, generations, threads) -> list:
-    """The twin's post-norm hidden states at the positions predicting each generation's tokens: one prefill
-    over the prompt and the generation per generation (the positions the engine used)."""
+    """The twin's post-norm hidden states at the positions predicting each generation's tokens: per pair, one
+    prefill of the prompt, then each generation fed on the prompt's KV cache (the positions the engine used)."""
     from segzero_edge.ort import SessionFactory
+    from segzero_edge.reasoner.contract import ATTENTION_MASK, HIDDEN_STATES, INPUTS_EMBEDS, POSITION_IDS
     from segzero_edge.reasoner.ort_backend import DecoderRunner
 
     t = engine.settings.text
@@ -136,15 +137,28 @@ def _twin_hidden(engine: ReasonerPipeline, twin: Path, questions, encoded, gener
     runner = DecoderRunner(
         SessionFactory("cpu", threads=threads).create(twin), t.num_layers, t.num_kv_heads, t.head_dim
     )
+
+    def run(embeds: np.ndarray, positions: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, list]:
+        total = past[0].shape[2] + embeds.shape[0]
+        mask = np.ones((1, total), np.int64)
+        mask[0, 0] = 0  # the placeholder slot every cache starts with (DecoderRunner.reset)
+        feeds = {INPUTS_EMBEDS: embeds[None], ATTENTION_MASK: mask, POSITION_IDS: positions}
+        feeds.update(zip(runner.past_names, past))
+        out = runner.session.run([HIDDEN_STATES, *runner.present_names], feeds)
+        return out[0][0], out[1:]
+
     out = []
     for question, vision, gens in zip(questions, encoded, generations):
         ids, embeds, positions, delta = engine.prompt(question, vision.embeds)
+        empty = [np.zeros(runner.kv_shape, np.float32) for _ in runner.past_names]
+        prompt_hidden, cache = run(np.ascontiguousarray(embeds[0], np.float32), positions, empty)
         rows = []
         for gen in gens:
             body = np.asarray(gen[:-1], np.int64)
-            seq = np.concatenate([embeds[0], engine.backend.embed(body)]) if body.size else embeds[0]
-            pos = np.concatenate([positions, decode_position_ids(len(ids), body.size, delta)], axis=2)
-            hidden = runner.hidden_states(seq[None], pos, np.ones(seq.shape[0], np.int64))
-            rows.append(np.asarray(hidden[len(ids) - 1 :], np.float32))
+            hidden = prompt_hidden[-1:]
+            if body.size:
+                more, _ = run(engine.backend.embed(body), decode_position_ids(len(ids), body.size, delta), cache)
+                hidden = np.concatenate([hidden, more])
+            rows.append(np.asarray(hidden, np.float32))
         out.append(rows)
     return out

@@ -112,19 +112,24 @@ def quantize_blockwise_numpy(w_kn: np.ndarray, spec: QuantSpec) -> tuple[np.ndar
     return q, scales[..., 0]
 
 
-def dequantize_rows(packed: np.ndarray, scales: np.ndarray, k: int, bits: int, chunk: int = 2048) -> np.ndarray:
+def dequantize_rows(packed: np.ndarray, scales: np.ndarray, k: int, bits: int, chunk: int = 8192) -> np.ndarray:
     """``(packed, scales)`` -> ``W^T`` ``(N, K)`` float32 (the layout of a torch ``Linear`` weight), computed
-    ``chunk`` output rows at a time so the temporaries stay small (the LM head has 152k rows)."""
+    ``chunk`` output rows at a time so the temporaries stay small (the LM head has 152k rows). In torch
+    (the same float32 products as numpy, ~10x faster on the 7B LM head)."""
+    import torch
+
     n, kb, _ = packed.shape
     out = np.empty((n, k), dtype=np.float32)
-    for i in range(0, n, chunk):
-        p = packed[i : i + chunk]
-        if bits == 4:
-            q = np.stack([p & 0x0F, p >> 4], axis=-1).reshape(p.shape[0], kb, -1).astype(np.float32) - 8
-        else:
-            q = p.astype(np.float32) - 128
-        q *= scales[i : i + chunk].reshape(p.shape[0], kb, 1).astype(np.float32)
-        out[i : i + chunk] = q.reshape(p.shape[0], -1)[:, :k]
+    dest = torch.from_numpy(out)
+    with torch.no_grad():
+        for i in range(0, n, chunk):
+            p = torch.from_numpy(np.array(packed[i : i + chunk]))  # a writable copy of the chunk
+            if bits == 4:
+                q = torch.stack([p & 0x0F, p >> 4], dim=-1).reshape(p.shape[0], kb, -1).float() - 8
+            else:
+                q = p.float() - 128
+            q *= torch.from_numpy(np.array(scales[i : i + chunk], np.float32)).reshape(-1, kb, 1)
+            dest[i : i + chunk] = q.reshape(p.shape[0], -1)[:, :k]
     return out
 
 

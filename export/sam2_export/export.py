@@ -119,8 +119,10 @@ def export_sam2_model(
     sources = [SourceCheckpoint(COMPONENT, source.path, source.sha256, extra)]
     with EngineDirWriter(out_dir, COMPONENT) as writer:
         steps = tqdm(total=2, desc="exporting sam2 graphs", unit="graph", disable=not progress)
+        log.info("sam2: exporting the image encoder (%s)", cfg.config)
         export_image_encoder(model, writer.path(ENCODER_FILE), opset=cfg.opset)
         steps.update()
+        log.info("sam2: exporting the prompt encoder and mask decoder")
         export_mask_decoder(
             model,
             writer.path(DECODER_FILE),
@@ -136,6 +138,7 @@ def export_sam2_model(
         runtime = Sam2Pipeline(
             writer.dir, manifest=preview, device="cpu", backend="ort", threads=torch.get_num_threads()
         )
+        log.info("sam2: validating the graphs against the official model")
         numbers: dict[str, Any] = validate_sam2(model, runtime, cfg, progress=progress)
         del runtime
         check_gates(numbers, cfg)

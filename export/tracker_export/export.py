@@ -131,6 +131,7 @@ def export_tracker(
     sources = [SourceCheckpoint(COMPONENT, str(checkpoint.absolute()), sha, {"config": settings.config})]
     with EngineDirWriter(out_dir, COMPONENT) as writer:
         steps = tqdm(total=len(graphs), desc="exporting tracker graphs", unit="graph", disable=not progress)
+        log.info("tracker: exporting %d graphs", len(graphs))
         export_graphs(
             predictor,
             {name: writer.path(spec.file) for name, spec in graphs.items() if name != IMAGE_ENCODER},
@@ -149,6 +150,7 @@ def export_tracker(
         threads = torch.get_num_threads()
         sam2 = Sam2Pipeline(out_dir, manifest=base, device="cpu", backend="ort", threads=threads, verify="none")
         tracker = TrackerPipeline(writer.dir, manifest=preview, sam2=sam2, device="cpu", threads=threads)
+        log.info("tracker: validating against the official video predictor")
         numbers: dict[str, Any] = validate_tracker(predictor, tracker, num_frames=validation_frames, progress=progress)
         del tracker, sam2
         numbers["gate_min_iou"] = min_iou

@@ -132,3 +132,29 @@ def test_weight_reader_rows_and_memory_estimate(tiny_qwen_dir):
     est = reference_memory_bytes(reader, ckpt.config, tokens=10)
     layer = sum(reader.get(n).size for n in reader.names() if n.startswith("lm.layers.0."))
     assert est >= 4 * (layer + table.size)
+
+
+def test_int8_activation_export_validates_on_its_fp32_activation_twin(tmp_path, tiny_qwen_dir):
+    """accuracy_level 4 (int8 activations) with layer 0 INT8: the twin graph has no accuracy_level, no 8-bit
+    MatMulNBits and no LM head, returns hidden states, and the validation's weight-only identity holds on it."""
+    import onnx
+
+    from segzero_edge.export.reasoner_export.dequantized import fp32_activation_twin
+    from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
+
+    cfg = ReasonerExportConfig(weights="int4", block_size=32, int8_layers=(0,), validate="quick", threads=1)
+    m = export_reasoner(tiny_qwen_dir, tmp_path / "engine", cfg)
+    v = m.validation["reasoner"]
+    assert v["twin_fp32_activations"] is True
+    assert v["greedy_identical_to_dequantized_torch"] == v["constrained_identical_to_dequantized_torch"] == 2
+    assert 0 <= v["accuracy_level_greedy_identical_to_dequantized_torch"] <= 2
+    with fp32_activation_twin(tmp_path / "engine", m.graph("reasoner.decoder").file) as twin:
+        graph = onnx.load(str(twin), load_external_data=False).graph
+        outputs = {o.name for o in graph.output}
+        assert "hidden_states" in outputs and "logits" not in outputs
+        nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+        assert nbits and not any(n.name.startswith(("lm_head", "layers.0.")) for n in nbits)
+        for node in nbits:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attrs["bits"] == 4 and "accuracy_level" not in attrs
+    assert not list((tmp_path / "engine" / "reasoner").glob(".validation-twin-*"))
