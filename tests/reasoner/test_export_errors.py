@@ -276,3 +276,32 @@ def test_vision_weights_are_consolidated_into_one_file(engine_fp32, tmp_path, la
         )
 
     assert np.array_equal(run(out)[0], run(engine_fp32 / "reasoner/vision.onnx")[0])
+
+
+def test_memory_check_refuses_before_writing_with_the_numbers(tiny_qwen_dir, tmp_path, monkeypatch, capsys):
+    """An export whose estimated peak exceeds the available memory is refused before anything is written:
+    the message has both numbers and the stage; the hint names the option that fits (or says none does)."""
+    from segzero_edge.cli import main
+    from segzero_edge.export.reasoner_export import memory_plan
+    from segzero_edge.export.reasoner_export.checkpoint import WeightReader, inspect_checkpoint
+
+    cfg = ReasonerExportConfig(weights="int4", validate="full")
+    ckpt = inspect_checkpoint(tiny_qwen_dir)
+    plan = memory_plan.plan_export_memory(WeightReader(ckpt.weight_files), ckpt.config, cfg, cfg.decoder_precision())
+    stage, peak = plan.peak
+    assert stage.startswith("validate") and plan.without_validation() < peak
+    out = tmp_path / "out"
+    monkeypatch.setattr(memory_plan, "available_memory", lambda: (peak + plan.without_validation()) // 2)
+    with pytest.raises(memory_plan.ExportMemoryError) as exc:
+        export_reasoner(tiny_qwen_dir, out, cfg)
+    text = str(exc.value)
+    assert f"{peak / 1e9:.1f} GB" in text and stage in text and "--validate none fits" in text
+    assert not out.exists() and _leftovers(out) == []
+    monkeypatch.setattr(memory_plan, "available_memory", lambda: plan.without_validation() // 2)
+    with pytest.raises(memory_plan.ExportMemoryError, match="writing the engine alone needs"):
+        export_reasoner(tiny_qwen_dir, out, cfg)
+    assert main(["export", "reasoner", "--model", str(tiny_qwen_dir), "--out", str(out)]) != 0
+    assert "needs about" in capsys.readouterr().err and not out.exists()
+    args = ["--weights", "fp32", "--validate", "none", "--no-memory-check"]
+    assert main(["export", "reasoner", "--model", str(tiny_qwen_dir), "--out", str(out), *args]) == 0
+    assert load_manifest(out).component("reasoner")["weights"] == "fp32"

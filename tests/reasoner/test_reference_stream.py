@@ -158,3 +158,27 @@ def test_int8_activation_export_validates_on_its_fp32_activation_twin(tmp_path, 
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             assert attrs["bits"] == 4 and "accuracy_level" not in attrs
     assert not list((tmp_path / "engine" / "reasoner").glob(".validation-twin-*"))
+
+
+@pytest.mark.gpu
+def test_streamed_reference_on_cuda_matches_cpu(tiny_qwen_dir, torch_ref):
+    """With CUDA torch the validation's reference runs on the GPU (``reference_device="auto"``) and gives
+    the CPU's logits."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA torch and a GPU")
+    ckpt = inspect_checkpoint(tiny_qwen_dir)
+    reader = WeightReader(ckpt.weight_files)
+    gens = [[list(torch_ref.generate(image, q, GREEDY).token_ids)] for image, q in PAIRS]
+    pairs = _pairs(torch_ref, gens)
+    out = {}
+    for device in ("cpu", "auto"):
+        stream = StreamedReference(ckpt.config, device=device)
+        vision = stream.vision(reader, [(p.pixel_values, p.image_grid_thw) for p in pairs])
+        out[str(stream.device)] = stream.logits(
+            pairs, vision, CheckpointWeights(reader, ckpt.text.tie_word_embeddings)
+        )[0]
+    assert set(out) == {"cpu", "cuda"}
+    for a, b in zip(out["cpu"], out["cuda"]):
+        np.testing.assert_allclose(a[0], b[0], atol=1e-3, rtol=0)
