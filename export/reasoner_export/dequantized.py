@@ -50,6 +50,37 @@ def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[st
                 t.ClearField("raw_data")
 
 
+def dequantized_head_blocks(engine_root: Path, graph_file: str, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, W[first : first + rows] float32)`` of the decoder graph's LM head (``[vocab, hidden]``,
+    a torch ``Linear`` weight's layout), dequantized block by block: the whole float32 head (2.2 GB for 7B) is
+    never in memory."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = engine_root / graph_file
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.name.rsplit("/", 1)[0] == "lm_head" and n.op_type != "Reshape")
+
+    def array(name: str) -> np.ndarray:
+        t = inits[name]
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
+        return numpy_helper.to_array(t)
+
+    if node.op_type == "MatMulNBits":
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        n, k, bits = attrs["N"], attrs["K"], attrs["bits"]
+        packed = array(node.input[1]).reshape(n, -1, attrs["block_size"] * bits // 8)
+        scales = array(node.input[2]).reshape(n, -1)
+        for start in range(0, n, rows):
+            yield start, dequantize_rows(packed[start : start + rows], scales[start : start + rows], k, bits)
+        return
+    weight = array(node.input[1] if node.op_type == "MatMul" else node.input[0])  # [K, N] fp32, or fp16 (Cast)
+    for start in range(0, weight.shape[1], rows):
+        yield start, np.ascontiguousarray(weight[:, start : start + rows].T, dtype=np.float32)
+
+
 def load_engine_weights_into(model: Any, engine_root: Path, manifest: Manifest) -> int:
     """Overwrite a transformers Qwen2.5-VL model's LM linears and embeddings with the engine's values
     (dequantized). Returns the number of tensors replaced. (Tests run whole generations with it; the export's

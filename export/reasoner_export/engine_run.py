@@ -132,7 +132,8 @@ def _twin_hidden(engine: ReasonerPipeline, twin: Path, questions, encoded, gener
     from segzero_edge.reasoner.ort_backend import DecoderRunner
 
     t = engine.settings.text
-    engine.backend.decoder = None  # release the exported graph's session before building the twin's
+    engine.backend.decoder = None  # release the exported graph's sessions before building the twin's
+    engine.backend.vision_session = None
     release_memory()
     runner = DecoderRunner(
         SessionFactory("cpu", threads=threads).create(twin), t.num_layers, t.num_kv_heads, t.head_dim

@@ -110,7 +110,9 @@ def plan_export_memory(reader: WeightReader, config: Any, cfg: Any, precision: A
         # left out of the twin), and the greedy logits kept for scoring
         eightbit = layer * 4 * len(precision.int8_layers)
         stages["validate_onnxruntime"] = BASELINE + 1.3 * (decoder_file + vision * 4 + emb_bytes) + eightbit
-        stages["validate_transformers"] = BASELINE + reference_memory_bytes(reader, config) + head * 4
+        # + the engine's LM head as stored (read whole, then dequantized one block of rows at a time)
+        head_stored = head * STORED_BYTES[precision.lm_head]
+        stages["validate_transformers"] = BASELINE + reference_memory_bytes(reader, config) + 2 * head_stored
     return MemoryPlan({k: int(v) for k, v in stages.items()}, available_memory())
 
 

@@ -9,8 +9,9 @@ to itself, never to another generation; each starts at the position right after 
 The language model runs layer-major: one ``Qwen2_5_VLDecoderLayer`` is filled with layer ``i``'s float32
 weights, every pair's hidden states go through it, then it is refilled with layer ``i + 1``'s. In memory at
 once: the vision tower while it runs (then freed), one decoder layer, the packed hidden states (``[tokens,
-hidden]`` per pair), the embedding rows the prompts use, and, after the last layer, the LM head. For the 7B
-shape that is about 3.5 GB where the whole fp32 model would take 33 GB (``reference_memory_bytes``).
+hidden]`` per pair), the embedding rows the prompts use, and, after the last layer, the LM head one block of
+rows at a time. For the 7B shape the weights in memory peak at the vision tower's 2.7 GB, where the whole
+fp32 model would take 33 GB (``reference_memory_bytes``).
 
 The modules are transformers' own (decoder layer, RMSNorm, M-RoPE rotary embedding, vision tower,
 ``get_rope_index``); this file adds the loop over layers and the packing mask, and a test checks its logits
@@ -34,22 +35,26 @@ from segzero_edge.manifest import Manifest
 from segzero_edge.reasoner.contract import COMPONENT, DECODER, ReasonerSettings
 
 from .checkpoint import WeightReader
-from .dequantized import dequantized_linears
+from .dequantized import dequantized_head_blocks, dequantized_linears
 from .memory import release_memory
 from .wrappers import load_vision_tower
 
 EMBED = "lm.embed_tokens.weight"
+#: LM head rows per block: 16,384 x 3,584 float32 is 235 MB
 HEAD = "lm_head.weight"
+HEAD_ROWS = 16384
 _LINEAR = re.compile(r"^layers\.(\d+)\.")
 
 
 class WeightSource(Protocol):
-    """float32 weights by canonical name (``lm.layers.0.mlp.up_proj.weight``, ``lm.norm.weight``,
-    ``lm_head.weight``), and rows of the token embedding table."""
+    """float32 weights by canonical name (``lm.layers.0.mlp.up_proj.weight``, ``lm.norm.weight``), rows of
+    the token embedding table, and the LM head (``[vocab, hidden]``) in blocks of rows."""
 
     def get(self, name: str) -> np.ndarray: ...
 
     def embedding_rows(self, ids: np.ndarray) -> np.ndarray: ...
+
+    def head_blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]: ...
 
 
 class CheckpointWeights:
@@ -59,10 +64,16 @@ class CheckpointWeights:
         self.reader, self.tied = reader, tied
 
     def get(self, name: str) -> np.ndarray:
-        return self.reader.get(EMBED if name == HEAD and self.tied else name)
+        return self.reader.get(name)
 
     def embedding_rows(self, ids: np.ndarray) -> np.ndarray:
         return self.reader.rows(EMBED, ids)
+
+    def head_blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        name = EMBED if self.tied or HEAD not in self.reader else HEAD
+        total = self.reader.shape(name)[0]
+        for start in range(0, total, rows):
+            yield start, self.reader.row_block(name, start, start + rows)
 
 
 class EngineWeights:
@@ -72,14 +83,15 @@ class EngineWeights:
 
     def __init__(self, reader: WeightReader, engine_root: Path, manifest: Manifest):
         self.reader = reader
+        self.root, self.graph_file = Path(engine_root), manifest.graph(DECODER).file
         settings = ReasonerSettings.from_mapping(manifest.component(COMPONENT))
-        self._table = np.load(Path(engine_root) / settings.embeddings.file, mmap_mode="r")
-        self._linears = dequantized_linears(Path(engine_root), manifest.graph(DECODER).file)
+        self._table = np.load(self.root / settings.embeddings.file, mmap_mode="r")
+        self._linears = dequantized_linears(self.root, self.graph_file)
         self._pending: dict[str, np.ndarray] = {}
         self.replaced = 0
 
     def get(self, name: str) -> np.ndarray:
-        linear = "lm_head" if name == HEAD else _linear_name(name)
+        linear = _linear_name(name)
         if linear is None:
             return self.reader.get(name)
         while linear not in self._pending:
@@ -92,6 +104,10 @@ class EngineWeights:
 
     def embedding_rows(self, ids: np.ndarray) -> np.ndarray:
         return np.asarray(self._table[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+
+    def head_blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        self.replaced += 1
+        yield from dequantized_head_blocks(self.root, self.graph_file, rows)
 
 
 def _linear_name(name: str) -> str | None:
@@ -123,8 +139,9 @@ def reference_device(device: str = "auto") -> str:
 
 def reference_memory_bytes(reader: WeightReader, config: Any, tokens: int = 1200) -> int:
     """Peak bytes of the streamed reference for a checkpoint, from its header: the larger of its two stages,
-    the vision tower (float32) or one decoder layer plus the LM head (float32), plus the activations of a
-    packed pair of ``tokens`` tokens (hidden states, the MLP's three intermediates, attention scores)."""
+    the vision tower (float32) or one decoder layer plus a block of LM head rows (float32), plus the
+    activations of a packed pair of ``tokens`` tokens (hidden states, the MLP's three intermediates,
+    attention scores)."""
     names = list(reader.names())
 
     def numel(name: str) -> int:
@@ -136,10 +153,10 @@ def reference_memory_bytes(reader: WeightReader, config: Any, tokens: int = 1200
         if n.startswith("lm.layers."):
             key = n.split(".")[2]
             layers[key] = layers.get(key, 0) + numel(n)
-    head = numel(HEAD if HEAD in reader else EMBED)
     t = config.text_config
+    head_block = HEAD_ROWS * t.hidden_size
     activations = tokens * (4 * t.hidden_size + 3 * t.intermediate_size) + t.num_attention_heads * tokens * tokens
-    return 4 * (max(vision, max(layers.values(), default=0) + head) + activations)
+    return 4 * (max(vision, max(layers.values(), default=0) + head_block) + activations)
 
 
 class StreamedReference:
@@ -229,14 +246,20 @@ class StreamedReference:
                 for k, (hidden, rope, mask, scored) in enumerate(states):
                     states[k] = (self.layer(hidden, attention_mask=mask, position_embeddings=rope), rope, mask, scored)
             self.norm.weight.copy_(torch.from_numpy(weights.get("lm.norm.weight")))
-            head = self._tensor(weights.get(HEAD))
-            out = []
-            for hidden, _, _, scored in states:
-                rows = self.norm(hidden[0, torch.from_numpy(np.concatenate(scored)).to(self.device)])
-                logits = (rows @ head.T).float().cpu().numpy()
-                out.append(np.split(logits, np.cumsum([len(s) for s in scored])[:-1]))
-            extra = [(self._tensor(h) @ head.T).float().cpu().numpy() for h in also]
-            del head, states
+            finals = [self.norm(h[0, torch.from_numpy(np.concatenate(sc)).to(self.device)]) for h, _, _, sc in states]
+            splits = [np.cumsum([len(s) for s in sc])[:-1] for *_, sc in states]
+            del states
+            inputs = finals + [self._tensor(h) for h in also]
+            vocab = int(self.text.vocab_size)
+            logits = [np.empty((x.shape[0], vocab), np.float32) for x in inputs]
+            for start, block in weights.head_blocks(HEAD_ROWS):
+                w = self._tensor(block)
+                for x, dest in zip(inputs, logits):
+                    dest[:, start : start + w.shape[0]] = (x @ w.T).float().cpu().numpy()
+                del w, block
+            out = [np.split(full, cut) for full, cut in zip(logits[: len(finals)], splits)]
+            extra = logits[len(finals) :]
+            del inputs, finals
         release_memory()
         return out, extra
 
