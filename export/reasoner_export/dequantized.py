@@ -16,21 +16,38 @@ from segzero_edge.reasoner.contract import COMPONENT, DECODER, HIDDEN_STATES, LO
 from .quantize import dequantize_rows
 
 
+def initializer_array(tensor: Any, base_dir: Path) -> np.ndarray:
+    """An initializer as a new numpy array; external data is read straight from its file at the recorded
+    offset, never through the proto: bytes assigned to a protobuf message stay in its arena until the whole
+    model is freed, so loading each layer's weights through ``load_external_data_for_tensor`` kept every
+    layer's packed bytes resident (measured: +0.55 GB of peak RSS per 7B decoder layer in validation)."""
+    import onnx
+    from onnx import external_data_helper, numpy_helper
+
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return numpy_helper.to_array(tensor)
+    info = external_data_helper.ExternalDataInfo(tensor)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    count = int(np.prod(tensor.dims, dtype=np.int64))
+    with open(Path(base_dir) / info.location, "rb") as f:
+        f.seek(int(info.offset or 0))
+        out = np.fromfile(f, dtype=dtype, count=count)
+    if out.size != count:
+        raise OSError(f"{Path(base_dir) / info.location} is truncated (initializer {tensor.name!r})")
+    return out.reshape(tuple(tensor.dims))
+
+
 def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[str, np.ndarray, str]]:
     """``(linear name, W [N, K] float32 as the graph uses it, precision)`` for each linear layer of the exported
     decoder (``layers.3.mlp.up_proj``, ..., ``lm_head``), read from its initializers one at a time."""
     import onnx
-    from onnx import numpy_helper
 
     path = engine_root / graph_file
     model = onnx.load(str(path), load_external_data=False)
     inits = {t.name: t for t in model.graph.initializer}
 
     def array(name: str) -> np.ndarray:
-        t = inits[name]
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
-        return numpy_helper.to_array(t)
+        return initializer_array(inits[name], path.parent)
 
     for node in model.graph.node:
         base = node.name.rsplit("/", 1)[0]
@@ -44,10 +61,6 @@ def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[st
             yield base, np.ascontiguousarray(array(node.input[1]).T, dtype=np.float32), "fp32"
         elif node.op_type == "Cast" and node.input[0] in inits:
             yield base, np.ascontiguousarray(array(node.input[0]).T, dtype=np.float32), "fp16"
-        for name in node.input:  # drop the bytes just read: one weight in memory at a time
-            t = inits.get(name)
-            if t is not None and t.data_location == onnx.TensorProto.EXTERNAL:
-                t.ClearField("raw_data")
 
 
 def dequantized_head_blocks(engine_root: Path, graph_file: str, rows: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -55,7 +68,6 @@ def dequantized_head_blocks(engine_root: Path, graph_file: str, rows: int) -> It
     a torch ``Linear`` weight's layout), dequantized block by block: the whole float32 head (2.2 GB for 7B) is
     never in memory."""
     import onnx
-    from onnx import numpy_helper
 
     path = engine_root / graph_file
     model = onnx.load(str(path), load_external_data=False)
@@ -63,10 +75,7 @@ def dequantized_head_blocks(engine_root: Path, graph_file: str, rows: int) -> It
     node = next(n for n in model.graph.node if n.name.rsplit("/", 1)[0] == "lm_head" and n.op_type != "Reshape")
 
     def array(name: str) -> np.ndarray:
-        t = inits[name]
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
-        return numpy_helper.to_array(t)
+        return initializer_array(inits[name], path.parent)
 
     if node.op_type == "MatMulNBits":
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -149,7 +158,6 @@ def fp32_activation_twin(engine_root: Path, graph_file: str) -> Iterator[Path | 
     temporary data file next to the graph). Yields None when the body has neither; both temporary files are
     removed on exit."""
     import onnx
-    from onnx import numpy_helper
 
     path = engine_root / graph_file
     model = onnx.load(str(path), load_external_data=False)
@@ -159,11 +167,7 @@ def fp32_activation_twin(engine_root: Path, graph_file: str) -> Iterator[Path | 
     data = path.with_name(".validation-twin-" + path.name + ".data")
 
     def array(name: str) -> np.ndarray:
-        t = onnx.TensorProto()
-        t.CopyFrom(inits[name])
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            onnx.external_data_helper.load_external_data_for_tensor(t, str(path.parent))
-        return numpy_helper.to_array(t)
+        return initializer_array(inits[name], path.parent)
 
     changed = False
     try:
