@@ -64,6 +64,8 @@ cfg = ReasonerExportConfig(weights=sys.argv[3], validate=sys.argv[4], threads=2,
 ckpt = inspect_checkpoint(sys.argv[1])
 plan = plan_export_memory(WeightReader(ckpt.weight_files), ckpt.config, cfg, cfg.decoder_precision())
 print("MEMORY_PLAN " + json.dumps(plan.stages), file=sys.stderr, flush=True)
+if len(sys.argv) > 5 and sys.argv[5] == "plan-only":
+    raise SystemExit(0)
 export_reasoner(sys.argv[1], sys.argv[2], cfg)
 """
 
@@ -156,6 +158,11 @@ def main() -> None:
     ap.add_argument("--validate", default="full", choices=("full", "quick", "none"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument(
+        "--replan",
+        action="store_true",
+        help="with --reuse: rebuild each checkpoint only to recompute the exporter's estimate (memory_plan)",
+    )
+    ap.add_argument(
         "--reuse",
         action="store_true",
         help="reuse the per-layer-count runs already saved in --out (export_memory_<size>_<w>_<n>l.json)",
@@ -178,6 +185,15 @@ def main() -> None:
         if args.reuse and saved.is_file():
             runs[layers] = json.loads(saved.read_text())
             print(f"{args.size} {layers} layers: reusing {saved.name}", flush=True)
+            if args.replan:
+                with tempfile.TemporaryDirectory(prefix="segzero-mem-") as tmp:
+                    ckpt = Path(tmp) / "ckpt"
+                    build(args.size, layers, ckpt)
+                    cmd = [sys.executable, "-c", CHILD, str(ckpt), str(Path(tmp) / "e"), args.weights, args.validate]
+                    err = subprocess.run([*cmd, "plan-only"], capture_output=True, text=True, check=True).stderr
+                plan = json.loads(next(x for x in err.splitlines() if x.startswith("MEMORY_PLAN "))[12:])
+                runs[layers]["plan_gb"] = {k: round(v / 1e9, 3) for k, v in plan.items()}
+                saved.write_text(json.dumps(runs[layers], indent=2) + "\n")
             continue
         with tempfile.TemporaryDirectory(prefix="segzero-mem-") as tmp:
             ckpt = Path(tmp) / "ckpt"

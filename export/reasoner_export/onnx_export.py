@@ -395,7 +395,8 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path, config: Reasoner
         precision.lm_head,
     )
     if cfg.memory_check:
-        check_memory(plan_export_memory(reader, ckpt.config, cfg, precision), cfg)
+        plan = plan_export_memory(reader, ckpt.config, cfg, precision, ckpt.preprocess.num_patches)
+        check_memory(plan, cfg)
     with EngineDirWriter(out_dir, COMPONENT) as w:
         comp = w.path(SETTINGS_FILE).parent
         files = _copy_files(ckpt, comp)

@@ -137,26 +137,27 @@ def reference_device(device: str = "auto") -> str:
     return device
 
 
-def reference_memory_bytes(reader: WeightReader, config: Any, tokens: int = 1200) -> int:
-    """Peak bytes of the streamed reference for a checkpoint, from its header: the larger of its two stages,
-    the vision tower (float32) or one decoder layer plus a block of LM head rows (float32), plus the
-    activations of a packed pair of ``tokens`` tokens (hidden states, the MLP's three intermediates,
-    attention scores)."""
+def reference_memory_bytes(reader: WeightReader, config: Any, tokens: int = 1200, num_patches: int = 3600) -> int:
+    """Bytes of the streamed reference's largest stage for a checkpoint, from its header: the vision tower
+    (float32 weights, and the attention scores of its full-attention blocks over ``num_patches`` patches, twice
+    for softmax's output), or one decoder layer plus a block of LM head rows with the activations of a packed
+    pair of ``tokens`` tokens (hidden states, the MLP's three intermediates, attention scores)."""
     names = list(reader.names())
 
     def numel(name: str) -> int:
         return int(np.prod(reader.shape(name)))
 
+    v, t = config.vision_config, config.text_config
     vision = sum(numel(n) for n in names if n.startswith("visual."))
+    vision += 2 * v.num_heads * num_patches * num_patches + 8 * num_patches * v.hidden_size
     layers: dict[str, int] = {}
     for n in names:
         if n.startswith("lm.layers."):
             key = n.split(".")[2]
             layers[key] = layers.get(key, 0) + numel(n)
-    t = config.text_config
-    head_block = HEAD_ROWS * t.hidden_size
     activations = tokens * (4 * t.hidden_size + 3 * t.intermediate_size) + t.num_attention_heads * tokens * tokens
-    return 4 * (max(vision, max(layers.values(), default=0) + head_block) + activations)
+    text = max(layers.values(), default=0) + HEAD_ROWS * t.hidden_size + activations
+    return 4 * max(vision, text)
 
 
 class StreamedReference:
