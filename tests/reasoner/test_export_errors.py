@@ -287,7 +287,10 @@ def test_memory_check_refuses_before_writing_with_the_numbers(tiny_qwen_dir, tmp
 
     cfg = ReasonerExportConfig(weights="int4", validate="full")
     ckpt = inspect_checkpoint(tiny_qwen_dir)
-    plan = memory_plan.plan_export_memory(WeightReader(ckpt.weight_files), ckpt.config, cfg, cfg.decoder_precision())
+    reader = WeightReader(ckpt.weight_files)
+    plan = memory_plan.plan_export_memory(
+        reader, ckpt.config, cfg, cfg.decoder_precision(), ckpt.preprocess.num_patches
+    )
     stage, peak = plan.peak
     assert stage.startswith("validate") and plan.without_validation() < peak
     out = tmp_path / "out"
