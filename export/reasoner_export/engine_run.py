@@ -19,7 +19,7 @@ import numpy as np
 
 from segzero_edge.manifest import Manifest
 from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline
-from segzero_edge.reasoner.contract import DECODER
+from segzero_edge.reasoner.contract import COMPONENT, DECODER, ReasonerSettings
 from segzero_edge.reasoner.preprocess import decode_position_ids, preprocess_image
 
 from .dequantized import fp32_activation_twin
@@ -91,19 +91,24 @@ def run_engine(
     """Generate with the engine for each ``(image, question)``: greedy with ``opts``, and with ``constrained``
     when given; with a quantized decoder also its logits along the greedy tokens and, when its graph quantizes
     activations, the fp32-activation twin's hidden states (``dequantized.fp32_activation_twin``)."""
-    engine = ReasonerPipeline(manifest, engine_dir=engine_root, device="cpu", threads=threads, verify="none")
     run = EngineRun()
-    questions, encoded = [], []
+    questions = [q for _, q in samples]
+    # The vision session, then the decoder's: never both open (the engine's runtime holds both; validation
+    # need not, and for 7B the vision tower's session is 2.7 GB of weights plus its working memory).
+    encoder = _pipeline(manifest, engine_root, threads, vision=True)
+    encoded = [encoder.encode(image) for image, _ in progress(list(samples), "validation 1/3: vision (ORT)")]
+    run.pixels = [preprocess_image(image, encoder.preprocess_config).pixel_values for image, _ in samples]
+    run.vision = [v.embeds for v in encoded]
+    del encoder
+    release_memory()
+    engine = _pipeline(manifest, engine_root, threads, vision=False)
     template = engine.settings.prompt_template
-    for image, question in progress(list(samples), "validation 1/3: ONNX Runtime"):
+    for question, vision in progress(list(zip(questions, encoded)), "validation 1/3: decoder (ORT)"):
         run.prompt_ids.append(
             engine.tokenizer.encode_prompt(
                 question, engine.settings.num_image_tokens, family=engine.family, template=template
             )
         )
-        run.pixels.append(preprocess_image(image, engine.preprocess_config).pixel_values)
-        vision = engine.encode(image)  # once per pair: every generation below reuses it
-        run.vision.append(vision.embeds)
         gens = [list(engine.generate(None, question, opts, vision=vision).token_ids)]
         steps: list[list[Step] | None] = [None]
         if constrained is not None:
@@ -113,8 +118,6 @@ def run_engine(
         run.steps.append(steps)
         if engine.settings.weights != "fp32":
             run.logits.append(engine.teacher_forced_logits(None, question, gens[0], vision=vision))
-        questions.append(question)
-        encoded.append(vision)
     if engine.settings.weights != "fp32":
         with fp32_activation_twin(engine_root, manifest.graph(DECODER).file) as twin:
             if twin is not None:
@@ -122,6 +125,18 @@ def run_engine(
     del engine
     release_memory()
     return run
+
+
+def _pipeline(manifest: Manifest, engine_root: Path, threads: int | None, *, vision: bool) -> ReasonerPipeline:
+    """The engine's reasoner on ONNX Runtime (CPU) with only its vision session, or only its decoder's."""
+    from segzero_edge.ort import SessionFactory
+    from segzero_edge.reasoner.contract import VISION
+    from segzero_edge.reasoner.ort_backend import OrtReasonerBackend
+
+    settings = ReasonerSettings.from_mapping(manifest.component(COMPONENT))
+    graphs = (manifest.graph(VISION), None) if vision else (None, manifest.graph(DECODER))
+    backend = OrtReasonerBackend(engine_root, settings, *graphs, SessionFactory("cpu", threads=threads))
+    return ReasonerPipeline(manifest, engine_dir=engine_root, backend=backend, verify="none")
 
 
 def _twin_hidden(engine: ReasonerPipeline, twin: Path, questions, encoded, generations, threads) -> list:
@@ -132,8 +147,7 @@ def _twin_hidden(engine: ReasonerPipeline, twin: Path, questions, encoded, gener
     from segzero_edge.reasoner.ort_backend import DecoderRunner
 
     t = engine.settings.text
-    engine.backend.decoder = None  # release the exported graph's sessions before building the twin's
-    engine.backend.vision_session = None
+    engine.backend.decoder = None  # release the exported graph's session before building the twin's
     release_memory()
     runner = DecoderRunner(
         SessionFactory("cpu", threads=threads).create(twin), t.num_layers, t.num_kv_heads, t.head_dim

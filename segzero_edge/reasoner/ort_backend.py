@@ -128,7 +128,8 @@ class OrtReasonerBackend:
     Args:
         engine_dir: the engine directory.
         settings: its reasoner settings.
-        vision, decoder: the graphs' manifest entries.
+        vision, decoder: the graphs' manifest entries; None leaves that session unopened (``vision``/``step``
+            are then unavailable): the exporter's validation opens one at a time to bound its memory.
         sessions: the session factory (device, threads).
         io_binding: force I/O binding on or off (default: on for CUDA).
     """
@@ -139,8 +140,8 @@ class OrtReasonerBackend:
         self,
         engine_dir: str | Path,
         settings: ReasonerSettings,
-        vision: GraphSpec,
-        decoder: GraphSpec,
+        vision: GraphSpec | None,
+        decoder: GraphSpec | None,
         sessions: SessionFactory,
         *,
         io_binding: bool | None = None,
@@ -150,19 +151,21 @@ class OrtReasonerBackend:
         self.embeddings = np.load(root / emb.file, mmap_mode="r")
         if tuple(self.embeddings.shape) != emb.shape:
             raise ManifestError(f"{emb.file} has shape {self.embeddings.shape}, the manifest says {list(emb.shape)}")
-        self.vision_session = sessions.create(root / vision.file)
-        decoder_session = sessions.create(root / decoder.file)
-        text = settings.text
-        self.decoder = DecoderRunner(
-            decoder_session,
-            text.num_layers,
-            text.num_kv_heads,
-            text.head_dim,
-            io_binding=io_binding,
-            device_index=sessions.device.index,
-        )
+        self.vision_session = sessions.create(root / vision.file) if vision is not None else None
+        self.decoder: DecoderRunner | None = None
+        if decoder is not None:
+            text = settings.text
+            self.decoder = DecoderRunner(
+                sessions.create(root / decoder.file),
+                text.num_layers,
+                text.num_kv_heads,
+                text.head_dim,
+                io_binding=io_binding,
+                device_index=sessions.device.index,
+            )
         self.device = str(sessions.device)
-        self.providers = tuple(decoder_session.get_providers())
+        opened = self.decoder.session if self.decoder is not None else self.vision_session
+        self.providers = tuple(opened.get_providers()) if opened is not None else ()
 
     def vision(self, pixel_values: np.ndarray) -> np.ndarray:
         """``pixel_values [num_patches, 3*T*P*P]`` -> ``image_embeds [num_image_tokens, hidden]``."""
