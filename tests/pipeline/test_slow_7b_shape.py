@@ -26,6 +26,7 @@ def test_7b_shaped_export_with_full_validation_then_predict(tmp_path, full_engin
     from segzero_edge.export.reasoner_export.onnx_export import ReasonerExportConfig, export_reasoner
     from segzero_edge.manifest import load_manifest
     from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline
+    from segzero_edge.reasoner import contract as reasoner_contract
     from segzero_edge.reference.builders.qwen import build_tiny_qwen25vl
 
     ckpt = build_tiny_qwen25vl(tmp_path / "ckpt", "7b", num_layers=1, vision_depth=1, input_size=112, dtype="bfloat16")
@@ -43,7 +44,7 @@ def test_7b_shaped_export_with_full_validation_then_predict(tmp_path, full_engin
     s = m.component("reasoner")
     assert s["text"]["vocab_size"] == VOCAB and not s["text"]["tie_word_embeddings"]
     assert s["embeddings"]["shape"] == [VOCAB, 3584]
-    assert m.graph("reasoner.decoder").quantization["lm_head"] == "int8"
+    assert m.graph(reasoner_contract.DECODER).quantization["lm_head"] == "int8"
 
     reasoner = ReasonerPipeline(engine, device="cpu", threads=2)
     tokenizer_size = reasoner.tokenizer.tokenizer.get_vocab_size(with_added_tokens=True)

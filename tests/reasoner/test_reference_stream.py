@@ -17,7 +17,7 @@ from segzero_edge.export.reasoner_export.reference_stream import (
     reference_memory_bytes,
 )
 from segzero_edge.export.reasoner_export.validate import validation_samples
-from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline
+from segzero_edge.reasoner import GenerationOptions, ReasonerPipeline, contract
 from segzero_edge.reference.torch_reasoner import TorchReasoner, processor_inputs
 
 PAIRS = validation_samples(2)
@@ -153,10 +153,10 @@ def test_int8_activation_export_validates_on_its_fp32_activation_twin(tmp_path, 
     assert v["twin_fp32_activations"] is True
     assert v["greedy_identical_to_dequantized_torch"] == v["constrained_identical_to_dequantized_torch"] == 2
     assert 0 <= v["accuracy_level_greedy_identical_to_dequantized_torch"] <= 2
-    with fp32_activation_twin(tmp_path / "engine", m.graph("reasoner.decoder").file) as twin:
+    with fp32_activation_twin(tmp_path / "engine", m.graph(contract.DECODER).file) as twin:
         graph = onnx.load(str(twin), load_external_data=False).graph
         outputs = {o.name for o in graph.output}
-        assert "hidden_states" in outputs and "logits" not in outputs
+        assert contract.HIDDEN_STATES in outputs and contract.LOGITS not in outputs
         nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
         assert nbits and not any(n.name.startswith(("lm_head", "layers.0.")) for n in nbits)
         for node in nbits:
