@@ -127,6 +127,17 @@ class PackedPair:
     image_grid_thw: np.ndarray  # [1, 3] int64
     generations: list[list[int]]
 
+    @classmethod
+    def from_processor(cls, inputs: Any, generations: list[list[int]]) -> PackedPair:
+        """From the transformers processor's output for one request (batch of one, torch tensors)."""
+        return cls(
+            input_ids=inputs.input_ids[0].numpy(),
+            mm_token_type_ids=inputs.mm_token_type_ids[0].numpy(),
+            pixel_values=inputs.pixel_values.numpy(),
+            image_grid_thw=inputs.image_grid_thw.numpy(),
+            generations=generations,
+        )
+
 
 def reference_device(device: str = "auto") -> str:
     """``"cuda"`` when torch sees a GPU and ``device`` is ``"auto"``, else ``device`` (``"cpu"`` for auto)."""

@@ -182,15 +182,7 @@ def validate_reasoner(ckpt: QwenCheckpoint, manifest: Manifest, engine_root: Pat
             family=ckpt.family,
             template=settings.prompt_template,
         )
-        pairs.append(
-            PackedPair(
-                input_ids=inputs.input_ids[0].numpy(),
-                mm_token_type_ids=inputs.mm_token_type_ids[0].numpy(),
-                pixel_values=inputs.pixel_values.numpy(),
-                image_grid_thw=inputs.image_grid_thw.numpy(),
-                generations=gens,
-            )
-        )
+        pairs.append(PackedPair.from_processor(inputs, gens))
     reader = WeightReader(ckpt.weight_files)
     vision = stream.vision(reader, [(p.pixel_values, p.image_grid_thw) for p in pairs])
     ref, _ = stream.logits(

@@ -28,15 +28,7 @@ def _pairs(ref: TorchReasoner, generations: list[list[list[int]]]) -> list[Packe
     out = []
     for (image, question), gens in zip(PAIRS, generations):
         inputs = processor_inputs(ref.processor, image, question, input_size=ref.input_size, family=ref.family)
-        out.append(
-            PackedPair(
-                input_ids=inputs.input_ids[0].numpy(),
-                mm_token_type_ids=inputs.mm_token_type_ids[0].numpy(),
-                pixel_values=inputs.pixel_values.numpy(),
-                image_grid_thw=inputs.image_grid_thw.numpy(),
-                generations=gens,
-            )
-        )
+        out.append(PackedPair.from_processor(inputs, gens))
     return out
 
 
