@@ -394,6 +394,10 @@ def export_reasoner(model_dir: str | Path, out_dir: str | Path, config: Reasoner
         f" (int8 layers {list(precision.int8_layers)})" if precision.int8_layers else "",
         precision.lm_head,
     )
+    if cfg.validate != "none":
+        from .reference_stream import reference_device
+
+        reference_device(cfg.reference_device)  # refuse cuda without a GPU before writing anything
     if cfg.memory_check:
         plan = plan_export_memory(reader, ckpt.config, cfg, precision, ckpt.preprocess.num_patches)
         check_memory(plan, cfg)

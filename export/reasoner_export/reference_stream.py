@@ -145,6 +145,12 @@ def reference_device(device: str = "auto") -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from segzero_edge.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(
+            "--reference-device cuda: this torch sees no CUDA GPU", hint="use --reference-device auto or cpu"
+        )
     return device
 
 

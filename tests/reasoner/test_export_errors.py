@@ -308,3 +308,16 @@ def test_memory_check_refuses_before_writing_with_the_numbers(tiny_qwen_dir, tmp
     args = ["--weights", "fp32", "--validate", "none", "--no-memory-check"]
     assert main(["export", "reasoner", "--model", str(tiny_qwen_dir), "--out", str(out), *args]) == 0
     assert load_manifest(out).component("reasoner")["weights"] == "fp32"
+
+
+def test_cuda_reference_without_a_gpu_is_refused_before_writing(tiny_qwen_dir, tmp_path):
+    import torch
+
+    from segzero_edge.errors import BackendUnavailableError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    out = tmp_path / "out"
+    with pytest.raises(BackendUnavailableError, match="reference-device"):
+        export_reasoner(tiny_qwen_dir, out, ReasonerExportConfig(weights="fp32", reference_device="cuda"))
+    assert not out.exists() and _leftovers(out) == []
