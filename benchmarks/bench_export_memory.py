@@ -7,14 +7,19 @@ export runs in a child process while this script samples the child's RSS every 2
 to the export phase named by the child's log lines (embeddings, decoder, vision, validation phases), and
 times each phase. Each phase's peak and seconds are fitted as ``a + b * layers`` (least squares over all
 layer counts, with the largest residual reported) and extrapolated to the full model (36 layers for 3B, 28
-for 7B); the export's peak is the largest phase. Both VmRSS and RssAnon (without file-backed pages) are
-recorded, next to the exporter's own estimate (``memory_plan``) that its memory check uses.
+for 7B); the export's peak is the largest phase. A phase's memory counts as flat in depth (extrapolated as
+the largest value measured, marked "flat") when its fitted change across the measured layer counts is no
+more than twice the largest residual: with three points, a slope inside the noise is not evidence of
+per-layer growth, and extrapolating it 28x turns 0.1 GB of noise into gigabytes. Both VmRSS and RssAnon
+(without file-backed pages) are recorded, next to the exporter's own estimate (``memory_plan``) that its
+memory check uses.
 
     python benchmarks/bench_export_memory.py --size 3b --layers 1 2 4 --weights int4
     python benchmarks/bench_export_memory.py --size 7b --layers 1 2 3 --weights int4 --validate full
 
 Writes ``benchmarks/results/export_memory_<size>_<weights>.json`` and ``.md``, and each run as
-``export_memory_<size>_<weights>_<layers>l.json`` (``--reuse`` adds layer counts without redoing those).
+``export_memory_<size>_<weights>_<layers>l.json`` (``_quick``/``_none`` after ``<weights>`` for those
+levels; ``--reuse`` adds layer counts without redoing those).
 """
 
 from __future__ import annotations
@@ -150,6 +155,21 @@ def fit_line(xs: list[int], ys: list[float]) -> tuple[float, float, float]:
     return float(a), float(b), float(resid)
 
 
+def extrapolate(xs: list[int], ys: list[float], target: int, flat_allowed: bool) -> dict:
+    """The least-squares fit of ``ys`` over ``xs`` evaluated at ``target``; with ``flat_allowed``, the largest
+    measured value instead when the fitted change over ``xs`` is within twice the largest residual."""
+    a, b, resid = fit_line(xs, ys)
+    flat = flat_allowed and abs(b) * (max(xs) - min(xs)) <= 2 * resid
+    value = max(ys) if flat else a + b * target
+    return {
+        "intercept": round(a, 3),
+        "per_layer": round(b, 4),
+        "max_residual": round(resid, 3),
+        "flat": flat,
+        "extrapolated": round(value, 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(FULL_LAYERS), default="3b")
@@ -179,9 +199,10 @@ def main() -> None:
         "load_start": [round(x, 2) for x in os.getloadavg()],
     }
     runs = {}
+    stem_name = f"export_memory_{args.size}_{args.weights}" + ("" if args.validate == "full" else f"_{args.validate}")
     args.out.mkdir(parents=True, exist_ok=True)
     for layers in args.layers:
-        saved = args.out / f"export_memory_{args.size}_{args.weights}_{layers}l.json"
+        saved = args.out / f"{stem_name}_{layers}l.json"
         if args.reuse and saved.is_file():
             runs[layers] = json.loads(saved.read_text())
             print(f"{args.size} {layers} layers: reusing {saved.name}", flush=True)
@@ -214,13 +235,8 @@ def main() -> None:
     for ph in phases:
         entry = {}
         for kind, key in (("rss", "phase_peak_gb"), ("anon", "phase_peak_anon_gb"), ("seconds", "phase_seconds")):
-            a, b, resid = fit_line(ls, [runs[n].get(key, {}).get(ph, 0.0) for n in ls])
-            entry[kind] = {
-                "intercept": round(a, 3),
-                "per_layer": round(b, 4),
-                "max_residual": round(resid, 3),
-                "extrapolated": round(a + b * full, 2),
-            }
+            ys = [runs[n].get(key, {}).get(ph, 0.0) for n in ls]
+            entry[kind] = extrapolate(ls, ys, full, flat_allowed=kind != "seconds")
         stage = PLAN_STAGES.get(ph)
         if stage and all(stage in runs[n].get("plan_gb", {}) for n in ls):
             a, b, _ = fit_line(ls, [runs[n]["plan_gb"][stage] for n in ls])
@@ -243,7 +259,7 @@ def main() -> None:
         "fits": peak <= BUDGET_GB[args.size],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"export_memory_{args.size}_{args.weights}"
+    stem = args.out / stem_name
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     head = " | ".join(f"RSS GB @ {n}" for n in ls) + " | " + " | ".join(f"s @ {n}" for n in ls)
     rows = [
@@ -259,7 +275,8 @@ def main() -> None:
             + " | "
             + " | ".join(f"{runs[n].get('phase_seconds', {}).get(ph, 0.0):.0f}" for n in ls)
             + f" | {f['rss']['per_layer']:.3f} | {f['rss']['max_residual']:.2f} | "
-            f"{f['rss']['extrapolated']:.2f} | {f['anon']['extrapolated']:.2f} | "
+            f"{f['rss']['extrapolated']:.2f}{' (flat)' if f['rss']['flat'] else ''} | "
+            f"{f['anon']['extrapolated']:.2f}{' (flat)' if f['anon']['flat'] else ''} | "
             f"{f.get('estimate_gb', float('nan')):.2f} | {f['seconds']['extrapolated']:.0f} |"
         )
     total_s = sum(fit[ph]["seconds"]["extrapolated"] for ph in phases)
@@ -277,7 +294,9 @@ def main() -> None:
         f"# export reasoner peak RSS and time, {args.size}-shaped, {args.weights}, --validate {args.validate}\n\n"
         f"Real {args.size} shapes (full vocabulary, full vision tower, bf16 weights), {ls} decoder layers; per-phase "
         f"peak RSS (VmRSS; anon = RssAnon, without file-backed pages) sampled every 20 ms, fitted by least squares "
-        f"and extrapolated to {full} layers.\n\nDate {info['date']}, {info['machine']}, {info['cores']} cores, "
+        f"and extrapolated to {full} layers; (flat): the fit's change over the measured depths is within twice its "
+        f"largest residual, so the largest measured value is reported.\n\n"
+        f"Date {info['date']}, {info['machine']}, {info['cores']} cores, "
         f"load average start {info['load_start']}, end {info['load_end']}.\nCommand: `{info['command']}`\n\n"
         + "\n".join(rows)
         + "\n"

@@ -23,7 +23,7 @@ from typing import Any
 from segzero_edge.lens.contract import MASK_DECODER_INPUTS, MASK_DECODER_OUTPUTS, QUERY_HIDDEN, SPARSE_PROMPT
 from segzero_edge.sam2.contract import FEATURES, NUM_OBJECTS
 
-from ..reasoner_export.onnx_export import consolidate_graph
+from ..reasoner_export.graph_files import consolidate_graph
 from ..sam2_export.onnx_export import export_module, feature_shapes
 from .wrappers import ContextGraph, SparseMaskDecoderGraph
 

@@ -4,7 +4,7 @@ at a time, ``dequantized_linears``), or run by ONNX Runtime with fp32 activation
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,26 +37,41 @@ def initializer_array(tensor: Any, base_dir: Path) -> np.ndarray:
     return out.reshape(tuple(tensor.dims))
 
 
-def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[str, np.ndarray, str]]:
-    """``(linear name, W [N, K] float32 as the graph uses it, precision)`` for each linear layer of the exported
-    decoder (``layers.3.mlp.up_proj``, ..., ``lm_head``), read from its initializers one at a time."""
+def _graph(engine_root: Path, graph_file: str) -> tuple[Any, dict[str, Any], Callable[[str], np.ndarray]]:
+    """The graph without its weights, its initializers by name, and a reader of one initializer's values."""
     import onnx
 
     path = engine_root / graph_file
     model = onnx.load(str(path), load_external_data=False)
     inits = {t.name: t for t in model.graph.initializer}
+    return model, inits, lambda name: initializer_array(inits[name], path.parent)
 
-    def array(name: str) -> np.ndarray:
-        return initializer_array(inits[name], path.parent)
 
+def _attrs(node: Any) -> dict[str, Any]:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _nbits(node: Any, array: Callable[[str], np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """A MatMulNBits node's packed weights ``[N, blocks, block bytes]``, scales ``[N, blocks]``, ``K`` and bits."""
+    attrs = _attrs(node)
+    n, bits = attrs["N"], attrs["bits"]
+    packed = array(node.input[1]).reshape(n, -1, attrs["block_size"] * bits // 8)
+    return packed, array(node.input[2]).reshape(n, -1), attrs["K"], bits
+
+
+def dequantized_linears(engine_root: Path, graph_file: str) -> Iterator[tuple[str, np.ndarray, str]]:
+    """``(linear name, W [N, K] float32 as the graph uses it, precision)`` for each linear layer of the exported
+    decoder (``layers.3.mlp.up_proj``, ..., ``lm_head``), read from its initializers one at a time."""
+    model, inits, array = _graph(engine_root, graph_file)
     for node in model.graph.node:
         base = node.name.rsplit("/", 1)[0]
         if node.op_type == "MatMulNBits":
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            packed = array(node.input[1]).reshape(attrs["N"], -1, attrs["block_size"] * attrs["bits"] // 8)
-            w = dequantize_rows(packed, array(node.input[2]).reshape(attrs["N"], -1), attrs["K"], attrs["bits"])
-            del packed
-            yield base, w, f"int{attrs['bits']}"
+            packed, scales, k, bits = _nbits(node, array)
+            w = dequantize_rows(packed, scales, k, bits)
+            del packed, scales
+            yield base, w, f"int{bits}"
         elif node.op_type == "MatMul" and node.input[1] in inits:
             yield base, np.ascontiguousarray(array(node.input[1]).T, dtype=np.float32), "fp32"
         elif node.op_type == "Cast" and node.input[0] in inits:
@@ -67,22 +82,11 @@ def dequantized_head_blocks(engine_root: Path, graph_file: str, rows: int) -> It
     """``(first row, W[first : first + rows] float32)`` of the decoder graph's LM head (``[vocab, hidden]``,
     a torch ``Linear`` weight's layout), dequantized block by block: the whole float32 head (2.2 GB for 7B) is
     never in memory."""
-    import onnx
-
-    path = engine_root / graph_file
-    model = onnx.load(str(path), load_external_data=False)
-    inits = {t.name: t for t in model.graph.initializer}
+    model, _, array = _graph(engine_root, graph_file)
     node = next(n for n in model.graph.node if n.name.rsplit("/", 1)[0] == "lm_head" and n.op_type != "Reshape")
-
-    def array(name: str) -> np.ndarray:
-        return initializer_array(inits[name], path.parent)
-
     if node.op_type == "MatMulNBits":
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        n, k, bits = attrs["N"], attrs["K"], attrs["bits"]
-        packed = array(node.input[1]).reshape(n, -1, attrs["block_size"] * bits // 8)
-        scales = array(node.input[2]).reshape(n, -1)
-        for start in range(0, n, rows):
+        packed, scales, k, bits = _nbits(node, array)
+        for start in range(0, len(packed), rows):
             yield start, dequantize_rows(packed[start : start + rows], scales[start : start + rows], k, bits)
         return
     weight = array(node.input[1] if node.op_type == "MatMul" else node.input[0])  # [K, N] fp32, or fp16 (Cast)
@@ -160,27 +164,23 @@ def fp32_activation_twin(engine_root: Path, graph_file: str) -> Iterator[Path | 
     import onnx
 
     path = engine_root / graph_file
-    model = onnx.load(str(path), load_external_data=False)
+    model, inits, array = _graph(engine_root, graph_file)
     _hidden_states_only(model)
-    inits = {t.name: t for t in model.graph.initializer}
+    inits.clear()  # the reader looks up this dict: keep only what the hidden states still need
+    inits.update((t.name, t) for t in model.graph.initializer)
     twin = path.with_name(".validation-twin-" + path.name)
     data = path.with_name(".validation-twin-" + path.name + ".data")
-
-    def array(name: str) -> np.ndarray:
-        return initializer_array(inits[name], path.parent)
-
     changed = False
     try:
         with open(data, "wb") as out:
             for i, node in enumerate(list(model.graph.node)):
                 if node.op_type != "MatMulNBits":
                     continue
-                attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                attrs = _attrs(node)
                 if attrs["bits"] in TWIN_MATMUL_BITS:
-                    n, k, bits = attrs["N"], attrs["K"], attrs["bits"]
-                    packed = array(node.input[1]).reshape(n, -1, attrs["block_size"] * bits // 8)
-                    w = dequantize_rows(packed, array(node.input[2]).reshape(n, -1), k, bits)
-                    del packed
+                    packed, scales, k, bits = _nbits(node, array)
+                    w = dequantize_rows(packed, scales, k, bits)
+                    del packed, scales
                     weight = np.ascontiguousarray(w.T)  # [K, N]: Y = X @ W^T
                     del w
                     name = f"{node.name}/twin_weight"

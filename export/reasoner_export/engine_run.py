@@ -10,7 +10,8 @@ constraint forces are not the model's choice). So one teacher-forced forward per
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,8 @@ def run_engine(
                 question, engine.settings.num_image_tokens, family=engine.family, template=template
             )
         )
-        gens = [list(engine.generate(None, question, opts, vision=vision).token_ids)]
+        with _recorded_logits(engine.backend) as rows:
+            gens = [list(engine.generate(None, question, opts, vision=vision).token_ids)]
         steps: list[list[Step] | None] = [None]
         if constrained is not None:
             gens.append(list(engine.generate(None, question, constrained, vision=vision).token_ids))
@@ -117,7 +119,12 @@ def run_engine(
         run.generations.append(gens)
         run.steps.append(steps)
         if engine.settings.weights != "fp32":
-            run.logits.append(engine.teacher_forced_logits(None, question, gens[0], vision=vision))
+            # An unconstrained greedy generation feeds one token per decoder call, so its calls' logits are
+            # the teacher-forced rows (row j predicts token j); recomputed only if the options batched tokens.
+            same = len(rows) == len(gens[0])
+            run.logits.append(
+                np.stack(rows) if same else engine.teacher_forced_logits(None, question, gens[0], vision=vision)
+            )
     if engine.settings.weights != "fp32":
         with fp32_activation_twin(engine_root, manifest.graph(DECODER).file) as twin:
             if twin is not None:
@@ -125,6 +132,24 @@ def run_engine(
     del engine
     release_memory()
     return run
+
+
+@contextlib.contextmanager
+def _recorded_logits(backend: Any) -> Iterator[list[np.ndarray]]:
+    """A copy of the logits of every ``backend.step`` call made inside the block, in call order."""
+    rows: list[np.ndarray] = []
+    step = backend.step
+
+    def recorded(*args: Any, **kwargs: Any) -> np.ndarray:
+        out = step(*args, **kwargs)
+        rows.append(np.array(out, np.float32))
+        return out
+
+    backend.step = recorded
+    try:
+        yield rows
+    finally:
+        del backend.step  # the class's method again
 
 
 def _pipeline(manifest: Manifest, engine_root: Path, threads: int | None, *, vision: bool) -> ReasonerPipeline:

@@ -231,7 +231,7 @@ def test_vision_weights_are_consolidated_into_one_file(engine_fp32, tmp_path, la
     import onnx
     import onnxruntime as ort
 
-    from segzero_edge.export.reasoner_export.onnx_export import consolidate_graph
+    from segzero_edge.export.reasoner_export.graph_files import consolidate_graph
 
     raw = tmp_path / "raw" / "vision.onnx"
     raw.parent.mkdir()

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch")
 
 from segzero_edge.export.reasoner_export.checkpoint import WeightReader, inspect_checkpoint
-from segzero_edge.export.reasoner_export.engine_run import constraint_steps, greedy_picks
+from segzero_edge.export.reasoner_export.engine_run import constraint_steps, greedy_picks, run_engine
 from segzero_edge.export.reasoner_export.reference_stream import (
     CheckpointWeights,
     EngineWeights,
@@ -80,6 +80,19 @@ def test_engine_weights_stream_the_dequantized_decoder(tiny_qwen_dir, engine_int
     assert source.replaced == 7 * ckpt.text.num_layers + 1
     for pair_gens, rows in zip(gens, logits):
         assert list(greedy_picks(rows[0], None)) == pair_gens[0]
+
+
+def test_engine_run_keeps_the_greedy_generations_logits_as_teacher_forced_rows(engine_int4):
+    """The engine's logits recorded during its greedy generation are the rows a teacher-forced rerun of the
+    same tokens computes (row j predicts token j), so the validation need not rerun the decoder."""
+    from segzero_edge.manifest import load_manifest
+
+    opts = GenerationOptions(max_new_tokens=10, constrained=False, stop_at_answer=False)
+    run = run_engine(load_manifest(engine_int4), engine_int4, PAIRS, opts, None, threads=1)
+    engine = ReasonerPipeline(engine_int4, device="cpu", threads=1)
+    for (image, question), gens, rows in zip(PAIRS, run.generations, run.logits):
+        assert rows.shape == (len(gens[0]), engine.settings.text.vocab_size) and len(gens[0]) > 1
+        np.testing.assert_allclose(rows, engine.teacher_forced_logits(image, question, gens[0]), atol=1e-5, rtol=0)
 
 
 def test_greedy_picks_follow_the_constraint_and_never_pick_padding_rows(engine_int4):
