@@ -34,9 +34,9 @@ VISION_EXPORT_FACTOR = 3.4
 #: the engine's vision session over its float32 weights (working memory of 3,600 patches included; 7B:
 #: 6.0 GB RSS measured for the phase at 1-3 layers, token table included)
 ORT_VISION_FACTOR = 1.7
-#: the engine's decoder session over its graph's stored weights (ONNX Runtime prepacks MatMulNBits weights
-#: next to the initializers; KV cache and logits included; 7B int4, 28 layers: 8.6 GB RSS measured for the
-#: phase with 3.76 GB stored and the 1.09 GB token table, i.e. 1.84, rounded up to err high)
+#: the engine's decoder session over its graph's stored weights (KV cache and logits included; likely ORT's
+#: prepacked MatMulNBits copies next to the initializers, not profiled; 7B int4, 28 layers: 8.6 GB RSS
+#: measured for the phase with 3.76 GB stored and the 1.09 GB token table, i.e. 1.84, rounded up to err high)
 ORT_DECODER_FACTOR = 2.0
 #: the streamed reference over ``reference_memory_bytes`` (allocator slack; 7B: 8.1 GB RSS measured in the
 #: dequantized phase)
