@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 from segzero_edge.lens.contract import MASK_DECODER_INPUTS, MASK_DECODER_OUTPUTS, QUERY_HIDDEN, SPARSE_PROMPT
 from segzero_edge.sam2.contract import FEATURES, NUM_OBJECTS
 
-from ..reasoner_export.graph_files import consolidate_graph
+from ..reasoner_export.graph_files import consolidate_graph, trace_to_onnx
 from ..sam2_export.onnx_export import export_module, feature_shapes
 from .wrappers import ContextGraph, SparseMaskDecoderGraph
 
@@ -45,17 +44,7 @@ def export_context(context, path: Path) -> dict[str, Any]:
     wrapper = ContextGraph(context).eval()
     with tempfile.TemporaryDirectory(prefix=".context-", dir=path.parent) as tmp:
         raw = Path(tmp) / "context.onnx"
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapper,
-                (torch.zeros(1, q, h),),
-                str(raw),
-                dynamo=False,
-                input_names=[QUERY_HIDDEN],
-                output_names=[SPARSE_PROMPT],
-                opset_version=17,
-            )
+        trace_to_onnx(wrapper, (torch.zeros(1, q, h),), raw, [QUERY_HIDDEN], [SPARSE_PROMPT])
         return consolidate_graph(raw, path)
 
 

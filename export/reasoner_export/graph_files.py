@@ -49,6 +49,24 @@ def write_embeddings(reader: WeightReader, path: Path, dtype: str, rows_per_bloc
     return (int(shape[0]), int(shape[1]))
 
 
+def trace_to_onnx(module: Any, args: tuple, raw: Path, input_names: list[str], output_names: list[str]) -> None:
+    """``module(*args)`` to ``raw`` with the TorchScript exporter at opset 17, without gradients; its tracer
+    warnings (one per Python branch it freezes) are silenced."""
+    import torch
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            args,
+            str(raw),
+            dynamo=False,
+            input_names=input_names,
+            output_names=output_names,
+            opset_version=17,
+        )
+
+
 def export_vision(ckpt: QwenCheckpoint, reader: WeightReader, path: Path) -> dict[str, Any]:
     """Export the vision tower for the checkpoint's fixed grid to ``path`` (TorchScript exporter)."""
     import torch
@@ -68,17 +86,7 @@ def export_vision(ckpt: QwenCheckpoint, reader: WeightReader, path: Path) -> dic
     try:
         with tempfile.TemporaryDirectory(prefix=".vision-", dir=path.parent) as tmp:
             raw = Path(tmp) / "vision.onnx"
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    wrapper,
-                    (dummy,),
-                    str(raw),
-                    dynamo=False,
-                    input_names=[PIXEL_VALUES],
-                    output_names=[IMAGE_EMBEDS],
-                    opset_version=17,
-                )
+            trace_to_onnx(wrapper, (dummy,), raw, [PIXEL_VALUES], [IMAGE_EMBEDS])
             for hook in hooks:
                 hook.remove()
             del wrapper, visual
