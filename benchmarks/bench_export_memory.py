@@ -12,9 +12,8 @@ the largest value measured, marked "flat") when its fitted change across the mea
 negative or within the run-to-run noise (``NOISE_GB``): with three points, a slope inside the noise is not
 evidence of per-layer growth, and extrapolating it 28x turns 0.1 GB of noise into gigabytes. When the full
 depth is among ``--layers`` (deeper than ``BUILD_MAX_LAYERS``: built with ``deepen``), its column is the
-measurement itself. Both VmRSS and RssAnon
-(without file-backed pages) are recorded, next to the exporter's own estimate (``memory_plan``) that its
-memory check uses.
+measurement itself. Both VmRSS and RssAnon (without file-backed pages) are recorded, next to the exporter's
+own estimate (``memory_plan``) that its memory check uses.
 
     python benchmarks/bench_export_memory.py --size 3b --layers 1 2 4 --weights int4
     python benchmarks/bench_export_memory.py --size 7b --layers 1 2 3 --weights int4 --validate full
