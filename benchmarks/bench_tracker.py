@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segzero_edge.evaluation.latency import cpu_model
+from segzero_edge.evaluation.latency import cpu_model, cpu_simd
 
 log = logging.getLogger("bench_tracker")
 FULL_BANK = 7
@@ -120,6 +120,7 @@ def bench_config(config: str, args, work: Path) -> dict:
     if not (engine / "manifest.json").exists():
         build_sam2_checkpoint(ckpt, config, seed=0)
         export_sam2(ckpt, engine, Sam2ExportConfig(config=config, validation_images=1))
+    if not (engine / "tracker").is_dir():  # also after an export whose tracker step failed
         export_tracker(ckpt, engine, config, validation_frames=args.validation_frames)
     folder = root / "clip"
     folder.mkdir(exist_ok=True)
@@ -186,7 +187,8 @@ def predict_vs_track(engine: Path, text: str, frames: int, threads: int) -> dict
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Tracking latency per frame, {report['device']} ({report['cpu']}, {report['threads']} threads)", ""]
+    cpu = report["cpu"] + (f"; {report['simd']}" if report.get("simd") else "")
+    lines = [f"# Tracking latency per frame, {report['device']} ({cpu}, {report['threads']} threads)", ""]
     if report["results"]:
         lines += [
             f"{report['frames']}-frame seeded clip, {report['objects']} object(s), {report['rounds']} interleaved "
@@ -251,6 +253,7 @@ def main() -> int:
         results = [bench_config(c, args, work) for c in args.configs] if args.configs else []
     report = {
         "cpu": cpu_model(),
+        "simd": cpu_simd(),
         "device": args.device,
         "threads": args.threads,
         "frames": args.frames,

@@ -210,6 +210,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: The SIMD extensions that change which CPU kernels ONNX Runtime and torch run (hence their ratio).
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "sve")
+
+
+def cpu_simd() -> str:
+    """The ``SIMD_FLAGS`` this CPU reports (``/proc/cpuinfo``), space-separated; "" where unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return " ".join(flag for flag in SIMD_FLAGS if flag in have)
+    except OSError:
+        pass
+    return ""
+
+
 def machine_info() -> dict[str, Any]:
     """CPU, cores (and the ones this process may use), OS, Python, load average, versions of the stack."""
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
