@@ -28,6 +28,7 @@ __all__ = ["COMMANDS", "Command", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("segment an image from an instruction with an engine directory", "ort"),
     "track": ("reason once, then track the object through a video, frame folder or camera", "video"),
+    "serve": ("track an instruction live on a ROS 2 image topic, publishing masks every frame", "ros"),
     "inspect": ("show an engine directory's manifest, check its files and this device", "ort"),
     "export": ("turn checkpoints into an engine directory (ONNX + manifest)", "export"),
     "build": ("build TensorRT engines for this GPU from an engine directory", "tensorrt"),
@@ -109,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         command.add_arguments(parser)
-        cmd_args = parser.parse_args(rest[1:])
+        parse = parser.parse_intermixed_args if command.intermixed else parser.parse_args
+        cmd_args = parse(rest[1:])
         with _terminate_as_interrupt():
             return int(command.run(cmd_args) or 0)
     except SegZeroError as exc:

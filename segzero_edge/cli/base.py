@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 #: ``--device`` help shared by the commands (the accepted forms are ``segzero_edge.ort.DEVICES``).
 DEVICE_HELP = (
@@ -25,6 +27,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def progress_bar(total: int | None, desc: str, unit: str) -> Any:
+    """A tqdm bar on stderr (rate shown as ``unit``/s), or None when tqdm is missing (it comes with the
+    ``video`` extra); callers update it when not None."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
+
+
 @dataclass(frozen=True)
 class Command:
     """A subcommand: how to declare its options and how to run it.
@@ -34,12 +46,15 @@ class Command:
         add_arguments: adds the options to an ``argparse`` parser (with help for each).
         run: runs the command with the parsed options; returns the exit code.
         description: shown by ``--help``; the first line is also the summary.
+        intermixed: parse options between positionals (``track ENGINE BAG --topic T "TEXT"``, where an
+            optional positional follows the option); ``argparse.parse_intermixed_args``.
     """
 
     name: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     description: str = ""
+    intermixed: bool = False
 
 
 def command_line(name: str, args: argparse.Namespace, positional: Sequence[str]) -> str:

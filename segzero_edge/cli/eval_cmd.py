@@ -28,13 +28,12 @@ import argparse
 import contextlib
 import datetime as _dt
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
 from ..files import output_dir
-from .base import DEVICE_HELP, Command, command_line, positive_int
+from .base import DEVICE_HELP, Command, command_line, positive_int, progress_bar
 from .options import add_lens_argument, add_option_arguments, option_values
 
 #: The request options this command exposes (``SegmenterOptions.names()``); the official evaluation is
@@ -70,16 +69,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _progress(total: int | None, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="eval", unit="sample", file=sys.stderr)
-
-
 def _run(args: argparse.Namespace) -> int:
     from ..evaluation import aggregate, evaluate, open_dataset
     from ..evaluation.latency import machine_info
@@ -92,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     out = None if args.out is None else output_dir(args.out, inputs=(args.dataset,))
     started = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     machine = machine_info()
-    bar = _progress(total, not args.no_progress)
+    bar = progress_bar(total, "eval", "sample") if not args.no_progress else None
     with (
         Segmenter(
             args.engine_dir,

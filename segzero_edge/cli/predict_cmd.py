@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import InputError
 from ..files import output_dir
+from ..ros.bag import is_bag
+from .bag_run import add_bag_arguments, run_bag
 from .base import DEVICE_HELP, Command
 from .options import add_lens_argument, add_option_arguments, option_values
 
@@ -29,13 +32,16 @@ OPTIONS = (
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("engine_dir", type=Path, help="engine directory written by `segzero-edge export`")
-    parser.add_argument("image", type=Path, help="image file (PNG, JPEG, ...)")
+    parser.add_argument(
+        "image", type=Path, help="image file (PNG, JPEG, ...), or a ROS bag (.bag, ROS 2 bag folder, .mcap, .db3)"
+    )
     parser.add_argument("text", help='the instruction, e.g. "the cup the robot should pick up"')
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="write <image>.overlay.png and <image>.segzero.json into this folder (without --out nothing is written)",
+        help="write <image>.overlay.png and <image>.segzero.json into this folder; for a ROS bag, an .mcap "
+        "file with TOPIC/mask and TOPIC/result (without --out nothing is written)",
     )
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument(
@@ -80,12 +86,21 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sam2-threads", type=int, default=None, help="CPU threads of the SAM2 sessions only (default: --threads)"
     )
     parser.add_argument("--stream", action="store_true", help="print the generated text as it is produced")
+    add_bag_arguments(parser, every=True)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..frame import load_image
     from ..segmenter import Segmenter
 
+    if is_bag(args.image):
+        if args.backend == "torch" or args.stream:
+            raise InputError("--backend torch and --stream are for single images, not bags")
+        kwargs = {"device": args.device, "backend": args.backend, "threads": args.threads}
+        kwargs |= {"sam2_threads": args.sam2_threads, "lens_context": args.lens_context, **option_values(args, OPTIONS)}
+        return run_bag(args, args.image, mode="predict", segmenter_kwargs=kwargs)
+    if args.topic is not None or args.every != 1:
+        raise InputError(f"--topic and --every are for ROS bags; {args.image} is not one", hint="drop them")
     out_dir = None if args.out is None else output_dir(args.out, inputs=(args.image, args.engine_dir))
     rgb = load_image(args.image)
     on_text = (lambda piece: print(piece, end="", flush=True)) if args.stream else None

@@ -15,7 +15,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import publish_modes, remove_stale, staging_dir, writable_parent
-from .base import DEVICE_HELP, Command, positive_int
+from ..ros.bag import is_bag
+from .bag_run import add_bag_arguments, run_bag
+from .base import DEVICE_HELP, Command, positive_int, progress_bar
 from .options import add_option_arguments, option_values
 
 #: The reasoning options this command exposes (``SegmenterOptions.names()``).
@@ -37,7 +39,9 @@ OUT_SUFFIXES = (".mp4", ".mkv", ".mov", ".gif")
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("engine_dir", type=Path, help="engine directory with the reasoner, sam2 and tracker components")
     parser.add_argument(
-        "video", help="a video file (anything FFmpeg decodes), a folder of images (sorted by name), or a camera index"
+        "video",
+        help="a video file (anything FFmpeg decodes), a folder of images (sorted by name), a camera index, or a "
+        "ROS bag (ROS 1 .bag, ROS 2 bag folder, .mcap, .db3; see --topic)",
     )
     parser.add_argument(
         "text", nargs="?", default=None, help='the instruction, e.g. "the cup the robot should pick up" (or --box)'
@@ -63,7 +67,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="overlay video to write (.mp4/.mkv/.mov: H.264; .gif), with per-frame results in the same name "
-        "with .jsonl; without --out nothing is written",
+        "with .jsonl; for a ROS bag, an .mcap with TOPIC/mask (mono8 Image) and TOPIC/result (JSON String); "
+        "without --out nothing is written",
     )
     parser.add_argument("--jsonl", type=Path, default=None, help="per-frame JSON lines here instead (needs no --out)")
     parser.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
@@ -76,6 +81,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per ONNX Runtime session")
+    add_bag_arguments(parser, every=False)
     add_option_arguments(parser, OPTIONS)
 
 
@@ -83,6 +89,8 @@ def _outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     video = jsonl = None
     if args.out is not None:
         video = writable_parent(args.out)
+        if video.suffix.lower() == ".mcap":
+            raise InputError(f"--out {video.name}: MCAP results need a ROS bag as input", hint="write an .mp4")
         if video.suffix.lower() not in OUT_SUFFIXES:
             raise InputError(f"--out {video.name}: unknown video type", hint=f"use one of {', '.join(OUT_SUFFIXES)}")
         jsonl = video.with_suffix(".jsonl")
@@ -119,14 +127,6 @@ def _record(i: int, t: float, res) -> dict:
     }
 
 
-def _progress(total: int | None):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # the video extra brings tqdm; without it, no bar
-        return None
-    return tqdm(total=total, unit="frame", desc="tracking", file=sys.stderr)
-
-
 def _run(args: argparse.Namespace) -> int:
     from ..segmenter import Segmenter
     from ..video import VideoWriter, open_frames
@@ -136,6 +136,13 @@ def _run(args: argparse.Namespace) -> int:
             "give the instruction TEXT, --box or --mask (one of them)",
             hint='e.g. segzero-edge track ENGINE v.mp4 "the cup"',
         )
+    if is_bag(args.video):
+        if args.mask or args.jsonl:
+            raise InputError("--mask and --jsonl are for videos; a bag's results go to --out result.mcap")
+        kwargs = {"device": args.device, "threads": args.threads, **option_values(args, OPTIONS)}
+        return run_bag(args, Path(args.video), mode="track", segmenter_kwargs=kwargs)
+    if args.topic is not None:
+        raise InputError(f"--topic is for ROS bags; {args.video} is not one", hint="drop --topic")
     masks = _read_masks(args.mask) if args.mask else None
     video_path, jsonl_path = _outputs(args)
     stage = None
@@ -201,7 +208,7 @@ def _track_frames(args, source, seg, writer, lines, masks=None) -> tuple[int, fl
     from ..overlay import draw_objects
 
     total = min(source.count, args.max_frames) if source.count and args.max_frames else source.count
-    bar, t_start, track = _progress(total or args.max_frames), time.perf_counter(), None
+    bar, t_start, track = progress_bar(total or args.max_frames, "tracking", "frame"), time.perf_counter(), None
     n = lost = reprompts = 0
     interrupted = False
     try:
@@ -240,7 +247,9 @@ COMMAND = Command(
     name="track",
     add_arguments=_add_arguments,
     run=_run,
+    intermixed=True,
     description="Reason once about the first frame, then follow the object through a video, a folder of "
-    "frames or a camera with SAM2's video memory, re-reasoning in the background when it is lost. With --out "
-    "it writes an overlay video and per-frame JSON lines; a progress bar shows the frames per second.",
+    "frames, a camera or a ROS bag's image topic with SAM2's video memory, re-reasoning in the background when "
+    "it is lost. With --out it writes an overlay video and per-frame JSON lines (for a bag: an MCAP file with "
+    "a mask image and a JSON result per frame, stamped as the input); a progress bar shows the frames per second.",
 )

@@ -1,0 +1,134 @@
+"""ROS 2 messages on the DDS wire through Cyclone DDS's Python binding (``cyclonedds``), without rclpy.
+
+ROS 2's default middleware (``rmw_cyclonedds_cpp``; ``rmw_fastrtps`` speaks the same RTPS) maps a ROS
+topic ``/a/b`` of type ``pkg/msg/T`` to the DDS topic ``rt/a/b`` of type ``pkg::msg::dds_::T_``, serialised as
+plain CDR (XCDR1, little endian) with final extensibility. The dataclasses below declare exactly those
+names and field layouts (from the ``.msg`` files of ROS 2 Humble..Jazzy, unchanged across them), so an
+unmodified ROS 2 node sees our topics as its own. Cyclone DDS is the DDS ROS 2 ships by default and its
+binding installs from PyPI with the C library inside (the alternative, Fast DDS, has no Python wheel).
+
+QoS as a camera pipeline uses them (``rclcpp::SensorDataQoS`` and ``rclcpp::QoS(10)``):
+
+* ``SENSOR_QOS``: best effort, volatile, keep last 5 (images in; matches reliable and best-effort cameras);
+* ``RESULT_QOS``: reliable, volatile, keep last 10 (masks and results out; every subscriber matches it,
+  including ``ros2 topic echo`` and RViz's defaults);
+* ``COMMAND_QOS``: reliable, volatile, keep last 1 (the instruction topic, as ``ros2 topic pub`` sends).
+
+Not tried against a ROS 2 install here (none can be installed from the package registries): the names,
+layouts and QoS follow ROS 2's rules; ``docs/ros2.md`` says how to check with ``ros2 topic echo``.
+"""
+
+# No ``from __future__ import annotations``: cyclonedds resolves the field annotations at class creation.
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InputError, missing_extra
+
+try:  # the ``ros`` extra; this module is only imported by the live node
+    from cyclonedds.idl import IdlStruct
+    from cyclonedds.idl.types import int32, sequence, uint8, uint32
+    from cyclonedds.internal import InvalidSample
+    from cyclonedds.qos import Policy, Qos
+    from cyclonedds.util import duration
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise missing_extra("the ROS 2 node", "ros", cause=exc) from exc
+
+_NAME = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+def dds_topic(ros_name: str) -> str:
+    """``/camera/image_raw`` -> ``rt/camera/image_raw`` (a relative name is taken from the root).
+
+    Raises:
+        InputError: not a valid ROS 2 topic name (tokens of letters, digits and ``_``, not starting with
+            a digit, separated by single ``/``).
+    """
+    name = ros_name if ros_name.startswith("/") else "/" + ros_name
+    if not _NAME.match(name):
+        raise InputError(
+            f"{ros_name!r} is not a ROS 2 topic name",
+            hint="use names like /camera/image_raw (letters, digits, _ and single slashes, no trailing /)",
+        )
+    return "rt" + name
+
+
+@dataclass
+class Time(IdlStruct, typename="builtin_interfaces::msg::dds_::Time_"):
+    sec: int32
+    nanosec: uint32
+
+
+@dataclass
+class Header(IdlStruct, typename="std_msgs::msg::dds_::Header_"):
+    stamp: Time
+    frame_id: str
+
+
+@dataclass
+class Image(IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
+    header: Header
+    height: uint32
+    width: uint32
+    encoding: str
+    is_bigendian: uint8
+    step: uint32
+    data: sequence[uint8]
+
+
+@dataclass
+class CompressedImage(IdlStruct, typename="sensor_msgs::msg::dds_::CompressedImage_"):
+    header: Header
+    format: str
+    data: sequence[uint8]
+
+
+@dataclass
+class String(IdlStruct, typename="std_msgs::msg::dds_::String_"):
+    data: str
+
+
+#: ROS type name -> DDS dataclass.
+TYPES: dict[str, type] = {
+    "sensor_msgs/msg/Image": Image,
+    "sensor_msgs/msg/CompressedImage": CompressedImage,
+    "std_msgs/msg/String": String,
+}
+
+_XCDR1 = Policy.DataRepresentation(use_cdrv0_representation=True)
+SENSOR_QOS = Qos(Policy.Reliability.BestEffort, Policy.Durability.Volatile, Policy.History.KeepLast(5), _XCDR1)
+RESULT_QOS = Qos(
+    Policy.Reliability.Reliable(duration(milliseconds=100)),
+    Policy.Durability.Volatile,
+    Policy.History.KeepLast(10),
+    _XCDR1,
+)
+COMMAND_QOS = Qos(
+    Policy.Reliability.Reliable(duration(milliseconds=100)),
+    Policy.Durability.Volatile,
+    Policy.History.KeepLast(1),
+    _XCDR1,
+)
+
+
+def valid(samples: list) -> list:
+    """The data samples of a ``take``: without the ``InvalidSample`` markers DDS delivers when a publisher
+    goes away (its instance is disposed or unregistered), which carry no message."""
+    return [s for s in samples if not isinstance(s, InvalidSample)]
+
+
+def header(stamp: tuple[int, int], frame_id: str) -> Header:
+    return Header(Time(int(stamp[0]), int(stamp[1])), frame_id)
+
+
+def image_message(stamp: tuple[int, int], frame_id: str, fields: dict[str, Any]) -> Image:
+    """An ``Image`` from ``messages.mask_fields``-style fields (``data`` as bytes)."""
+    return Image(
+        header(stamp, frame_id),
+        fields["height"],
+        fields["width"],
+        fields["encoding"],
+        fields["is_bigendian"],
+        fields["step"],
+        fields["data"],
+    )

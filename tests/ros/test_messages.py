@@ -1,0 +1,136 @@
+"""Image messages <-> numpy, and our DDS types against an independent ROS 2 CDR implementation (rosbags)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from segzero_edge.errors import InputError
+from segzero_edge.ros.messages import COMPRESSED_IMAGE, IMAGE, mask_image, to_rgb
+
+rosbags = pytest.importorskip("rosbags", reason="needs the ros extra (rosbags)")
+from rosbags.typesys import Stores, get_typestore  # noqa: E402
+
+TS = get_typestore(Stores.ROS2_HUMBLE)
+Image = TS.types[IMAGE]
+Compressed = TS.types[COMPRESSED_IMAGE]
+Header = TS.types["std_msgs/msg/Header"]
+Time = TS.types["builtin_interfaces/msg/Time"]
+HDR = Header(stamp=Time(sec=12, nanosec=34), frame_id="cam")
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+
+
+def _image(pixels: np.ndarray, encoding: str, pad: int = 0) -> object:
+    h, w = pixels.shape[:2]
+    rows = pixels.reshape(h, -1)
+    step = rows.shape[1] + pad
+    data = np.zeros((h, step), np.uint8)
+    data[:, : rows.shape[1]] = rows
+    data[:, rows.shape[1] :] = 77  # padding bytes must be ignored
+    return Image(header=HDR, height=h, width=w, encoding=encoding, is_bigendian=0, step=step, data=data.reshape(-1))
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+def test_every_supported_encoding_gives_the_same_rgb(pad):
+    alpha = np.full((5, 7, 1), 200, np.uint8)
+    gray = RGB[..., :1]
+    assert np.array_equal(to_rgb(_image(RGB, "rgb8", pad), IMAGE), RGB)
+    assert np.array_equal(to_rgb(_image(RGB[..., ::-1], "bgr8", pad), IMAGE), RGB)
+    assert np.array_equal(to_rgb(_image(np.concatenate([RGB, alpha], 2), "rgba8", pad), IMAGE), RGB)
+    assert np.array_equal(to_rgb(_image(np.concatenate([RGB[..., ::-1], alpha], 2), "bgra8", pad), IMAGE), RGB)
+    assert np.array_equal(to_rgb(_image(RGB[..., ::-1], "8UC3", pad), IMAGE), RGB)  # cv_bridge's reading
+    assert np.array_equal(to_rgb(_image(gray, "mono8", pad), IMAGE), np.repeat(gray, 3, axis=2))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "says"),
+    [
+        ("16UC1", "depth or 16-bit"),
+        ("32FC1", "depth or 16-bit"),
+        ("mono16", "depth or 16-bit"),
+        ("bayer_rggb8", "debayer"),
+        ("yuv422", "rgb8, bgr8"),
+    ],
+)
+def test_unsupported_encodings_are_refused_with_what_to_do(encoding, says):
+    msg = _image(np.zeros((2, 2, 2), np.uint8), encoding)
+    with pytest.raises(InputError, match=encoding) as err:
+        to_rgb(msg, IMAGE)
+    assert says in str(err.value)
+
+
+def test_truncated_or_inconsistent_images_are_refused():
+    msg = _image(RGB, "rgb8")
+    short = Image(header=HDR, height=5, width=7, encoding="rgb8", is_bigendian=0, step=21, data=msg.data[:-1])
+    with pytest.raises(InputError, match="truncated"):
+        to_rgb(short, IMAGE)
+    narrow = Image(header=HDR, height=5, width=7, encoding="rgb8", is_bigendian=0, step=20, data=msg.data)
+    with pytest.raises(InputError, match="step"):
+        to_rgb(narrow, IMAGE)
+    empty = Image(header=HDR, height=0, width=7, encoding="rgb8", is_bigendian=0, step=21, data=msg.data[:0])
+    with pytest.raises(InputError, match="empty"):
+        to_rgb(empty, IMAGE)
+    with pytest.raises(InputError, match="not an image"):
+        to_rgb(msg, "std_msgs/msg/String")
+
+
+def test_compressed_images_decode_and_depth_or_garbage_is_refused():
+    buf = io.BytesIO()
+    PILImage.fromarray(RGB).save(buf, "PNG")
+    png = Compressed(header=HDR, format="png", data=np.frombuffer(buf.getvalue(), np.uint8))
+    assert np.array_equal(to_rgb(png, COMPRESSED_IMAGE), RGB)
+    buf = io.BytesIO()
+    PILImage.fromarray(RGB).save(buf, "JPEG", quality=95)
+    jpeg = Compressed(header=HDR, format="rgb8; jpeg compressed bgr8", data=np.frombuffer(buf.getvalue(), np.uint8))
+    assert to_rgb(jpeg, COMPRESSED_IMAGE).shape == (5, 7, 3)
+    depth = Compressed(header=HDR, format="16UC1; compressedDepth png", data=png.data)
+    with pytest.raises(InputError, match="depth"):
+        to_rgb(depth, COMPRESSED_IMAGE)
+    junk = Compressed(header=HDR, format="jpeg", data=np.arange(40, dtype=np.uint8))
+    with pytest.raises(InputError, match="cannot decode"):
+        to_rgb(junk, COMPRESSED_IMAGE)
+
+
+def test_mask_image_labels_objects_and_a_later_object_wins():
+    masks = np.zeros((2, 3, 4), bool)
+    masks[0, 0, :2] = True
+    masks[1, 0, 1:3] = True
+    label = mask_image(masks, (4, 3))
+    assert label.dtype == np.uint8 and label.shape == (3, 4)
+    assert label[0].tolist() == [127, 255, 255, 0] and not label[1:].any()
+    assert mask_image(masks[:1], (4, 3))[0, :2].tolist() == [255, 255]
+    assert not mask_image(np.zeros((0, 3, 4), bool), (4, 3)).any()
+
+
+def test_our_dds_types_serialise_exactly_as_ros2_cdr():
+    """Byte-level agreement with rosbags' CDR serialiser, built from the ROS 2 .msg definitions: what a
+    ROS 2 node (rmw_cyclonedds / rmw_fastrtps) puts on the wire for these types."""
+    pytest.importorskip("cyclonedds", reason="needs the ros extra (cyclonedds)")
+    from segzero_edge.ros import wire
+
+    ours = wire.Image(wire.header((12, 34), "cam"), 5, 7, "rgb8", 0, 21, RGB.tobytes())
+    theirs = Image(header=HDR, height=5, width=7, encoding="rgb8", is_bigendian=0, step=21, data=RGB.reshape(-1))
+    assert ours.serialize() == bytes(TS.serialize_cdr(theirs, IMAGE))
+    back = wire.Image.deserialize(bytes(TS.serialize_cdr(theirs, IMAGE)))
+    assert np.array_equal(to_rgb(back, IMAGE), RGB) and back.header.frame_id == "cam"
+    text = TS.types["std_msgs/msg/String"](data='{"a": 1}')
+    assert wire.String('{"a": 1}').serialize() == bytes(TS.serialize_cdr(text, "std_msgs/msg/String"))
+    comp = Compressed(header=HDR, format="png", data=np.arange(9, dtype=np.uint8))
+    ours_c = wire.CompressedImage(wire.header((12, 34), "cam"), "png", bytes(range(9)))
+    assert ours_c.serialize() == bytes(TS.serialize_cdr(comp, COMPRESSED_IMAGE))
+
+
+@pytest.mark.parametrize("name", ["camera", "/a//b", "/a/b/", "/1cam", "/cam era", ""])
+def test_topic_names_follow_ros2_rules(name):
+    pytest.importorskip("cyclonedds", reason="needs the ros extra (cyclonedds)")
+    from segzero_edge.ros.wire import dds_topic
+
+    if name == "camera":
+        assert dds_topic(name) == "rt/camera"
+        return
+    with pytest.raises(InputError, match="ROS 2 topic name"):
+        dds_topic(name)
