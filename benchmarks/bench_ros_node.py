@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segzero_edge.evaluation.latency import cpu_model
+from segzero_edge.evaluation.latency import cpu_model, cpu_simd
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = (
@@ -184,7 +184,10 @@ def main() -> int:
             results.append(run_rate(engine, folder, text, fps, args, Path(tmp)))
             print(json.dumps(results[-1]), file=sys.stderr)
     report = {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "cpu": cpu_model(),
+        "cores": len(os.sched_getaffinity(0)),
+        "simd": cpu_simd(),
         "threads": args.threads,
         "seconds": args.seconds,
         "text": text,

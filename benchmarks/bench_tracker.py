@@ -252,7 +252,9 @@ def main() -> int:
         work = args.work or Path(tmp)
         results = [bench_config(c, args, work) for c in args.configs] if args.configs else []
     report = {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "cpu": cpu_model(),
+        "cores": len(os.sched_getaffinity(0)),
         "simd": cpu_simd(),
         "device": args.device,
         "threads": args.threads,

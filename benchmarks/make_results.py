@@ -139,6 +139,23 @@ def track_vs_predict_rows(d: dict) -> list[Row]:
     ]
 
 
+def ros_node_rows(d: dict) -> list[Row]:
+    return [
+        [
+            f"{r['fps_in']:g}",
+            str(r["sent"]),
+            str(r["received"]),
+            str(r["waiting"]),
+            str(r["dropped"]),
+            str(r["published"]),
+            f"{_f(r['latency_ms_p50'])} / {_f(r['latency_ms_p90'])}",
+            f"{_f(r['age_ms_p50_subscriber'])} / {_f(r['age_ms_p90_subscriber'])}",
+            _f(r["fps_out"]),
+        ]
+        for r in d["results"]
+    ]
+
+
 def reasoner_rows(d: dict) -> list[Row]:
     variants = d.get("variants")
     if not isinstance(variants, dict):
@@ -374,6 +391,28 @@ SECTIONS: tuple[Section, ...] = (
         track_vs_predict_rows,
     ),
     Section(
+        "The ROS 2 node under a camera stream",
+        "`segzero-edge serve --ros2` on the world engine, fed by a replayed camera (448 x 448 rgb8, sensor-data "
+        "QoS) at each input rate over loopback Cyclone DDS; camera, node and subscriber share the machine's "
+        "cores. Waiting: frames before the first answer; dropped: frames skipped because a newer one was "
+        "waiting (the node never queues). Node latency: message taken to mask published; age: camera stamp to "
+        "the subscriber receiving the mask.",
+        ("ros_node_*.json",),
+        "python benchmarks/bench_ros_node.py --rates 5 15 30 --seconds 20 --out benchmarks/results/ros_node_world",
+        (
+            "input fps",
+            "sent",
+            "received",
+            "waiting",
+            "dropped",
+            "published",
+            "node latency p50 / p90 ms",
+            "age p50 / p90 ms",
+            "output fps",
+        ),
+        ros_node_rows,
+    ),
+    Section(
         "Segmenter: SAM2 encoding overlapped with reasoning, feature cache",
         "End-to-end predict() with and without overlap, and with a cache hit (same frame, new question); "
         "stages measured alone (sequential) give target = max(reasoning, encoding) + decoding + pre/post; "
@@ -513,7 +552,7 @@ def provenance(d: dict, path: Path, default_command: str) -> tuple[str, str, str
     elif isinstance(m, str):
         machine = m
     elif d.get("cpu"):
-        machine = f"{d['cpu']}, {d.get('cores', '?')} cores"
+        machine = f"{d['cpu']}" + (f" ({d['simd']})" if d.get("simd") else "") + f", {d.get('cores', '?')} cores"
         if d.get("load_start"):
             machine += f", load {' '.join(f'{x:.1f}' for x in d['load_start'])}"
     else:
