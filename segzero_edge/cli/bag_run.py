@@ -88,7 +88,7 @@ def run_bag(args: argparse.Namespace, bag: Path, *, mode: str, segmenter_kwargs:
     if interrupted:
         print("stopped   : interrupted; the output holds the frames done until then", file=sys.stderr)
     if out is not None:
-        print(f"wrote     : {out} (topics {writer.mask_topic}, {writer.result_topic})")
+        print(f"wrote     : {out} (topics {writer.mask_topic}, {writer.result_topic}, {writer.annotations_topic})")
     return 130 if interrupted else 0
 
 

@@ -83,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     with Segmenter(args.engine_dir, device=args.device, threads=args.threads, **option_values(args, OPTIONS)) as seg:
         node = Ros2Node(seg, config)
-        print(f"serving   : {config.image_topic} -> {config.mask_topic}, {config.result_topic} (Ctrl-C stops)")
+        outs = f"{config.mask_topic}, {config.result_topic}, {config.annotations_topic}"
+        print(f"serving   : {config.image_topic} -> {outs} (Ctrl-C stops)")
         interrupted = False
         try:
             node.spin()

@@ -10,9 +10,11 @@ the message definitions it embeds come from ``rosbags``' typestore, so they are 
 Output topics, for an input topic ``T``:
 
 * ``T/mask``: ``sensor_msgs/msg/Image`` ``mono8`` at the frame's size (``messages.mask_image``);
-* ``T/result``: ``std_msgs/msg/String`` with the answer as JSON (``messages.result_json``).
+* ``T/result``: ``std_msgs/msg/String`` with the answer as JSON (``messages.result_json``);
+* ``T/annotations``: ``foxglove_msgs/msg/ImageAnnotations``, boxes, points and labels that Foxglove's Image
+  panel draws over the camera image (``annotations.py``).
 
-Both carry the input frame's header stamp and ``frame_id`` (in the JSON for the string) and are logged at
+All carry the input frame's header stamp and ``frame_id`` (in the JSON for the string) and are logged at
 the input message's log time, so a player replays them in step with the camera.
 """
 
@@ -27,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, missing_extra
+from .annotations import IMAGE_ANNOTATIONS, image_annotations
+from .annotations import MSGDEF as ANNOTATIONS_MSGDEF
 from .messages import IMAGE, IMAGE_TYPES, STRING, mask_fields, mask_image, result_json, stamp_of, to_rgb
 
 BAG_SUFFIXES = (".bag", ".mcap", ".db3")
@@ -146,15 +150,17 @@ class ResultBagWriter:
         self.path = Path(path)
         self.mask_topic = f"{topic.rstrip('/')}/mask"
         self.result_topic = f"{topic.rstrip('/')}/result"
+        self.annotations_topic = f"{topic.rstrip('/')}/annotations"
         self._file = self.path.open("wb")
         self._writer = Writer(self._file)
         msgdef = {t: typestore.generate_msgdef(t, ros_version=2)[0] for t in (IMAGE, STRING)}
+        msgdef[IMAGE_ANNOTATIONS] = ANNOTATIONS_MSGDEF
         self._schemas = {t: self._writer.register_msgdef(t, text) for t, text in msgdef.items()}
         self._seq = 0
         self.written = 0
 
     def write(self, frame: BagFrame, res: Any) -> None:
-        """The mask and the answer of ``res`` (a ``Segmentation`` of ``frame``)."""
+        """The mask, the answer and the annotations of ``res`` (a ``Segmentation`` of ``frame``)."""
         h, w = frame.rgb.shape[:2]
         masks = np.stack([o.mask for o in res.objects]) if res.objects else np.zeros((0, h, w), bool)
         header = {"stamp": {"sec": frame.stamp[0], "nanosec": frame.stamp[1]}, "frame_id": frame.frame_id}
@@ -163,6 +169,7 @@ class ResultBagWriter:
         for topic, schema, message in (
             (self.mask_topic, self._schemas[IMAGE], image),
             (self.result_topic, self._schemas[STRING], {"data": text}),
+            (self.annotations_topic, self._schemas[IMAGE_ANNOTATIONS], image_annotations(res, frame.stamp)),
         ):
             self._writer.write_message(
                 topic, schema, message, log_time=frame.log_time_ns, publish_time=frame.log_time_ns, sequence=self._seq

@@ -16,7 +16,8 @@ consumed and counted as ``waiting`` (nothing is published for them). Inside a tr
 ``reason_after_lost`` lost frames runs in the background too (``Track``).
 
 Outputs for image topic ``T`` (same as the bag writer): ``T/mask`` (``sensor_msgs/Image`` mono8, the frame's
-header) and ``T/result`` (``std_msgs/String`` JSON with the frame's stamp, boxes, points, scores, reasoning).
+header), ``T/result`` (``std_msgs/String`` JSON with the frame's stamp, boxes, points, scores, reasoning) and
+``T/annotations`` (``foxglove_msgs/ImageAnnotations``, drawn by Foxglove over the image).
 
 Threads: ``spin`` runs the frame loop on the calling thread; ``stop`` and ``set_text`` may be called from
 any thread.
@@ -35,6 +36,7 @@ import numpy as np
 
 from ..errors import InputError, SegZeroError
 from . import wire
+from .annotations import image_annotations
 from .messages import COMPRESSED_IMAGE, IMAGE, mask_fields, mask_image, result_json, stamp_of, to_rgb
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,10 @@ class NodeConfig:
     @property
     def result_topic(self) -> str:
         return self.image_topic.rstrip("/") + "/result"
+
+    @property
+    def annotations_topic(self) -> str:
+        return self.image_topic.rstrip("/") + "/annotations"
 
 
 @dataclass
@@ -146,6 +152,8 @@ class Ros2Node:
         self._masks = DataWriter(dp, Topic(dp, wire.dds_topic(config.mask_topic), wire.Image), qos=wire.RESULT_QOS)
         result_topic = Topic(dp, wire.dds_topic(config.result_topic), wire.String)
         self._results = DataWriter(dp, result_topic, qos=wire.RESULT_QOS)
+        marks = Topic(dp, wire.dds_topic(config.annotations_topic), wire.ImageAnnotations)
+        self._annotations = DataWriter(dp, marks, qos=wire.RESULT_QOS)
         self._waitset = WaitSet(dp)
         any_state = SampleState.Any | ViewState.Any | InstanceState.Any
         for reader in (self._images, self._texts):
@@ -268,6 +276,7 @@ class Ros2Node:
         masks = np.stack([o.mask for o in res.objects]) if res.objects else np.zeros((0, h, w), bool)
         self._masks.write(wire.image_message(stamp, frame_id, mask_fields(mask_image(masks, (w, h)))))
         self._results.write(wire.String(result_json(res, stamp=stamp, frame_id=frame_id, frame=res.frame_index)))
+        self._annotations.write(wire.annotations_message(image_annotations(res, stamp)))
         now = time.perf_counter()
         self.stats.published += 1
         self.stats.latency_ms.append((now - t_take) * 1e3)

@@ -27,7 +27,7 @@ from ..errors import InputError, missing_extra
 
 try:  # the ``ros`` extra; this module is only imported by the live node
     from cyclonedds.idl import IdlStruct
-    from cyclonedds.idl.types import int32, sequence, uint8, uint32
+    from cyclonedds.idl.types import float64, int32, sequence, uint8, uint32
     from cyclonedds.internal import InvalidSample
     from cyclonedds.qos import Policy, Qos
     from cyclonedds.util import duration
@@ -88,11 +88,64 @@ class String(IdlStruct, typename="std_msgs::msg::dds_::String_"):
     data: str
 
 
+@dataclass
+class Point2(IdlStruct, typename="foxglove_msgs::msg::dds_::Point2_"):
+    x: float64
+    y: float64
+
+
+@dataclass
+class Color(IdlStruct, typename="foxglove_msgs::msg::dds_::Color_"):
+    r: float64
+    g: float64
+    b: float64
+    a: float64
+
+
+@dataclass
+class CircleAnnotation(IdlStruct, typename="foxglove_msgs::msg::dds_::CircleAnnotation_"):
+    timestamp: Time
+    position: Point2
+    diameter: float64
+    thickness: float64
+    fill_color: Color
+    outline_color: Color
+
+
+@dataclass
+class PointsAnnotation(IdlStruct, typename="foxglove_msgs::msg::dds_::PointsAnnotation_"):
+    timestamp: Time
+    type: uint8
+    points: sequence[Point2]
+    outline_color: Color
+    outline_colors: sequence[Color]
+    fill_color: Color
+    thickness: float64
+
+
+@dataclass
+class TextAnnotation(IdlStruct, typename="foxglove_msgs::msg::dds_::TextAnnotation_"):
+    timestamp: Time
+    position: Point2
+    text: str
+    font_size: float64
+    text_color: Color
+    background_color: Color
+
+
+@dataclass
+class ImageAnnotations(IdlStruct, typename="foxglove_msgs::msg::dds_::ImageAnnotations_"):
+    circles: sequence[CircleAnnotation]
+    points: sequence[PointsAnnotation]
+    texts: sequence[TextAnnotation]
+
+
 #: ROS type name -> DDS dataclass.
 TYPES: dict[str, type] = {
     "sensor_msgs/msg/Image": Image,
     "sensor_msgs/msg/CompressedImage": CompressedImage,
     "std_msgs/msg/String": String,
+    "foxglove_msgs/msg/ImageAnnotations": ImageAnnotations,
 }
 
 _XCDR1 = Policy.DataRepresentation(use_cdrv0_representation=True)
@@ -119,6 +172,44 @@ def valid(samples: list) -> list:
 
 def header(stamp: tuple[int, int], frame_id: str) -> Header:
     return Header(Time(int(stamp[0]), int(stamp[1])), frame_id)
+
+
+def annotations_message(fields: dict[str, Any]) -> ImageAnnotations:
+    """An ``ImageAnnotations`` from ``annotations.image_annotations``' nested dicts (points and texts)."""
+
+    def time(d: dict) -> Time:
+        return Time(d["sec"], d["nanosec"])
+
+    def color(d: dict) -> Color:
+        return Color(d["r"], d["g"], d["b"], d["a"])
+
+    def point(d: dict) -> Point2:
+        return Point2(d["x"], d["y"])
+
+    points = [
+        PointsAnnotation(
+            time(p["timestamp"]),
+            p["type"],
+            [point(q) for q in p["points"]],
+            color(p["outline_color"]),
+            [color(c) for c in p["outline_colors"]],
+            color(p["fill_color"]),
+            p["thickness"],
+        )
+        for p in fields["points"]
+    ]
+    texts = [
+        TextAnnotation(
+            time(t["timestamp"]),
+            point(t["position"]),
+            t["text"],
+            t["font_size"],
+            color(t["text_color"]),
+            color(t["background_color"]),
+        )
+        for t in fields["texts"]
+    ]
+    return ImageAnnotations([], points, texts)  # image_annotations draws no circles
 
 
 def image_message(stamp: tuple[int, int], frame_id: str, fields: dict[str, Any]) -> Image:

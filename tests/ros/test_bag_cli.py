@@ -83,15 +83,20 @@ def write_bag(path: Path, frames, kind: str, *, storage: str = "mcap", extra_top
 
 
 def read_results(path: Path) -> tuple[list, list]:
-    """(mask messages, result dicts) of an output MCAP, read back with rosbags."""
-    masks, results = [], []
+    """(mask messages, result dicts) of an output MCAP, read back with rosbags; checks that each frame also
+    has its annotations (stamped as the mask; the schema comes from the file)."""
+    out: dict[str, list] = {"mask": [], "result": [], "annotations": []}
     with AnyReader([path], default_typestore=TS2) as reader:
-        topics = {c.topic: c.msgtype for c in reader.connections}
-        assert topics == {f"{TOPIC}/mask": "sensor_msgs/msg/Image", f"{TOPIC}/result": "std_msgs/msg/String"}
+        assert {c.topic: c.msgtype for c in reader.connections} == {
+            f"{TOPIC}/mask": "sensor_msgs/msg/Image",
+            f"{TOPIC}/result": "std_msgs/msg/String",
+            f"{TOPIC}/annotations": "foxglove_msgs/msg/ImageAnnotations",
+        }
         for conn, _, raw in reader.messages():
-            msg = reader.deserialize(raw, conn.msgtype)
-            (masks if conn.topic.endswith("mask") else results).append(msg)
-    return masks, [json.loads(r.data) for r in results]
+            out[conn.topic.rsplit("/", 1)[1]].append(reader.deserialize(raw, conn.msgtype))
+    stamps = [(m.header.stamp.sec, m.header.stamp.nanosec) for m in out["mask"]]
+    assert [(a.texts[0].timestamp.sec, a.texts[0].timestamp.nanosec) for a in out["annotations"]] == stamps
+    return out["mask"], [json.loads(r.data) for r in out["result"]]
 
 
 def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:

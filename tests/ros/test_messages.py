@@ -134,3 +134,65 @@ def test_topic_names_follow_ros2_rules(name):
         return
     with pytest.raises(InputError, match="ROS 2 topic name"):
         dds_topic(name)
+
+
+def _segmentation():
+    from segzero_edge.types import ObjectMask, Segmentation
+
+    mask = np.zeros((20, 30), bool)
+    mask[5:10, 4:12] = True
+    objects = (
+        ObjectMask(mask, (4, 5, 12, 10), 0.91, 2.0, False, (3, 4, 13, 11), ((8.0, 7.0),)),
+        ObjectMask(np.zeros((20, 30), bool), None, 0.2, -3.0, True),
+    )
+    return Segmentation(mask=mask, found=True, objects=objects)
+
+
+def test_annotations_draw_each_objects_box_points_and_label():
+    from segzero_edge.ros.annotations import LINE_LOOP, POINTS, image_annotations
+
+    ann = image_annotations(_segmentation(), (12, 34))
+    loop, dots = ann["points"]
+    assert loop["type"] == LINE_LOOP and [(p["x"], p["y"]) for p in loop["points"]] == [
+        (4, 5),
+        (12, 5),
+        (12, 10),
+        (4, 10),
+    ]
+    assert dots["type"] == POINTS and [(p["x"], p["y"]) for p in dots["points"]] == [(8.0, 7.0)]
+    assert [t["text"] for t in ann["texts"]] == ["1: 0.91", "2: lost"]  # a lost object gets its label only
+    assert {p["timestamp"]["sec"] for p in ann["points"]} == {12} and ann["circles"] == []
+
+
+def test_annotations_serialise_exactly_as_the_foxglove_msgs_definition():
+    """Our DDS ImageAnnotations against rosbags' CDR for the message definition the MCAP writer embeds."""
+    pytest.importorskip("cyclonedds", reason="needs the ros extra (cyclonedds)")
+    from rosbags.typesys import get_types_from_msg
+
+    from segzero_edge.ros import wire
+    from segzero_edge.ros.annotations import IMAGE_ANNOTATIONS, MSGDEF, image_annotations
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    ts.register(get_types_from_msg(MSGDEF, IMAGE_ANNOTATIONS))
+    fields = image_annotations(_segmentation(), (12, 34))
+
+    def build(name: str, value):
+        if isinstance(value, dict):
+            cls = ts.types[name]
+            kinds = {"timestamp": "builtin_interfaces/msg/Time", "position": "foxglove_msgs/msg/Point2"}
+            out = {}
+            for key, v in value.items():
+                sub = kinds.get(key) or ("foxglove_msgs/msg/Color" if "color" in key else None)
+                out[key] = build(sub, v) if isinstance(v, dict) else v
+                if isinstance(v, list):
+                    item = {"points": "foxglove_msgs/msg/Point2", "outline_colors": "foxglove_msgs/msg/Color"}
+                    out[key] = [build(item.get(key, ""), x) for x in v]
+            return cls(**out)
+        return value
+
+    theirs = ts.types[IMAGE_ANNOTATIONS](
+        circles=[],
+        points=[build("foxglove_msgs/msg/PointsAnnotation", p) for p in fields["points"]],
+        texts=[build("foxglove_msgs/msg/TextAnnotation", t) for t in fields["texts"]],
+    )
+    assert wire.annotations_message(fields).serialize() == bytes(ts.serialize_cdr(theirs, IMAGE_ANNOTATIONS))
