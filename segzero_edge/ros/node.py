@@ -99,7 +99,8 @@ class NodeStats:
     Attributes:
         received: image messages taken from the wire.
         published: frames whose mask and result were published.
-        dropped: frames skipped because a newer one was waiting (the node never queues).
+        dropped: frames skipped because a newer one was waiting (the node never queues), and frames that
+            could not be decoded (logged).
         waiting: frames received before the first track existed (nothing published for them).
         latency_ms: per published frame (the last ``LATENCY_WINDOW``), from taking the message to publishing its result.
         age_ms: per published frame, from the header stamp to publishing (needs the publisher's clock to be
@@ -183,14 +184,9 @@ class Ros2Node:
         from cyclonedds.util import duration
 
         stop = stop or self._stop
-        log.info(
-            "node: %s (%s) -> %s, %s; instruction topic %s",
-            self.config.image_topic,
-            self._msgtype,
-            self.config.mask_topic,
-            self.config.result_topic,
-            self.config.text_topic,
-        )
+        c = self.config
+        outs = f"{c.mask_topic}, {c.result_topic}, {c.annotations_topic}"
+        log.info("node: %s (%s) -> %s; instruction topic %s", c.image_topic, self._msgtype, outs, c.text_topic)
         next_log = time.monotonic() + LOG_EVERY_S
         try:
             while not (stop.is_set() or self._stop.is_set()):
@@ -234,8 +230,8 @@ class Ros2Node:
             return
         try:
             res = self._track.update(rgb)
-        except SegZeroError as exc:  # e.g. the camera changed its resolution: start again on this frame
-            log.warning("node: %s; re-reasoning on this frame", exc.message)
+        except SegZeroError as exc:  # e.g. the camera changed its resolution: start a new track
+            log.warning("node: %s; reasoning again from the next frame", exc.message)
             self._track.close()
             self._track = None
             with self._text_lock:
