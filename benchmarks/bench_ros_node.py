@@ -34,12 +34,6 @@ import numpy as np
 from segzero_edge.evaluation.latency import cpu_model, cpu_simd
 
 ROOT = Path(__file__).resolve().parents[1]
-LOOPBACK = (
-    '<CycloneDDS><Domain><General><Interfaces><NetworkInterface name="lo" multicast="false"/></Interfaces>'
-    '<AllowMulticast>false</AllowMulticast></General><Discovery><Peers><Peer address="127.0.0.1"/></Peers>'
-    "<ParticipantIndex>auto</ParticipantIndex><MaxAutoParticipantIndex>32</MaxAutoParticipantIndex></Discovery>"
-    "</Domain></CycloneDDS>"
-)
 TOPIC = "/camera/image_raw"
 
 
@@ -58,8 +52,8 @@ def run_rate(engine: Path, folder: Path, text: str, fps: float, args, tmp: Path)
 
     from segzero_edge.ros import wire
 
-    env = {**os.environ, "CYCLONEDDS_URI": LOOPBACK}
-    os.environ["CYCLONEDDS_URI"] = LOOPBACK
+    env = {**os.environ, "CYCLONEDDS_URI": wire.LOOPBACK_CONFIG}
+    os.environ["CYCLONEDDS_URI"] = wire.LOOPBACK_CONFIG
     domain = random.randint(1, 200)
     stats_path = tmp / f"stats_{fps}.json"
     dp = DomainParticipant(domain)

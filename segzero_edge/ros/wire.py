@@ -34,6 +34,16 @@ try:  # the ``ros`` extra; this module is only imported by the live node
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing_extra("the ROS 2 node", "ros", cause=exc) from exc
 
+#: A Cyclone DDS configuration (the value of ``CYCLONEDDS_URI``) that keeps every participant of this machine
+#: on the loopback interface, with unicast discovery on 127.0.0.1 (``lo`` has no multicast): what the tests
+#: and the benchmark use, and a way to try a node and a replayed camera without touching the network.
+LOOPBACK_CONFIG = (
+    '<CycloneDDS><Domain><General><Interfaces><NetworkInterface name="lo" multicast="false"/></Interfaces>'
+    '<AllowMulticast>false</AllowMulticast></General><Discovery><Peers><Peer address="127.0.0.1"/></Peers>'
+    "<ParticipantIndex>auto</ParticipantIndex><MaxAutoParticipantIndex>32</MaxAutoParticipantIndex></Discovery>"
+    "</Domain></CycloneDDS>"
+)
+
 _NAME = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")
 
 

@@ -27,14 +27,9 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
+from segzero_edge.ros.wire import LOOPBACK_CONFIG  # nothing leaves the machine
+
 CLI = [sys.executable, "-m", "segzero_edge"]
-#: Unicast discovery on 127.0.0.1 only: nothing leaves the machine, and lo needs no multicast.
-LOOPBACK = (
-    '<CycloneDDS><Domain><General><Interfaces><NetworkInterface name="lo" multicast="false"/></Interfaces>'
-    '<AllowMulticast>false</AllowMulticast></General><Discovery><Peers><Peer address="127.0.0.1"/></Peers>'
-    "<ParticipantIndex>auto</ParticipantIndex><MaxAutoParticipantIndex>32</MaxAutoParticipantIndex></Discovery>"
-    "</Domain></CycloneDDS>"
-)
 
 
 # A ROS 2 subscriber's view of the types (rosidl's DDS names), declared here independently of segzero_edge.
@@ -72,8 +67,8 @@ RELIABLE = Qos(Policy.Reliability.Reliable(duration(milliseconds=100)), Policy.H
 
 @pytest.fixture()
 def loopback(monkeypatch):
-    monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK)
-    return {**os.environ, "CYCLONEDDS_URI": LOOPBACK}
+    monkeypatch.setenv("CYCLONEDDS_URI", LOOPBACK_CONFIG)
+    return {**os.environ, "CYCLONEDDS_URI": LOOPBACK_CONFIG}
 
 
 def test_node_tracks_a_camera_topic_and_publishes_stamped_masks_in_order(tmp_path, ros_engine, demo_frames, loopback):
