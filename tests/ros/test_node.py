@@ -92,9 +92,9 @@ def test_node_tracks_a_camera_topic_and_publishes_stamped_masks_in_order(tmp_pat
         stderr=subprocess.PIPE,
         text=True,
     )
-    replay = [sys.executable, "-m", "segzero_edge.ros.replay", str(folder), "--topic", "/cam/image_raw"]
+    replay = [sys.executable, "-m", "segzero_edge.ros.replay", str(folder), "--topic", "/cam/image_raw", "--fps", "10"]
     camera = subprocess.Popen(
-        [*replay, "--fps", "10", "--seconds", "25", "--domain-id", str(domain), "--frame-id", "cam_optical"],
+        [*replay, "--seconds", "25", "--domain-id", str(domain), "--frame-id", "cam_optical", "--print-stamps"],
         env=loopback,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
