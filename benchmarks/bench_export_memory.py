@@ -278,6 +278,7 @@ def main() -> None:
             runs[layers] = {
                 **measure(ckpt, args.weights, args.validate, Path(tmp)),
                 "layers": layers,
+                "command": info["command"],
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "load_end": [round(x, 2) for x in os.getloadavg()],
             }

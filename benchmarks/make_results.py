@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -561,6 +562,9 @@ def provenance(d: dict, path: Path, default_command: str) -> tuple[str, str, str
     if threads and "thread" not in machine:
         machine += f", {threads} threads"
     command = str(d.get("command") or default_command)
+    depth = re.fullmatch(r"(export_memory_.+)_(\d+)l", path.stem)
+    if depth and not d.get("command"):  # one depth measured for a summary file (bench_export_memory --reuse)
+        command = f"one depth of {depth.group(1)}.json (its command measured or reused it)"
     date = str(
         d.get("date")
         or _git_date(path)
