@@ -95,8 +95,6 @@ class BagSource:
         self.topic = self._connections[0].topic
         self.msgtype = self._connections[0].msgtype
         self.count = sum(c.msgcount for c in self._connections)
-        duration = (self._reader.end_time - self._reader.start_time) / 1e9
-        self.fps = (self.count - 1) / duration if self.count > 1 and duration > 0 else 10.0
         self.name = f"{self.path}:{self.topic}"
 
     def _pick(self, topic: str | None) -> list[Any]:
