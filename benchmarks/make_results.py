@@ -399,7 +399,8 @@ SECTIONS: tuple[Section, ...] = (
         "waiting (the node never queues). Node latency: message taken to mask published; age: camera stamp to "
         "the subscriber receiving the mask.",
         ("ros_node_*.json",),
-        "python benchmarks/bench_ros_node.py --rates 5 15 30 --seconds 20 --out benchmarks/results/ros_node_world",
+        "python benchmarks/bench_ros_node.py --rates 5 15 30 60 120 --seconds 20 "
+        "--out benchmarks/results/ros_node_world",
         (
             "input fps",
             "sent",

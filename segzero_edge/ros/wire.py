@@ -19,6 +19,7 @@ layouts and QoS follow ROS 2's rules; ``docs/ros2.md`` says how to check with ``
 """
 
 # No ``from __future__ import annotations``: cyclonedds resolves the field annotations at class creation.
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -85,12 +86,35 @@ class Image(IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
     step: uint32
     data: sequence[uint8]
 
+    def serialize(self, buffer=None, endianness=None, use_version_2=None) -> bytes:
+        return _serialize_bytes_tail(self, buffer, endianness, use_version_2)
+
 
 @dataclass
 class CompressedImage(IdlStruct, typename="sensor_msgs::msg::dds_::CompressedImage_"):
     header: Header
     format: str
     data: sequence[uint8]
+
+    def serialize(self, buffer=None, endianness=None, use_version_2=None) -> bytes:
+        return _serialize_bytes_tail(self, buffer, endianness, use_version_2)
+
+
+def _serialize_bytes_tail(msg, buffer, endianness, use_version_2) -> bytes:
+    """XCDR1 of a message whose last field is ``data: uint8[]``, with ``data`` copied as one block.
+
+    cyclonedds packs a ``sequence[uint8]`` one Python int at a time (21 ms for a 448 x 448 RGB frame on this
+    CPU, 7 ms for its mono8 mask); a sequence of octets at the end of a struct is its length (uint32,
+    aligned to 4, which the empty sequence's encoding already ends with) followed by the bytes, so the rest
+    is serialised by cyclonedds with ``data`` empty and the block appended (0.3 ms). Byte-identical to the
+    generic path (``tests/ros/test_messages.py`` compares both with rosbags' ROS 2 CDR).
+    """
+    if buffer is not None or endianness is not None or use_version_2:
+        return IdlStruct.serialize(msg, buffer=buffer, endianness=endianness, use_version_2=use_version_2)
+    data = msg.data if isinstance(msg.data, bytes | bytearray | memoryview) else bytes(msg.data)
+    head = IdlStruct.serialize(dataclasses.replace(msg, data=b""))
+    little = head[1] & 1  # encapsulation id: CDR_BE 0x0000, CDR_LE 0x0001
+    return head[:-4] + len(data).to_bytes(4, "little" if little else "big") + bytes(data)
 
 
 @dataclass
