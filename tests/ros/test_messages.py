@@ -115,6 +115,11 @@ def test_our_dds_types_serialise_exactly_as_ros2_cdr():
     ours = wire.Image(wire.header((12, 34), "cam"), 5, 7, "rgb8", 0, 21, RGB.tobytes())
     theirs = Image(header=HDR, height=5, width=7, encoding="rgb8", is_bigendian=0, step=21, data=RGB.reshape(-1))
     assert ours.serialize() == bytes(TS.serialize_cdr(theirs, IMAGE))
+    from cyclonedds.idl import IdlStruct
+
+    for frame_id in ("", "c", "ca", "cam", "cam_"):  # every alignment of the fields before the pixel block
+        msg = wire.Image(wire.header((1, 2), frame_id), 5, 7, "rgb8", 0, 21, RGB.tobytes())
+        assert msg.serialize() == IdlStruct.serialize(msg)  # the one-block path = cyclonedds' generic one
     back = wire.Image.deserialize(bytes(TS.serialize_cdr(theirs, IMAGE)))
     assert np.array_equal(to_rgb(back, IMAGE), RGB) and back.header.frame_id == "cam"
     text = TS.types["std_msgs/msg/String"](data='{"a": 1}')
