@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import itertools
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from ..errors import InputError
 from ..files import publish_modes, remove_stale, staging_dir, writable_parent
-from .base import progress_bar
+from .frame_loop import TrackSteps, frame_loop
 
 
 def add_bag_arguments(parser: argparse.ArgumentParser, *, every: bool) -> None:
@@ -96,35 +95,29 @@ def _loop(args, source, seg, writer, mode: str) -> tuple[int, float, int, bool]:
     total = -(-source.count // source.every)
     if getattr(args, "max_frames", None):
         total = min(total, args.max_frames)
-    bar = progress_bar(total, "tracking" if mode == "track" else "predict", "frame")
-    track, n, found, interrupted, t_start = None, 0, 0, False, time.perf_counter()
+    found = 0
+
+    def on_result(frame, res) -> None:
+        nonlocal found
+        if writer is not None:
+            writer.write(frame, res)
+        found += res.found
+
+    steps = (
+        None
+        if mode == "predict"
+        else TrackSteps(seg, text=args.text, box=args.box, reason_after_lost=args.reason_after_lost)
+    )
+
+    def step(frame):
+        return seg.predict(frame.rgb, args.text) if steps is None else steps(frame.rgb)
+
     try:
-        for frame in source:
-            if getattr(args, "max_frames", None) is not None and n >= args.max_frames:
-                break
-            if mode == "predict":
-                res = seg.predict(frame.rgb, args.text)
-            elif track is None:
-                track = seg.track(frame.rgb, args.text, box=args.box, reason_after_lost=args.reason_after_lost)
-                res = track.last
-            else:
-                res = track.update(frame.rgb)
-            if writer is not None:
-                writer.write(frame, res)
-            n, found = n + 1, found + res.found
-            if bar is not None:
-                bar.update()
-            elif n == 1 or n % 30 == 0:
-                print(f"frame {frame.index}: {json.dumps({'found': res.found})}", file=sys.stderr)
-    except KeyboardInterrupt:
-        if n == 0:
-            raise
-        interrupted = True
+        frames = itertools.islice(source, getattr(args, "max_frames", None))
+        n, seconds, interrupted = frame_loop(frames, step, on_result, total=total, desc=mode)
     finally:
-        if bar is not None:
-            bar.close()
-        if track is not None:
-            track.close()
+        if steps is not None:
+            steps.close()
     if n == 0:
         raise InputError(f"{source.name} has no messages", hint="check the topic with `ros2 bag info`")
-    return n, time.perf_counter() - t_start, found, interrupted
+    return n, seconds, found, interrupted

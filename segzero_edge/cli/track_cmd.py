@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,8 @@ from ..errors import InputError
 from ..files import publish_modes, remove_stale, staging_dir, writable_parent
 from ..ros.bag import is_bag
 from .bag_run import add_bag_arguments, run_bag
-from .base import DEVICE_HELP, Command, positive_int, progress_bar
+from .base import DEVICE_HELP, Command, positive_int
+from .frame_loop import TrackSteps, frame_loop
 from .options import add_option_arguments, option_values
 
 #: The reasoning options this command exposes (``SegmenterOptions.names()``).
@@ -203,44 +204,34 @@ def _read_masks(paths: list[Path]) -> np.ndarray:
 
 
 def _track_frames(args, source, seg, writer, lines, masks=None) -> tuple[int, float, int, int, bool]:
-    """The frame loop; Ctrl-C (or SIGTERM) ends it between frames, keeping what was tracked (a camera has no
-    last frame). Returns frames, seconds, lost frames, re-prompts, interrupted."""
+    """Track every frame of ``source`` (``frame_loop``). Returns frames, seconds, lost frames, re-prompts,
+    interrupted."""
     from ..overlay import draw_objects
 
     total = min(source.count, args.max_frames) if source.count and args.max_frames else source.count
-    bar, t_start, track = progress_bar(total or args.max_frames, "tracking", "frame"), time.perf_counter(), None
-    n = lost = reprompts = 0
-    interrupted = False
+    counts = {"lost": 0, "reprompts": 0}
+
+    def on_result(item, res) -> None:
+        i, t, rgb = item
+        if writer is not None:
+            writer.write(np.asarray(draw_objects(rgb, res.objects, label=f"{i}")))
+        if lines is not None:
+            lines.write(json.dumps(_record(i, t, res)) + "\n")
+        counts["lost"] += res.lost
+        counts["reprompts"] += "reprompt" in res.timings_ms
+
+    start = {"box": args.box, "mask": masks, "reason_after_lost": args.reason_after_lost}
+    steps = TrackSteps(seg, text=args.text, **start)
     try:
-        for i, t, rgb in source:
-            if args.max_frames is not None and i >= args.max_frames:
-                break
-            if track is None:
-                track = seg.track(rgb, args.text, box=args.box, mask=masks, reason_after_lost=args.reason_after_lost)
-                res = track.last
-            else:
-                res = track.update(rgb)
-            if writer is not None:
-                writer.write(np.asarray(draw_objects(rgb, res.objects, label=f"{i}")))
-            if lines is not None:
-                lines.write(json.dumps(_record(i, t, res)) + "\n")
-            n, lost, reprompts = n + 1, lost + res.lost, reprompts + ("reprompt" in res.timings_ms)
-            if bar is not None:
-                bar.update()
-            elif i == 0 or (i + 1) % 30 == 0:
-                print(f"frame {i + 1}: {'lost' if res.lost else 'tracked'}", file=sys.stderr)
-    except KeyboardInterrupt:
-        if n == 0:
-            raise
-        interrupted = True
+        frames = itertools.islice(source, args.max_frames)
+        n, seconds, interrupted = frame_loop(
+            frames, lambda item: steps(item[2]), on_result, total=total or args.max_frames, desc="tracking"
+        )
     finally:
-        if bar is not None:
-            bar.close()
-        if track is not None:
-            track.close()
-    if track is None:
+        steps.close()
+    if n == 0:
         raise InputError(f"{source.name} has no frames", hint="pass a video with at least one frame")
-    return n, time.perf_counter() - t_start, lost, reprompts, interrupted
+    return n, seconds, counts["lost"], counts["reprompts"], interrupted
 
 
 COMMAND = Command(

@@ -34,7 +34,6 @@ runs on TensorRT and the build holds the tracker engines).
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -79,6 +78,7 @@ from .contract import (
     TrackerSettings,
     check_graphs,
 )
+from .preprocess import preprocess_frame
 from .prompts import as_masks, mask_inputs, resize_antialiased
 
 log = logging.getLogger(__name__)
@@ -120,33 +120,6 @@ class TrackerBackend(Protocol):
 #: splitting such small ops saves (world model, 2 cores: 9 -> 8 ms per tracked frame, 1.47x -> 1.59x the
 #: official predictor; benchmarks/bench_tracker.py). Every official config (1024 px, 64 a side) uses them all.
 SMALL_FEAT_SIZE = 32
-
-
-@functools.lru_cache(maxsize=8)
-def _normalize_table(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
-    """``[3, 256]`` float32: ``(float32(v / 255) - mean_c) / std_c`` for every byte value ``v``."""
-    unit = (np.arange(256) / 255.0).astype(np.float32)
-    return (unit[None] - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
-
-
-def preprocess_frame(
-    rgb: np.ndarray, image_size: int, mean: tuple[float, float, float], std: tuple[float, float, float]
-) -> np.ndarray:
-    """A frame as ``SAM2VideoPredictor`` loads it: ``(H, W, 3)`` uint8 RGB -> ``[1, 3, S, S]`` float32.
-
-    Pillow's ``resize((S, S))`` (bicubic, aspect ratio ignored), ``/ 255`` in float64 stored as float32,
-    then ``(x - mean) / std`` in float32 (``sam2.utils.misc.load_video_frames``). The arithmetic after the
-    resize depends on the byte value alone, so it is a 256-entry table per channel (the same float32 results,
-    bit for bit; 0.1 ms instead of 1.4 ms at 224 x 224 on one core).
-    """
-    from PIL import Image
-
-    resized = np.asarray(Image.fromarray(rgb).resize((image_size, image_size), Image.BICUBIC))
-    table = _normalize_table(tuple(mean), tuple(std))
-    out = np.empty((1, 3, image_size, image_size), np.float32)
-    for c in range(3):
-        np.take(table[c], resized[:, :, c], out=out[0, c])
-    return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -62,7 +62,7 @@ def test_frames_are_preprocessed_like_the_official_video_loader(tmp_path, tracke
     from sam2.utils.misc import load_video_frames
 
     from segzero_edge.tracker.clips import synthetic_clip
-    from segzero_edge.tracker.pipeline import preprocess_frame
+    from segzero_edge.tracker.preprocess import preprocess_frame
 
     clip = synthetic_clip(8, (301, 177), seed=5)
     for i, f in enumerate(clip.frames):
